@@ -1,0 +1,640 @@
+//! A fault-injecting proxy for what no emulator does.
+//!
+//! kinesalite, kinesis-local and moto never throttle and never fail single
+//! entries of a batch, yet that is what a producer meets in production. The
+//! proxy sits between the SDK and the emulator and speaks the real protocol
+//! (HTTP/1.1, `application/x-amz-json-1.1`, `X-Amz-Target`):
+//!
+//! - [`EntryFault`]: fails chosen entries, or a chosen share of them, of
+//!   `PutRecords` / `PutRecordBatch` with `ProvisionedThroughputExceededException`,
+//!   `InternalFailure` or `ServiceUnavailableException`; only the other
+//!   entries are forwarded, so the emulator holds exactly what the answer
+//!   acknowledges, and the answer is a valid partial-failure response;
+//! - [`RequestFault`]: throttles a whole request, answers 500 or 503, resets
+//!   the connection (before or after forwarding), or stalls past the
+//!   client's timeout (before or after forwarding).
+//!
+//! Every request is recorded as a [`ProxyEvent`], so a test can reconcile
+//! what its producer counted with what the proxy did.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::Error;
+
+/// The `X-Amz-Target` prefix of Kinesis Data Streams calls.
+const KINESIS_TARGET: &str = "Kinesis_20131202.";
+/// The `X-Amz-Target` prefix of Firehose calls.
+const FIREHOSE_TARGET: &str = "Firehose_20150804.";
+/// The content type of the AWS JSON 1.1 protocol.
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+/// The error an entry or request is failed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultCode {
+    /// Kinesis `ProvisionedThroughputExceededException` (for Firehose:
+    /// `ServiceUnavailableException`, its throttling error).
+    Throttled,
+    /// `InternalFailure`.
+    InternalFailure,
+    /// `ServiceUnavailableException`.
+    ServiceUnavailable,
+}
+
+impl FaultCode {
+    fn error_code(self, service: Service) -> &'static str {
+        match (self, service) {
+            (FaultCode::Throttled, Service::Kinesis) => "ProvisionedThroughputExceededException",
+            (FaultCode::Throttled | FaultCode::ServiceUnavailable, _) => {
+                "ServiceUnavailableException"
+            }
+            (FaultCode::InternalFailure, _) => "InternalFailure",
+        }
+    }
+}
+
+/// Which entries of each `PutRecords` / `PutRecordBatch` request fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// Each entry fails with this probability (0.0..=1.0), drawn from the
+    /// proxy's seeded generator.
+    Share(f64),
+    /// The entries at these positions of every request.
+    Indices(BTreeSet<usize>),
+    /// Every entry whose data contains these bytes (e.g. a marker a test
+    /// put into the records that must always fail).
+    DataContains(Vec<u8>),
+}
+
+/// Fails entries of batch puts, as a throttled or struggling shard does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryFault {
+    pub selection: Selection,
+    pub code: FaultCode,
+}
+
+/// A fault applied to a whole put request (`PutRecord`, `PutRecords`,
+/// `PutRecordBatch`, Firehose `PutRecord`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFault {
+    /// HTTP 400 with the service's throttling error; nothing forwarded.
+    Throttle,
+    /// HTTP 500 `InternalFailure`; nothing forwarded.
+    InternalError,
+    /// HTTP 503 `ServiceUnavailableException`; nothing forwarded.
+    Unavailable,
+    /// The TCP connection is reset with no answer. With `forward`, the
+    /// request reaches the emulator first: the client cannot know whether
+    /// its records were stored.
+    Reset { forward: bool },
+    /// The answer is held back for `delay` (set it past the client's
+    /// timeout). With `forward`, the request reaches the emulator at once.
+    Stall { delay: Duration, forward: bool },
+}
+
+/// What the proxy did with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProxyAction {
+    /// Passed through unchanged.
+    Forwarded,
+    /// Some entries failed by an [`EntryFault`]; the rest forwarded.
+    EntriesFailed { failed: Vec<usize> },
+    /// A [`RequestFault`] was applied.
+    Request(RequestFault),
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyEvent {
+    /// `X-Amz-Target`, e.g. `Kinesis_20131202.PutRecords`.
+    pub target: String,
+    /// Entries in the request (1 for single-record puts, 0 otherwise).
+    pub entries: usize,
+    /// Entries sent on to the emulator.
+    pub forwarded_entries: usize,
+    /// Entries the emulator accepted (known only when it answered).
+    pub accepted_entries: usize,
+    /// What the proxy did.
+    pub action: ProxyAction,
+    /// The emulator's HTTP status, when the request was forwarded and
+    /// answered.
+    pub upstream_status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Kinesis,
+    Firehose,
+    Other,
+}
+
+#[derive(Debug)]
+struct Plan {
+    entry_fault: Option<EntryFault>,
+    queued: VecDeque<RequestFault>,
+    random: Option<(RequestFault, f64)>,
+    rng: StdRng,
+    events: Vec<ProxyEvent>,
+}
+
+/// A running fault proxy in front of one upstream endpoint.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    plan: Arc<Mutex<Plan>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free 127.0.0.1 port forwarding to `upstream`
+    /// (e.g. [`crate::Kinesalite::endpoint`]). Needs a Tokio runtime.
+    pub async fn start(upstream: &str) -> Result<FaultProxy, Error> {
+        Self::start_with_seed(upstream, 0x5eed).await
+    }
+
+    /// As [`FaultProxy::start`], with the seed of the generator that draws
+    /// failing entries and random request faults.
+    pub async fn start_with_seed(upstream: &str, seed: u64) -> Result<FaultProxy, Error> {
+        let upstream: hyper::Uri = upstream
+            .parse()
+            .map_err(|e| Error::call("fault proxy", format!("parsing upstream {upstream}"), e))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::io("binding the fault proxy", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the fault proxy's address", e))?;
+        let plan = Arc::new(Mutex::new(Plan {
+            entry_fault: None,
+            queued: VecDeque::new(),
+            random: None,
+            rng: StdRng::seed_from_u64(seed),
+            events: Vec::new(),
+        }));
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let shared = Arc::new(Shared {
+            plan: plan.clone(),
+            client,
+            upstream,
+        });
+        let task = tokio::spawn(accept_loop(listener, shared));
+        Ok(FaultProxy { addr, plan, task })
+    }
+
+    /// The proxy's endpoint URL; give it to the client instead of the
+    /// emulator's.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Fails entries of every batch put from now on (`None`: stop).
+    pub fn set_entry_fault(&self, fault: Option<EntryFault>) {
+        self.with_plan(|plan| plan.entry_fault = fault);
+    }
+
+    /// Applies these faults to the next put requests, one each, in order.
+    pub fn queue_request_faults(&self, faults: impl IntoIterator<Item = RequestFault>) {
+        self.with_plan(|plan| plan.queued.extend(faults));
+    }
+
+    /// Applies `fault` to each put request with probability `share`
+    /// (`None`: stop). Queued faults come first.
+    pub fn set_random_request_fault(&self, fault: Option<(RequestFault, f64)>) {
+        self.with_plan(|plan| plan.random = fault);
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn events(&self) -> Vec<ProxyEvent> {
+        self.with_plan(|plan| plan.events.clone())
+    }
+
+    fn with_plan<T>(&self, f: impl FnOnce(&mut Plan) -> T) -> T {
+        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut plan)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    plan: Arc<Mutex<Plan>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    upstream: hyper::Uri,
+}
+
+impl Shared {
+    fn record(&self, event: ProxyEvent) {
+        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        plan.events.push(event);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        // SO_LINGER 0: closing the socket sends RST, not FIN. The proxy only
+        // closes a connection itself to reset it; otherwise the client closes.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        let reset = Arc::new(Notify::new());
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service_reset = reset.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let shared = shared.clone();
+                let reset = service_reset.clone();
+                async move { Ok::<_, Infallible>(handle(request, &shared, &reset).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = reset.notified() => {} // dropping the connection resets it
+            }
+        });
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    shared: &Shared,
+    reset: &Notify,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return respond(StatusCode::BAD_REQUEST, json!({"message": e.to_string()})),
+    };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let service = if target.starts_with(KINESIS_TARGET) {
+        Service::Kinesis
+    } else if target.starts_with(FIREHOSE_TARGET) {
+        Service::Firehose
+    } else {
+        Service::Other
+    };
+    let operation = target.rsplit('.').next().unwrap_or_default();
+    let batch = matches!(operation, "PutRecords" | "PutRecordBatch") && service != Service::Other;
+    let single = operation == "PutRecord" && service != Service::Other;
+    let parsed: Option<Value> = (batch || single)
+        .then(|| serde_json::from_slice(&body).ok())
+        .flatten();
+    let entries = match (&parsed, batch, single) {
+        (Some(v), true, _) => v
+            .get("Records")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len),
+        (_, _, true) => 1,
+        _ => 0,
+    };
+
+    // Whole-request faults come first.
+    let request_fault = if batch || single {
+        let mut plan = shared.plan.lock().unwrap_or_else(|e| e.into_inner());
+        let queued = plan.queued.pop_front();
+        queued.or_else(|| {
+            let (fault, share) = plan.random?;
+            plan.rng.random_bool(share.clamp(0.0, 1.0)).then_some(fault)
+        })
+    } else {
+        None
+    };
+    if let Some(fault) = request_fault {
+        let mut event = ProxyEvent {
+            target: target.clone(),
+            entries,
+            forwarded_entries: 0,
+            accepted_entries: 0,
+            action: ProxyAction::Request(fault),
+            upstream_status: None,
+        };
+        let response = match fault {
+            RequestFault::Throttle => {
+                let code = FaultCode::Throttled.error_code(service);
+                let status = if service == Service::Kinesis {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                respond(
+                    status,
+                    json!({"__type": code, "message": "Rate exceeded (fault proxy)"}),
+                )
+            }
+            RequestFault::InternalError => respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"__type": "InternalFailure", "message": "Internal failure (fault proxy)"}),
+            ),
+            RequestFault::Unavailable => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"__type": "ServiceUnavailableException", "message": "Service unavailable (fault proxy)"}),
+            ),
+            RequestFault::Reset { forward } | RequestFault::Stall { forward, .. } => {
+                let mut upstream_answer = None;
+                if forward {
+                    event.forwarded_entries = entries;
+                    if let Ok((status, answer)) =
+                        forward_request(shared, &parts, body.clone()).await
+                    {
+                        event.upstream_status = Some(status.as_u16());
+                        event.accepted_entries = accepted(service, status, &answer, entries);
+                        upstream_answer = Some((status, answer));
+                    }
+                }
+                if let RequestFault::Stall { delay, .. } = fault {
+                    shared.record(event);
+                    tokio::time::sleep(delay).await;
+                    return match upstream_answer {
+                        Some((status, answer)) => Response::builder()
+                            .status(status)
+                            .header("content-type", JSON_1_1)
+                            .body(Full::new(answer))
+                            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+                        None => respond(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            json!({"__type": "ServiceUnavailableException", "message": "stalled (fault proxy)"}),
+                        ),
+                    };
+                }
+                shared.record(event);
+                reset.notify_one();
+                return std::future::pending().await;
+            }
+        };
+        shared.record(event);
+        return response;
+    }
+
+    // Entry faults on batch puts.
+    let entry_fault = if batch {
+        let plan = shared.plan.lock().unwrap_or_else(|e| e.into_inner());
+        plan.entry_fault.clone()
+    } else {
+        None
+    };
+    if let (Some(fault), Some(mut request)) = (entry_fault, parsed) {
+        return fail_entries(shared, &parts, service, &target, &fault, &mut request).await;
+    }
+
+    // Everything else passes through.
+    match forward_request(shared, &parts, body).await {
+        Ok((status, answer)) => {
+            shared.record(ProxyEvent {
+                target,
+                entries,
+                forwarded_entries: entries,
+                accepted_entries: accepted(service, status, &answer, entries),
+                action: ProxyAction::Forwarded,
+                upstream_status: Some(status.as_u16()),
+            });
+            Response::builder()
+                .status(status)
+                .header("content-type", JSON_1_1)
+                .body(Full::new(answer))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        }
+        Err(e) => {
+            shared.record(ProxyEvent {
+                target,
+                entries,
+                forwarded_entries: entries,
+                accepted_entries: 0,
+                action: ProxyAction::Forwarded,
+                upstream_status: None,
+            });
+            respond(
+                StatusCode::BAD_GATEWAY,
+                json!({"__type": "InternalFailure", "message": format!("fault proxy: upstream failed: {e}")}),
+            )
+        }
+    }
+}
+
+/// Fails the selected entries, forwards the rest, and merges both into one
+/// partial-failure response in the original order.
+async fn fail_entries(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    service: Service,
+    target: &str,
+    fault: &EntryFault,
+    request: &mut Value,
+) -> Response<Full<Bytes>> {
+    let records: Vec<Value> = request
+        .get("Records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let failed: Vec<usize> = {
+        let mut plan = shared.plan.lock().unwrap_or_else(|e| e.into_inner());
+        (0..records.len())
+            .filter(|&i| match &fault.selection {
+                Selection::Share(share) => plan.rng.random_bool(share.clamp(0.0, 1.0)),
+                Selection::Indices(indices) => indices.contains(&i),
+                Selection::DataContains(needle) => records
+                    .get(i)
+                    .and_then(|r| r.get("Data"))
+                    .and_then(Value::as_str)
+                    .and_then(decode_base64)
+                    .is_some_and(|data| contains(&data, needle)),
+            })
+            .collect()
+    };
+    let kept: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !failed.contains(i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    let mut event = ProxyEvent {
+        target: target.to_owned(),
+        entries: records.len(),
+        forwarded_entries: kept.len(),
+        accepted_entries: 0,
+        action: ProxyAction::EntriesFailed {
+            failed: failed.clone(),
+        },
+        upstream_status: None,
+    };
+
+    // The answers of the forwarded entries, in order.
+    let mut upstream_answers: VecDeque<Value> = VecDeque::new();
+    if !kept.is_empty() {
+        if let Some(object) = request.as_object_mut() {
+            object.insert("Records".into(), Value::Array(kept.clone()));
+        }
+        let body = Bytes::from(serde_json::to_vec(request).unwrap_or_default());
+        match forward_request(shared, parts, body).await {
+            Ok((status, answer)) if status.is_success() => {
+                event.upstream_status = Some(status.as_u16());
+                event.accepted_entries = accepted(service, status, &answer, kept.len());
+                let value: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+                let list = if service == Service::Kinesis {
+                    "Records"
+                } else {
+                    "RequestResponses"
+                };
+                upstream_answers = value
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into();
+            }
+            Ok((status, answer)) => {
+                // The whole forwarded part failed: pass the error through.
+                event.upstream_status = Some(status.as_u16());
+                shared.record(event);
+                return Response::builder()
+                    .status(status)
+                    .header("content-type", JSON_1_1)
+                    .body(Full::new(answer))
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+            }
+            Err(e) => {
+                shared.record(event);
+                return respond(
+                    StatusCode::BAD_GATEWAY,
+                    json!({"__type": "InternalFailure", "message": format!("fault proxy: upstream failed: {e}")}),
+                );
+            }
+        }
+    }
+
+    let code = fault.code.error_code(service);
+    let mut failed_count = 0usize;
+    let merged: Vec<Value> = (0..records.len())
+        .map(|i| {
+            let answer = if failed.contains(&i) {
+                None
+            } else {
+                upstream_answers.pop_front()
+            };
+            match answer {
+                Some(answer) if answer.get("ErrorCode").is_none() => answer,
+                Some(answer) => {
+                    failed_count += 1;
+                    answer
+                }
+                None => {
+                    failed_count += 1;
+                    json!({"ErrorCode": code, "ErrorMessage": format!("{code} (fault proxy)")})
+                }
+            }
+        })
+        .collect();
+    shared.record(event);
+    let answer = if service == Service::Kinesis {
+        json!({"FailedRecordCount": failed_count, "Records": merged})
+    } else {
+        json!({"FailedPutCount": failed_count, "Encrypted": false, "RequestResponses": merged})
+    };
+    respond(StatusCode::OK, answer)
+}
+
+/// Sends the request on to the upstream with `body`, returning its status
+/// and body.
+async fn forward_request(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let uri = format!(
+        "{}://{}{}",
+        shared.upstream.scheme_str().unwrap_or("http"),
+        shared
+            .upstream
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or("127.0.0.1"),
+        path
+    );
+    let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
+    for (name, value) in &parts.headers {
+        if name != http::header::CONTENT_LENGTH && name != http::header::HOST {
+            builder = builder.header(name, value);
+        }
+    }
+    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let response = shared
+        .client
+        .request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
+/// How many entries of a forwarded request the upstream accepted.
+fn accepted(service: Service, status: StatusCode, answer: &[u8], entries: usize) -> usize {
+    if !status.is_success() {
+        return 0;
+    }
+    let value: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
+    let failed = match service {
+        Service::Kinesis => value.get("FailedRecordCount"),
+        Service::Firehose => value.get("FailedPutCount"),
+        Service::Other => None,
+    };
+    let failed = failed
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    entries.saturating_sub(failed)
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", JSON_1_1)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}

@@ -1,0 +1,131 @@
+//! A Mosquitto MQTT broker of the harness's own on 127.0.0.1.
+//!
+//! The machine may run a broker on 1883 already; tests use their own on a
+//! free port so they can restart it (QoS 1 redelivery tests) without
+//! disturbing anything else.
+
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::Error;
+use crate::install;
+use crate::process::{ServiceProcess, free_port, poll_until, run_dir, system_account};
+
+/// How long the broker may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Ports tried before giving up.
+const PORT_ATTEMPTS: usize = 3;
+
+/// A running Mosquitto broker with persistence on, so a graceful
+/// [restart](Mosquitto::restart) keeps persistent sessions and their queued
+/// QoS 1 messages.
+#[derive(Debug)]
+pub struct Mosquitto {
+    process: Mutex<Option<ServiceProcess>>,
+    port: u16,
+    run_dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// One broker for the whole test process, started on first use. Tests
+    /// share it through topics and client ids of their own.
+    pub fn shared() -> Result<&'static Mosquitto, Error> {
+        static SHARED: OnceLock<Mosquitto> = OnceLock::new();
+        static STARTING: Mutex<()> = Mutex::new(());
+        if let Some(m) = SHARED.get() {
+            return Ok(m);
+        }
+        let _guard = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = SHARED.get() {
+            return Ok(m);
+        }
+        let started = Mosquitto::start()?;
+        Ok(SHARED.get_or_init(|| started))
+    }
+
+    /// Starts a broker of its own.
+    pub fn start() -> Result<Mosquitto, Error> {
+        install::ensure_mosquitto()?;
+        let run_dir = run_dir("mosquitto")?;
+        if install::is_root() {
+            // Run as root, Mosquitto drops to its own account, which must be
+            // able to write the persistence file.
+            if let Ok((uid, gid)) = system_account("mosquitto") {
+                std::os::unix::fs::chown(run_dir.path(), Some(uid), Some(gid))
+                    .map_err(|e| Error::io(format!("chown {}", run_dir.path().display()), e))?;
+            }
+        }
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            match launch(&run_dir, port) {
+                Ok(process) => {
+                    return Ok(Mosquitto {
+                        process: Mutex::new(Some(process)),
+                        port,
+                        run_dir,
+                    });
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::io(
+                "starting Mosquitto",
+                std::io::Error::other("no attempt made"),
+            )
+        }))
+    }
+
+    /// The port the broker listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's URL, e.g. `mqtt://127.0.0.1:41883`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker gracefully (it saves its persistence file) and
+    /// starts it again on the same port.
+    pub fn restart(&self) -> Result<(), Error> {
+        let mut guard = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut process) = guard.take() {
+            process.stop();
+        }
+        *guard = Some(launch(&self.run_dir, self.port)?);
+        Ok(())
+    }
+}
+
+fn launch(run_dir: &tempfile::TempDir, port: u16) -> Result<ServiceProcess, Error> {
+    let binary = install::ensure_mosquitto()?;
+    let dir = run_dir.path();
+    let config = dir.join("mosquitto.conf");
+    let text = format!(
+        "listener {port} 127.0.0.1\n\
+         allow_anonymous true\n\
+         persistence true\n\
+         persistence_location {}/\n\
+         log_dest stderr\n\
+         log_type error\n\
+         log_type warning\n\
+         log_type notice\n",
+        dir.display()
+    );
+    std::fs::write(&config, text)
+        .map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
+    let mut command = Command::new(binary);
+    command.arg("-c").arg(&config).current_dir(dir);
+    let log = dir.join(format!("mosquitto-{port}.log"));
+    let mut process = ServiceProcess::spawn("Mosquitto", command, &log, false, libc::SIGTERM)?;
+    let ready = poll_until(START_TIMEOUT, || {
+        process.is_running() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    if !ready {
+        return Err(process.not_ready(START_TIMEOUT));
+    }
+    Ok(process)
+}

@@ -1,0 +1,14 @@
+# Mirrors the README's two commands for people who have `just`;
+# neither needs it: they are cargo aliases to the xtask crate.
+
+# Stream the sample logs into a local Kinesis endpoint and read them back.
+demo *ARGS:
+    cargo xtask demo {{ARGS}}
+
+# Install what the tests need, then run fmt, clippy and every test.
+test *ARGS:
+    cargo xtask test {{ARGS}}
+
+# Tests only, without fmt and clippy.
+test-quick *ARGS:
+    cargo xtask test --no-lint {{ARGS}}
