@@ -2,65 +2,46 @@
 //! `.cargo/config.toml`), so the README's two commands need nothing but
 //! cargo on a fresh machine.
 //!
-//! - `cargo xtask demo`: starts a local Kinesis-compatible endpoint, streams
-//!   the sample logs into it, reads the stream back and shows the counts.
-//! - `cargo xtask test`: installs what the tests need, then runs formatting,
-//!   lints and the whole test suite. `.ci/run` runs exactly this.
+//! - `cargo xtask demo [--stream-name NAME] [--shards N]`: starts a local
+//!   Kinesis-compatible endpoint, streams the sample logs into it, reads the
+//!   stream back and shows the counts.
+//! - `cargo xtask test [--no-lint] [-- CARGO TEST ARGS]`: builds the
+//!   workspace, installs the test services, then runs `cargo fmt --check`,
+//!   `cargo clippy -D warnings` and every test. `.ci/run` runs exactly this.
+//!
+//! Every step runs a cargo command over the whole workspace, so dependencies
+//! are compiled once with one set of features.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "shardline's demo and test commands")]
-struct Cli {
-    #[command(subcommand)]
-    command: Task,
-}
-
-#[derive(Debug, Subcommand)]
-enum Task {
-    /// Stream the sample logs into a local Kinesis endpoint this command
-    /// starts on 127.0.0.1, read the stream back and show the counts.
-    Demo {
-        /// The stream to create on the local endpoint.
-        #[arg(long, default_value = "log-streaming-demo")]
-        stream_name: String,
-        /// Its shard count (the lab uses 2).
-        #[arg(long, default_value_t = 2)]
-        shards: i32,
-    },
-    /// Install what the tests need, then run fmt, clippy and every test.
-    Test {
-        /// Skip `cargo fmt --check` and `cargo clippy` (tests only).
-        #[arg(long)]
-        no_lint: bool,
-        /// Arguments passed on to `cargo test` (after `--`).
-        #[arg(last = true)]
-        cargo_test_args: Vec<String>,
-    },
-}
+const USAGE: &str = "\
+usage: cargo xtask demo [--stream-name NAME] [--shards N]
+       cargo xtask test [--no-lint] [-- ARGS FOR cargo test]";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Task::Demo {
-            stream_name,
-            shards,
-        } => demo(&stream_name, shards),
-        Task::Test {
-            no_lint,
-            cargo_test_args,
-        } => test(no_lint, &cargo_test_args),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => ("", &[][..]),
+    };
+    let result = match task {
+        "demo" => demo(rest),
+        "test" => test(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -76,31 +57,61 @@ fn cargo() -> Command {
     command
 }
 
-fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
+/// Runs one step, printing its name and how long it took.
+fn step(name: &str, command: &mut Command) -> Result<(), String> {
     eprintln!("==> {name}");
     let started = Instant::now();
     let status = command
         .status()
-        .with_context(|| format!("running {command:?}"))?;
+        .map_err(|e| format!("running {command:?}: {e}"))?;
     eprintln!("    {name}: {status} in {:.1?}", started.elapsed());
-    if !status.success() {
-        bail!("{name} failed ({status})");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed ({status})"))
     }
-    Ok(())
 }
 
-fn test(no_lint: bool, cargo_test_args: &[String]) -> anyhow::Result<()> {
-    eprintln!(
-        "==> installing the test services (kinesalite, moto, PostgreSQL + wal2json, Mosquitto)"
-    );
-    let started = Instant::now();
-    shardline_harness::install::ensure_all().context("installing the test services")?;
-    eprintln!("    installed in {:.1?}", started.elapsed());
-    if !no_lint {
+fn harness_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug/harness")
+}
+
+fn test(args: &[String]) -> Result<(), String> {
+    let (flags, cargo_test_args) = match args.iter().position(|a| a == "--") {
+        Some(split) => (
+            args.get(..split).unwrap_or_default(),
+            args.get(split + 1..).unwrap_or_default(),
+        ),
+        None => (args, &[][..]),
+    };
+    let mut lint = true;
+    for flag in flags {
+        match flag.as_str() {
+            "--no-lint" => lint = false,
+            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
+        }
+    }
+    if lint {
         step(
             "cargo fmt --check",
             cargo().args(["fmt", "--all", "--", "--check"]),
         )?;
+    }
+    // Builds the test binaries — and, because the harness has integration
+    // tests, its `harness` binary — with the features `cargo test
+    // --workspace` uses, so the test run below reuses all of it.
+    step(
+        "cargo build (tests and harness)",
+        cargo().args(["test", "--workspace", "--no-run", "--quiet"]),
+    )?;
+    step(
+        "install test services",
+        Command::new(harness_binary()).arg("install"),
+    )?;
+    if lint {
         step(
             "cargo clippy",
             cargo().args([
@@ -122,74 +133,13 @@ fn test(no_lint: bool, cargo_test_args: &[String]) -> anyhow::Result<()> {
     )
 }
 
-fn demo(stream_name: &str, shards: i32) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the Tokio runtime")?;
-    runtime.block_on(async {
-        eprintln!("==> starting kinesalite on 127.0.0.1 (installed into .harness/ on first use)");
-        let kinesalite = shardline_harness::Kinesalite::start()?;
-        let client = kinesalite.kinesis_client();
-        eprintln!("    endpoint {}", kinesalite.endpoint());
-        shardline_harness::streams::create_stream(&client, stream_name, shards).await?;
-        eprintln!("==> created stream {stream_name} with {shards} shards");
-
-        // Until log-streamer exists (issue 7), the demo sends the lab's
-        // sample lines as they are, one record per line, keyed by the
-        // client address as the web-log strategy will.
-        let fixtures = workspace_root().join("fixtures/logs");
-        let mut sent_by_file = BTreeMap::new();
-        let mut entries = Vec::new();
-        for file in ["apache_access.log", "nginx_access.log", "app.log"] {
-            let text = std::fs::read_to_string(fixtures.join(file))
-                .with_context(|| format!("reading fixtures/logs/{file}"))?;
-            let mut count = 0usize;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let key = line.split_whitespace().next().unwrap_or(file);
-                entries.push(
-                    aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
-                        .data(aws_sdk_kinesis::primitives::Blob::new(line))
-                        .partition_key(key)
-                        .build()?,
-                );
-                count += 1;
-            }
-            sent_by_file.insert(file, count);
-        }
-        let sent = entries.len();
-        let answer = client
-            .put_records()
-            .stream_name(stream_name)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "PutRecords: {}",
-                    aws_sdk_kinesis::error::DisplayErrorContext(&e)
-                )
-            })?;
-        let failed = answer.failed_record_count().unwrap_or(0);
-        eprintln!("==> sent {sent} lines in one PutRecords call ({failed} failed)");
-
-        let read = shardline_harness::streams::read_at_least(
-            &client,
-            stream_name,
-            sent,
-            Duration::from_secs(10),
-        )
-        .await?;
-        let mut by_shard: BTreeMap<&str, usize> = BTreeMap::new();
-        for record in &read {
-            *by_shard.entry(record.shard_id.as_str()).or_default() += 1;
-        }
-        println!("sent by file:  {sent_by_file:?}");
-        println!("read back:     {} records {by_shard:?}", read.len());
-        if let Some(first) = read.first() {
-            println!("first record:  {}", String::from_utf8_lossy(&first.data));
-        }
-        if read.len() != sent {
-            bail!("sent {sent} records but read back {}", read.len());
-        }
-        println!("ok: every record sent was read back from the stream");
-        Ok(())
-    })
+fn demo(args: &[String]) -> Result<(), String> {
+    step(
+        "cargo build (demo)",
+        cargo().args(["build", "--workspace", "--bins", "--quiet"]),
+    )?;
+    step(
+        "demo",
+        Command::new(harness_binary()).arg("demo").args(args),
+    )
 }

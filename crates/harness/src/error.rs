@@ -48,14 +48,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    /// An [`Error::Io`] with what the harness was doing.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,
         }
     }
 
-    pub(crate) fn call(
+    /// An [`Error::Call`] naming the service and operation.
+    pub fn call(
         service: &'static str,
         operation: impl Into<String>,
         err: impl std::fmt::Display,

@@ -38,7 +38,13 @@ pub fn harness_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SHARDLINE_HARNESS_DIR") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.harness")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // crates/harness → the workspace root.
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .join(".harness")
 }
 
 /// Installs everything the harness can start.
