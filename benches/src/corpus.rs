@@ -1,0 +1,213 @@
+//! Deterministic, realistic log lines.
+//!
+//! Access lines mix IPv4 and IPv6 clients, API and page paths with query
+//! strings, browser, crawler and tool user agents, `-` referers and sizes,
+//! and a few escaped quotes, so that an Apache combined line averages about
+//! 195 bytes — the size the parser's performance goal is stated for.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The seed every corpus is generated from.
+pub const SEED: u64 = 0x5_4a2d_11e5;
+
+/// The custom Nginx format the benchmarks compile (an `upstream`-style
+/// format with ISO time and timings).
+pub const NGINX_CUSTOM_FORMAT: &str = r#"$remote_addr - $remote_user [$time_iso8601] "$request" $status $body_bytes_sent $request_time "$http_referer" "$http_user_agent""#;
+
+const METHODS: [&str; 6] = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
+const PATHS: [&str; 8] = [
+    "/index.html",
+    "/api/v1/products/{id}?page={n}&sort=price",
+    "/api/v1/users/{id}/orders",
+    "/static/js/app.{id}.min.js",
+    "/images/catalog/{id}/thumbnail_large.webp",
+    "/search?q=wireless+headphones&category={n}",
+    "/checkout/cart/{id}",
+    "/health",
+];
+const AGENTS: [&str; 6] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "curl/7.68.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "python-requests/2.31.0",
+];
+const REFERERS: [&str; 4] = [
+    "-",
+    "https://www.example.com/",
+    "https://www.example.com/shop/category/electronics?ref=\\\"nav\\\"",
+    "https://www.google.com/search?q=example",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const STATUSES: [u16; 8] = [200, 200, 200, 200, 304, 404, 201, 500];
+
+fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
+    items
+        .get(rng.random_range(0..items.len()))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn client(rng: &mut StdRng) -> String {
+    if rng.random_bool(0.1) {
+        format!(
+            "2001:db8:{:x}:{:x}::{:x}",
+            rng.random::<u16>(),
+            rng.random::<u16>(),
+            rng.random::<u16>()
+        )
+    } else {
+        format!(
+            "{}.{}.{}.{}",
+            rng.random_range(1..224u8),
+            rng.random::<u8>(),
+            rng.random::<u8>(),
+            rng.random_range(1..255u8)
+        )
+    }
+}
+
+fn request(rng: &mut StdRng) -> String {
+    let path = pick(rng, &PATHS)
+        .replace("{id}", &rng.random_range(1..100_000u32).to_string())
+        .replace("{n}", &rng.random_range(1..20u32).to_string());
+    format!("{} {path} HTTP/1.1", pick(rng, &METHODS))
+}
+
+fn clf_time(rng: &mut StdRng) -> String {
+    format!(
+        "{:02}/{}/2024:{:02}:{:02}:{:02} +0000",
+        rng.random_range(1..29u8),
+        pick(rng, &MONTHS),
+        rng.random_range(0..24u8),
+        rng.random_range(0..60u8),
+        rng.random_range(0..60u8)
+    )
+}
+
+fn size(rng: &mut StdRng, status: u16) -> String {
+    if status == 304 {
+        "-".to_owned()
+    } else {
+        rng.random_range(0..60_000u32).to_string()
+    }
+}
+
+fn status(rng: &mut StdRng) -> u16 {
+    STATUSES
+        .get(rng.random_range(0..STATUSES.len()))
+        .copied()
+        .unwrap_or(200)
+}
+
+/// `n` Apache combined lines.
+pub fn apache_combined(n: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n)
+        .map(|_| {
+            let status = status(&mut rng);
+            format!(
+                r#"{} - - [{}] "{}" {status} {} "{}" "{}""#,
+                client(&mut rng),
+                clf_time(&mut rng),
+                request(&mut rng),
+                size(&mut rng, status),
+                pick(&mut rng, &REFERERS),
+                pick(&mut rng, &AGENTS)
+            )
+        })
+        .collect()
+}
+
+/// `n` Nginx `main` lines (combined + `"$http_x_forwarded_for"`).
+pub fn nginx_main(n: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n)
+        .map(|_| {
+            let status = status(&mut rng);
+            let forwarded = if rng.random_bool(0.3) {
+                client(&mut rng)
+            } else {
+                "-".to_owned()
+            };
+            format!(
+                r#"{} - - [{}] "{}" {status} {} "{}" "{}" "{forwarded}""#,
+                client(&mut rng),
+                clf_time(&mut rng),
+                request(&mut rng),
+                size(&mut rng, status).replace('-', "0"),
+                pick(&mut rng, &REFERERS).replace("\\\"", "\\x22"),
+                pick(&mut rng, &AGENTS)
+            )
+        })
+        .collect()
+}
+
+/// `n` lines in [`NGINX_CUSTOM_FORMAT`].
+pub fn nginx_custom(n: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n)
+        .map(|_| {
+            let status = status(&mut rng);
+            format!(
+                r#"{} - - [2024-01-{:02}T{:02}:{:02}:{:02}+09:00] "{}" {status} {} {}.{:03} "{}" "{}""#,
+                client(&mut rng),
+                rng.random_range(1..29u8),
+                rng.random_range(0..24u8),
+                rng.random_range(0..60u8),
+                rng.random_range(0..60u8),
+                request(&mut rng),
+                size(&mut rng, status).replace('-', "0"),
+                rng.random_range(0..3u8),
+                rng.random_range(0..1000u16),
+                pick(&mut rng, &REFERERS).replace("\\\"", "\\x22"),
+                pick(&mut rng, &AGENTS)
+            )
+        })
+        .collect()
+}
+
+/// `n` JSON application-log lines as the seed lab shows them.
+pub fn application(n: usize) -> Vec<String> {
+    const LEVELS: [&str; 4] = ["INFO", "INFO", "WARN", "ERROR"];
+    const LOGGERS: [&str; 3] = [
+        "com.example.UserService",
+        "com.example.OrderService",
+        "com.example.PaymentGateway",
+    ];
+    const MESSAGES: [&str; 4] = [
+        "User login successful",
+        "Order processing delayed",
+        "Payment authorised",
+        "Cache miss for \\\"product:42\\\"",
+    ];
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"timestamp": "2024-01-15T10:{:02}:{:02}.{:03}Z", "level": "{}", "logger": "{}", "message": "{}", "user_id": {}, "request_id": "req-{i:06}", "duration_ms": {}}}"#,
+                rng.random_range(0..60u8),
+                rng.random_range(0..60u8),
+                rng.random_range(0..1000u16),
+                pick(&mut rng, &LEVELS),
+                pick(&mut rng, &LOGGERS),
+                pick(&mut rng, &MESSAGES),
+                rng.random_range(1..1_000_000u32),
+                rng.random_range(0..5000u32),
+            )
+        })
+        .collect()
+}
+
+/// The mean length in bytes of `lines`.
+pub fn mean_len(lines: &[String]) -> f64 {
+    if lines.is_empty() {
+        return 0.0;
+    }
+    let total: usize = lines.iter().map(String::len).sum();
+    total as f64 / lines.len() as f64
+}

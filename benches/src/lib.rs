@@ -1,0 +1,11 @@
+//! Corpora and baselines for shardline's benchmarks.
+//!
+//! - [`corpus`]: realistic log lines, generated deterministically (a fixed
+//!   seed), so every run measures the same bytes;
+//! - [`regex_baseline`]: the straightforward parser a shipper would write —
+//!   a `regex` per format, owned `String`s, `serde_json` — producing the same
+//!   JSON as `shardline-log-parser`, measured in the same run so figures are
+//!   ratios rather than wall times.
+
+pub mod corpus;
+pub mod regex_baseline;

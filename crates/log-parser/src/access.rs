@@ -1,0 +1,396 @@
+//! Access-log records (Apache, Nginx, custom formats) and the parser that
+//! walks a compiled format over a line.
+
+use std::borrow::Cow;
+
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::LogType;
+use crate::error::ParseError;
+use crate::field::{dash_or, number, quoted_body, request_line, status, unescape};
+use crate::format::{AccessFormat, Delim, Item, Kind};
+use crate::json;
+use crate::time::{Timestamp, clf, iso8601};
+
+/// A field of a custom format that is not one of the fixed record fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue<'a> {
+    Str(Cow<'a, str>),
+    Int(u64),
+    Float(f64),
+    /// The server logged `-`.
+    Null,
+}
+
+impl serde::Serialize for FieldValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FieldValue::Str(text) => serializer.serialize_str(text),
+            FieldValue::Int(n) => serializer.serialize_u64(*n),
+            FieldValue::Float(x) => serializer.serialize_f64(*x),
+            FieldValue::Null => serializer.serialize_none(),
+        }
+    }
+}
+
+/// One access-log line, borrowing from it wherever nothing had to be
+/// unescaped.
+///
+/// Serializes to the record of `docs/log-schema.md`: `timestamp`,
+/// `ip_address`, `method`, `path`, `protocol`, `status_code`,
+/// `response_size`, `referer`, `user_agent`, `log_type` always (null where
+/// the line had `-` or the format lacks the field); `ident`, `remote_user`
+/// only when logged and not `-`; `request` only when the request line is
+/// not `METHOD PATH PROTOCOL`; then a custom format's other fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessRecord<'a> {
+    pub timestamp: Option<Timestamp>,
+    pub ip_address: Option<&'a str>,
+    pub ident: Option<&'a str>,
+    pub remote_user: Option<Cow<'a, str>>,
+    pub method: Option<Cow<'a, str>>,
+    pub path: Option<Cow<'a, str>>,
+    pub protocol: Option<Cow<'a, str>>,
+    /// The request line as logged (unescaped), kept only when it is not
+    /// `METHOD PATH PROTOCOL`.
+    pub request: Option<Cow<'a, str>>,
+    pub status_code: Option<u16>,
+    pub response_size: Option<u64>,
+    pub referer: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    /// A custom format's other fields, in format order.
+    pub extra: Vec<(&'a str, FieldValue<'a>)>,
+    pub log_type: LogType,
+}
+
+impl<'a> AccessRecord<'a> {
+    fn empty(log_type: LogType) -> Self {
+        AccessRecord {
+            timestamp: None,
+            ip_address: None,
+            ident: None,
+            remote_user: None,
+            method: None,
+            path: None,
+            protocol: None,
+            request: None,
+            status_code: None,
+            response_size: None,
+            referer: None,
+            user_agent: None,
+            extra: Vec::new(),
+            log_type,
+        }
+    }
+
+    /// The value of a custom field by its key.
+    pub fn extra(&self, key: &str) -> Option<&FieldValue<'a>> {
+        self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+impl serde::Serialize for AccessRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("timestamp", &self.timestamp)?;
+        map.serialize_entry("ip_address", &self.ip_address)?;
+        if let Some(ident) = self.ident {
+            map.serialize_entry("ident", ident)?;
+        }
+        if let Some(user) = &self.remote_user {
+            map.serialize_entry("remote_user", user)?;
+        }
+        map.serialize_entry("method", &self.method)?;
+        map.serialize_entry("path", &self.path)?;
+        map.serialize_entry("protocol", &self.protocol)?;
+        if let Some(request) = &self.request {
+            map.serialize_entry("request", request)?;
+        }
+        map.serialize_entry("status_code", &self.status_code)?;
+        map.serialize_entry("response_size", &self.response_size)?;
+        map.serialize_entry("referer", &self.referer)?;
+        map.serialize_entry("user_agent", &self.user_agent)?;
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("log_type", &self.log_type)?;
+        map.end()
+    }
+}
+
+impl AccessRecord<'_> {
+    /// Appends the record's JSON to `buf`: the same bytes as its `Serialize`
+    /// implementation gives `serde_json`, written directly.
+    pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"{\"timestamp\":");
+        match &self.timestamp {
+            Some(timestamp) => {
+                let mut text = [0u8; crate::time::RFC3339_MAX];
+                buf.push(b'"');
+                buf.extend_from_slice(timestamp.rfc3339_bytes(&mut text));
+                buf.push(b'"');
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b",\"ip_address\":");
+        json::opt_string(buf, self.ip_address);
+        if let Some(ident) = self.ident {
+            buf.extend_from_slice(b",\"ident\":");
+            json::string(buf, ident);
+        }
+        if let Some(user) = &self.remote_user {
+            buf.extend_from_slice(b",\"remote_user\":");
+            json::string(buf, user);
+        }
+        buf.extend_from_slice(b",\"method\":");
+        json::opt_string(buf, self.method.as_deref());
+        buf.extend_from_slice(b",\"path\":");
+        json::opt_string(buf, self.path.as_deref());
+        buf.extend_from_slice(b",\"protocol\":");
+        json::opt_string(buf, self.protocol.as_deref());
+        if let Some(request) = &self.request {
+            buf.extend_from_slice(b",\"request\":");
+            json::string(buf, request);
+        }
+        buf.extend_from_slice(b",\"status_code\":");
+        match self.status_code {
+            Some(code) => json::unsigned(buf, u64::from(code)),
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b",\"response_size\":");
+        match self.response_size {
+            Some(size) => json::unsigned(buf, size),
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b",\"referer\":");
+        json::opt_string(buf, self.referer.as_deref());
+        buf.extend_from_slice(b",\"user_agent\":");
+        json::opt_string(buf, self.user_agent.as_deref());
+        for (key, value) in &self.extra {
+            buf.push(b',');
+            json::string(buf, key);
+            buf.push(b':');
+            match value {
+                FieldValue::Str(text) => json::string(buf, text),
+                FieldValue::Int(n) => json::unsigned(buf, *n),
+                FieldValue::Float(x) => {
+                    // serde_json's float formatting (ryu), for identical output.
+                    if serde_json::to_writer(&mut *buf, x).is_err() {
+                        buf.extend_from_slice(b"null");
+                    }
+                }
+                FieldValue::Null => buf.extend_from_slice(b"null"),
+            }
+        }
+        buf.extend_from_slice(b",\"log_type\":");
+        json::string(buf, self.log_type.as_str());
+        buf.push(b'}');
+    }
+}
+
+impl AccessFormat {
+    /// Parses `line` (without its line ending) against this format.
+    pub(crate) fn parse<'a>(&'a self, line: &'a str) -> Result<AccessRecord<'a>, ParseError> {
+        let mut record = AccessRecord::empty(self.log_type);
+        let mut rest = line;
+        let offset = |rest: &str| line.len() - rest.len();
+        for (index, item) in self.items.iter().enumerate() {
+            if rest.is_empty() && self.optional_from == Some(index) {
+                break;
+            }
+            match item {
+                Item::Literal(text) => {
+                    let literal = text.as_bytes();
+                    // Most literals are one byte: compare it without memcmp.
+                    let found = match literal {
+                        [byte] => rest.as_bytes().first() == Some(byte),
+                        _ => rest.as_bytes().starts_with(literal),
+                    };
+                    match rest.get(literal.len()..) {
+                        Some(after) if found => rest = after,
+                        _ => {
+                            return Err(ParseError::at(line, offset(rest), format!("`{text}`")));
+                        }
+                    }
+                }
+                Item::Field(field) => {
+                    let line_may_end_next = self.optional_from == Some(index + 1);
+                    let (value, escaped, after) = split_value(rest, field.delim, line_may_end_next)
+                        .map_err(|expected| ParseError::at(line, offset(rest), expected))?;
+                    store(&mut record, field.kind, &field.name, value, escaped).map_err(
+                        |(within, expected)| ParseError::at(line, offset(rest) + within, expected),
+                    )?;
+                    rest = after;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            return Err(ParseError::at(line, offset(rest), "the end of the line"));
+        }
+        Ok(record)
+    }
+}
+
+/// Splits a field's value off the front of `rest`: (value, whether it holds
+/// escapes, what follows).
+fn split_value(
+    rest: &str,
+    delim: Delim,
+    line_may_end_next: bool,
+) -> Result<(&str, bool, &str), &'static str> {
+    match delim {
+        Delim::Quoted => match quoted_body(rest) {
+            Ok((after, (body, escaped))) => Ok((body, escaped, after)),
+            Err(_) => Err("a closing `\"`"),
+        },
+        Delim::Bracketed => {
+            if !rest.starts_with('[') {
+                return Err("`[` opening the time");
+            }
+            match memchr::memchr(b']', rest.as_bytes()) {
+                Some(end) => Ok((
+                    rest.get(..=end).unwrap_or_default(),
+                    false,
+                    rest.get(end + 1..).unwrap_or_default(),
+                )),
+                None => Err("`]` closing the time"),
+            }
+        }
+        Delim::UpTo(byte) => match find_byte(byte, rest.as_bytes()) {
+            Some(end) => Ok((
+                rest.get(..end).unwrap_or_default(),
+                false,
+                rest.get(end..).unwrap_or_default(),
+            )),
+            None if line_may_end_next => Ok((rest, false, "")),
+            None => Err(delimiter_name(byte)),
+        },
+        Delim::End => Ok((rest, false, "")),
+    }
+}
+
+/// The first `byte` in `haystack`. Most unquoted fields are a few bytes
+/// long, where a plain loop beats memchr's set-up; longer ones go to
+/// memchr.
+fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = haystack.get(..SHORT).unwrap_or(haystack);
+    if let Some(at) = head.iter().position(|&b| b == byte) {
+        return Some(at);
+    }
+    let tail = haystack.get(SHORT..)?;
+    memchr::memchr(byte, tail).map(|at| at + SHORT)
+}
+
+fn delimiter_name(byte: u8) -> &'static str {
+    match byte {
+        b' ' => "a space after the field",
+        b'"' => "`\"` after the field",
+        b']' => "`]` after the field",
+        b'[' => "`[` after the field",
+        b'\t' => "a tab after the field",
+        b',' => "`,` after the field",
+        b'|' => "`|` after the field",
+        b':' => "`:` after the field",
+        _ => "the separator after the field",
+    }
+}
+
+/// Converts a field's text and stores it in the record. An error says
+/// where in the value it stopped and what it expected.
+fn store<'a>(
+    record: &mut AccessRecord<'a>,
+    kind: Kind,
+    name: &'a str,
+    value: &'a str,
+    escaped: bool,
+) -> Result<(), (usize, &'static str)> {
+    let at_start = |expected: &'static str| (0, expected);
+    let text = || {
+        if escaped {
+            unescape(value)
+        } else {
+            Cow::Borrowed(value)
+        }
+    };
+    match kind {
+        Kind::Client => {
+            if value.is_empty() || value.contains(' ') {
+                return Err(at_start("a client address"));
+            }
+            record.ip_address = Some(value);
+        }
+        Kind::Ident => record.ident = dash_or(value, |v| v),
+        Kind::RemoteUser => record.remote_user = dash_or(value, |_| text()),
+        Kind::TimeBracketed => {
+            let inner = value
+                .strip_prefix('[')
+                .and_then(|v| v.strip_suffix(']'))
+                .ok_or(at_start("a time in brackets"))?;
+            record.timestamp =
+                Some(whole(clf, inner).map_err(|(within, what)| (within + 1, what))?);
+        }
+        Kind::TimeClf => record.timestamp = Some(whole(clf, value)?),
+        Kind::TimeIso => record.timestamp = Some(whole(iso8601, value)?),
+        Kind::Request => {
+            let parts = request_line(text());
+            record.method = parts.method;
+            record.path = parts.path;
+            record.protocol = parts.protocol;
+            record.request = parts.raw;
+        }
+        Kind::Method => record.method = dash_or(value, |_| text()),
+        Kind::Path => record.path = dash_or(value, |_| text()),
+        Kind::Protocol => record.protocol = dash_or(value, |_| text()),
+        Kind::Status => record.status_code = Some(status(value).map_err(at_start)?),
+        Kind::Size => {
+            record.response_size = dash_or(value, |v| number(v, "a size in bytes or `-`"))
+                .transpose()
+                .map_err(at_start)?;
+        }
+        Kind::Referer => record.referer = dash_or(value, |_| text()),
+        Kind::UserAgent => record.user_agent = dash_or(value, |_| text()),
+        Kind::Int => {
+            let parsed = dash_or(value, |v| number(v, "a whole number or `-`"))
+                .transpose()
+                .map_err(at_start)?;
+            record
+                .extra
+                .push((name, parsed.map_or(FieldValue::Null, FieldValue::Int)));
+        }
+        Kind::Float => {
+            let parsed = dash_or(value, |v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or("a number or `-`")
+            })
+            .transpose()
+            .map_err(at_start)?;
+            record
+                .extra
+                .push((name, parsed.map_or(FieldValue::Null, FieldValue::Float)));
+        }
+        Kind::Str => {
+            let value = dash_or(value, |_| text()).map_or(FieldValue::Null, FieldValue::Str);
+            record.extra.push((name, value));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a time parser that must consume the whole value; an error carries
+/// the offset in `value` where it stopped.
+fn whole(
+    parser: fn(&str) -> crate::nom_error::PResult<'_, Timestamp>,
+    value: &str,
+) -> Result<Timestamp, (usize, &'static str)> {
+    match parser(value) {
+        Ok(("", timestamp)) => Ok(timestamp),
+        Ok((rest, _)) => Err((value.len() - rest.len(), "the end of the time")),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+            Err((value.len() - e.input.len(), e.expected))
+        }
+        Err(nom::Err::Incomplete(_)) => Err((value.len(), "a complete time")),
+    }
+}

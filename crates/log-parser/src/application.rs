@@ -1,0 +1,290 @@
+//! JSON application logs: one object per line.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+use crate::LogType;
+use crate::error::ParseError;
+use crate::json;
+
+/// The keys the seed's application-log schema names, written first and as
+/// `null` when a line lacks them.
+pub const RECOGNISED_KEYS: [&str; 6] = [
+    "timestamp",
+    "level",
+    "logger",
+    "message",
+    "user_id",
+    "request_id",
+];
+
+/// An input key that would clash with the `log_type` shardline adds is kept
+/// under this name instead.
+pub const ORIGINAL_LOG_TYPE_KEY: &str = "original_log_type";
+
+/// Above this many keys, duplicate keys are found with a hash map rather
+/// than by scanning.
+const LINEAR_DEDUP_MAX: usize = 32;
+
+/// One JSON application-log line: its keys in order, each value kept as the
+/// raw JSON text it was (numbers, nesting and all), borrowed from the line.
+#[derive(Debug, Clone)]
+pub struct AppRecord<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl PartialEq for AppRecord<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+    }
+}
+
+impl<'a> AppRecord<'a> {
+    /// Parses one line holding one JSON object.
+    pub(crate) fn parse(line: &'a str) -> Result<Self, ParseError> {
+        let mut deserializer = serde_json::Deserializer::from_str(line);
+        let parsed = deserializer
+            .deserialize_map(PairsVisitor)
+            .and_then(|fields| deserializer.end().map(|()| fields));
+        match parsed {
+            Ok(fields) => Ok(AppRecord {
+                fields: dedup_last_wins(fields),
+            }),
+            Err(e) => {
+                use serde_json::error::Category;
+                let offset = match e.classify() {
+                    Category::Eof => line.len(),
+                    _ => e.column().saturating_sub(1).min(line.len()),
+                };
+                let expected = match e.classify() {
+                    Category::Data => "a JSON object",
+                    Category::Eof => "the rest of the JSON object",
+                    Category::Syntax | Category::Io => "valid JSON (one object per line)",
+                };
+                Err(ParseError::at(line, offset, expected))
+            }
+        }
+    }
+
+    /// The raw JSON of a key's value, e.g. `"INFO"` or `12345`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.raw(key).map(RawValue::get)
+    }
+
+    fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The keys in the order the line had them.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(k, _)| k.as_ref())
+    }
+}
+
+/// Keeps one entry per key — the last value, at the first key's position —
+/// as JSON parsers that build a map do.
+fn dedup_last_wins<'a>(
+    mut fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+    if fields.len() <= LINEAR_DEDUP_MAX {
+        let mut out: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(fields.len());
+        for (key, value) in fields {
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => out.push((key, value)),
+            }
+        }
+        return out;
+    }
+    let mut position: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(fields.len());
+    let mut out: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(fields.len());
+    for (key, value) in fields.drain(..) {
+        match position.get(&key) {
+            Some(&at) => {
+                if let Some(slot) = out.get_mut(at) {
+                    slot.1 = value;
+                }
+            }
+            None => {
+                position.insert(key.clone(), out.len());
+                out.push((key, value));
+            }
+        }
+    }
+    out
+}
+
+impl AppRecord<'_> {
+    /// Appends the record's JSON to `buf`: the same bytes as its `Serialize`
+    /// implementation gives `serde_json`, written directly.
+    pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
+        buf.push(b'{');
+        for (i, key) in RECOGNISED_KEYS.iter().enumerate() {
+            json::key(buf, i == 0, key);
+            match self.raw(key) {
+                Some(raw) => buf.extend_from_slice(raw.get().as_bytes()),
+                None => buf.extend_from_slice(b"null"),
+            }
+        }
+        for (key, value) in &self.fields {
+            if RECOGNISED_KEYS.contains(&key.as_ref()) {
+                continue;
+            }
+            buf.push(b',');
+            if key == "log_type" {
+                json::string(buf, ORIGINAL_LOG_TYPE_KEY);
+            } else {
+                json::string(buf, key);
+            }
+            buf.push(b':');
+            buf.extend_from_slice(value.get().as_bytes());
+        }
+        json::key(buf, false, "log_type");
+        json::string(buf, LogType::Application.as_str());
+        buf.push(b'}');
+    }
+}
+
+impl serde::Serialize for AppRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for key in RECOGNISED_KEYS {
+            map.serialize_entry(key, &self.raw(key))?;
+        }
+        for (key, value) in &self.fields {
+            if RECOGNISED_KEYS.contains(&key.as_ref()) {
+                continue;
+            }
+            let key = if key == "log_type" {
+                ORIGINAL_LOG_TYPE_KEY
+            } else {
+                key.as_ref()
+            };
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("log_type", &LogType::Application)?;
+        map.end()
+    }
+}
+
+struct PairsVisitor;
+
+impl<'de> Visitor<'de> for PairsVisitor {
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            fields.push((key, value));
+        }
+        Ok(fields)
+    }
+}
+
+/// A key, borrowed from the line unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(line: &str) -> String {
+        serde_json::to_string(&AppRecord::parse(line).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn seed_lines() {
+        assert_eq!(
+            json(
+                r#"{"timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO", "logger": "com.example.UserService", "message": "User login successful", "user_id": 12345, "request_id": "req-001"}"#
+            ),
+            r#"{"timestamp":"2024-01-15T10:30:45.123Z","level":"INFO","logger":"com.example.UserService","message":"User login successful","user_id":12345,"request_id":"req-001","log_type":"application"}"#
+        );
+        assert_eq!(
+            json(
+                r#"{"timestamp": "2024-01-15T10:30:46.456Z", "level": "WARN", "logger": "com.example.OrderService", "message": "Order processing delayed", "order_id": 67890, "request_id": "req-002"}"#
+            ),
+            r#"{"timestamp":"2024-01-15T10:30:46.456Z","level":"WARN","logger":"com.example.OrderService","message":"Order processing delayed","user_id":null,"request_id":"req-002","order_id":67890,"log_type":"application"}"#
+        );
+    }
+
+    #[test]
+    fn other_keys_nesting_escapes_and_clashes() {
+        assert_eq!(
+            json(r#"{"a\"b": {"x": [1, 2]}, "log_type": "mine", "level": "x"}"#),
+            r#"{"timestamp":null,"level":"x","logger":null,"message":null,"user_id":null,"request_id":null,"a\"b":{"x": [1, 2]},"original_log_type":"mine","log_type":"application"}"#
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins() {
+        let record = AppRecord::parse(r#"{"level":"a","x":1,"level":"b"}"#).unwrap();
+        assert_eq!(record.get("level"), Some(r#""b""#));
+        assert_eq!(record.keys().collect::<Vec<_>>(), ["level", "x"]);
+        let many: String = (0..100).map(|i| format!("\"k{}\":{i},", i % 50)).collect();
+        let line = format!("{{{}\"end\":0}}", many);
+        let record = AppRecord::parse(&line).unwrap();
+        assert_eq!(record.keys().count(), 51);
+        assert_eq!(record.get("k0"), Some("50"));
+    }
+
+    #[test]
+    fn errors_point_into_the_line() {
+        let cases = [
+            ("[1,2]", 0, "a JSON object"),
+            (r#"{"a": 1"#, 7, "the rest of the JSON object"),
+            (
+                r#"{"a": 1} trailing"#,
+                9,
+                "valid JSON (one object per line)",
+            ),
+            (r#"{"a": tru}"#, 9, "valid JSON (one object per line)"),
+            ("plain text", 0, "valid JSON (one object per line)"),
+        ];
+        for (line, offset, expected) in cases {
+            let err = AppRecord::parse(line).unwrap_err();
+            assert_eq!(
+                (err.offset, err.expected.as_ref()),
+                (offset, expected),
+                "{line}"
+            );
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! Compiling a server's own format directive — an Apache `LogFormat` string
+//! or an Nginx `log_format` string — into the items the access-log parser
+//! walks. The built-in formats are compiled the same way from their
+//! well-known directives, so built-in and custom formats share one parser.
+
+use crate::LogType;
+use crate::error::FormatError;
+
+/// What a field's value becomes in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `ip_address`.
+    Client,
+    /// `ident` (Apache `%l`).
+    Ident,
+    /// `remote_user`.
+    RemoteUser,
+    /// `timestamp` from Apache `%t`, brackets included: `[15/Jan/2024:…]`.
+    TimeBracketed,
+    /// `timestamp` from Nginx `$time_local`: `15/Jan/2024:10:30:45 +0000`.
+    TimeClf,
+    /// `timestamp` from Nginx `$time_iso8601`.
+    TimeIso,
+    /// `method`, `path`, `protocol` (and `request` when malformed).
+    Request,
+    Method,
+    Path,
+    Protocol,
+    /// `status_code`.
+    Status,
+    /// `response_size` (`-`: null).
+    Size,
+    Referer,
+    UserAgent,
+    /// Another field, an integer (`-`: null).
+    Int,
+    /// Another field, a decimal number (`-`: null).
+    Float,
+    /// Another field, a string (`-`: null).
+    Str,
+}
+
+impl Kind {
+    /// The record slot this kind fills, if it is one of the fixed fields.
+    fn slot(self) -> Option<Kind> {
+        match self {
+            Kind::Int | Kind::Float | Kind::Str => None,
+            Kind::TimeBracketed | Kind::TimeClf | Kind::TimeIso => Some(Kind::TimeClf),
+            other => Some(other),
+        }
+    }
+}
+
+/// How the parser finds where a field's value ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delim {
+    /// Inside `"…"`: up to the first unescaped `"`.
+    Quoted,
+    /// `[…]`, brackets included.
+    Bracketed,
+    /// Up to the next occurrence of this byte (the next literal's first).
+    UpTo(u8),
+    /// The rest of the line.
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Field {
+    pub(crate) kind: Kind,
+    /// The key of a field that is not one of the fixed ones.
+    pub(crate) name: String,
+    /// The directive as written, for messages.
+    pub(crate) directive: String,
+    pub(crate) delim: Delim,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item {
+    Literal(String),
+    Field(Field),
+}
+
+/// A compiled access-log format.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AccessFormat {
+    pub(crate) items: Vec<Item>,
+    /// A line may end before this item (the fields from here on are then
+    /// absent): how `apache` reads both common and combined lines.
+    pub(crate) optional_from: Option<usize>,
+    pub(crate) log_type: LogType,
+}
+
+/// The keys of an access record's fixed fields; a custom field never takes
+/// one of these names.
+const RECORD_KEYS: [&str; 13] = [
+    "timestamp",
+    "ip_address",
+    "ident",
+    "remote_user",
+    "method",
+    "path",
+    "protocol",
+    "request",
+    "status_code",
+    "response_size",
+    "referer",
+    "user_agent",
+    "log_type",
+];
+
+/// Apache's common log format.
+pub(crate) const APACHE_COMMON: &str = r#"%h %l %u %t "%r" %>s %b"#;
+/// The tail Apache's combined format adds to the common one.
+pub(crate) const APACHE_COMBINED_TAIL: &str = r#" "%{Referer}i" "%{User-agent}i""#;
+/// Nginx's predefined `combined` format.
+pub(crate) const NGINX_COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
+/// The tail the stock `nginx.conf` `main` format adds to `combined`.
+pub(crate) const NGINX_MAIN_TAIL: &str = r#" "$http_x_forwarded_for""#;
+
+/// Apache directives shardline reads, for the error message.
+const APACHE_SUPPORTED: &str = "%h %a %A %l %u %t %r %m %U %q %H %>s %s %b %B %{Header}i \
+    %{Header}o %{Var}e %{Name}C %{Note}n %D %T %{ms|us|s}T %v %V %p %{canonical|local|remote}p \
+    %P %I %O %S %k %f %L %R %X %%, with optional status conditions like %!200,304{Referer}i";
+/// What an Nginx format may hold, for the error message.
+const NGINX_SUPPORTED: &str = "$variable or ${variable} of letters, digits and _";
+
+impl AccessFormat {
+    /// Compiles an Apache `LogFormat` string, e.g. `%h %l %u %t "%r" %>s %b`.
+    /// A whole `LogFormat "…" nickname` line is accepted too.
+    pub(crate) fn apache(directive: &str) -> Result<Self, FormatError> {
+        let format = strip_apache_directive(directive);
+        let items = lex_apache(&format)?;
+        finish(items, None, LogType::ApacheAccess)
+    }
+
+    /// Compiles an Nginx `log_format` string, e.g.
+    /// `$remote_addr - $remote_user [$time_local] "$request" …`. A whole
+    /// `log_format name '…' '…';` directive is accepted too.
+    pub(crate) fn nginx(directive: &str) -> Result<Self, FormatError> {
+        let format = strip_nginx_directive(directive);
+        let items = lex_nginx(&format)?;
+        finish(items, None, LogType::NginxAccess)
+    }
+
+    /// Apache common or combined, told apart by where the line ends.
+    pub(crate) fn apache_builtin() -> Result<Self, FormatError> {
+        let head = lex_apache(APACHE_COMMON)?;
+        let tail = lex_apache(APACHE_COMBINED_TAIL)?;
+        let optional_from = Some(head.len());
+        finish(
+            head.into_iter().chain(tail).collect(),
+            optional_from,
+            LogType::ApacheAccess,
+        )
+    }
+
+    /// Nginx combined or main, told apart by where the line ends.
+    pub(crate) fn nginx_builtin() -> Result<Self, FormatError> {
+        let head = lex_nginx(NGINX_COMBINED)?;
+        let tail = lex_nginx(NGINX_MAIN_TAIL)?;
+        let optional_from = Some(head.len());
+        finish(
+            head.into_iter().chain(tail).collect(),
+            optional_from,
+            LogType::NginxAccess,
+        )
+    }
+}
+
+/// A field as lexed, before its delimiter is known.
+type Lexed = Result<Vec<Item>, FormatError>;
+
+/// Sets each field's delimiter from its neighbours, turns a second field
+/// for an already-filled slot into a named extra, and rejects formats whose
+/// fields cannot be told apart.
+fn finish(
+    mut items: Vec<Item>,
+    optional_from: Option<usize>,
+    log_type: LogType,
+) -> Result<AccessFormat, FormatError> {
+    // Merge adjacent literals (e.g. from `%%`), but not across the point
+    // where a line may end.
+    let mut merged: Vec<Item> = Vec::with_capacity(items.len());
+    let mut optional_from_merged = None;
+    for (index, item) in items.drain(..).enumerate() {
+        let boundary = optional_from == Some(index);
+        if boundary {
+            optional_from_merged = Some(merged.len());
+        }
+        match (merged.last_mut(), item) {
+            (Some(Item::Literal(previous)), Item::Literal(next)) if !boundary => {
+                previous.push_str(&next);
+            }
+            (_, item) => merged.push(item),
+        }
+    }
+    let optional_from = optional_from_merged;
+    if !merged.iter().any(|i| matches!(i, Item::Field(_))) {
+        return Err(FormatError::Empty);
+    }
+    let mut filled: Vec<Kind> = Vec::new();
+    let mut extra_keys: Vec<String> = Vec::new();
+    let count = merged.len();
+    for index in 0..count {
+        let previous_literal = index
+            .checked_sub(1)
+            .and_then(|i| merged.get(i))
+            .and_then(literal_text)
+            .map(str::to_owned);
+        let next = merged.get(index + 1).cloned();
+        let Some(Item::Field(field)) = merged.get_mut(index) else {
+            continue;
+        };
+        if let Some(slot) = field.kind.slot() {
+            if filled.contains(&slot) {
+                field.kind = Kind::Str;
+            } else {
+                filled.push(slot);
+            }
+        }
+        if field.kind.slot().is_none() {
+            // An extra key must not repeat a record key or another extra.
+            let base = field.name.clone();
+            let mut n = 1;
+            while RECORD_KEYS.contains(&field.name.as_str()) || extra_keys.contains(&field.name) {
+                n += 1;
+                field.name = format!("{base}_{n}");
+            }
+            extra_keys.push(field.name.clone());
+        }
+        let quoted = previous_literal
+            .as_deref()
+            .is_some_and(|l| l.ends_with('"'))
+            && next
+                .as_ref()
+                .and_then(literal_text)
+                .is_some_and(|l| l.starts_with('"'));
+        field.delim = if quoted {
+            Delim::Quoted
+        } else if field.kind == Kind::TimeBracketed {
+            Delim::Bracketed
+        } else {
+            match &next {
+                None => Delim::End,
+                Some(Item::Literal(text)) => match text.bytes().next() {
+                    Some(byte) => Delim::UpTo(byte),
+                    None => Delim::End,
+                },
+                Some(Item::Field(second)) => {
+                    return Err(FormatError::AdjacentFields {
+                        first: field.directive.clone(),
+                        second: second.directive.clone(),
+                    });
+                }
+            }
+        };
+    }
+    Ok(AccessFormat {
+        items: merged,
+        optional_from,
+        log_type,
+    })
+}
+
+fn literal_text(item: &Item) -> Option<&str> {
+    match item {
+        Item::Literal(text) => Some(text),
+        Item::Field(_) => None,
+    }
+}
+
+fn field(kind: Kind, name: &str, directive: &str) -> Item {
+    Item::Field(Field {
+        kind,
+        name: name.to_owned(),
+        directive: directive.to_owned(),
+        delim: Delim::End,
+    })
+}
+
+/// `LogFormat "…" nickname` → the format string, unescaped; anything else
+/// is taken as the format itself.
+fn strip_apache_directive(text: &str) -> String {
+    let trimmed = text.trim();
+    let Some(rest) = trimmed.strip_prefix("LogFormat") else {
+        return trimmed.to_owned();
+    };
+    let rest = rest.trim_start();
+    let Some(body) = rest.strip_prefix('"') else {
+        return rest.to_owned();
+    };
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ ('"' | '\\')) => out.push(next),
+                Some(next) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                None => out.push('\\'),
+            },
+            '"' => break,
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `log_format name [escape=…] '…' '…';` → the concatenated format;
+/// anything else is taken as the format itself.
+fn strip_nginx_directive(text: &str) -> String {
+    let trimmed = text.trim();
+    let Some(rest) = trimmed.strip_prefix("log_format") else {
+        return trimmed.to_owned();
+    };
+    let mut out = String::new();
+    let mut rest = rest;
+    while let Some(start) = rest.find(['\'', '"']) {
+        let quote = rest
+            .get(start..)
+            .and_then(|r| r.chars().next())
+            .unwrap_or('\'');
+        let after = rest.get(start + 1..).unwrap_or_default();
+        let Some(end) = after.find(quote) else {
+            out.push_str(after);
+            break;
+        };
+        out.push_str(after.get(..end).unwrap_or_default());
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out
+}
+
+fn lex_apache(format: &str) -> Lexed {
+    let mut items = Vec::new();
+    let mut literal = String::new();
+    let mut rest = format;
+    while let Some(pos) = rest.find('%') {
+        literal.push_str(rest.get(..pos).unwrap_or_default());
+        let start = format.len() - rest.len() + pos;
+        let after = rest.get(pos + 1..).unwrap_or_default();
+        if let Some(after_percent) = after.strip_prefix('%') {
+            literal.push('%');
+            rest = after_percent;
+            continue;
+        }
+        // Optional status condition (`!200,304`) and `<` / `>` modifiers.
+        let skip = after
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || matches!(b, b'!' | b',' | b'<' | b'>'))
+            .count();
+        let after = after.get(skip..).unwrap_or_default();
+        let (argument, after) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (
+                    Some(inner.get(..end).unwrap_or_default()),
+                    inner.get(end + 1..).unwrap_or_default(),
+                ),
+                None => return Err(FormatError::Incomplete { offset: start }),
+            },
+            None => (None, after),
+        };
+        let Some(letter) = after.chars().next() else {
+            return Err(FormatError::Incomplete { offset: start });
+        };
+        let consumed = format.len() - after.len() + letter.len_utf8();
+        let directive = format.get(start..consumed).unwrap_or_default();
+        let item = apache_field(letter, argument, directive).ok_or_else(|| {
+            FormatError::UnsupportedDirective {
+                directive: directive.to_owned(),
+                offset: start,
+                supported: APACHE_SUPPORTED,
+            }
+        })?;
+        if !literal.is_empty() {
+            items.push(Item::Literal(std::mem::take(&mut literal)));
+        }
+        items.push(item);
+        rest = after.get(letter.len_utf8()..).unwrap_or_default();
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        items.push(Item::Literal(literal));
+    }
+    Ok(items)
+}
+
+/// A header name as a JSON key: `X-Forwarded-For` → `x_forwarded_for`.
+fn header_key(prefix: &str, header: &str) -> String {
+    let mut key = String::from(prefix);
+    key.extend(header.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_lowercase(),
+    }));
+    key
+}
+
+fn apache_field(letter: char, argument: Option<&str>, directive: &str) -> Option<Item> {
+    let item = |kind, name: &str| Some(field(kind, name, directive));
+    match (letter, argument) {
+        ('h', None) => item(Kind::Client, "remote_host"),
+        ('a', None | Some("c")) => item(Kind::Client, "client_ip"),
+        ('A', None) => item(Kind::Str, "local_ip"),
+        ('l', None) => item(Kind::Ident, "ident"),
+        ('u', None) => item(Kind::RemoteUser, "remote_user"),
+        ('t', None) => item(Kind::TimeBracketed, "timestamp"),
+        ('r', None) => item(Kind::Request, "request"),
+        ('m', None) => item(Kind::Method, "method"),
+        ('U', None) => item(Kind::Path, "path"),
+        ('q', None) => item(Kind::Str, "query"),
+        ('H', None) => item(Kind::Protocol, "protocol"),
+        ('s', None) => item(Kind::Status, "status_code"),
+        ('b', None) => item(Kind::Size, "response_size"),
+        ('B', None) => item(Kind::Size, "bytes"),
+        ('i', Some(header)) if header.eq_ignore_ascii_case("referer") => {
+            item(Kind::Referer, "referer")
+        }
+        ('i', Some(header)) if header.eq_ignore_ascii_case("user-agent") => {
+            item(Kind::UserAgent, "user_agent")
+        }
+        ('i', Some(header)) => item(Kind::Str, &header_key("", header)),
+        ('o', Some(header)) => item(Kind::Str, &header_key("response_", header)),
+        ('e', Some(var)) => item(Kind::Str, &header_key("env_", var)),
+        ('C', Some(cookie)) => item(Kind::Str, &header_key("cookie_", cookie)),
+        ('n', Some(note)) => item(Kind::Str, &header_key("note_", note)),
+        ('D', None) => item(Kind::Int, "request_time_us"),
+        ('T', None | Some("s")) => item(Kind::Int, "request_time_s"),
+        ('T', Some("ms")) => item(Kind::Int, "request_time_ms"),
+        ('T', Some("us")) => item(Kind::Int, "request_time_us"),
+        ('v', None) => item(Kind::Str, "server_name"),
+        ('V', None) => item(Kind::Str, "vhost"),
+        ('p', None | Some("canonical")) => item(Kind::Int, "server_port"),
+        ('p', Some("local")) => item(Kind::Int, "local_port"),
+        ('p', Some("remote")) => item(Kind::Int, "remote_port"),
+        ('P', None | Some("pid")) => item(Kind::Int, "pid"),
+        ('P', Some("tid")) => item(Kind::Int, "tid"),
+        ('I', None) => item(Kind::Int, "bytes_received"),
+        ('O', None) => item(Kind::Int, "bytes_sent"),
+        ('S', None) => item(Kind::Int, "bytes_transferred"),
+        ('k', None) => item(Kind::Int, "keepalive_requests"),
+        ('f', None) => item(Kind::Str, "filename"),
+        ('L', None) => item(Kind::Str, "log_id"),
+        ('R', None) => item(Kind::Str, "handler"),
+        ('X', None) => item(Kind::Str, "connection_status"),
+        _ => None,
+    }
+}
+
+fn lex_nginx(format: &str) -> Lexed {
+    let mut items = Vec::new();
+    let mut literal = String::new();
+    let mut rest = format;
+    while let Some(pos) = rest.find('$') {
+        literal.push_str(rest.get(..pos).unwrap_or_default());
+        let start = format.len() - rest.len() + pos;
+        let after = rest.get(pos + 1..).unwrap_or_default();
+        let (name, after) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (
+                    inner.get(..end).unwrap_or_default(),
+                    inner.get(end + 1..).unwrap_or_default(),
+                ),
+                None => return Err(FormatError::Incomplete { offset: start }),
+            },
+            None => {
+                let len = after
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    .count();
+                (
+                    after.get(..len).unwrap_or_default(),
+                    after.get(len..).unwrap_or_default(),
+                )
+            }
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            let end = format.len() - after.len();
+            return Err(FormatError::UnsupportedDirective {
+                directive: format
+                    .get(start..end.max(start + 1))
+                    .unwrap_or("$")
+                    .to_owned(),
+                offset: start,
+                supported: NGINX_SUPPORTED,
+            });
+        }
+        let directive = format!("${name}");
+        if !literal.is_empty() {
+            items.push(Item::Literal(std::mem::take(&mut literal)));
+        }
+        items.push(nginx_field(name, &directive));
+        rest = after;
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        items.push(Item::Literal(literal));
+    }
+    Ok(items)
+}
+
+fn nginx_field(name: &str, directive: &str) -> Item {
+    let kind = match name {
+        "remote_addr" => Kind::Client,
+        "remote_user" => Kind::RemoteUser,
+        "time_local" => Kind::TimeClf,
+        "time_iso8601" => Kind::TimeIso,
+        "request" => Kind::Request,
+        "request_method" => Kind::Method,
+        "request_uri" | "uri" | "document_uri" => Kind::Path,
+        "server_protocol" => Kind::Protocol,
+        "status" => Kind::Status,
+        "body_bytes_sent" => Kind::Size,
+        "http_referer" => Kind::Referer,
+        "http_user_agent" => Kind::UserAgent,
+        "bytes_sent"
+        | "request_length"
+        | "connection"
+        | "connection_requests"
+        | "pid"
+        | "server_port"
+        | "remote_port"
+        | "content_length" => Kind::Int,
+        "request_time" | "msec" => Kind::Float,
+        _ => Kind::Str,
+    };
+    field(kind, name, directive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(format: &AccessFormat) -> Vec<String> {
+        format
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Literal(text) => format!("lit {text:?}"),
+                Item::Field(f) => format!("{} {:?} {:?} {}", f.directive, f.kind, f.delim, f.name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn apache_common_compiles() {
+        let format = AccessFormat::apache(APACHE_COMMON).unwrap();
+        assert_eq!(
+            shape(&format),
+            [
+                "%h Client UpTo(32) remote_host",
+                "lit \" \"",
+                "%l Ident UpTo(32) ident",
+                "lit \" \"",
+                "%u RemoteUser UpTo(32) remote_user",
+                "lit \" \"",
+                "%t TimeBracketed Bracketed timestamp",
+                "lit \" \\\"\"",
+                "%r Request Quoted request",
+                "lit \"\\\" \"",
+                "%>s Status UpTo(32) status_code",
+                "lit \" \"",
+                "%b Size End response_size",
+            ]
+        );
+    }
+
+    #[test]
+    fn apache_logformat_line_and_conditions() {
+        let format = AccessFormat::apache(
+            r#"LogFormat "%v:%p %h \"%!200,304{Referer}i\" %{X-Forwarded-For}i %D" vhost"#,
+        )
+        .unwrap();
+        let fields: Vec<String> = shape(&format)
+            .into_iter()
+            .filter(|s| !s.starts_with("lit"))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "%v Str UpTo(58) server_name",
+                "%p Int UpTo(32) server_port",
+                "%h Client UpTo(32) remote_host",
+                "%!200,304{Referer}i Referer Quoted referer",
+                "%{X-Forwarded-For}i Str UpTo(32) x_forwarded_for",
+                "%D Int End request_time_us",
+            ]
+        );
+    }
+
+    #[test]
+    fn apache_errors_name_the_directive() {
+        let cases = [
+            ("%h %{%Y}t", "%{%Y}t"),
+            ("%h %Z", "%Z"),
+            ("%h %{sec}t", "%{sec}t"),
+        ];
+        for (format, directive) in cases {
+            match AccessFormat::apache(format) {
+                Err(FormatError::UnsupportedDirective { directive: d, .. }) => {
+                    assert_eq!(d, directive)
+                }
+                other => panic!("{format}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            AccessFormat::apache("%h%u"),
+            Err(FormatError::AdjacentFields { .. })
+        ));
+        assert!(matches!(
+            AccessFormat::apache("%h %{Referer"),
+            Err(FormatError::Incomplete { .. })
+        ));
+        assert!(matches!(
+            AccessFormat::apache("%h %"),
+            Err(FormatError::Incomplete { .. })
+        ));
+        assert_eq!(AccessFormat::apache("just text"), Err(FormatError::Empty));
+    }
+
+    #[test]
+    fn nginx_directive_text_and_braces() {
+        let format = AccessFormat::nginx(
+            "log_format timed '$remote_addr [${time_local}] \"$request\" '\n    '$status $request_time $upstream_response_time';",
+        )
+        .unwrap();
+        let fields: Vec<String> = shape(&format)
+            .into_iter()
+            .filter(|s| !s.starts_with("lit"))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "$remote_addr Client UpTo(32) remote_addr",
+                "$time_local TimeClf UpTo(93) time_local",
+                "$request Request Quoted request",
+                "$status Status UpTo(32) status",
+                "$request_time Float UpTo(32) request_time",
+                "$upstream_response_time Str End upstream_response_time",
+            ]
+        );
+        assert!(matches!(
+            AccessFormat::nginx("$remote_addr ${oops"),
+            Err(FormatError::Incomplete { .. })
+        ));
+        assert!(matches!(
+            AccessFormat::nginx("$remote_addr $-x"),
+            Err(FormatError::UnsupportedDirective { .. })
+        ));
+    }
+
+    #[test]
+    fn a_second_field_for_a_filled_slot_becomes_an_extra() {
+        let format = AccessFormat::apache("%h %a %s %>s").unwrap();
+        let kinds: Vec<Kind> = format
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Field(f) => Some(f.kind),
+                Item::Literal(_) => None,
+            })
+            .collect();
+        assert_eq!(kinds, [Kind::Client, Kind::Str, Kind::Status, Kind::Str]);
+        let names: Vec<&str> = format
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Field(f) if f.kind == Kind::Str => Some(f.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["client_ip", "status_code_2"]);
+        // A header named like a record key gets a name of its own.
+        let format = AccessFormat::apache("%h %{Status-Code}i %{Status-Code}i").unwrap();
+        let names: Vec<&str> = format
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Field(f) if f.kind == Kind::Str => Some(f.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["status_code_2", "status_code_3"]);
+    }
+
+    #[test]
+    fn builtins_compile_with_an_optional_tail() {
+        let apache = AccessFormat::apache_builtin().unwrap();
+        assert_eq!(apache.optional_from, Some(13));
+        let nginx = AccessFormat::nginx_builtin().unwrap();
+        assert!(nginx.optional_from.is_some());
+    }
+}

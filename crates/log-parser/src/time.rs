@@ -1,0 +1,483 @@
+//! Log timestamps: Apache/Nginx `[15/Jan/2024:10:30:45 +0000]` and ISO 8601,
+//! written out as RFC 3339 with the log's own offset.
+
+use std::fmt;
+
+use nom::Parser;
+use nom::bytes::complete::take;
+use nom::character::complete::char;
+
+use crate::nom_error::{PResult, expecting, fail};
+
+/// A wall-clock time with the UTC offset the log wrote it in.
+///
+/// Kept as the log wrote it — never converted to UTC — and serialized as
+/// RFC 3339, e.g. `2024-01-15T10:30:45+00:00` or
+/// `2024-01-15T19:30:45.120+09:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// Fractional seconds as logged: `fraction` in units of
+    /// 10^-`fraction_digits` s (0 digits: none logged).
+    pub fraction: u32,
+    pub fraction_digits: u8,
+    /// Minutes east of UTC.
+    pub offset_minutes: i16,
+}
+
+/// The longest RFC 3339 form written: `YYYY-MM-DDTHH:MM:SS.fffffffff+HH:MM`.
+pub(crate) const RFC3339_MAX: usize = 35;
+/// Fractional digits kept (nanoseconds).
+const MAX_FRACTION_DIGITS: usize = 9;
+
+impl Timestamp {
+    /// Writes the RFC 3339 form into `buf` and returns it.
+    pub fn write_rfc3339<'b>(&self, buf: &'b mut [u8; RFC3339_MAX]) -> &'b str {
+        let len = self.rfc3339_bytes(buf).len();
+        // Only ASCII digits and punctuation were written.
+        std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// The RFC 3339 form as ASCII bytes written into `buf`.
+    pub(crate) fn rfc3339_bytes<'b>(&self, buf: &'b mut [u8; RFC3339_MAX]) -> &'b [u8] {
+        let mut out = Cursor { buf, len: 0 };
+        let year = self.year;
+        out.digit(year / 1000);
+        out.digit(year / 100);
+        out.digit(year / 10);
+        out.digit(year);
+        out.push(b'-');
+        out.two(self.month);
+        out.push(b'-');
+        out.two(self.day);
+        out.push(b'T');
+        out.two(self.hour);
+        out.push(b':');
+        out.two(self.minute);
+        out.push(b':');
+        out.two(self.second);
+        let digits = u32::from(self.fraction_digits).min(MAX_FRACTION_DIGITS as u32);
+        if digits > 0 {
+            out.push(b'.');
+            for power in (0..digits).rev() {
+                let divisor = 10u32.pow(power);
+                out.push(b'0' + (self.fraction / divisor % 10) as u8);
+            }
+        }
+        let offset = self.offset_minutes;
+        out.push(if offset < 0 { b'-' } else { b'+' });
+        let abs = offset.unsigned_abs();
+        out.two((abs / 60 % 100) as u8);
+        out.push(b':');
+        out.two((abs % 60) as u8);
+        let len = out.len;
+        buf.get(..len).unwrap_or_default()
+    }
+}
+
+/// Writes ASCII into a fixed buffer; bytes past its end are dropped (the
+/// buffer is sized for the longest form, so none are).
+struct Cursor<'b> {
+    buf: &'b mut [u8; RFC3339_MAX],
+    len: usize,
+}
+
+impl Cursor<'_> {
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    /// The last decimal digit of `value`.
+    fn digit(&mut self, value: u16) {
+        self.push(b'0' + (value % 10) as u8);
+    }
+
+    fn two(&mut self, value: u8) {
+        self.push(b'0' + value / 10 % 10);
+        self.push(b'0' + value % 10);
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; RFC3339_MAX];
+        f.write_str(self.write_rfc3339(&mut buf))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; RFC3339_MAX];
+        serializer.serialize_str(self.write_rfc3339(&mut buf))
+    }
+}
+
+/// Exactly `n` ASCII digits as a number.
+fn digits(n: usize) -> impl FnMut(&str) -> PResult<'_, u32> {
+    move |input: &str| {
+        let (rest, text) = take(n).parse(input)?;
+        let mut value = 0u32;
+        for b in text.bytes() {
+            if !b.is_ascii_digit() {
+                return fail(input, "a digit");
+            }
+            value = value * 10 + u32::from(b - b'0');
+        }
+        Ok((rest, value))
+    }
+}
+
+fn in_range(value: u32, low: u32, high: u32) -> Option<u8> {
+    (low..=high)
+        .contains(&value)
+        .then(|| u8::try_from(value).ok())
+        .flatten()
+}
+
+/// A bounded two-digit field.
+fn two_digits<'a>(
+    low: u32,
+    high: u32,
+    what: &'static str,
+) -> impl FnMut(&'a str) -> PResult<'a, u8> {
+    move |input: &'a str| {
+        let (rest, value) = digits(2)(input)?;
+        match in_range(value, low, high) {
+            Some(v) => Ok((rest, v)),
+            None => fail(input, what),
+        }
+    }
+}
+
+/// An English three-letter month abbreviation, as `%t` and `$time_local`
+/// write it whatever the server's locale.
+pub(crate) fn month_name(input: &str) -> PResult<'_, u8> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let bytes = input.as_bytes();
+    let Some(name) = bytes.get(..3) else {
+        return fail(input, "a month name (Jan..Dec)");
+    };
+    match MONTHS.iter().position(|m| m.as_slice() == name) {
+        Some(index) => {
+            let month = u8::try_from(index + 1).unwrap_or(1);
+            Ok((input.get(3..).unwrap_or_default(), month))
+        }
+        None => fail(input, "a month name (Jan..Dec)"),
+    }
+}
+
+/// A numeric UTC offset `+hhmm` / `-hhmm`, or with `colon`, `+hh:mm`.
+fn offset(colon: bool) -> impl FnMut(&str) -> PResult<'_, i16> {
+    move |input: &str| {
+        let sign: i16 = match input.as_bytes().first() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return fail(input, "a UTC offset (+hhmm)"),
+        };
+        let rest = input.get(1..).unwrap_or_default();
+        let (rest, hours) = expecting("offset hours (00-23)", two_digits(0, 23, ""))(rest)?;
+        let rest = if colon {
+            char(':').parse(rest)?.0
+        } else {
+            rest
+        };
+        let (rest, minutes) = expecting("offset minutes (00-59)", two_digits(0, 59, ""))(rest)?;
+        Ok((rest, sign * (i16::from(hours) * 60 + i16::from(minutes))))
+    }
+}
+
+/// Common Log Format time: `15/Jan/2024:10:30:45 +0000` (no brackets).
+///
+/// Every such time is 26 bytes in one fixed layout, so a straight-line
+/// check reads the well-formed ones; anything else goes to the combinator
+/// parser [`clf_checked`], which says what is wrong and where. A unit test
+/// and a property test hold the two to the same answers.
+pub(crate) fn clf(input: &str) -> PResult<'_, Timestamp> {
+    if let Some(timestamp) = clf_fixed(input.as_bytes())
+        && let Some(rest) = input.get(CLF_LEN..)
+    {
+        return Ok((rest, timestamp));
+    }
+    clf_checked(input)
+}
+
+/// The length of `dd/Mon/yyyy:HH:MM:SS +hhmm`.
+const CLF_LEN: usize = 26;
+
+/// The fixed-layout reading of a CLF time, or `None` if anything is off.
+fn clf_fixed(bytes: &[u8]) -> Option<Timestamp> {
+    let head: &[u8; CLF_LEN] = bytes.get(..CLF_LEN)?.try_into().ok()?;
+    let [
+        d0,
+        d1,
+        b'/',
+        m0,
+        m1,
+        m2,
+        b'/',
+        y0,
+        y1,
+        y2,
+        y3,
+        b':',
+        h0,
+        h1,
+        b':',
+        i0,
+        i1,
+        b':',
+        s0,
+        s1,
+        b' ',
+        sign,
+        oh0,
+        oh1,
+        om0,
+        om1,
+    ] = *head
+    else {
+        return None;
+    };
+    let digit = |b: u8| b.is_ascii_digit().then(|| b - b'0');
+    let two = |a: u8, b: u8| Some(digit(a)? * 10 + digit(b)?);
+    let month = match [m0, m1, m2] {
+        [b'J', b'a', b'n'] => 1,
+        [b'F', b'e', b'b'] => 2,
+        [b'M', b'a', b'r'] => 3,
+        [b'A', b'p', b'r'] => 4,
+        [b'M', b'a', b'y'] => 5,
+        [b'J', b'u', b'n'] => 6,
+        [b'J', b'u', b'l'] => 7,
+        [b'A', b'u', b'g'] => 8,
+        [b'S', b'e', b'p'] => 9,
+        [b'O', b'c', b't'] => 10,
+        [b'N', b'o', b'v'] => 11,
+        [b'D', b'e', b'c'] => 12,
+        _ => return None,
+    };
+    let day = two(d0, d1).filter(|d| (1..=31).contains(d))?;
+    let year = u16::from(two(y0, y1)?) * 100 + u16::from(two(y2, y3)?);
+    let hour = two(h0, h1).filter(|h| *h <= 23)?;
+    let minute = two(i0, i1).filter(|m| *m <= 59)?;
+    let second = two(s0, s1).filter(|s| *s <= 60)?;
+    let offset_hours = two(oh0, oh1).filter(|h| *h <= 23)?;
+    let offset_minutes = two(om0, om1).filter(|m| *m <= 59)?;
+    let magnitude = i16::from(offset_hours) * 60 + i16::from(offset_minutes);
+    let offset_minutes = match sign {
+        b'+' => magnitude,
+        b'-' => -magnitude,
+        _ => return None,
+    };
+    Some(Timestamp {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        fraction: 0,
+        fraction_digits: 0,
+        offset_minutes,
+    })
+}
+
+/// The combinator parser for CLF time, used when the fixed layout does not
+/// match: it reads the same times and reports the first thing it did not
+/// expect.
+pub(crate) fn clf_checked(input: &str) -> PResult<'_, Timestamp> {
+    let (rest, day) = two_digits(1, 31, "a day (01-31)")(input)?;
+    let (rest, _) = expecting("`/`", char('/')).parse(rest)?;
+    let (rest, month) = month_name(rest)?;
+    let (rest, _) = expecting("`/`", char('/')).parse(rest)?;
+    let (rest, year) = expecting("a four-digit year", digits(4))(rest)?;
+    let (rest, _) = expecting("`:`", char(':')).parse(rest)?;
+    let (rest, (hour, minute, second)) = clock(rest)?;
+    let (rest, _) = expecting("a space before the offset", char(' ')).parse(rest)?;
+    let (rest, offset_minutes) = offset(false)(rest)?;
+    Ok((
+        rest,
+        Timestamp {
+            year: u16::try_from(year).unwrap_or_default(),
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            fraction: 0,
+            fraction_digits: 0,
+            offset_minutes,
+        },
+    ))
+}
+
+/// `HH:MM:SS` (a leap second `60` allowed).
+fn clock(input: &str) -> PResult<'_, (u8, u8, u8)> {
+    let (rest, hour) = two_digits(0, 23, "an hour (00-23)")(input)?;
+    let (rest, _) = expecting("`:`", char(':')).parse(rest)?;
+    let (rest, minute) = two_digits(0, 59, "minutes (00-59)")(rest)?;
+    let (rest, _) = expecting("`:`", char(':')).parse(rest)?;
+    let (rest, second) = two_digits(0, 60, "seconds (00-60)")(rest)?;
+    Ok((rest, (hour, minute, second)))
+}
+
+/// ISO 8601 / RFC 3339 time as Nginx's `$time_iso8601` writes it:
+/// `2024-01-15T10:30:45+00:00`, also with fractional seconds or `Z`.
+pub(crate) fn iso8601(input: &str) -> PResult<'_, Timestamp> {
+    let (rest, year) = expecting("a four-digit year", digits(4))(input)?;
+    let (rest, _) = expecting("`-`", char('-')).parse(rest)?;
+    let (rest, month) = two_digits(1, 12, "a month (01-12)")(rest)?;
+    let (rest, _) = expecting("`-`", char('-')).parse(rest)?;
+    let (rest, day) = two_digits(1, 31, "a day (01-31)")(rest)?;
+    let (rest, _) = expecting("`T`", char('T')).parse(rest)?;
+    let (rest, (hour, minute, second)) = clock(rest)?;
+    let (rest, fraction, fraction_digits) = match rest.strip_prefix('.') {
+        Some(after_dot) => {
+            let count = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+            if count == 0 {
+                return fail(after_dot, "fractional seconds");
+            }
+            let kept = count.min(MAX_FRACTION_DIGITS);
+            let (_, value) = digits(kept)(after_dot)?;
+            let digits = u8::try_from(kept).unwrap_or_default();
+            (after_dot.get(count..).unwrap_or_default(), value, digits)
+        }
+        None => (rest, 0, 0),
+    };
+    let (rest, offset_minutes) = match rest.strip_prefix('Z') {
+        Some(after) => (after, 0),
+        None => offset(true)(rest)?,
+    };
+    Ok((
+        rest,
+        Timestamp {
+            year: u16::try_from(year).unwrap_or_default(),
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            fraction,
+            fraction_digits,
+            offset_minutes,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_table() {
+        let cases = [
+            ("15/Jan/2024:10:30:45 +0000", "2024-01-15T10:30:45+00:00"),
+            ("26/May/2024:10:30:45 +0900", "2024-05-26T10:30:45+09:00"),
+            ("01/Dec/1999:23:59:60 -0530", "1999-12-01T23:59:60-05:30"),
+        ];
+        for (input, want) in cases {
+            let (rest, ts) = clf(input).unwrap();
+            assert_eq!(rest, "");
+            assert_eq!(ts.to_string(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn fast_and_checked_clf_agree() {
+        let cases = [
+            "15/Jan/2024:10:30:45 +0000",
+            "01/Dec/1999:23:59:60 -0530",
+            "31/Feb/2024:00:00:00 +2359",
+            "15/Jan/2024:10:30:45 +0000] \"GET",
+            "15/jan/2024:10:30:45 +0000",
+            "00/Jan/2024:10:30:45 +0000",
+            "15/Jan/2024:10:30:45 *0000",
+            "15/Jan/2024:10:3a:45 +0000",
+            "15/Jan/2024:10:30:45 +0060",
+            "15/Jan/2024:10:30:45 +000",
+        ];
+        for input in cases {
+            let fast = clf_fixed(input.as_bytes());
+            let checked = clf_checked(input).ok().map(|(_, ts)| ts);
+            assert_eq!(fast, checked, "{input}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_and_checked_clf_agree_on_near_misses(
+            input in "[0-3][0-9]/(Jan|Feb|Dec|jan|Foo)/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} [-+*][0-9]{4}.{0,3}"
+        ) {
+            let fast = clf_fixed(input.as_bytes());
+            let checked = clf_checked(&input).ok().map(|(_, ts)| ts);
+            proptest::prop_assert_eq!(fast, checked);
+        }
+    }
+
+    #[test]
+    fn clf_errors_say_what_was_expected() {
+        let cases = [
+            ("15/Foo/2024:10:30:45 +0000", "a month name (Jan..Dec)", 3),
+            ("32/Jan/2024:10:30:45 +0000", "a day (01-31)", 0),
+            ("15/Jan/2024:24:30:45 +0000", "an hour (00-23)", 12),
+            ("15/Jan/2024:10:30:45 0000", "a UTC offset (+hhmm)", 21),
+            ("15/Jan/2024:10:30:45", "a space before the offset", 20),
+            ("15/Jan/24:10:30:45 +0000", "a four-digit year", 7),
+        ];
+        for (input, expected, offset) in cases {
+            let Err(nom::Err::Error(e)) = clf(input) else {
+                panic!("{input} parsed");
+            };
+            assert_eq!(e.expected, expected, "{input}");
+            assert_eq!(input.len() - e.input.len(), offset, "{input}");
+        }
+    }
+
+    #[test]
+    fn iso8601_table() {
+        let cases = [
+            ("2024-01-15T10:30:45+00:00", "2024-01-15T10:30:45+00:00"),
+            ("2024-01-15T10:30:45Z", "2024-01-15T10:30:45+00:00"),
+            ("2024-01-15T10:30:45.123Z", "2024-01-15T10:30:45.123+00:00"),
+            ("2024-01-15T19:30:45.5-03:30", "2024-01-15T19:30:45.5-03:30"),
+            (
+                "2024-01-15T10:30:45.1234567891Z",
+                "2024-01-15T10:30:45.123456789+00:00",
+            ),
+        ];
+        for (input, want) in cases {
+            let (rest, ts) = iso8601(input).unwrap();
+            assert_eq!(rest, "");
+            assert_eq!(ts.to_string(), want, "{input}");
+        }
+        assert!(iso8601("2024-13-15T10:30:45Z").is_err());
+        assert!(iso8601("2024-01-15 10:30:45Z").is_err());
+        assert!(iso8601("2024-01-15T10:30:45.Z").is_err());
+    }
+
+    #[test]
+    fn month_names() {
+        assert_eq!(month_name("Dec/"), Ok(("/", 12)));
+        assert!(month_name("dec").is_err());
+        assert!(month_name("De").is_err());
+    }
+
+    #[test]
+    fn serializes_as_a_json_string() {
+        let (_, ts) = clf("15/Jan/2024:10:30:45 +0000").unwrap();
+        assert_eq!(
+            serde_json::to_string(&ts).unwrap(),
+            "\"2024-01-15T10:30:45+00:00\""
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Golden files: every line of every log in `fixtures/logs/` against the
+//! reviewed output in `<name>.expected.ndjson` beside it — the record's JSON,
+//! or `ERROR <message>` for a line that must be rejected, `SKIP` for a blank
+//! line.
+//!
+//! After an intended change of the output, regenerate with
+//! `SHARDLINE_BLESS=1 cargo test -p shardline-log-parser --test fixtures`
+//! and review the diff before committing it.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use shardline_log_parser::LogParser;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/logs")
+}
+
+/// The output for each line of `log`, one line each.
+fn render(parser: &LogParser, log: &[u8]) -> String {
+    let mut out = String::new();
+    let mut buf = Vec::new();
+    for line in log.split(|&b| b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            out.push_str("SKIP\n");
+            continue;
+        }
+        match parser.parse_bytes(line) {
+            Ok(record) => {
+                buf.clear();
+                match record.write_json(&mut buf) {
+                    Ok(()) => out.push_str(&String::from_utf8_lossy(&buf)),
+                    Err(e) => out.push_str(&format!("ERROR writing JSON: {e}")),
+                }
+            }
+            Err(e) => out.push_str(&format!("ERROR {e}")),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn check(name: &str, parser: &LogParser) -> Result<(), Box<dyn Error>> {
+    let log_path = fixtures().join(format!("{name}.log"));
+    let log = std::fs::read(&log_path)?;
+    // The file's final newline does not start another line.
+    let log = log.strip_suffix(b"\n").unwrap_or(&log);
+    let got = render(parser, log);
+    let expected_path = fixtures().join(format!("{name}.expected.ndjson"));
+    if std::env::var_os("SHARDLINE_BLESS").is_some() {
+        std::fs::write(&expected_path, &got)?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(&expected_path)?;
+    for (number, (got, want)) in got.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(got, want, "{name}.log line {}", number + 1);
+    }
+    assert_eq!(
+        got.lines().count(),
+        expected.lines().count(),
+        "{name}: line count"
+    );
+    Ok(())
+}
+
+#[test]
+fn seed_apache_lines() -> Result<(), Box<dyn Error>> {
+    check("apache_access", &LogParser::apache())
+}
+
+#[test]
+fn seed_nginx_lines() -> Result<(), Box<dyn Error>> {
+    check("nginx_access", &LogParser::nginx())
+}
+
+#[test]
+fn seed_application_lines() -> Result<(), Box<dyn Error>> {
+    check("app", &LogParser::application())
+}
+
+#[test]
+fn apache_edge_cases() -> Result<(), Box<dyn Error>> {
+    check("apache_edge_cases", &LogParser::apache())
+}
+
+#[test]
+fn nginx_edge_cases() -> Result<(), Box<dyn Error>> {
+    check("nginx_edge_cases", &LogParser::nginx())
+}
