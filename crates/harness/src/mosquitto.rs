@@ -25,6 +25,7 @@ pub struct Mosquitto {
     process: Mutex<Option<ServiceProcess>>,
     port: u16,
     run_dir: tempfile::TempDir,
+    user: Option<(u32, u32)>,
 }
 
 impl Mosquitto {
@@ -48,23 +49,28 @@ impl Mosquitto {
     pub fn start() -> Result<Mosquitto, Error> {
         install::ensure_mosquitto()?;
         let run_dir = run_dir("mosquitto")?;
-        if install::is_root() {
-            // Run as root, Mosquitto drops to its own account, which must be
-            // able to write the persistence file.
-            if let Ok((uid, gid)) = system_account("mosquitto") {
-                std::os::unix::fs::chown(run_dir.path(), Some(uid), Some(gid))
-                    .map_err(|e| Error::io(format!("chown {}", run_dir.path().display()), e))?;
-            }
-        }
+        // Started as root, Mosquitto switches to its own account itself, and
+        // a process that changes its credentials loses its parent-death
+        // signal: it would outlive the tests. So it is started as that
+        // account (the persistence directory must then be its own).
+        let user = if install::is_root() {
+            let account = system_account("mosquitto")?;
+            std::os::unix::fs::chown(run_dir.path(), Some(account.0), Some(account.1))
+                .map_err(|e| Error::io(format!("chown {}", run_dir.path().display()), e))?;
+            Some(account)
+        } else {
+            None
+        };
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            match launch(&run_dir, port) {
+            match launch(&run_dir, port, user) {
                 Ok(process) => {
                     return Ok(Mosquitto {
                         process: Mutex::new(Some(process)),
                         port,
                         run_dir,
+                        user,
                     });
                 }
                 Err(e) => last_error = Some(e),
@@ -95,12 +101,16 @@ impl Mosquitto {
         if let Some(mut process) = guard.take() {
             process.stop();
         }
-        *guard = Some(launch(&self.run_dir, self.port)?);
+        *guard = Some(launch(&self.run_dir, self.port, self.user)?);
         Ok(())
     }
 }
 
-fn launch(run_dir: &tempfile::TempDir, port: u16) -> Result<ServiceProcess, Error> {
+fn launch(
+    run_dir: &tempfile::TempDir,
+    port: u16,
+    user: Option<(u32, u32)>,
+) -> Result<ServiceProcess, Error> {
     let binary = install::ensure_mosquitto()?;
     let dir = run_dir.path();
     let config = dir.join("mosquitto.conf");
@@ -119,6 +129,10 @@ fn launch(run_dir: &tempfile::TempDir, port: u16) -> Result<ServiceProcess, Erro
         .map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
     let mut command = Command::new(binary);
     command.arg("-c").arg(&config).current_dir(dir);
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(gid);
+    }
     let log = dir.join(format!("mosquitto-{port}.log"));
     let mut process = ServiceProcess::spawn("Mosquitto", command, &log, false, libc::SIGTERM)?;
     let ready = poll_until(START_TIMEOUT, || {

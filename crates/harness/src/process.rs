@@ -5,7 +5,10 @@
 //! `kill -9` or by Ctrl-C — and no emulator is left behind. The death signal
 //! fires when the *thread* that forked the child ends, and test threads end
 //! after every test, so all children are forked by one spawner thread that
-//! lives as long as the process.
+//! lives as long as the process. A process that changes its own
+//! credentials (setuid) loses the signal, so services that would drop
+//! privileges are started as their account instead (`Command::uid`, which
+//! applies before the signal is set).
 
 #![expect(
     unsafe_code,
