@@ -1,0 +1,220 @@
+//! Partition keys and how Kinesis maps them to shards.
+//!
+//! A [`PartitionKey`] is 1 to 256 Unicode characters, checked when it is
+//! built, so an invalid key cannot reach a `PutRecords` call. Kinesis hashes
+//! it with MD5 into a 128-bit integer ([`hash_key`]) and stores the record in
+//! the shard whose hash-key range holds that integer; an
+//! [`ExplicitHashKey`] gives the integer directly.
+//!
+//! # Example
+//!
+//! ```
+//! use shardline_partition_key::{PartitionKey, hash_key};
+//!
+//! let key = PartitionKey::new("web_logs:203.0.113.7")?;
+//! assert_eq!(key.as_str(), "web_logs:203.0.113.7");
+//! // The same key always lands in the same place of the hash-key space.
+//! assert_eq!(hash_key(&key), hash_key(&PartitionKey::new("web_logs:203.0.113.7")?));
+//!
+//! assert!(PartitionKey::new("").is_err());
+//! // A composite key that is too long is hashed, never cut.
+//! let long = PartitionKey::new_or_hashed(&"x".repeat(300));
+//! assert_eq!(long.as_str().len(), 32);
+//! # Ok::<(), shardline_partition_key::KeyError>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+
+/// The longest partition key Kinesis accepts, in Unicode characters
+/// (<https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecordsRequestEntry.html>).
+pub const PARTITION_KEY_MAX_CHARS: usize = 256;
+
+/// A key that cannot be a partition key or explicit hash key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("a partition key must not be empty")]
+    Empty,
+    #[error(
+        "a partition key has at most {PARTITION_KEY_MAX_CHARS} characters; this one has {chars}"
+    )]
+    TooLong { chars: usize },
+    #[error("an explicit hash key is a decimal integer from 0 to 2^128 - 1, not {0:?}")]
+    InvalidHashKey(String),
+}
+
+/// A partition key: 1 to 256 Unicode characters. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey(Arc<str>);
+
+impl PartitionKey {
+    /// Checks `key` and makes it a partition key.
+    pub fn new(key: &str) -> Result<Self, KeyError> {
+        if key.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        // Counting stops just past the limit: a 1 MB key costs 257 steps.
+        let chars = key.chars().take(PARTITION_KEY_MAX_CHARS + 1).count();
+        if chars > PARTITION_KEY_MAX_CHARS {
+            return Err(KeyError::TooLong {
+                chars: key.chars().count(),
+            });
+        }
+        Ok(PartitionKey(Arc::from(key)))
+    }
+
+    /// `key` itself when it is a valid partition key; otherwise (too long,
+    /// e.g. a composite of many fields) the hex MD5 of it — 32 characters,
+    /// stable for the same input, and never a key cut inside a character.
+    /// An empty `key` becomes `"-"`.
+    pub fn new_or_hashed(key: &str) -> Self {
+        match PartitionKey::new(key) {
+            Ok(valid) => valid,
+            Err(KeyError::Empty) => PartitionKey(Arc::from("-")),
+            Err(_) => {
+                let digest = Md5::digest(key.as_bytes());
+                let mut hex = String::with_capacity(32);
+                for byte in digest {
+                    for nibble in [byte >> 4, byte & 0xf] {
+                        let digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                        hex.push(char::from(digit));
+                    }
+                }
+                PartitionKey(Arc::from(hex))
+            }
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key's size in bytes as PutRecords counts it (UTF-8).
+    pub fn len_bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+const HEX: [u8; 16] = *b"0123456789abcdef";
+
+impl fmt::Debug for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<&str> for PartitionKey {
+    type Error = KeyError;
+    fn try_from(key: &str) -> Result<Self, KeyError> {
+        PartitionKey::new(key)
+    }
+}
+
+impl serde::Serialize for PartitionKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PartitionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        PartitionKey::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A position in the 128-bit hash-key space, given instead of letting
+/// Kinesis hash the partition key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExplicitHashKey(pub u128);
+
+impl ExplicitHashKey {
+    /// Parses the decimal form PutRecords takes.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(KeyError::InvalidHashKey(text.to_owned()));
+        }
+        text.parse()
+            .map(ExplicitHashKey)
+            .map_err(|_| KeyError::InvalidHashKey(text.to_owned()))
+    }
+}
+
+impl fmt::Display for ExplicitHashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where Kinesis puts a partition key in the hash-key space: the MD5 of its
+/// UTF-8 bytes read as a big-endian 128-bit integer.
+pub fn hash_key(key: &PartitionKey) -> u128 {
+    u128::from_be_bytes(Md5::digest(key.as_str().as_bytes()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        assert!(PartitionKey::new(&"é".repeat(256)).is_ok());
+        assert_eq!(
+            PartitionKey::new(&"é".repeat(257)),
+            Err(KeyError::TooLong { chars: 257 })
+        );
+        assert_eq!(PartitionKey::new(""), Err(KeyError::Empty));
+        assert_eq!(PartitionKey::new("é").map(|k| k.len_bytes()), Ok(2));
+    }
+
+    #[test]
+    fn long_keys_are_hashed_not_cut() {
+        let long = "日本".repeat(200);
+        let key = PartitionKey::new_or_hashed(&long);
+        assert_eq!(key.as_str().len(), 32);
+        assert_eq!(key, PartitionKey::new_or_hashed(&long));
+        assert_eq!(PartitionKey::new_or_hashed("").as_str(), "-");
+        assert_eq!(PartitionKey::new_or_hashed("short").as_str(), "short");
+    }
+
+    #[test]
+    fn md5_of_known_keys() {
+        // MD5("") is d41d8cd98f00b204e9800998ecf8427e; "a" is
+        // 0cc175b9c0f1b6a831c399e269772661.
+        let a = PartitionKey::new("a").unwrap();
+        assert_eq!(hash_key(&a), 0x0cc1_75b9_c0f1_b6a8_31c3_99e2_6977_2661);
+    }
+
+    #[test]
+    fn explicit_hash_keys() {
+        assert_eq!(ExplicitHashKey::parse("0"), Ok(ExplicitHashKey(0)));
+        assert_eq!(
+            ExplicitHashKey::parse("340282366920938463463374607431768211455"),
+            Ok(ExplicitHashKey(u128::MAX))
+        );
+        assert!(ExplicitHashKey::parse("340282366920938463463374607431768211456").is_err());
+        assert!(ExplicitHashKey::parse("-1").is_err());
+        assert!(ExplicitHashKey::parse("").is_err());
+    }
+
+    #[test]
+    fn deserializing_checks_the_key() {
+        assert!(serde_json::from_str::<PartitionKey>("\"\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<PartitionKey>("\"k\"")
+                .unwrap()
+                .as_str(),
+            "k"
+        );
+    }
+}

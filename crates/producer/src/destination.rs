@@ -1,0 +1,197 @@
+//! Where batches go: the [`Destination`] trait, and how errors are
+//! classified.
+
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use bytes::Bytes;
+use shardline_partition_key::{ExplicitHashKey, PartitionKey};
+
+use crate::limits::BatchLimits;
+use crate::record::Delivery;
+
+/// One entry of a batch call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub data: Bytes,
+    pub partition_key: PartitionKey,
+    pub explicit_hash_key: Option<ExplicitHashKey>,
+}
+
+/// Why one entry of a batch failed, as the service said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    /// The service's error code, e.g. `ProvisionedThroughputExceededException`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling, internal failures, 5xx, timeouts, connection errors.
+    Retryable,
+    /// Validation, a missing stream, access denied, KMS: trying again
+    /// would fail the same way.
+    Fatal,
+}
+
+/// A whole batch call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PutError {
+    pub class: ErrorClass,
+    /// The service's error code, when it answered with one.
+    pub code: Option<String>,
+    pub message: String,
+    /// The request may have reached the service and been stored (a timeout
+    /// or a connection lost after sending): a retry may duplicate it.
+    pub outcome_unknown: bool,
+}
+
+/// A batch-put API: Kinesis `PutRecords`, Firehose `PutRecordBatch`, or a
+/// service of your own.
+///
+/// `put` returns one result per entry, in order, for a call the service
+/// answered; a `PutError` when the whole call failed. The producer does
+/// the batching, retrying and acknowledging around it.
+#[async_trait::async_trait]
+pub trait Destination: Send + Sync + 'static {
+    /// A name for logs and dead letters, e.g. `kinesis:orders`.
+    fn name(&self) -> &str;
+
+    /// The limits a batch must respect.
+    fn limits(&self) -> BatchLimits;
+
+    /// Sends one batch.
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError>;
+}
+
+/// Classifies an AWS error code, falling back on the HTTP status for codes
+/// it does not know (5xx and 429: retryable; other 4xx: fatal).
+pub fn classify(code: &str, http_status: Option<u16>) -> ErrorClass {
+    const RETRYABLE: [&str; 20] = [
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "InternalFailure",
+        "InternalFailureException",
+        "InternalError",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "KMSThrottlingException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "RequestExpired",
+    ];
+    const FATAL: [&str; 13] = [
+        "ValidationException",
+        "InvalidArgumentException",
+        "ResourceNotFoundException",
+        "ResourceInUseException",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+        "KMSOptInRequired",
+        "KMSAccessDeniedException",
+        "InvalidKMSResourceException",
+    ];
+    if RETRYABLE.contains(&code) {
+        return ErrorClass::Retryable;
+    }
+    if FATAL.contains(&code) {
+        return ErrorClass::Fatal;
+    }
+    match http_status {
+        Some(status) if status >= 500 || status == 429 => ErrorClass::Retryable,
+        Some(_) => ErrorClass::Fatal,
+        None => ErrorClass::Retryable,
+    }
+}
+
+/// Turns an SDK error into a [`PutError`], for any AWS service client (they
+/// share the SDK's error and response types).
+pub(crate) fn from_sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> PutError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = format!("{operation}: {}", DisplayErrorContext(&err));
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("Unknown").to_owned();
+            let status = service.raw().status().as_u16();
+            PutError {
+                class: classify(&code, Some(status)),
+                code: Some(code),
+                message,
+                outcome_unknown: false,
+            }
+        }
+        SdkError::ConstructionFailure(_) => PutError {
+            class: ErrorClass::Fatal,
+            code: None,
+            message,
+            outcome_unknown: false,
+        },
+        SdkError::DispatchFailure(failure) => PutError {
+            class: ErrorClass::Retryable,
+            code: None,
+            message,
+            // A user error never left the client; an I/O error or timeout
+            // may have struck after the request was sent.
+            outcome_unknown: !failure.is_user(),
+        },
+        _ => PutError {
+            // Timeouts and unreadable responses: the request may have been
+            // processed.
+            class: ErrorClass::Retryable,
+            code: None,
+            message,
+            outcome_unknown: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let cases = [
+            (
+                "ProvisionedThroughputExceededException",
+                Some(400),
+                ErrorClass::Retryable,
+            ),
+            ("InternalFailure", Some(500), ErrorClass::Retryable),
+            (
+                "ServiceUnavailableException",
+                Some(503),
+                ErrorClass::Retryable,
+            ),
+            ("KMSThrottlingException", Some(400), ErrorClass::Retryable),
+            ("ValidationException", Some(400), ErrorClass::Fatal),
+            ("ResourceNotFoundException", Some(400), ErrorClass::Fatal),
+            ("AccessDeniedException", Some(400), ErrorClass::Fatal),
+            ("KMSDisabledException", Some(400), ErrorClass::Fatal),
+            ("SomethingNew", Some(502), ErrorClass::Retryable),
+            ("SomethingNew", Some(429), ErrorClass::Retryable),
+            ("SomethingNew", Some(400), ErrorClass::Fatal),
+            ("SomethingNew", None, ErrorClass::Retryable),
+        ];
+        for (code, status, want) in cases {
+            assert_eq!(classify(code, status), want, "{code} {status:?}");
+        }
+    }
+}

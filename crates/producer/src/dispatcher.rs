@@ -1,0 +1,667 @@
+//! The one task that owns every queued record: it batches, sends, retries
+//! what failed, dead-letters what cannot be delivered, and answers each
+//! record's receipt. Owning all state in one task means no locks on the
+//! hot path and one place where a record changes hands.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use shardline_partition_key::PartitionKey;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::config::ProducerConfig;
+use crate::dead_letter::{DeadLetter, DeadLetterSink, rfc3339};
+use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
+use crate::limits::BatchLimits;
+use crate::record::{DeadLetterReason, Delivery, Outcome, Record};
+use crate::stats::Counters;
+
+/// The queue room a record holds until it leaves the producer.
+#[derive(Debug)]
+#[expect(
+    dead_code,
+    reason = "held only for their Drop, which returns the room to the queue"
+)]
+pub(crate) struct Permits {
+    pub(crate) records: OwnedSemaphorePermit,
+    pub(crate) bytes: OwnedSemaphorePermit,
+}
+
+/// A record inside the producer, with its delivery history.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    record: Record,
+    seq: u64,
+    reply: Option<oneshot::Sender<Outcome>>,
+    _permits: Permits,
+    attempts: u32,
+    first_attempt: Option<SystemTime>,
+    last_attempt: Option<SystemTime>,
+    last_error: Option<(Option<String>, String)>,
+    /// Attempts whose outcome is unknown (timeout, lost connection): each
+    /// may have stored a copy.
+    unknown_attempts: u32,
+    /// When it (last) entered the ready queue.
+    ready_since: Instant,
+}
+
+impl Pending {
+    pub(crate) fn new(
+        record: Record,
+        seq: u64,
+        reply: oneshot::Sender<Outcome>,
+        permits: Permits,
+    ) -> Self {
+        Pending {
+            record,
+            seq,
+            reply: Some(reply),
+            _permits: permits,
+            attempts: 0,
+            first_attempt: None,
+            last_attempt: None,
+            last_error: None,
+            unknown_attempts: 0,
+            ready_since: Instant::now(),
+        }
+    }
+
+    pub(crate) fn into_record(self) -> Record {
+        self.record
+    }
+
+    fn size(&self, limits: &BatchLimits) -> usize {
+        limits.record_size(
+            self.record.data.len(),
+            self.record.partition_key.len_bytes(),
+        )
+    }
+}
+
+/// Requests to the dispatcher other than records.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Flush {
+        up_to: u64,
+        done: oneshot::Sender<()>,
+    },
+    Shutdown {
+        deadline: Instant,
+        done: oneshot::Sender<()>,
+    },
+}
+
+type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
+type DeadLetterJob = (
+    Box<dyn DeadLetterSink>,
+    Vec<Pending>,
+    std::io::Result<()>,
+);
+
+enum Event {
+    Record(Option<Box<Pending>>),
+    Control(Option<Control>),
+    BatchDone(tokio::task::Id, Option<(PutResult, Duration)>),
+    DeadLettersWritten(Result<DeadLetterJob, tokio::task::JoinError>),
+    Timer,
+}
+
+pub(crate) struct Dispatcher {
+    destination: Arc<dyn Destination>,
+    limits: BatchLimits,
+    config: ProducerConfig,
+    counters: Arc<Counters>,
+    rng: StdRng,
+
+    ready: VecDeque<Pending>,
+    ready_bytes: usize,
+    retries: BTreeMap<(Instant, u64), Pending>,
+    /// With strict ordering: keys with a record in the producer, and the
+    /// later records of that key waiting their turn.
+    blocked: HashMap<PartitionKey, VecDeque<Pending>>,
+    in_flight: JoinSet<(PutResult, Duration)>,
+    in_flight_batches: HashMap<tokio::task::Id, Vec<Pending>>,
+
+    /// Dead letters waiting for the sink, with their reason and error.
+    dead_letter_queue: Vec<(Pending, DeadLetter)>,
+    sink: Option<Box<dyn DeadLetterSink>>,
+    sink_job: Option<JoinHandle<DeadLetterJob>>,
+    sink_job_letters: Vec<DeadLetter>,
+    /// Sequence number and key of each record in the sink job, to release
+    /// them even if the job panics and takes the records with it.
+    sink_job_records: Vec<(u64, PartitionKey)>,
+
+    /// Every record with a lower sequence number has left the producer.
+    watermark: u64,
+    left_above_watermark: BTreeSet<u64>,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    shutdown: Option<(Instant, Option<oneshot::Sender<()>>)>,
+    cut_off: bool,
+    records_closed: bool,
+    control_closed: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        destination: Arc<dyn Destination>,
+        sink: Box<dyn DeadLetterSink>,
+        config: ProducerConfig,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Dispatcher {
+            limits: destination.limits(),
+            destination,
+            config,
+            counters,
+            rng: StdRng::from_os_rng(),
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            retries: BTreeMap::new(),
+            blocked: HashMap::new(),
+            in_flight: JoinSet::new(),
+            in_flight_batches: HashMap::new(),
+            dead_letter_queue: Vec::new(),
+            sink: Some(sink),
+            sink_job: None,
+            sink_job_letters: Vec::new(),
+            sink_job_records: Vec::new(),
+            watermark: 0,
+            left_above_watermark: BTreeSet::new(),
+            flushes: Vec::new(),
+            shutdown: None,
+            cut_off: false,
+            records_closed: false,
+            control_closed: false,
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut records: mpsc::UnboundedReceiver<Box<Pending>>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
+        loop {
+            let now = Instant::now();
+            self.cut_off_at_deadline(now);
+            self.promote_due_retries(now);
+            self.dispatch(now);
+            self.start_dead_letter_job();
+            self.answer_flushes();
+            if self.finished() {
+                break;
+            }
+            match self.next_event(&mut records, &mut control).await {
+                Event::Record(Some(pending)) => self.admit(*pending),
+                Event::Record(None) => self.records_closed = true,
+                Event::Control(Some(Control::Flush { up_to, done })) => {
+                    self.flushes.push((up_to, done));
+                }
+                Event::Control(Some(Control::Shutdown { deadline, done })) => {
+                    // No more records: take in those already sent.
+                    records.close();
+                    while let Ok(pending) = records.try_recv() {
+                        self.admit(*pending);
+                    }
+                    self.records_closed = true;
+                    self.shutdown = Some((deadline, Some(done)));
+                }
+                Event::Control(None) => self.control_closed = true,
+                Event::BatchDone(id, result) => self.batch_done(id, result),
+                Event::DeadLettersWritten(result) => self.dead_letters_written(result),
+                Event::Timer => {}
+            }
+        }
+        self.answer_flushes();
+        for (_, done) in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
+        if let Some((_, Some(done))) = self.shutdown.take() {
+            let _ = done.send(());
+        }
+    }
+
+    fn finished(&self) -> bool {
+        let stopping = self.shutdown.is_some() || (self.records_closed && self.control_closed);
+        stopping
+            && self.records_closed
+            && self.ready.is_empty()
+            && self.retries.is_empty()
+            && self.blocked.values().all(VecDeque::is_empty)
+            && self.in_flight_batches.is_empty()
+            && self.dead_letter_queue.is_empty()
+            && self.sink_job.is_none()
+    }
+
+    async fn next_event(
+        &mut self,
+        records: &mut mpsc::UnboundedReceiver<Box<Pending>>,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Event {
+        let wake = self.next_wake();
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let sink_job = async {
+            match self.sink_job.as_mut() {
+                Some(job) => job.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            pending = records.recv(), if !self.records_closed => Event::Record(pending),
+            request = control.recv(), if !self.control_closed => Event::Control(request),
+            Some(done) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                match done {
+                    Ok((id, output)) => Event::BatchDone(id, Some(output)),
+                    Err(e) => Event::BatchDone(e.id(), None),
+                }
+            }
+            written = sink_job => Event::DeadLettersWritten(written),
+            () = sleep => Event::Timer,
+        }
+    }
+
+    /// The next time something is due: a batch's linger, a retry, the
+    /// shutdown deadline.
+    fn next_wake(&self) -> Option<Instant> {
+        let linger = (self.in_flight_batches.len() < self.config.max_in_flight)
+            .then(|| {
+                self.ready
+                    .front()
+                    .map(|p| p.ready_since + self.config.linger)
+            })
+            .flatten();
+        let retry = self.retries.keys().next().map(|(due, _)| *due);
+        let deadline = self
+            .shutdown
+            .as_ref()
+            .filter(|_| !self.cut_off)
+            .map(|(d, _)| *d);
+        [linger, retry, deadline].into_iter().flatten().min()
+    }
+
+    /// A record arrives from `send`.
+    fn admit(&mut self, mut pending: Pending) {
+        let size = pending.size(&self.limits);
+        if size > self.limits.max_record_bytes {
+            let message = format!(
+                "{size} bytes is more than the {} bytes {} accepts per record",
+                self.limits.max_record_bytes,
+                self.destination.name()
+            );
+            pending.last_error = Some((None, message));
+            self.dead_letter(pending, DeadLetterReason::RecordTooLarge);
+            return;
+        }
+        if self.config.strict_ordering {
+            let key = pending.record.partition_key.clone();
+            match self.blocked.get_mut(&key) {
+                Some(waiting) => {
+                    waiting.push_back(pending);
+                    return;
+                }
+                None => {
+                    self.blocked.insert(key, VecDeque::new());
+                }
+            }
+        }
+        pending.ready_since = Instant::now();
+        self.ready_bytes += size;
+        self.ready.push_back(pending);
+    }
+
+    fn promote_due_retries(&mut self, now: Instant) {
+        while let Some(entry) = self.retries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let mut pending = entry.remove();
+            // A retry has waited long enough: it goes out with the next batch.
+            pending.ready_since = now.checked_sub(self.config.linger).unwrap_or(now);
+            self.ready_bytes += pending.size(&self.limits);
+            self.ready.push_front(pending);
+        }
+    }
+
+    /// Sends batches while there is room in flight and a batch is full,
+    /// lingered long enough, or wanted now (flush, shutdown).
+    fn dispatch(&mut self, now: Instant) {
+        let hurry = !self.flushes.is_empty() || self.shutdown.is_some();
+        while self.in_flight_batches.len() < self.config.max_in_flight && !self.ready.is_empty() {
+            let full = self.ready.len() >= self.config.batch_records
+                || self.ready_bytes >= self.config.batch_bytes;
+            let lingered = self
+                .ready
+                .front()
+                .is_some_and(|p| now >= p.ready_since + self.config.linger);
+            if !(full || lingered || hurry) {
+                break;
+            }
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while batch.len() < self.config.batch_records {
+                let Some(size) = self.ready.front().map(|p| p.size(&self.limits)) else {
+                    break;
+                };
+                if !batch.is_empty() && bytes + size > self.config.batch_bytes {
+                    break;
+                }
+                let Some(mut pending) = self.ready.pop_front() else {
+                    break;
+                };
+                bytes += size;
+                self.ready_bytes = self.ready_bytes.saturating_sub(size);
+                pending.attempts += 1;
+                let at = SystemTime::now();
+                pending.first_attempt.get_or_insert(at);
+                pending.last_attempt = Some(at);
+                batch.push(pending);
+            }
+            let entries: Vec<Entry> = batch
+                .iter()
+                .map(|p| Entry {
+                    data: p.record.data.clone(),
+                    partition_key: p.record.partition_key.clone(),
+                    explicit_hash_key: p.record.explicit_hash_key,
+                })
+                .collect();
+            let destination = self.destination.clone();
+            self.counters.request_started();
+            let handle = self.in_flight.spawn(async move {
+                let started = Instant::now();
+                let result = destination.put(&entries).await;
+                (result, started.elapsed())
+            });
+            self.in_flight_batches.insert(handle.id(), batch);
+        }
+    }
+
+    fn batch_done(&mut self, id: tokio::task::Id, output: Option<(PutResult, Duration)>) {
+        let Some(batch) = self.in_flight_batches.remove(&id) else {
+            return; // cut off at the shutdown deadline; already dead-lettered
+        };
+        let (result, latency) = output.unwrap_or_else(|| {
+            (
+                Err(PutError {
+                    class: ErrorClass::Retryable,
+                    code: None,
+                    message: format!("the {} request task panicked", self.destination.name()),
+                    outcome_unknown: true,
+                }),
+                Duration::ZERO,
+            )
+        });
+        self.counters.request_finished(latency, result.is_err());
+        match result {
+            Ok(results) => {
+                for (pending, result) in batch.into_iter().zip(results) {
+                    match result {
+                        Ok(delivery) => self.delivered(pending, delivery),
+                        Err(error) => {
+                            let class = classify(&error.code, None);
+                            self.failed(pending, class, Some(error.code), error.message, false);
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    destination = self.destination.name(),
+                    records = batch.len(),
+                    error = %error.message,
+                    "batch request failed"
+                );
+                for pending in batch {
+                    self.failed(
+                        pending,
+                        error.class,
+                        error.code.clone(),
+                        error.message.clone(),
+                        error.outcome_unknown,
+                    );
+                }
+            }
+        }
+    }
+
+    fn delivered(&mut self, mut pending: Pending, delivery: Delivery) {
+        self.counters.delivered(
+            &pending.record.source,
+            pending.record.data.len(),
+            pending.unknown_attempts,
+        );
+        if let Some(reply) = pending.reply.take() {
+            let _ = reply.send(Outcome::Delivered(delivery));
+        }
+        self.left(pending);
+    }
+
+    fn failed(
+        &mut self,
+        mut pending: Pending,
+        class: ErrorClass,
+        code: Option<String>,
+        message: String,
+        outcome_unknown: bool,
+    ) {
+        pending.unknown_attempts += u32::from(outcome_unknown);
+        pending.last_error = Some((code, message));
+        let stopping = self.cut_off;
+        if class == ErrorClass::Retryable
+            && self.config.retry.may_retry(pending.attempts)
+            && !stopping
+        {
+            self.counters.retried(&pending.record.source);
+            let delay = self.config.retry.delay(pending.attempts, &mut self.rng);
+            let due = Instant::now() + delay;
+            self.retries.insert((due, pending.seq), pending);
+        } else {
+            let reason = match class {
+                ErrorClass::Fatal => DeadLetterReason::Fatal,
+                ErrorClass::Retryable if stopping => DeadLetterReason::ShutdownDeadline,
+                ErrorClass::Retryable => DeadLetterReason::RetriesExhausted,
+            };
+            self.dead_letter(pending, reason);
+        }
+    }
+
+    fn dead_letter(&mut self, pending: Pending, reason: DeadLetterReason) {
+        let (data, data_encoding) = DeadLetter::encode_data(&pending.record.data);
+        let (error_code, error_message) = pending
+            .last_error
+            .clone()
+            .map_or((None, None), |(code, message)| (code, Some(message)));
+        let letter = DeadLetter {
+            data,
+            data_encoding,
+            partition_key: pending.record.partition_key.as_str().to_owned(),
+            explicit_hash_key: pending.record.explicit_hash_key.map(|k| k.to_string()),
+            source: pending.record.source.as_str().to_owned(),
+            destination: self.destination.name().to_owned(),
+            reason,
+            error_code,
+            error_message,
+            attempts: pending.attempts,
+            first_attempt: pending.first_attempt.map(rfc3339),
+            last_attempt: pending.last_attempt.map(rfc3339),
+            dead_lettered_at: rfc3339(SystemTime::now()),
+            context: BTreeMap::new(),
+        };
+        self.dead_letter_queue.push((pending, letter));
+    }
+
+    /// Hands the queued dead letters to the sink on a blocking thread, one
+    /// job at a time (the sink syncs to disk).
+    fn start_dead_letter_job(&mut self) {
+        if self.sink_job.is_some() || self.dead_letter_queue.is_empty() {
+            return;
+        }
+        let (pendings, letters): (Vec<Pending>, Vec<DeadLetter>) =
+            self.dead_letter_queue.drain(..).unzip();
+        let Some(mut sink) = self.sink.take() else {
+            // The sink was lost to a panic: these cannot be settled.
+            for pending in pendings {
+                self.not_dead_lettered(pending, "the dead-letter sink is gone (it panicked)");
+            }
+            return;
+        };
+        self.sink_job_letters = letters.clone();
+        self.sink_job_records = pendings
+            .iter()
+            .map(|p| (p.seq, p.record.partition_key.clone()))
+            .collect();
+        self.sink_job = Some(tokio::task::spawn_blocking(move || {
+            let written = sink.write(&letters);
+            (sink, pendings, written)
+        }));
+    }
+
+    fn dead_letters_written(&mut self, result: Result<DeadLetterJob, tokio::task::JoinError>) {
+        self.sink_job = None;
+        let letters = std::mem::take(&mut self.sink_job_letters);
+        let records = std::mem::take(&mut self.sink_job_records);
+        match result {
+            Ok((sink, pendings, Ok(()))) => {
+                self.sink = Some(sink);
+                for (mut pending, letter) in pendings.into_iter().zip(letters) {
+                    self.counters
+                        .dead_lettered(&pending.record.source, pending.record.data.len());
+                    tracing::warn!(
+                        source = pending.record.source.as_str(),
+                        reason = letter.reason.as_str(),
+                        error = letter.error_message.as_deref().unwrap_or_default(),
+                        "record dead-lettered"
+                    );
+                    if let Some(reply) = pending.reply.take() {
+                        let _ = reply.send(Outcome::DeadLettered {
+                            reason: letter.reason,
+                            error_code: letter.error_code,
+                        });
+                    }
+                    self.left(pending);
+                }
+            }
+            Ok((sink, pendings, Err(e))) => {
+                self.sink = Some(sink);
+                let message = format!("writing the dead-letter sink failed: {e}");
+                tracing::error!(records = pendings.len(), "{message}");
+                for pending in pendings {
+                    self.not_dead_lettered(pending, &message);
+                }
+            }
+            Err(e) => {
+                tracing::error!("the dead-letter sink panicked: {e}");
+                // The records went down with the job; their receipts were
+                // dropped and report the producer stopped. Count them.
+                for (letter, (seq, key)) in letters.into_iter().zip(records) {
+                    let source = crate::record::SourceName::new(&letter.source);
+                    let bytes = letter.data_bytes().map_or(0, |d| d.len());
+                    self.counters.failed(&source, bytes);
+                    self.left_seq(seq, &key);
+                }
+            }
+        }
+    }
+
+    fn not_dead_lettered(&mut self, mut pending: Pending, message: &str) {
+        self.counters
+            .failed(&pending.record.source, pending.record.data.len());
+        if let Some(reply) = pending.reply.take() {
+            let _ = reply.send(Outcome::Failed {
+                message: message.to_owned(),
+            });
+        }
+        self.left(pending);
+    }
+
+    /// A record leaves the producer: its key's next record may go, its
+    /// sequence number counts towards flushes, its queue room is freed.
+    fn left(&mut self, pending: Pending) {
+        self.left_seq(pending.seq, &pending.record.partition_key);
+    }
+
+    fn left_seq(&mut self, seq: u64, key: &PartitionKey) {
+        if self.config.strict_ordering {
+            let next = self.blocked.get_mut(key).and_then(VecDeque::pop_front);
+            match next {
+                Some(mut next) => {
+                    next.ready_since = Instant::now()
+                        .checked_sub(self.config.linger)
+                        .unwrap_or_else(Instant::now);
+                    self.ready_bytes += next.size(&self.limits);
+                    self.ready.push_front(next);
+                }
+                None => {
+                    self.blocked.remove(key);
+                }
+            }
+        }
+        self.left_above_watermark.insert(seq);
+        while self.left_above_watermark.remove(&self.watermark) {
+            self.watermark += 1;
+        }
+    }
+
+    fn answer_flushes(&mut self) {
+        let watermark = self.watermark;
+        let mut waiting = Vec::new();
+        for (up_to, done) in self.flushes.drain(..) {
+            if watermark >= up_to {
+                let _ = done.send(());
+            } else {
+                waiting.push((up_to, done));
+            }
+        }
+        self.flushes = waiting;
+    }
+
+    /// At the shutdown deadline, everything not yet settled is dead-lettered.
+    fn cut_off_at_deadline(&mut self, now: Instant) {
+        let Some((deadline, _)) = &self.shutdown else {
+            return;
+        };
+        if self.cut_off || now < *deadline {
+            return;
+        }
+        self.cut_off = true;
+        // Dropping the set aborts the requests still in flight.
+        self.in_flight = JoinSet::new();
+        let mut left_behind: Vec<Pending> = Vec::new();
+        for (_, batch) in self.in_flight_batches.drain() {
+            self.counters.request_aborted();
+            for mut pending in batch {
+                pending.unknown_attempts += 1;
+                left_behind.push(pending);
+            }
+        }
+        left_behind.extend(self.ready.drain(..));
+        self.ready_bytes = 0;
+        left_behind.extend(std::mem::take(&mut self.retries).into_values());
+        for (_, waiting) in self.blocked.drain() {
+            left_behind.extend(waiting);
+        }
+        if !left_behind.is_empty() {
+            tracing::warn!(
+                records = left_behind.len(),
+                "shutdown deadline passed; dead-lettering what is not delivered"
+            );
+        }
+        for mut pending in left_behind {
+            if pending.last_error.is_none() {
+                pending.last_error = Some((
+                    None,
+                    "not delivered when the shutdown deadline passed".to_owned(),
+                ));
+            }
+            self.dead_letter(pending, DeadLetterReason::ShutdownDeadline);
+        }
+    }
+}

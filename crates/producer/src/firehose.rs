@@ -1,0 +1,116 @@
+//! Amazon Data Firehose through `PutRecordBatch`.
+
+use std::time::Duration;
+
+use aws_sdk_firehose::config::retry::RetryConfig;
+use aws_sdk_firehose::config::timeout::TimeoutConfig;
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::Record as FirehoseRecord;
+
+use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
+use crate::kinesis::DEFAULT_REQUEST_TIMEOUT;
+use crate::limits::BatchLimits;
+use crate::record::Delivery;
+
+/// A Firehose delivery stream. Firehose has no partition keys: records'
+/// keys only matter to the producer's per-key ordering.
+#[derive(Debug, Clone)]
+pub struct FirehoseDestination {
+    client: aws_sdk_firehose::Client,
+    delivery_stream: String,
+    name: String,
+}
+
+impl FirehoseDestination {
+    /// Sends to `delivery_stream` through `client`, with the SDK's own
+    /// retries off and [`DEFAULT_REQUEST_TIMEOUT`] per attempt.
+    pub fn new(client: &aws_sdk_firehose::Client, delivery_stream: &str) -> Self {
+        Self::with_request_timeout(client, delivery_stream, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// As [`FirehoseDestination::new`] with another attempt timeout.
+    pub fn with_request_timeout(
+        client: &aws_sdk_firehose::Client,
+        delivery_stream: &str,
+        timeout: Duration,
+    ) -> Self {
+        let config = client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(timeout)
+                    .build(),
+            )
+            .build();
+        FirehoseDestination {
+            client: aws_sdk_firehose::Client::from_conf(config),
+            delivery_stream: delivery_stream.to_owned(),
+            name: format!("firehose:{delivery_stream}"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for FirehoseDestination {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits::FIREHOSE
+    }
+
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        let records = entries
+            .iter()
+            .map(|entry| {
+                FirehoseRecord::builder()
+                    .data(Blob::new(entry.data.to_vec()))
+                    .build()
+                    .map_err(|e| PutError {
+                        class: ErrorClass::Fatal,
+                        code: None,
+                        message: format!("building a PutRecordBatch record: {e}"),
+                        outcome_unknown: false,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .put_record_batch()
+            .delivery_stream_name(&self.delivery_stream)
+            .set_records(Some(records))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("PutRecordBatch", e))?;
+        let results = output.request_responses();
+        if results.len() != entries.len() {
+            return Err(PutError {
+                class: ErrorClass::Retryable,
+                code: None,
+                message: format!(
+                    "PutRecordBatch answered {} results for {} records",
+                    results.len(),
+                    entries.len()
+                ),
+                outcome_unknown: true,
+            });
+        }
+        Ok(results
+            .iter()
+            .map(|result| match result.error_code() {
+                Some(code) => Err(EntryError {
+                    code: code.to_owned(),
+                    message: result.error_message().unwrap_or_default().to_owned(),
+                }),
+                None => Ok(Delivery {
+                    shard_id: None,
+                    sequence_number: None,
+                    record_id: result.record_id().map(str::to_owned),
+                }),
+            })
+            .collect())
+    }
+}

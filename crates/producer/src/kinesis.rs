@@ -1,0 +1,137 @@
+//! Kinesis Data Streams through `PutRecords`.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::timeout::TimeoutConfig;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
+use crate::limits::BatchLimits;
+use crate::record::Delivery;
+
+/// How long one `PutRecords` attempt may take before it counts as failed
+/// (with an unknown outcome) and is retried by the producer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Kinesis data stream, by name or ARN.
+#[derive(Debug, Clone)]
+pub struct KinesisDestination {
+    client: aws_sdk_kinesis::Client,
+    stream: StreamRef,
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+enum StreamRef {
+    Name(String),
+    Arn(String),
+}
+
+impl KinesisDestination {
+    /// Sends to `stream` (a name, or an ARN starting with `arn:`) through
+    /// `client`. The SDK's own retries are turned off — the producer retries
+    /// only the entries that failed, and a retrying SDK would resend whole
+    /// batches — and each attempt gets [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn new(client: &aws_sdk_kinesis::Client, stream: &str) -> Self {
+        Self::with_request_timeout(client, stream, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// As [`KinesisDestination::new`] with another attempt timeout.
+    pub fn with_request_timeout(
+        client: &aws_sdk_kinesis::Client,
+        stream: &str,
+        timeout: Duration,
+    ) -> Self {
+        let config = client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(timeout)
+                    .build(),
+            )
+            .build();
+        let stream = if stream.starts_with("arn:") {
+            StreamRef::Arn(stream.to_owned())
+        } else {
+            StreamRef::Name(stream.to_owned())
+        };
+        let name = match &stream {
+            StreamRef::Name(n) | StreamRef::Arn(n) => format!("kinesis:{n}"),
+        };
+        KinesisDestination {
+            client: aws_sdk_kinesis::Client::from_conf(config),
+            stream,
+            name,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for KinesisDestination {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn limits(&self) -> BatchLimits {
+        BatchLimits::KINESIS
+    }
+
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        let records = entries
+            .iter()
+            .map(|entry| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(entry.data.to_vec()))
+                    .partition_key(entry.partition_key.as_str())
+                    .set_explicit_hash_key(entry.explicit_hash_key.map(|k| k.to_string()))
+                    .build()
+                    .map_err(|e| PutError {
+                        class: ErrorClass::Fatal,
+                        code: None,
+                        message: format!("building a PutRecords entry: {e}"),
+                        outcome_unknown: false,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = self.client.put_records().set_records(Some(records));
+        let request = match &self.stream {
+            StreamRef::Name(name) => request.stream_name(name),
+            StreamRef::Arn(arn) => request.stream_arn(arn),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("PutRecords", e))?;
+        let results = output.records();
+        if results.len() != entries.len() {
+            return Err(PutError {
+                class: ErrorClass::Retryable,
+                code: None,
+                message: format!(
+                    "PutRecords answered {} results for {} entries",
+                    results.len(),
+                    entries.len()
+                ),
+                outcome_unknown: true,
+            });
+        }
+        Ok(results
+            .iter()
+            .map(|result| match result.error_code() {
+                Some(code) => Err(EntryError {
+                    code: code.to_owned(),
+                    message: result.error_message().unwrap_or_default().to_owned(),
+                }),
+                None => Ok(Delivery {
+                    shard_id: result.shard_id().map(str::to_owned),
+                    sequence_number: result.sequence_number().map(str::to_owned),
+                    record_id: None,
+                }),
+            })
+            .collect())
+    }
+}

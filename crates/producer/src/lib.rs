@@ -1,0 +1,91 @@
+//! The producer core: batching, partial-failure retry, dead letters and
+//! acknowledgements for Amazon Kinesis Data Streams and Amazon Data
+//! Firehose.
+//!
+//! A [`Producer`] takes [`Record`]s from any number of sources at once and
+//! returns a [`Receipt`] for each. It batches them within the service limits
+//! ([`limits`]), keeps several requests in flight, and on a partial failure
+//! retries **only the entries that failed**, with capped exponential backoff
+//! and full jitter ([`RetryPolicy`]). Entries that fail for good (validation,
+//! a missing stream, access denied, KMS), run out of retries, or are too
+//! large for the service go to the dead-letter sink ([`DeadLetterFile`]) with
+//! their reason — nothing is dropped silently. Each receipt resolves to an
+//! [`Outcome`]: delivered (shard and sequence number), or dead-lettered.
+//! Sources move their checkpoints only past settled records: that is the
+//! at-least-once guarantee every shardline binary relies on.
+//!
+//! Memory is bounded: the producer holds at most `queue_max_records` records
+//! and `queue_max_bytes` bytes (64 MiB by default); `send` waits while it is
+//! full, `try_send` hands the record back.
+//!
+//! # Example
+//!
+//! Embedding the producer in a service, here with a destination of its own
+//! (a Kinesis stream is `KinesisDestination::new(&client, "stream")`):
+//!
+//! ```
+//! use shardline_producer::{
+//!     BatchLimits, DeadLetterFile, Delivery, Destination, Entry, EntryError, Outcome,
+//!     Producer, PutError, Record, SourceName,
+//! };
+//! use shardline_partition_key::PartitionKey;
+//!
+//! /// Accepts everything; a real destination calls a service.
+//! struct Accept;
+//!
+//! #[async_trait::async_trait]
+//! impl Destination for Accept {
+//!     fn name(&self) -> &str { "accept" }
+//!     fn limits(&self) -> BatchLimits { BatchLimits::KINESIS }
+//!     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+//!         Ok(entries.iter().map(|_| Ok(Delivery::default())).collect())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let dead_letters = DeadLetterFile::open(&dir.path().join("dead-letters.ndjson"))?;
+//! let producer = Producer::builder(Accept, dead_letters)
+//!     .linger(std::time::Duration::from_millis(10))
+//!     .build()?;
+//!
+//! let source = SourceName::new("orders");
+//! let receipt = producer
+//!     .send(Record::new("{\"order\":1}", PartitionKey::new("order-1")?, source))
+//!     .await?;
+//! assert!(matches!(receipt.await, Outcome::Delivered(_)));
+//!
+//! producer.shutdown(std::time::Duration::from_secs(5)).await;
+//! assert_eq!(producer.stats().total.delivered, 1);
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod dead_letter;
+mod destination;
+mod dispatcher;
+mod firehose;
+mod kinesis;
+pub mod limits;
+mod producer;
+mod record;
+mod retry;
+mod stats;
+
+pub use config::{
+    ConfigError, DEFAULT_BATCH_RECORDS, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, ProducerConfig,
+};
+pub use dead_letter::{
+    DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterSink, ReplayError,
+    replay,
+};
+pub use destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
+pub use firehose::FirehoseDestination;
+pub use kinesis::{DEFAULT_REQUEST_TIMEOUT, KinesisDestination};
+pub use limits::BatchLimits;
+pub use producer::{Producer, ProducerBuilder, SendError, TrySendError};
+pub use record::{DeadLetterReason, Delivery, Outcome, Receipt, Record, SourceName};
+pub use retry::RetryPolicy;
+pub use stats::{ProducerStats, SourceStats};

@@ -1,0 +1,196 @@
+//! The producer's counters, read by the metrics layer through
+//! [`crate::Producer::stats`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::record::SourceName;
+
+/// Counts for one source, or for all of them.
+///
+/// They reconcile: once the producer is idle,
+/// `records_in == delivered + dead_lettered + failed` — every record that
+/// entered was delivered, dead-lettered, or reported failed (dead-letter
+/// sink unwritable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceStats {
+    /// Records accepted by `send`.
+    pub records_in: u64,
+    /// Their bytes (data only).
+    pub bytes_in: u64,
+    /// Records the service acknowledged.
+    pub delivered: u64,
+    pub bytes_delivered: u64,
+    /// Entry failures that were retried (a record retried twice counts 2).
+    pub retried: u64,
+    /// Records written to the dead-letter sink.
+    pub dead_lettered: u64,
+    /// Records neither delivered nor dead-lettered (the sink failed).
+    pub failed: u64,
+    /// Extra copies that may be in the stream: for each delivered record,
+    /// its earlier attempts whose outcome was unknown (a timeout or a
+    /// connection lost after sending) — each may have stored it.
+    pub possibly_duplicated: u64,
+}
+
+impl SourceStats {
+    fn add(&mut self, other: &SourceStats) {
+        self.records_in += other.records_in;
+        self.bytes_in += other.bytes_in;
+        self.delivered += other.delivered;
+        self.bytes_delivered += other.bytes_delivered;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.failed += other.failed;
+        self.possibly_duplicated += other.possibly_duplicated;
+    }
+}
+
+/// A snapshot of everything the producer counts.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ProducerStats {
+    pub total: SourceStats,
+    pub by_source: BTreeMap<String, SourceStats>,
+    /// Records in the producer now: queued, waiting to retry, or in flight.
+    pub queued_records: u64,
+    pub queued_bytes: u64,
+    /// Batch requests in flight now.
+    pub in_flight_requests: u64,
+    /// Batch requests sent, and those that failed as a whole.
+    pub requests: u64,
+    pub request_errors: u64,
+    /// Request latency: count, sum and maximum, in microseconds.
+    pub request_latency_count: u64,
+    pub request_latency_sum_us: u64,
+    pub request_latency_max_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_source: BTreeMap<SourceName, SourceStats>,
+    queued_records: u64,
+    queued_bytes: u64,
+    in_flight_requests: u64,
+    requests: u64,
+    request_errors: u64,
+    latency_count: u64,
+    latency_sum_us: u64,
+    latency_max_us: u64,
+}
+
+/// Shared counters, updated by `send` and the dispatcher.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    inner: Mutex<Inner>,
+}
+
+impl Counters {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut inner)
+    }
+
+    fn source<T>(&self, source: &SourceName, f: impl FnOnce(&mut SourceStats) -> T) -> T {
+        self.with(|inner| f(inner.by_source.entry(source.clone()).or_default()))
+    }
+
+    pub(crate) fn accepted(&self, source: &SourceName, bytes: usize) {
+        self.with(|inner| {
+            let stats = inner.by_source.entry(source.clone()).or_default();
+            stats.records_in += 1;
+            stats.bytes_in += bytes as u64;
+            inner.queued_records += 1;
+            inner.queued_bytes += bytes as u64;
+        });
+    }
+
+    /// A record left the producer (settled or failed).
+    fn left(inner: &mut Inner, bytes: usize) {
+        inner.queued_records = inner.queued_records.saturating_sub(1);
+        inner.queued_bytes = inner.queued_bytes.saturating_sub(bytes as u64);
+    }
+
+    pub(crate) fn delivered(&self, source: &SourceName, bytes: usize, unknown_attempts: u32) {
+        self.with(|inner| {
+            Self::left(inner, bytes);
+            let stats = inner.by_source.entry(source.clone()).or_default();
+            stats.delivered += 1;
+            stats.bytes_delivered += bytes as u64;
+            stats.possibly_duplicated += u64::from(unknown_attempts);
+        });
+    }
+
+    pub(crate) fn retried(&self, source: &SourceName) {
+        self.source(source, |stats| stats.retried += 1);
+    }
+
+    pub(crate) fn dead_lettered(&self, source: &SourceName, bytes: usize) {
+        self.with(|inner| {
+            Self::left(inner, bytes);
+            inner
+                .by_source
+                .entry(source.clone())
+                .or_default()
+                .dead_lettered += 1;
+        });
+    }
+
+    pub(crate) fn failed(&self, source: &SourceName, bytes: usize) {
+        self.with(|inner| {
+            Self::left(inner, bytes);
+            inner.by_source.entry(source.clone()).or_default().failed += 1;
+        });
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.with(|inner| {
+            inner.requests += 1;
+            inner.in_flight_requests += 1;
+        });
+    }
+
+    pub(crate) fn request_finished(&self, latency: Duration, failed: bool) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.with(|inner| {
+            inner.in_flight_requests = inner.in_flight_requests.saturating_sub(1);
+            if failed {
+                inner.request_errors += 1;
+            }
+            inner.latency_count += 1;
+            inner.latency_sum_us = inner.latency_sum_us.saturating_add(micros);
+            inner.latency_max_us = inner.latency_max_us.max(micros);
+        });
+    }
+
+    /// A request cut off at the shutdown deadline: no answer, no latency.
+    pub(crate) fn request_aborted(&self) {
+        self.with(|inner| {
+            inner.in_flight_requests = inner.in_flight_requests.saturating_sub(1);
+            inner.request_errors += 1;
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> ProducerStats {
+        self.with(|inner| {
+            let mut total = SourceStats::default();
+            let mut by_source = BTreeMap::new();
+            for (source, stats) in &inner.by_source {
+                total.add(stats);
+                by_source.insert(source.as_str().to_owned(), *stats);
+            }
+            ProducerStats {
+                total,
+                by_source,
+                queued_records: inner.queued_records,
+                queued_bytes: inner.queued_bytes,
+                in_flight_requests: inner.in_flight_requests,
+                requests: inner.requests,
+                request_errors: inner.request_errors,
+                request_latency_count: inner.latency_count,
+                request_latency_sum_us: inner.latency_sum_us,
+                request_latency_max_us: inner.latency_max_us,
+            }
+        })
+    }
+}

@@ -1,0 +1,562 @@
+//! The producer against kinesalite (through the harness), with the fault
+//! proxy in between where the test needs faults no emulator makes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::error::Error;
+use std::path::Path;
+use std::time::Duration;
+
+use shardline_harness::{
+    EntryFault, FaultCode, FaultProxy, Kinesalite, ProxyAction, RequestFault, Selection,
+    sdk_config, streams, unique_name,
+};
+use shardline_partition_key::PartitionKey;
+use shardline_producer::{
+    DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome, Producer, ProducerStats,
+    Receipt, Record, RetryPolicy, SourceName, replay,
+};
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+/// Fast retries, so fault tests take milliseconds rather than the seed's
+/// seconds.
+fn fast_retries(max_retries: Option<u32>) -> RetryPolicy {
+    RetryPolicy {
+        initial_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(50),
+        max_retries,
+    }
+}
+
+fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::new(&sdk_config(endpoint))
+}
+
+async fn new_stream(name: &str, shards: i32) -> Result<String, Box<dyn Error>> {
+    let stream = unique_name(name);
+    streams::create_stream(&Kinesalite::shared()?.kinesis_client(), &stream, shards).await?;
+    Ok(stream)
+}
+
+/// `n` records over `keys` keys; data is `<prefix>-<key>-<i>`.
+fn records(prefix: &str, n: usize, keys: usize) -> Result<Vec<Record>, Box<dyn Error>> {
+    let source = SourceName::new("test");
+    (0..n)
+        .map(|i| {
+            let key = format!("key-{}", i % keys);
+            Ok(Record::new(
+                format!("{prefix}-{key}-{i}"),
+                PartitionKey::new(&key)?,
+                source.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn send_all(
+    producer: &Producer,
+    records: Vec<Record>,
+) -> Result<Vec<Receipt>, Box<dyn Error>> {
+    let mut receipts = Vec::new();
+    for record in records {
+        receipts.push(producer.send(record).await?);
+    }
+    Ok(receipts)
+}
+
+/// Counts of each data value in the stream.
+async fn stream_counts(
+    stream: &str,
+    at_least: usize,
+) -> Result<(BTreeMap<String, usize>, Vec<streams::ReadRecord>), Box<dyn Error>> {
+    let client = Kinesalite::shared()?.kinesis_client();
+    let read = streams::read_at_least(&client, stream, at_least, Duration::from_secs(20)).await?;
+    let mut counts = BTreeMap::new();
+    for record in &read {
+        *counts
+            .entry(String::from_utf8_lossy(&record.data).into_owned())
+            .or_insert(0) += 1;
+    }
+    Ok((counts, read))
+}
+
+fn assert_reconciles(stats: &ProducerStats) {
+    let t = stats.total;
+    assert_eq!(
+        t.records_in,
+        t.delivered + t.dead_lettered + t.failed,
+        "records in = delivered + dead-lettered + failed: {stats:?}"
+    );
+    assert_eq!(stats.queued_records, 0, "{stats:?}");
+    assert_eq!(stats.in_flight_requests, 0, "{stats:?}");
+}
+
+fn dead_letter_file(dir: &Path) -> Result<DeadLetterFile, Box<dyn Error>> {
+    Ok(DeadLetterFile::open(&dir.join("dead-letters.ndjson"))?)
+}
+
+#[tokio::test]
+async fn round_trip_delivers_every_record_once_with_its_shard_and_sequence() -> TestResult {
+    let stream = new_stream("producer_round_trip", 4).await?;
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(20))
+    .build()?;
+    let sent = records("rt", 3000, 50)?;
+    let receipts = send_all(&producer, sent.clone()).await?;
+    let mut delivered_to = HashMap::new();
+    for (record, receipt) in sent.iter().zip(receipts) {
+        match receipt.await {
+            Outcome::Delivered(delivery) => {
+                let shard = delivery.shard_id.ok_or("no shard id")?;
+                let sequence = delivery.sequence_number.ok_or("no sequence number")?;
+                delivered_to.insert(record.data.clone(), (shard, sequence));
+            }
+            other => return Err(format!("{:?}: {other:?}", record.data).into()),
+        }
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+
+    let (counts, read) = stream_counts(&stream, sent.len()).await?;
+    assert_eq!(read.len(), sent.len());
+    assert!(counts.values().all(|&n| n == 1));
+    // Each receipt named the shard and sequence number the record has.
+    for record in &read {
+        let (shard, sequence) = &delivered_to[&bytes::Bytes::from(record.data.clone())];
+        assert_eq!(
+            (shard, sequence),
+            (&record.shard_id, &record.sequence_number)
+        );
+    }
+    let stats = producer.stats();
+    assert_eq!(stats.total.delivered, 3000);
+    assert_eq!(stats.by_source["test"].delivered, 3000);
+    assert_reconciles(&stats);
+    Ok(())
+}
+
+#[tokio::test]
+async fn thirty_percent_failing_entries_are_retried_alone_until_delivered() -> TestResult {
+    let stream = new_stream("producer_partial", 4).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::Share(0.3),
+        code: FaultCode::Throttled,
+    }));
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(20))
+    .retry(fast_retries(None))
+    .build()?;
+    let sent = records("partial", 2000, 40)?;
+    let receipts = send_all(&producer, sent.clone()).await?;
+    for receipt in receipts {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+
+    // Every record exactly once: a partial failure never resends the rest.
+    let (counts, _) = stream_counts(&stream, sent.len()).await?;
+    assert_eq!(counts.len(), sent.len());
+    assert!(counts.values().all(|&n| n == 1), "a record was duplicated");
+
+    // The producer's counts agree with what the proxy did.
+    let failed_entries: usize = proxy
+        .events()
+        .iter()
+        .map(|e| match &e.action {
+            ProxyAction::EntriesFailed { failed } => failed.len(),
+            _ => 0,
+        })
+        .sum();
+    let stats = producer.stats();
+    assert!(failed_entries > 500, "only {failed_entries} entries failed");
+    assert_eq!(stats.total.retried, failed_entries as u64);
+    assert_eq!(stats.total.delivered, 2000);
+    assert_eq!(stats.total.possibly_duplicated, 0);
+    assert_reconciles(&stats);
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_faults_throttling_5xx_resets_and_timeouts_lose_nothing() -> TestResult {
+    let stream = new_stream("producer_request_faults", 2).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.queue_request_faults([
+        RequestFault::Throttle,
+        RequestFault::InternalError,
+        RequestFault::Unavailable,
+        RequestFault::Reset { forward: false },
+        RequestFault::Reset { forward: true },
+        RequestFault::Stall {
+            delay: Duration::from_secs(2),
+            forward: true,
+        },
+        RequestFault::Stall {
+            delay: Duration::from_secs(2),
+            forward: false,
+        },
+    ]);
+    proxy.set_random_request_fault(Some((RequestFault::Throttle, 0.2)));
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    let destination =
+        KinesisDestination::with_request_timeout(&client, &stream, Duration::from_millis(500));
+    let producer = Producer::builder(destination, dead_letter_file(dir.path())?)
+        .linger(Duration::from_millis(10))
+        .batch_records(50)
+        .retry(fast_retries(None))
+        .build()?;
+    let sent = records("faults", 1000, 30)?;
+    let receipts = send_all(&producer, sent.clone()).await?;
+    for receipt in receipts {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    let stats = producer.stats();
+    assert_reconciles(&stats);
+    assert_eq!(stats.total.delivered, 1000);
+    assert!(stats.request_errors >= 7, "{stats:?}");
+
+    // Every record is there; copies only where an attempt's outcome was
+    // unknown (the reset and stall after forwarding), and counted.
+    let (counts, read) = stream_counts(&stream, sent.len()).await?;
+    assert_eq!(counts.len(), sent.len());
+    let copies = (read.len() - counts.len()) as u64;
+    assert!(
+        copies > 0,
+        "the forwarded reset and stall should have stored copies"
+    );
+    assert!(
+        copies <= stats.total.possibly_duplicated,
+        "{copies} copies but {} possible",
+        stats.total.possibly_duplicated
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> TestResult {
+    let stream = new_stream("producer_dead_letters", 2).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::DataContains(b"poison".to_vec()),
+        code: FaultCode::Throttled,
+    }));
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(10))
+    .retry(fast_retries(Some(2)))
+    .build()?;
+    let mut sent = records("ok", 100, 10)?;
+    let source = SourceName::new("test");
+    for i in 0..5 {
+        sent.push(Record::new(
+            format!("poison-{i}"),
+            PartitionKey::new("p")?,
+            source.clone(),
+        ));
+    }
+    // Larger than Kinesis takes: data + key over 1 MiB.
+    sent.push(Record::new(
+        vec![b'x'; 1024 * 1024],
+        PartitionKey::new("big")?,
+        source.clone(),
+    ));
+    let receipts = send_all(&producer, sent.clone()).await?;
+    let mut outcomes = Vec::new();
+    for receipt in receipts {
+        outcomes.push(receipt.await);
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+
+    assert!(
+        outcomes[..100]
+            .iter()
+            .all(|o| matches!(o, Outcome::Delivered(_)))
+    );
+    for outcome in &outcomes[100..105] {
+        assert_eq!(
+            outcome,
+            &Outcome::DeadLettered {
+                reason: DeadLetterReason::RetriesExhausted,
+                error_code: Some("ProvisionedThroughputExceededException".into())
+            }
+        );
+    }
+    assert_eq!(
+        outcomes[105],
+        Outcome::DeadLettered {
+            reason: DeadLetterReason::RecordTooLarge,
+            error_code: None
+        }
+    );
+
+    let letters = replay(&dir.path().join("dead-letters.ndjson"))?;
+    assert_eq!(letters.len(), 6);
+    let poison: Vec<_> = letters
+        .iter()
+        .filter(|l| l.data.starts_with("poison"))
+        .collect();
+    assert_eq!(poison.len(), 5);
+    for letter in &poison {
+        assert_eq!(letter.attempts, 3, "1 try + 2 retries");
+        assert_eq!(letter.reason, DeadLetterReason::RetriesExhausted);
+        assert_eq!(letter.source, "test");
+        assert_eq!(letter.partition_key, "p");
+        assert!(letter.first_attempt.is_some() && letter.last_attempt.is_some());
+        assert_eq!(letter.destination, format!("kinesis:{stream}"));
+    }
+    let big = letters
+        .iter()
+        .find(|l| l.reason == DeadLetterReason::RecordTooLarge)
+        .ok_or("no record_too_large letter")?;
+    assert_eq!(big.attempts, 0);
+    assert_eq!(big.data.len(), 1024 * 1024);
+
+    let stats = producer.stats();
+    assert_eq!((stats.total.delivered, stats.total.dead_lettered), (100, 6));
+    assert_reconciles(&stats);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> TestResult {
+    let stream = unique_name("producer_missing");
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(10))
+    .retry(fast_retries(Some(3)))
+    .build()?;
+    let sent = records("missing", 20, 5)?;
+    for receipt in send_all(&producer, sent.clone()).await? {
+        assert_eq!(
+            receipt.await,
+            Outcome::DeadLettered {
+                reason: DeadLetterReason::Fatal,
+                error_code: Some("ResourceNotFoundException".into())
+            }
+        );
+    }
+    producer.shutdown(Duration::from_secs(5)).await;
+    assert_reconciles(&producer.stats());
+
+    // Once the stream exists, the dead letters go in as they were.
+    streams::create_stream(&Kinesalite::shared()?.kinesis_client(), &stream, 1).await?;
+    let replayed_dir = tempfile::tempdir()?;
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(replayed_dir.path())?,
+    )
+    .linger(Duration::from_millis(10))
+    .build()?;
+    let letters = replay(&dir.path().join("dead-letters.ndjson"))?;
+    assert_eq!(letters.len(), 20);
+    let replayed: Vec<Record> = letters
+        .iter()
+        .map(|l| l.to_record())
+        .collect::<Result<_, _>>()?;
+    for receipt in send_all(&producer, replayed).await? {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(5)).await;
+    let (counts, _) = stream_counts(&stream, 20).await?;
+    let want: BTreeSet<String> = sent
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), want);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_emulator_killed_and_restarted_mid_run_loses_nothing() -> TestResult {
+    let kinesalite = Kinesalite::start_persistent()?;
+    let stream = unique_name("producer_restart");
+    streams::create_stream(&kinesalite.kinesis_client(), &stream, 2).await?;
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&kinesalite.endpoint());
+    let destination =
+        KinesisDestination::with_request_timeout(&client, &stream, Duration::from_secs(2));
+    let producer = Producer::builder(destination, dead_letter_file(dir.path())?)
+        .linger(Duration::from_millis(5))
+        .batch_records(20)
+        .retry(fast_retries(None))
+        .build()?;
+    let sent = records("restart", 1500, 25)?;
+    let mut receipts = Vec::new();
+    for (i, record) in sent.iter().cloned().enumerate() {
+        receipts.push(producer.send(record).await?);
+        if i == 500 {
+            kinesalite.kill();
+        }
+        if i == 900 {
+            kinesalite.restart()?;
+        }
+    }
+    for receipt in receipts {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    let stats = producer.stats();
+    assert_reconciles(&stats);
+    assert!(
+        stats.total.retried > 0,
+        "the kill should have caused retries"
+    );
+
+    let read = streams::read_at_least(
+        &kinesalite.kinesis_client(),
+        &stream,
+        sent.len(),
+        Duration::from_secs(20),
+    )
+    .await?;
+    let distinct: BTreeSet<Vec<u8>> = read.iter().map(|r| r.data.clone()).collect();
+    assert_eq!(distinct.len(), sent.len());
+    assert!((read.len() - distinct.len()) as u64 <= stats.total.possibly_duplicated);
+    Ok(())
+}
+
+#[tokio::test]
+async fn strict_ordering_keeps_each_keys_order_through_retries() -> TestResult {
+    let stream = new_stream("producer_ordering", 3).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::Share(0.3),
+        code: FaultCode::InternalFailure,
+    }));
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(5))
+    .strict_ordering(true)
+    .retry(fast_retries(None))
+    .build()?;
+    let sent = records("order", 600, 12)?;
+    for receipt in send_all(&producer, sent.clone()).await? {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    assert_reconciles(&producer.stats());
+
+    let (_, read) = stream_counts(&stream, sent.len()).await?;
+    // Within a shard, records come back in sequence order; a key's records
+    // must come back in the order they were sent.
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for record in &read {
+        let text = String::from_utf8_lossy(&record.data).into_owned();
+        let index: usize = text.rsplit('-').next().ok_or("no index")?.parse()?;
+        by_key
+            .entry(record.partition_key.clone())
+            .or_default()
+            .push(index);
+    }
+    assert_eq!(by_key.len(), 12);
+    for (key, indices) in by_key {
+        let mut sorted = indices.clone();
+        sorted.sort_unstable();
+        assert_eq!(indices, sorted, "{key} out of order");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_deadline_dead_letters_what_a_stalled_destination_holds() -> TestResult {
+    let stream = new_stream("producer_shutdown", 1).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_random_request_fault(Some((
+        RequestFault::Stall {
+            delay: Duration::from_secs(30),
+            forward: false,
+        },
+        1.0,
+    )));
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(5))
+    .batch_records(10)
+    .max_in_flight(2)
+    .build()?;
+    let receipts = send_all(&producer, records("stalled", 50, 5)?).await?;
+    producer.shutdown(Duration::from_millis(500)).await;
+    for receipt in receipts {
+        assert!(matches!(
+            receipt.await,
+            Outcome::DeadLettered {
+                reason: DeadLetterReason::ShutdownDeadline,
+                ..
+            }
+        ));
+    }
+    let stats = producer.stats();
+    assert_eq!(stats.total.dead_lettered, 50);
+    assert_reconciles(&stats);
+    assert_eq!(replay(&dir.path().join("dead-letters.ndjson"))?.len(), 50);
+    // Sending after shutdown is refused, the record handed back.
+    let late = records("late", 1, 1)?.remove(0);
+    assert!(producer.send(late).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_queue_pushes_back_and_flush_waits_for_settlement() -> TestResult {
+    let stream = new_stream("producer_backpressure", 1).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.queue_request_faults([RequestFault::Stall {
+        delay: Duration::from_millis(800),
+        forward: true,
+    }]);
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    // Ten records fill one batch, which the proxy stalls; the long linger
+    // keeps anything else from going out until `flush` asks.
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_secs(60))
+    .batch_records(10)
+    .queue_max_records(10)
+    .build()?;
+    let mut all = records("bp", 11, 3)?;
+    let eleventh = all.pop().ok_or("no record")?;
+    let mut receipts = send_all(&producer, all).await?;
+    // Ten records held: the eleventh does not fit now.
+    let eleventh = match producer.try_send(eleventh) {
+        Err(shardline_producer::TrySendError::Full(record)) => *record,
+        other => return Err(format!("expected Full, got {other:?}").into()),
+    };
+    // `send` waits until room frees up, then takes it.
+    receipts.push(producer.send(eleventh).await?);
+    producer.flush().await;
+    for mut receipt in receipts {
+        assert!(matches!(receipt.try_outcome(), Some(Outcome::Delivered(_))));
+    }
+    producer.shutdown(Duration::from_secs(5)).await;
+    assert_reconciles(&producer.stats());
+    Ok(())
+}
