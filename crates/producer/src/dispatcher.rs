@@ -97,11 +97,7 @@ pub(crate) enum Control {
 }
 
 type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
-type DeadLetterJob = (
-    Box<dyn DeadLetterSink>,
-    Vec<Pending>,
-    std::io::Result<()>,
-);
+type DeadLetterJob = (Box<dyn DeadLetterSink>, Vec<Pending>, std::io::Result<()>);
 
 enum Event {
     Record(Option<Box<Pending>>),

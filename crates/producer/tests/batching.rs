@@ -1,0 +1,161 @@
+//! Properties of batching and retrying, checked over arbitrary record sizes,
+//! keys, limits and failures. The destination here is the producer's own
+//! extension point implemented by the test: it checks every batch against
+//! the limits and fails the entries the test chose, so the properties cover
+//! the producer's logic without a network.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shardline_partition_key::PartitionKey;
+use shardline_producer::{
+    BatchLimits, DeadLetterFile, DeadLetterReason, Delivery, Destination, Entry, EntryError,
+    Outcome, Producer, PutError, Record, RetryPolicy, SourceName,
+};
+
+const LIMITS: BatchLimits = BatchLimits {
+    max_records: 20,
+    max_bytes: 10_000,
+    max_record_bytes: 2_000,
+    counts_partition_key: true,
+};
+
+#[derive(Default)]
+struct Seen {
+    /// Limit violations found, as messages.
+    violations: Vec<String>,
+    /// How often each record id was acknowledged as delivered.
+    delivered: BTreeMap<String, usize>,
+    /// Ids that have already failed once.
+    failed_once: HashSet<String>,
+}
+
+/// Checks limits; fails the first attempt of records whose id ends in `7`.
+struct Checking {
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[async_trait::async_trait]
+impl Destination for Checking {
+    fn name(&self) -> &str {
+        "checking"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        LIMITS
+    }
+
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.is_empty() || entries.len() > LIMITS.max_records {
+            seen.violations.push(format!("{} entries", entries.len()));
+        }
+        let bytes: usize = entries
+            .iter()
+            .map(|e| LIMITS.record_size(e.data.len(), e.partition_key.len_bytes()))
+            .sum();
+        if bytes > LIMITS.max_bytes {
+            seen.violations.push(format!("{bytes} bytes in a batch"));
+        }
+        let mut results = Vec::new();
+        for entry in entries {
+            let size = LIMITS.record_size(entry.data.len(), entry.partition_key.len_bytes());
+            if size > LIMITS.max_record_bytes {
+                seen.violations.push(format!("a {size}-byte record"));
+            }
+            let id = id_of(&entry.data);
+            if id.ends_with('7') && seen.failed_once.insert(id.clone()) {
+                results.push(Err(EntryError {
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "first try fails".into(),
+                }));
+            } else {
+                *seen.delivered.entry(id).or_insert(0) += 1;
+                results.push(Ok(Delivery::default()));
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// Records carry their id before the first `|`, padding after it.
+fn id_of(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .split('|')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn batches_respect_limits_and_every_record_leaves_exactly_once(
+        sizes in proptest::collection::vec(0usize..2_600, 1..150),
+        keys in proptest::collection::vec("[a-z]{1,40}", 1..6),
+        batch_records in 1usize..=20,
+        batch_bytes in 2_000usize..=10_000,
+        strict in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let dir = tempfile::tempdir()?;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (outcomes, stats) = runtime.block_on(async {
+            let producer = Producer::builder(
+                Checking { seen: seen.clone() },
+                DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
+            )
+            .batch_records(batch_records)
+            .batch_bytes(batch_bytes)
+            .linger(Duration::from_millis(1))
+            .strict_ordering(strict)
+            .queue_max_records(40)
+            .retry(RetryPolicy {
+                initial_delay: Duration::from_micros(100),
+                max_delay: Duration::from_millis(1),
+                max_retries: Some(5),
+            })
+            .build()?;
+            let source = SourceName::new("prop");
+            let mut receipts = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let key = PartitionKey::new(&keys[i % keys.len()])?;
+                let mut data = format!("{i}|").into_bytes();
+                data.resize(data.len().max(*size), b'.');
+                receipts.push(producer.send(Record::new(data, key, source.clone())).await?);
+            }
+            let mut outcomes = Vec::new();
+            for receipt in receipts {
+                outcomes.push(receipt.await);
+            }
+            producer.shutdown(Duration::from_secs(5)).await;
+            Ok::<_, Box<dyn std::error::Error>>((outcomes, producer.stats()))
+        }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+        let seen = seen.lock().unwrap();
+        prop_assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        for (i, (size, outcome)) in sizes.iter().zip(&outcomes).enumerate() {
+            let key_len = keys[i % keys.len()].len();
+            let data_len = (*size).max(format!("{i}|").len());
+            let too_large = data_len + key_len > LIMITS.max_record_bytes;
+            let id = i.to_string();
+            if too_large {
+                prop_assert_eq!(
+                    outcome,
+                    &Outcome::DeadLettered { reason: DeadLetterReason::RecordTooLarge, error_code: None }
+                );
+                prop_assert!(!seen.delivered.contains_key(&id));
+            } else {
+                prop_assert!(matches!(outcome, Outcome::Delivered(_)), "{}: {:?}", i, outcome);
+                prop_assert_eq!(seen.delivered.get(&id), Some(&1), "record {} delivered once", i);
+            }
+        }
+        let total = stats.total;
+        prop_assert_eq!(total.records_in, sizes.len() as u64);
+        prop_assert_eq!(total.records_in, total.delivered + total.dead_lettered + total.failed);
+        prop_assert_eq!(total.retried as usize, seen.failed_once.len());
+    }
+}
