@@ -61,6 +61,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aggregation;
 mod config;
 mod dead_letter;
 mod destination;
