@@ -162,6 +162,79 @@ pub fn hash_key(key: &PartitionKey) -> u128 {
     u128::from_be_bytes(Md5::digest(key.as_str().as_bytes()).into())
 }
 
+/// One open shard's part of the hash-key space, inclusive at both ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRange {
+    pub shard_id: String,
+    pub starting_hash_key: u128,
+    pub ending_hash_key: u128,
+}
+
+/// Which shard holds which hash keys: the open shards of a stream, as
+/// `ListShards` gives them (after splits and merges, only the open shards
+/// take new records).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShardMap {
+    /// Sorted by starting hash key.
+    ranges: Vec<ShardRange>,
+}
+
+impl ShardMap {
+    /// A map of these ranges (any order).
+    pub fn new(mut ranges: Vec<ShardRange>) -> Self {
+        ranges.sort_by_key(|r| r.starting_hash_key);
+        ShardMap { ranges }
+    }
+
+    /// `count` shards splitting the hash-key space evenly, as `CreateStream`
+    /// does: shard `i` starts at `i * floor(2^128 / count)`, the last one
+    /// ends at `2^128 - 1`.
+    pub fn even(count: usize) -> Self {
+        let count = count.max(1) as u128;
+        // floor(2^128 / count) without computing 2^128.
+        let width = (u128::MAX / count).saturating_add((u128::MAX % count + 1) / count);
+        let ranges = (0..count)
+            .map(|i| ShardRange {
+                shard_id: format!("shardId-{i:012}"),
+                starting_hash_key: i * width,
+                ending_hash_key: if i + 1 == count {
+                    u128::MAX
+                } else {
+                    (i + 1) * width - 1
+                },
+            })
+            .collect();
+        ShardMap { ranges }
+    }
+
+    pub fn ranges(&self) -> &[ShardRange] {
+        &self.ranges
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The index (in [`ShardMap::ranges`]) of the shard holding `hash`.
+    pub fn index_for_hash(&self, hash: u128) -> Option<usize> {
+        let after = self.ranges.partition_point(|r| r.starting_hash_key <= hash);
+        let index = after.checked_sub(1)?;
+        let range = self.ranges.get(index)?;
+        (hash <= range.ending_hash_key).then_some(index)
+    }
+
+    /// The shard a record goes to: its explicit hash key if it has one,
+    /// else the MD5 of its partition key.
+    pub fn index_for(
+        &self,
+        key: &PartitionKey,
+        explicit: Option<ExplicitHashKey>,
+    ) -> Option<usize> {
+        let hash = explicit.map_or_else(|| hash_key(key), |k| k.0);
+        self.index_for_hash(hash)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +266,72 @@ mod tests {
         // 0cc175b9c0f1b6a831c399e269772661.
         let a = PartitionKey::new("a").unwrap();
         assert_eq!(hash_key(&a), 0x0cc1_75b9_c0f1_b6a8_31c3_99e2_6977_2661);
+    }
+
+    #[test]
+    fn even_maps_cover_the_space_without_gaps() {
+        for count in [1usize, 2, 3, 4, 7, 50] {
+            let map = ShardMap::even(count);
+            let ranges = map.ranges();
+            assert_eq!(ranges.len(), count);
+            assert_eq!(ranges[0].starting_hash_key, 0);
+            assert_eq!(ranges[count - 1].ending_hash_key, u128::MAX);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].ending_hash_key + 1, pair[1].starting_hash_key);
+            }
+            assert_eq!(map.index_for_hash(0), Some(0));
+            if count == 2 {
+                assert_eq!(ranges[1].starting_hash_key, 1u128 << 127);
+            }
+            if count == 3 {
+                // As Kinesis creates a 3-shard stream.
+                assert_eq!(
+                    ranges[0].ending_hash_key,
+                    113_427_455_640_312_821_154_458_202_477_256_070_484
+                );
+            }
+            assert_eq!(map.index_for_hash(u128::MAX), Some(count - 1));
+        }
+    }
+
+    #[test]
+    fn lookups_after_a_split() {
+        // Shard 0 split into 1 and 2; shard 3 unchanged.
+        let half = u128::MAX / 2;
+        let map = ShardMap::new(vec![
+            ShardRange {
+                shard_id: "3".into(),
+                starting_hash_key: half + 1,
+                ending_hash_key: u128::MAX,
+            },
+            ShardRange {
+                shard_id: "1".into(),
+                starting_hash_key: 0,
+                ending_hash_key: half / 2,
+            },
+            ShardRange {
+                shard_id: "2".into(),
+                starting_hash_key: half / 2 + 1,
+                ending_hash_key: half,
+            },
+        ]);
+        let id = |h| {
+            map.index_for_hash(h)
+                .map(|i| map.ranges()[i].shard_id.clone())
+        };
+        assert_eq!(id(0).as_deref(), Some("1"));
+        assert_eq!(id(half / 2 + 1).as_deref(), Some("2"));
+        assert_eq!(id(half).as_deref(), Some("2"));
+        assert_eq!(id(half + 1).as_deref(), Some("3"));
+        // A gap (a shard missing from the map) maps to nothing.
+        let gappy = ShardMap::new(vec![ShardRange {
+            shard_id: "x".into(),
+            starting_hash_key: 10,
+            ending_hash_key: 20,
+        }]);
+        assert_eq!(gappy.index_for_hash(5), None);
+        assert_eq!(gappy.index_for_hash(21), None);
+        assert_eq!(gappy.index_for_hash(15), Some(0));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const DEFAULT_QUEUE_MAX_RECORDS: usize = 100_000;
 /// bounded when the destination is slow or down.
 pub const DEFAULT_QUEUE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
+/// The smallest aggregate worth the framing (20 bytes of magic and MD5).
+pub const MIN_AGGREGATE_BYTES: usize = 1024;
+
 /// Producer settings. Build with [`crate::Producer::builder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
@@ -37,6 +40,10 @@ pub struct ProducerConfig {
     /// Keep each partition key's records in order through retries: at most
     /// one record per key is in flight or waiting to retry at a time.
     pub strict_ordering: bool,
+    /// KPL aggregation (Kinesis only): user records bound for the same
+    /// shard share one Kinesis record of at most this many bytes. `None`:
+    /// off.
+    pub aggregate_max_bytes: Option<usize>,
 }
 
 impl ProducerConfig {
@@ -51,6 +58,7 @@ impl ProducerConfig {
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             retry: RetryPolicy::default(),
             strict_ordering: false,
+            aggregate_max_bytes: None,
         }
     }
 
@@ -86,6 +94,15 @@ impl ProducerConfig {
                 value: self.queue_max_bytes,
             });
         }
+        if let Some(max) = self.aggregate_max_bytes
+            && (max < MIN_AGGREGATE_BYTES || max > limits.max_record_bytes)
+        {
+            return Err(ConfigError::AggregateBytes {
+                value: max,
+                min: MIN_AGGREGATE_BYTES,
+                max: limits.max_record_bytes,
+            });
+        }
         if self.retry.initial_delay > self.retry.max_delay {
             return Err(ConfigError::RetryDelays {
                 initial: self.retry.initial_delay,
@@ -118,6 +135,14 @@ pub enum ConfigError {
     QueueBytes { value: usize, min: usize },
     #[error("queue_max_bytes must be below 4 GiB, not {value}")]
     QueueBytesTooLarge { value: usize },
+    #[error("aggregate_max_bytes must be {min} to {max} (one Kinesis record), not {value}")]
+    AggregateBytes {
+        value: usize,
+        min: usize,
+        max: usize,
+    },
+    #[error("{destination} does not support KPL aggregation")]
+    AggregationUnsupported { destination: String },
     #[error("the initial retry delay {initial:?} exceeds the maximum {max:?}")]
     RetryDelays { initial: Duration, max: Duration },
 }

@@ -4,7 +4,7 @@
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
-use shardline_partition_key::{ExplicitHashKey, PartitionKey};
+use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardMap};
 
 use crate::limits::BatchLimits;
 use crate::record::Delivery;
@@ -64,6 +64,18 @@ pub trait Destination: Send + Sync + 'static {
 
     /// Sends one batch.
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError>;
+
+    /// Whether records may be KPL-aggregated for this destination (Kinesis:
+    /// yes; consumers deaggregate).
+    fn supports_aggregation(&self) -> bool {
+        false
+    }
+
+    /// The open shards' hash-key ranges, to aggregate records by the shard
+    /// they will land in. `Ok(None)`: no shards to speak of.
+    async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
+        Ok(None)
+    }
 }
 
 /// Classifies an AWS error code, falling back on the HTTP status for codes

@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use shardline_partition_key::PartitionKey;
+use shardline_partition_key::{PartitionKey, ShardMap};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::aggregation::Aggregate;
 use crate::config::ProducerConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, rfc3339};
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
@@ -97,6 +98,35 @@ pub(crate) enum Control {
 }
 
 type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
+
+/// One entry of a batch and the records it carries: one, or a KPL
+/// aggregate of several bound for the same shard.
+struct Unit {
+    entry: Entry,
+    members: Vec<Pending>,
+    predicted_shard: Option<String>,
+}
+
+impl Unit {
+    fn single(pending: Pending, predicted_shard: Option<String>) -> Self {
+        Unit {
+            entry: Entry {
+                data: pending.record.data.clone(),
+                partition_key: pending.record.partition_key.clone(),
+                explicit_hash_key: pending.record.explicit_hash_key,
+            },
+            members: vec![pending],
+            predicted_shard,
+        }
+    }
+}
+
+/// A batch in flight: each entry's records, and the shard each entry was
+/// expected to land in.
+struct InFlight {
+    members: Vec<Vec<Pending>>,
+    predicted: Vec<Option<String>>,
+}
 type DeadLetterJob = (Box<dyn DeadLetterSink>, Vec<Pending>, std::io::Result<()>);
 
 enum Event {
@@ -121,7 +151,10 @@ pub(crate) struct Dispatcher {
     /// later records of that key waiting their turn.
     blocked: HashMap<PartitionKey, VecDeque<Pending>>,
     in_flight: JoinSet<(PutResult, Duration)>,
-    in_flight_batches: HashMap<tokio::task::Id, Vec<Pending>>,
+    in_flight_batches: HashMap<tokio::task::Id, InFlight>,
+    /// With aggregation: the open shards, and whether to ask again.
+    shard_map: Option<ShardMap>,
+    refresh_shard_map: bool,
 
     /// Dead letters waiting for the sink, with their reason and error.
     dead_letter_queue: Vec<(Pending, DeadLetter)>,
@@ -149,6 +182,7 @@ impl Dispatcher {
         config: ProducerConfig,
         counters: Arc<Counters>,
     ) -> Self {
+        let config_aggregates = config.aggregate_max_bytes.is_some();
         Dispatcher {
             limits: destination.limits(),
             destination,
@@ -161,6 +195,8 @@ impl Dispatcher {
             blocked: HashMap::new(),
             in_flight: JoinSet::new(),
             in_flight_batches: HashMap::new(),
+            shard_map: None,
+            refresh_shard_map: config_aggregates,
             dead_letter_queue: Vec::new(),
             sink: Some(sink),
             sink_job: None,
@@ -182,6 +218,10 @@ impl Dispatcher {
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         loop {
+            if self.refresh_shard_map {
+                self.refresh_shard_map = false;
+                self.load_shard_map().await;
+            }
             let now = Instant::now();
             self.cut_off_at_deadline(now);
             self.promote_due_retries(now);
@@ -218,6 +258,21 @@ impl Dispatcher {
         }
         if let Some((_, Some(done))) = self.shutdown.take() {
             let _ = done.send(());
+        }
+    }
+
+    /// Asks the destination for its open shards. Without a map, records
+    /// are still aggregated, just not by shard.
+    async fn load_shard_map(&mut self) {
+        match self.destination.shard_map().await {
+            Ok(map) => self.shard_map = map,
+            Err(e) => {
+                tracing::warn!(
+                    destination = self.destination.name(),
+                    error = %e,
+                    "cannot list the shards; aggregating without a shard map"
+                );
+            }
         }
     }
 
@@ -341,34 +396,25 @@ impl Dispatcher {
             if !(full || lingered || hurry) {
                 break;
             }
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while batch.len() < self.config.batch_records {
-                let Some(size) = self.ready.front().map(|p| p.size(&self.limits)) else {
-                    break;
-                };
-                if !batch.is_empty() && bytes + size > self.config.batch_bytes {
-                    break;
+            let units = match self.config.aggregate_max_bytes {
+                Some(max_bytes) => self.take_aggregated(max_bytes),
+                None => self.take_plain(),
+            };
+            let at = SystemTime::now();
+            let mut entries = Vec::with_capacity(units.len());
+            let mut predicted = Vec::with_capacity(units.len());
+            let mut members = Vec::with_capacity(units.len());
+            for unit in units {
+                entries.push(unit.entry);
+                predicted.push(unit.predicted_shard);
+                let mut unit_members = unit.members;
+                for pending in &mut unit_members {
+                    pending.attempts += 1;
+                    pending.first_attempt.get_or_insert(at);
+                    pending.last_attempt = Some(at);
                 }
-                let Some(mut pending) = self.ready.pop_front() else {
-                    break;
-                };
-                bytes += size;
-                self.ready_bytes = self.ready_bytes.saturating_sub(size);
-                pending.attempts += 1;
-                let at = SystemTime::now();
-                pending.first_attempt.get_or_insert(at);
-                pending.last_attempt = Some(at);
-                batch.push(pending);
+                members.push(unit_members);
             }
-            let entries: Vec<Entry> = batch
-                .iter()
-                .map(|p| Entry {
-                    data: p.record.data.clone(),
-                    partition_key: p.record.partition_key.clone(),
-                    explicit_hash_key: p.record.explicit_hash_key,
-                })
-                .collect();
             let destination = self.destination.clone();
             self.counters.request_started();
             let handle = self.in_flight.spawn(async move {
@@ -376,15 +422,139 @@ impl Dispatcher {
                 let result = destination.put(&entries).await;
                 (result, started.elapsed())
             });
-            self.in_flight_batches.insert(handle.id(), batch);
+            self.in_flight_batches
+                .insert(handle.id(), InFlight { members, predicted });
+        }
+    }
+
+    /// One entry per record, up to the batch limits.
+    fn take_plain(&mut self) -> Vec<Unit> {
+        let mut units = Vec::new();
+        let mut bytes = 0;
+        while units.len() < self.config.batch_records {
+            let Some(size) = self.ready.front().map(|p| p.size(&self.limits)) else {
+                break;
+            };
+            if !units.is_empty() && bytes + size > self.config.batch_bytes {
+                break;
+            }
+            let Some(pending) = self.ready.pop_front() else {
+                break;
+            };
+            bytes += size;
+            self.ready_bytes = self.ready_bytes.saturating_sub(size);
+            units.push(Unit::single(pending, None));
+        }
+        units
+    }
+
+    /// Records grouped by the shard they will land in, each group packed
+    /// into KPL aggregates of at most `max_bytes`, up to the batch limits.
+    fn take_aggregated(&mut self, max_bytes: usize) -> Vec<Unit> {
+        let mut closed: Vec<Unit> = Vec::new();
+        let mut closed_bytes: usize = 0;
+        // Open aggregates by (shard, has explicit hash key).
+        let mut open: HashMap<(Option<usize>, bool), (Aggregate, Vec<Pending>)> = HashMap::new();
+        let mut open_bytes: usize = 0;
+        let entry_size = |aggregate: &Aggregate, members: &[Pending]| {
+            aggregate.encoded_len()
+                + members
+                    .first()
+                    .map_or(0, |p| p.record.partition_key.len_bytes())
+        };
+        while let Some(front) = self.ready.front() {
+            let key = &front.record.partition_key;
+            let explicit = front.record.explicit_hash_key;
+            let shard = self
+                .shard_map
+                .as_ref()
+                .and_then(|map| map.index_for(key, explicit));
+            let group = (shard, explicit.is_some());
+            let plain_size = front.size(&self.limits);
+            let data_len = front.record.data.len();
+            // A full aggregate for this group is closed first.
+            if let Some((aggregate, members)) = open.get(&group) {
+                let grown = aggregate.encoded_len_with(key, explicit, data_len)
+                    + members
+                        .first()
+                        .map_or(0, |p| p.record.partition_key.len_bytes());
+                if grown > max_bytes || !aggregate.accepts(explicit) {
+                    let size = entry_size(aggregate, members);
+                    if let Some((aggregate, members)) = open.remove(&group) {
+                        open_bytes = open_bytes.saturating_sub(size);
+                        closed_bytes += size;
+                        closed.push(self.close(aggregate, members, shard));
+                    }
+                }
+            }
+            let (growth, starts_entry) = match open.get(&group) {
+                Some((aggregate, _)) => (
+                    aggregate.encoded_len_with(key, explicit, data_len) - aggregate.encoded_len(),
+                    false,
+                ),
+                None => (
+                    Aggregate::new().encoded_len_with(key, explicit, data_len) + key.len_bytes(),
+                    true,
+                ),
+            };
+            let entries = closed.len() + open.len();
+            if starts_entry && entries >= self.config.batch_records {
+                break;
+            }
+            let total = closed_bytes + open_bytes;
+            if entries > 0 && total + growth.max(plain_size) > self.config.batch_bytes {
+                break;
+            }
+            let Some(pending) = self.ready.pop_front() else {
+                break;
+            };
+            self.ready_bytes = self.ready_bytes.saturating_sub(plain_size);
+            let (aggregate, members) = open.entry(group).or_default();
+            let before = entry_size(aggregate, members);
+            aggregate.push(
+                &pending.record.partition_key,
+                pending.record.explicit_hash_key,
+                pending.record.data.clone(),
+            );
+            members.push(pending);
+            open_bytes = open_bytes.saturating_sub(before) + entry_size(aggregate, members);
+        }
+        for ((shard, _), (aggregate, members)) in open {
+            closed.push(self.close(aggregate, members, shard));
+        }
+        closed
+    }
+
+    /// Turns an aggregate into one entry: a single record is sent as it is.
+    fn close(&self, aggregate: Aggregate, mut members: Vec<Pending>, shard: Option<usize>) -> Unit {
+        let predicted = shard
+            .and_then(|i| self.shard_map.as_ref()?.ranges().get(i))
+            .map(|range| range.shard_id.clone());
+        if members.len() == 1
+            && let Some(only) = members.pop()
+        {
+            return Unit::single(only, predicted);
+        }
+        let (partition_key, explicit_hash_key) = members
+            .first()
+            .map(|p| (p.record.partition_key.clone(), p.record.explicit_hash_key))
+            .unwrap_or_else(|| (PartitionKey::new_or_hashed(""), None));
+        Unit {
+            entry: Entry {
+                data: aggregate.encode(),
+                partition_key,
+                explicit_hash_key,
+            },
+            members,
+            predicted_shard: predicted,
         }
     }
 
     fn batch_done(&mut self, id: tokio::task::Id, output: Option<(PutResult, Duration)>) {
-        let Some(batch) = self.in_flight_batches.remove(&id) else {
+        let Some(InFlight { members, predicted }) = self.in_flight_batches.remove(&id) else {
             return; // cut off at the shutdown deadline; already dead-lettered
         };
-        let (result, latency) = output.unwrap_or_else(|| {
+        let (mut result, latency) = output.unwrap_or_else(|| {
             (
                 Err(PutError {
                     class: ErrorClass::Retryable,
@@ -395,15 +565,48 @@ impl Dispatcher {
                 Duration::ZERO,
             )
         });
+        if let Ok(results) = &result
+            && results.len() != members.len()
+        {
+            // A destination that answers for too few or too many entries
+            // cannot be trusted with any of them.
+            result = Err(PutError {
+                class: ErrorClass::Retryable,
+                code: None,
+                message: format!(
+                    "{} answered {} results for {} entries",
+                    self.destination.name(),
+                    results.len(),
+                    members.len()
+                ),
+                outcome_unknown: true,
+            });
+        }
         self.counters.request_finished(latency, result.is_err());
         match result {
             Ok(results) => {
-                for (pending, result) in batch.into_iter().zip(results) {
+                for ((unit, result), predicted) in members.into_iter().zip(results).zip(predicted) {
                     match result {
-                        Ok(delivery) => self.delivered(pending, delivery),
+                        Ok(delivery) => {
+                            if predicted.is_some() && delivery.shard_id != predicted {
+                                // The stream was resharded: aggregate by the new shards.
+                                self.refresh_shard_map = true;
+                            }
+                            for pending in unit {
+                                self.delivered(pending, delivery.clone());
+                            }
+                        }
                         Err(error) => {
                             let class = classify(&error.code, None);
-                            self.failed(pending, class, Some(error.code), error.message, false);
+                            for pending in unit {
+                                self.failed(
+                                    pending,
+                                    class,
+                                    Some(error.code.clone()),
+                                    error.message.clone(),
+                                    false,
+                                );
+                            }
                         }
                     }
                 }
@@ -411,11 +614,11 @@ impl Dispatcher {
             Err(error) => {
                 tracing::warn!(
                     destination = self.destination.name(),
-                    records = batch.len(),
+                    entries = members.len(),
                     error = %error.message,
                     "batch request failed"
                 );
-                for pending in batch {
+                for pending in members.into_iter().flatten() {
                     self.failed(
                         pending,
                         error.class,
@@ -633,7 +836,7 @@ impl Dispatcher {
         let mut left_behind: Vec<Pending> = Vec::new();
         for (_, batch) in self.in_flight_batches.drain() {
             self.counters.request_aborted();
-            for mut pending in batch {
+            for mut pending in batch.members.into_iter().flatten() {
                 pending.unknown_attempts += 1;
                 left_behind.push(pending);
             }

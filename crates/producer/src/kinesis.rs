@@ -7,6 +7,8 @@ use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
+use shardline_partition_key::{ShardMap, ShardRange};
+
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
 use crate::limits::BatchLimits;
 use crate::record::Delivery;
@@ -74,6 +76,55 @@ impl KinesisDestination {
 impl Destination for KinesisDestination {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn supports_aggregation(&self) -> bool {
+        true
+    }
+
+    async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
+        let mut ranges = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = match &token {
+                Some(token) => self.client.list_shards().next_token(token),
+                None => match &self.stream {
+                    StreamRef::Name(name) => self.client.list_shards().stream_name(name),
+                    StreamRef::Arn(arn) => self.client.list_shards().stream_arn(arn),
+                },
+            };
+            let page = request
+                .send()
+                .await
+                .map_err(|e| from_sdk_error("ListShards", e))?;
+            for shard in page.shards() {
+                // Closed shards (split or merged away) take no new records.
+                let open = shard
+                    .sequence_number_range()
+                    .is_none_or(|range| range.ending_sequence_number().is_none());
+                let Some(hash) = shard.hash_key_range() else {
+                    continue;
+                };
+                let (Ok(start), Ok(end)) = (
+                    hash.starting_hash_key().parse::<u128>(),
+                    hash.ending_hash_key().parse::<u128>(),
+                ) else {
+                    continue;
+                };
+                if open {
+                    ranges.push(ShardRange {
+                        shard_id: shard.shard_id().to_owned(),
+                        starting_hash_key: start,
+                        ending_hash_key: end,
+                    });
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok((!ranges.is_empty()).then(|| ShardMap::new(ranges)))
     }
 
     fn limits(&self) -> BatchLimits {

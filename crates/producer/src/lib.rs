@@ -76,7 +76,7 @@ mod stats;
 
 pub use config::{
     ConfigError, DEFAULT_BATCH_RECORDS, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, ProducerConfig,
+    DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, MIN_AGGREGATE_BYTES, ProducerConfig,
 };
 pub use dead_letter::{
     DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterSink, ReplayError,

@@ -94,6 +94,14 @@ impl ProducerBuilder {
         self
     }
 
+    /// KPL aggregation (Kinesis only) with aggregates of at most
+    /// `max_bytes` (the KPL's default is
+    /// [`crate::aggregation::DEFAULT_AGGREGATE_MAX_BYTES`]).
+    pub fn aggregate(mut self, max_bytes: usize) -> Self {
+        self.config.aggregate_max_bytes = Some(max_bytes);
+        self
+    }
+
     /// Replaces all settings at once.
     pub fn config(mut self, config: ProducerConfig) -> Self {
         self.config = config;
@@ -105,6 +113,11 @@ impl ProducerBuilder {
     pub fn build(self) -> Result<Producer, ConfigError> {
         let limits = self.destination.limits();
         self.config.validate(limits)?;
+        if self.config.aggregate_max_bytes.is_some() && !self.destination.supports_aggregation() {
+            return Err(ConfigError::AggregationUnsupported {
+                destination: self.destination.name().to_owned(),
+            });
+        }
         let config = self.config;
         let (tx, records_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();

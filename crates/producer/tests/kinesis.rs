@@ -560,3 +560,139 @@ async fn a_full_queue_pushes_back_and_flush_waits_for_settlement() -> TestResult
     assert_reconciles(&producer.stats());
     Ok(())
 }
+
+#[tokio::test]
+async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once() -> TestResult {
+    use shardline_partition_key::{ShardMap, ShardRange};
+    use shardline_producer::aggregation::{DEFAULT_AGGREGATE_MAX_BYTES, deaggregate};
+
+    let stream = new_stream("producer_aggregation", 4).await?;
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(20))
+    .aggregate(DEFAULT_AGGREGATE_MAX_BYTES)
+    .build()?;
+    let sent = records("agg", 5000, 200)?;
+    let receipts = send_all(&producer, sent.clone()).await?;
+    let mut shard_of = HashMap::new();
+    for (record, receipt) in sent.iter().zip(receipts) {
+        match receipt.await {
+            Outcome::Delivered(delivery) => {
+                shard_of.insert(record.data.clone(), delivery.shard_id.ok_or("no shard")?);
+            }
+            other => return Err(format!("{other:?}").into()),
+        }
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    assert_reconciles(&producer.stats());
+
+    // Far fewer Kinesis records than user records.
+    let read = streams::read_all(&Kinesalite::shared()?.kinesis_client(), &stream).await?;
+    assert!(
+        read.len() < 200,
+        "{} Kinesis records for 5000 user records",
+        read.len()
+    );
+
+    // The stream's own shard layout, to check each record's shard.
+    let shards = Kinesalite::shared()?
+        .kinesis_client()
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await?;
+    let map = ShardMap::new(
+        shards
+            .shards()
+            .iter()
+            .filter_map(|s| {
+                let range = s.hash_key_range()?;
+                Some(ShardRange {
+                    shard_id: s.shard_id().to_owned(),
+                    starting_hash_key: range.starting_hash_key().parse().ok()?,
+                    ending_hash_key: range.ending_hash_key().parse().ok()?,
+                })
+            })
+            .collect(),
+    );
+    let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for record in &read {
+        let users = match deaggregate(&record.data)? {
+            Some(users) => users,
+            None => vec![shardline_producer::aggregation::UserRecord {
+                partition_key: record.partition_key.clone(),
+                explicit_hash_key: None,
+                data: record.data.clone(),
+            }],
+        };
+        for user in users {
+            // Each user record is in the shard its own key maps to, and its
+            // receipt named that shard.
+            let key = PartitionKey::new(&user.partition_key)?;
+            let index = map.index_for(&key, None).ok_or("no shard for key")?;
+            assert_eq!(map.ranges()[index].shard_id, record.shard_id);
+            assert_eq!(
+                shard_of[&bytes::Bytes::from(user.data.clone())],
+                record.shard_id
+            );
+            *seen.entry(user.data).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), sent.len());
+    assert!(seen.values().all(|&n| n == 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled() -> TestResult {
+    use shardline_producer::aggregation::deaggregate;
+
+    let stream = new_stream("producer_aggregation_faults", 3).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::Share(0.3),
+        code: FaultCode::Throttled,
+    }));
+    proxy.set_random_request_fault(Some((RequestFault::Unavailable, 0.1)));
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&proxy.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(10))
+    .aggregate(8 * 1024)
+    .retry(fast_retries(None))
+    .build()?;
+    let sent = records("aggfault", 3000, 90)?;
+    for receipt in send_all(&producer, sent.clone()).await? {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    let stats = producer.stats();
+    assert_reconciles(&stats);
+    assert!(stats.total.retried > 0);
+
+    let read = streams::read_all(&Kinesalite::shared()?.kinesis_client(), &stream).await?;
+    let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for record in &read {
+        match deaggregate(&record.data)? {
+            Some(users) => {
+                for user in users {
+                    *seen.entry(user.data).or_insert(0) += 1;
+                }
+            }
+            None => *seen.entry(record.data.clone()).or_insert(0) += 1,
+        }
+    }
+    assert_eq!(seen.len(), sent.len());
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "a user record was stored twice"
+    );
+    Ok(())
+}
