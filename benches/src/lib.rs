@@ -5,7 +5,10 @@
 //! - [`regex_baseline`]: the straightforward parser a shipper would write —
 //!   a `regex` per format, owned `String`s, `serde_json` — producing the same
 //!   JSON as `shardline-log-parser`, measured in the same run so figures are
-//!   ratios rather than wall times.
+//!   ratios rather than wall times;
+//! - [`noop`]: a destination that accepts everything and counts it, for the
+//!   producer's own overhead and its billing units.
 
 pub mod corpus;
+pub mod noop;
 pub mod regex_baseline;

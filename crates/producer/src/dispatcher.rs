@@ -387,8 +387,11 @@ impl Dispatcher {
     fn dispatch(&mut self, now: Instant) {
         let hurry = !self.flushes.is_empty() || self.shutdown.is_some();
         while self.in_flight_batches.len() < self.config.max_in_flight && !self.ready.is_empty() {
-            let full = self.ready.len() >= self.config.batch_records
-                || self.ready_bytes >= self.config.batch_bytes;
+            // With aggregation many records make one entry: a batch is full
+            // by bytes, so aggregates are not cut short by a record count.
+            let full = self.ready_bytes >= self.config.batch_bytes
+                || (self.config.aggregate_max_bytes.is_none()
+                    && self.ready.len() >= self.config.batch_records);
             let lingered = self
                 .ready
                 .front()
