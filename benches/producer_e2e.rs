@@ -80,21 +80,37 @@ async fn producer_run(
     Ok(rate)
 }
 
-async fn payload_units(
+/// How a units run packs records.
+#[derive(Clone, Copy)]
+enum Packing {
+    None,
+    Aggregate(usize),
+    FirehosePlain,
+    FirehosePack(usize),
+}
+
+async fn billing_units(
     n: usize,
     keys: usize,
-    aggregate: Option<usize>,
+    packing: Packing,
     dir: &std::path::Path,
 ) -> Result<(u64, u64)> {
-    let accept = Accept::default();
+    let accept = match packing {
+        Packing::FirehosePlain | Packing::FirehosePack(_) => {
+            Accept::with_limits(shardline_producer::BatchLimits::FIREHOSE)
+        }
+        _ => Accept::default(),
+    };
     let counts = accept.counts.clone();
     let sink = DeadLetterFile::open(&dir.join("units.ndjson"))?;
     let mut builder = Producer::builder(accept, sink)
         .linger(Duration::from_millis(50))
         .queue_max_records(50_000);
-    if let Some(max) = aggregate {
-        builder = builder.aggregate(max);
-    }
+    builder = match packing {
+        Packing::None | Packing::FirehosePlain => builder,
+        Packing::Aggregate(max) => builder.aggregate(max),
+        Packing::FirehosePack(max) => builder.pack(max),
+    };
     let producer = builder.build()?;
     for i in 0..n {
         let _receipt = producer.send(record_with_keys(i, keys)).await?;
@@ -113,27 +129,40 @@ fn main() -> Result<()> {
         let dir = tempfile::tempdir()?;
         println!("== billing units for 1,000,000 records of {RECORD_BYTES} bytes");
         let cases = [
-            ("one record per Kinesis record", 1000, None),
             (
-                "KPL aggregation (51,200 B), 1,000 distinct keys",
+                "Kinesis, one record per Kinesis record",
                 1000,
-                Some(51_200),
+                Packing::None,
             ),
             (
-                "KPL aggregation (51,200 B), 100 distinct keys",
+                "Kinesis, KPL aggregation (51,200 B), 1,000 distinct keys",
+                1000,
+                Packing::Aggregate(51_200),
+            ),
+            (
+                "Kinesis, KPL aggregation (51,200 B), 100 distinct keys",
                 100,
-                Some(51_200),
+                Packing::Aggregate(51_200),
             ),
             (
-                "KPL aggregation (51,200 B), 10 distinct keys",
+                "Kinesis, KPL aggregation (51,200 B), 10 distinct keys",
                 10,
-                Some(51_200),
+                Packing::Aggregate(51_200),
+            ),
+            (
+                "Firehose, one record per Firehose record (5 KB units)",
+                1000,
+                Packing::FirehosePlain,
+            ),
+            (
+                "Firehose, packing (1,000 KiB records, 5 KB units)",
+                1000,
+                Packing::FirehosePack(1000 * 1024),
             ),
         ];
-        for (name, keys, aggregate) in cases {
-            let (units, kinesis_records) =
-                payload_units(1_000_000, keys, aggregate, dir.path()).await?;
-            println!("{name}: {units} PUT payload units, {kinesis_records} Kinesis records");
+        for (name, keys, packing) in cases {
+            let (units, records) = billing_units(1_000_000, keys, packing, dir.path()).await?;
+            println!("{name}: {units} billing units, {records} service records");
         }
 
         println!("== end to end into kinesalite (4 shards), user records/s");

@@ -18,10 +18,31 @@ pub struct Counts {
     pub payload_units: AtomicU64,
 }
 
-/// Accepts everything; counts requests, entries and payload units.
-#[derive(Debug, Default, Clone)]
+/// Firehose bills each record rounded up to 5 KB
+/// (<https://aws.amazon.com/firehose/pricing/>).
+pub const FIREHOSE_UNIT_BYTES: u64 = 5 * 1024;
+
+/// Accepts everything; counts requests, entries and billing units (25 KB
+/// PUT payload units with Kinesis limits, 5 KB units with Firehose limits).
+#[derive(Debug, Clone)]
 pub struct Accept {
     pub counts: std::sync::Arc<Counts>,
+    pub limits: BatchLimits,
+}
+
+impl Default for Accept {
+    fn default() -> Self {
+        Accept::with_limits(BatchLimits::KINESIS)
+    }
+}
+
+impl Accept {
+    pub fn with_limits(limits: BatchLimits) -> Self {
+        Accept {
+            counts: std::sync::Arc::default(),
+            limits,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -31,11 +52,11 @@ impl Destination for Accept {
     }
 
     fn limits(&self) -> BatchLimits {
-        BatchLimits::KINESIS
+        self.limits
     }
 
     fn supports_aggregation(&self) -> bool {
-        true
+        self.limits.counts_partition_key
     }
 
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
@@ -43,11 +64,19 @@ impl Destination for Accept {
         self.counts
             .entries
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let unit = if self.limits.counts_partition_key {
+            PUT_PAYLOAD_UNIT_BYTES
+        } else {
+            FIREHOSE_UNIT_BYTES
+        };
         let units: u64 = entries
             .iter()
             .map(|e| {
-                let size = (e.data.len() + e.partition_key.len_bytes()) as u64;
-                size.div_ceil(PUT_PAYLOAD_UNIT_BYTES).max(1)
+                let size = self
+                    .limits
+                    .record_size(e.data.len(), e.partition_key.len_bytes())
+                    as u64;
+                size.div_ceil(unit).max(1)
             })
             .sum();
         self.counts

@@ -44,6 +44,10 @@ pub struct ProducerConfig {
     /// shard share one Kinesis record of at most this many bytes. `None`:
     /// off.
     pub aggregate_max_bytes: Option<usize>,
+    /// Firehose packing: newline-delimited records share one Firehose
+    /// record of at most this many bytes (Firehose bills each record
+    /// rounded up to 5 KB). `None`: off.
+    pub pack_max_bytes: Option<usize>,
 }
 
 impl ProducerConfig {
@@ -59,6 +63,7 @@ impl ProducerConfig {
             retry: RetryPolicy::default(),
             strict_ordering: false,
             aggregate_max_bytes: None,
+            pack_max_bytes: None,
         }
     }
 
@@ -103,6 +108,17 @@ impl ProducerConfig {
                 max: limits.max_record_bytes,
             });
         }
+        if let Some(max) = self.pack_max_bytes
+            && (max == 0 || max > limits.max_record_bytes)
+        {
+            return Err(ConfigError::PackBytes {
+                value: max,
+                max: limits.max_record_bytes,
+            });
+        }
+        if self.aggregate_max_bytes.is_some() && self.pack_max_bytes.is_some() {
+            return Err(ConfigError::AggregateAndPack);
+        }
         if self.retry.initial_delay > self.retry.max_delay {
             return Err(ConfigError::RetryDelays {
                 initial: self.retry.initial_delay,
@@ -141,6 +157,10 @@ pub enum ConfigError {
         min: usize,
         max: usize,
     },
+    #[error("pack_max_bytes must be 1 to {max} (one record), not {value}")]
+    PackBytes { value: usize, max: usize },
+    #[error("aggregation (Kinesis) and packing (Firehose) cannot both be on")]
+    AggregateAndPack,
     #[error("{destination} does not support KPL aggregation")]
     AggregationUnsupported { destination: String },
     #[error("the initial retry delay {initial:?} exceeds the maximum {max:?}")]

@@ -119,6 +119,23 @@ impl Unit {
             predicted_shard,
         }
     }
+
+    /// Several records' data in one entry (Firehose packing).
+    fn packed(data: Vec<u8>, members: Vec<Pending>) -> Self {
+        let partition_key = members.first().map_or_else(
+            || PartitionKey::new_or_hashed(""),
+            |p| p.record.partition_key.clone(),
+        );
+        Unit {
+            entry: Entry {
+                data: bytes::Bytes::from(data),
+                partition_key,
+                explicit_hash_key: None,
+            },
+            members,
+            predicted_shard: None,
+        }
+    }
 }
 
 /// A batch in flight: each entry's records, and the shard each entry was
@@ -389,9 +406,10 @@ impl Dispatcher {
         while self.in_flight_batches.len() < self.config.max_in_flight && !self.ready.is_empty() {
             // With aggregation many records make one entry: a batch is full
             // by bytes, so aggregates are not cut short by a record count.
+            let packs =
+                self.config.aggregate_max_bytes.is_some() || self.config.pack_max_bytes.is_some();
             let full = self.ready_bytes >= self.config.batch_bytes
-                || (self.config.aggregate_max_bytes.is_none()
-                    && self.ready.len() >= self.config.batch_records);
+                || (!packs && self.ready.len() >= self.config.batch_records);
             let lingered = self
                 .ready
                 .front()
@@ -399,9 +417,10 @@ impl Dispatcher {
             if !(full || lingered || hurry) {
                 break;
             }
-            let units = match self.config.aggregate_max_bytes {
-                Some(max_bytes) => self.take_aggregated(max_bytes),
-                None => self.take_plain(),
+            let units = match (self.config.aggregate_max_bytes, self.config.pack_max_bytes) {
+                (Some(max_bytes), _) => self.take_aggregated(max_bytes),
+                (None, Some(max_bytes)) => self.take_packed(max_bytes),
+                (None, None) => self.take_plain(),
             };
             let at = SystemTime::now();
             let mut entries = Vec::with_capacity(units.len());
@@ -526,6 +545,84 @@ impl Dispatcher {
             closed.push(self.close(aggregate, members, shard));
         }
         closed
+    }
+
+    /// Newline-delimited records packed into entries of at most `max_bytes`,
+    /// up to the batch limits. A record that does not end in `\n` gets one.
+    fn take_packed(&mut self, max_bytes: usize) -> Vec<Unit> {
+        let mut units: Vec<Unit> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut data: Vec<u8> = Vec::new();
+        let mut members: Vec<Pending> = Vec::new();
+        while let Some(front) = self.ready.front() {
+            let plain_size = front.size(&self.limits);
+            let len = front.record.data.len() + usize::from(!front.record.data.ends_with(b"\n"));
+            if self
+                .limits
+                .record_size(len, front.record.partition_key.len_bytes())
+                > self.limits.max_record_bytes
+            {
+                // No room for its newline: it goes out alone, as it is.
+                if !members.is_empty() {
+                    batch_bytes += data.len();
+                    units.push(Unit::packed(
+                        std::mem::take(&mut data),
+                        std::mem::take(&mut members),
+                    ));
+                }
+                if units.len() >= self.config.batch_records
+                    || (!units.is_empty() && batch_bytes + plain_size > self.config.batch_bytes)
+                {
+                    break;
+                }
+                let Some(pending) = self.ready.pop_front() else {
+                    break;
+                };
+                self.ready_bytes = self.ready_bytes.saturating_sub(plain_size);
+                batch_bytes += plain_size;
+                units.push(Unit::single(pending, None));
+                continue;
+            }
+            // The entry's key (its first record's) counts towards the
+            // record limit where the destination counts keys.
+            let key_len = members
+                .first()
+                .map_or(front.record.partition_key.len_bytes(), |p| {
+                    p.record.partition_key.len_bytes()
+                });
+            let cap = max_bytes.min(
+                self.limits
+                    .max_record_bytes
+                    .saturating_sub(self.limits.record_size(0, key_len)),
+            );
+            if !members.is_empty() && data.len() + len > cap {
+                batch_bytes += data.len();
+                units.push(Unit::packed(
+                    std::mem::take(&mut data),
+                    std::mem::take(&mut members),
+                ));
+            }
+            let entries = units.len() + usize::from(!members.is_empty());
+            if members.is_empty() && entries >= self.config.batch_records {
+                break;
+            }
+            if entries > 0 && batch_bytes + data.len() + len > self.config.batch_bytes {
+                break;
+            }
+            let Some(pending) = self.ready.pop_front() else {
+                break;
+            };
+            self.ready_bytes = self.ready_bytes.saturating_sub(plain_size);
+            data.extend_from_slice(&pending.record.data);
+            if !pending.record.data.ends_with(b"\n") {
+                data.push(b'\n');
+            }
+            members.push(pending);
+        }
+        if !members.is_empty() {
+            units.push(Unit::packed(data, members));
+        }
+        units
     }
 
     /// Turns an aggregate into one entry: a single record is sent as it is.

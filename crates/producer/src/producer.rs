@@ -102,6 +102,15 @@ impl ProducerBuilder {
         self
     }
 
+    /// Firehose packing: newline-delimited records packed into Firehose
+    /// records of at most `max_bytes` (a record that does not end in `\n`
+    /// gets one). Use the destination's record limit to pay the fewest
+    /// 5 KB units.
+    pub fn pack(mut self, max_bytes: usize) -> Self {
+        self.config.pack_max_bytes = Some(max_bytes);
+        self
+    }
+
     /// Replaces all settings at once.
     pub fn config(mut self, config: ProducerConfig) -> Self {
         self.config = config;

@@ -79,3 +79,64 @@ async fn partial_failures_are_retried_and_s3_holds_every_record_once() -> Result
     assert_eq!(lines, want);
     Ok(())
 }
+
+#[tokio::test]
+async fn packing_puts_many_lines_in_each_firehose_record() -> Result<(), Box<dyn Error>> {
+    let moto = Moto::shared()?;
+    let name = unique_name("producer_packing");
+    let bucket = streams::bucket_name(&name);
+    streams::create_s3_delivery_stream(&moto.firehose_client(), &moto.s3_client(), &name, &bucket)
+        .await?;
+    let proxy = FaultProxy::start(&moto.endpoint()).await?;
+    let dir = tempfile::tempdir()?;
+    let client = aws_sdk_firehose::Client::new(&sdk_config(&proxy.endpoint()));
+    let producer = Producer::builder(
+        FirehoseDestination::new(&client, &name),
+        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
+    )
+    .linger(Duration::from_millis(20))
+    .pack(4 * 1024)
+    .build()?;
+    let source = SourceName::new("app");
+    let key = PartitionKey::new("k")?;
+    let mut receipts = Vec::new();
+    // Lines without a trailing newline get one.
+    for i in 0..2000 {
+        let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 50));
+        receipts.push(
+            producer
+                .send(Record::new(line, key.clone(), source.clone()))
+                .await?,
+        );
+    }
+    for receipt in receipts {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(producer.stats().total.delivered, 2000);
+
+    let firehose_records: usize = proxy
+        .events()
+        .iter()
+        .filter(|e| e.target.ends_with("PutRecordBatch"))
+        .map(|e| e.accepted_entries)
+        .sum();
+    assert!(
+        firehose_records < 100,
+        "{firehose_records} Firehose records for 2000 lines"
+    );
+
+    let objects = streams::read_bucket(&moto.s3_client(), &bucket).await?;
+    let mut numbers: Vec<u64> = objects
+        .values()
+        .flat_map(|bytes| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["n"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..2000).collect::<Vec<u64>>());
+    Ok(())
+}
