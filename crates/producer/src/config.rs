@@ -48,6 +48,9 @@ pub struct ProducerConfig {
     /// record of at most this many bytes (Firehose bills each record
     /// rounded up to 5 KB). `None`: off.
     pub pack_max_bytes: Option<usize>,
+    /// Per-shard rate limiting (Kinesis): send to each shard at most this
+    /// percentage of its 1,000 records/s and 1 MiB/s. `None`: off.
+    pub rate_limit_percent: Option<u32>,
 }
 
 impl ProducerConfig {
@@ -64,6 +67,7 @@ impl ProducerConfig {
             strict_ordering: false,
             aggregate_max_bytes: None,
             pack_max_bytes: None,
+            rate_limit_percent: None,
         }
     }
 
@@ -116,6 +120,11 @@ impl ProducerConfig {
                 max: limits.max_record_bytes,
             });
         }
+        if let Some(percent) = self.rate_limit_percent
+            && !(1..=1000).contains(&percent)
+        {
+            return Err(ConfigError::RateLimit { value: percent });
+        }
         if self.aggregate_max_bytes.is_some() && self.pack_max_bytes.is_some() {
             return Err(ConfigError::AggregateAndPack);
         }
@@ -159,6 +168,10 @@ pub enum ConfigError {
     },
     #[error("pack_max_bytes must be 1 to {max} (one record), not {value}")]
     PackBytes { value: usize, max: usize },
+    #[error("rate_limit_percent must be 1 to 1000 (percent of a shard's capacity), not {value}")]
+    RateLimit { value: u32 },
+    #[error("{destination} has no shards to rate-limit")]
+    RateLimitUnsupported { destination: String },
     #[error("aggregation (Kinesis) and packing (Firehose) cannot both be on")]
     AggregateAndPack,
     #[error("{destination} does not support KPL aggregation")]

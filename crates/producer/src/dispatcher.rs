@@ -3,7 +3,7 @@
 //! record's receipt. Owning all state in one task means no locks on the
 //! hot path and one place where a record changes hands.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +19,7 @@ use crate::config::ProducerConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterSink, rfc3339};
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 use crate::limits::BatchLimits;
+use crate::rate_limit::RateLimiter;
 use crate::record::{DeadLetterReason, Delivery, Outcome, Record};
 use crate::stats::Counters;
 
@@ -99,6 +100,10 @@ pub(crate) enum Control {
 
 type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
 
+/// Records a batch may look at past rate-limited ones before it goes with
+/// what it has: keeps a deep queue from being rescanned on every pass.
+const RATE_SCAN_LIMIT: usize = 4_096;
+
 /// One entry of a batch and the records it carries: one, or a KPL
 /// aggregate of several bound for the same shard.
 struct Unit {
@@ -172,6 +177,9 @@ pub(crate) struct Dispatcher {
     /// With aggregation: the open shards, and whether to ask again.
     shard_map: Option<ShardMap>,
     refresh_shard_map: bool,
+    rate_limiter: Option<RateLimiter>,
+    /// When records were held back by the rate limiter: look again then.
+    rate_limited_until: Option<Instant>,
 
     /// Dead letters waiting for the sink, with their reason and error.
     dead_letter_queue: Vec<(Pending, DeadLetter)>,
@@ -199,7 +207,9 @@ impl Dispatcher {
         config: ProducerConfig,
         counters: Arc<Counters>,
     ) -> Self {
-        let config_aggregates = config.aggregate_max_bytes.is_some();
+        let needs_shard_map =
+            config.aggregate_max_bytes.is_some() || config.rate_limit_percent.is_some();
+        let rate_limiter = config.rate_limit_percent.map(RateLimiter::new);
         Dispatcher {
             limits: destination.limits(),
             destination,
@@ -213,7 +223,9 @@ impl Dispatcher {
             in_flight: JoinSet::new(),
             in_flight_batches: HashMap::new(),
             shard_map: None,
-            refresh_shard_map: config_aggregates,
+            refresh_shard_map: needs_shard_map,
+            rate_limiter,
+            rate_limited_until: None,
             dead_letter_queue: Vec::new(),
             sink: Some(sink),
             sink_job: None,
@@ -348,12 +360,13 @@ impl Dispatcher {
             })
             .flatten();
         let retry = self.retries.keys().next().map(|(due, _)| *due);
+        let rate = self.rate_limited_until;
         let deadline = self
             .shutdown
             .as_ref()
             .filter(|_| !self.cut_off)
             .map(|(d, _)| *d);
-        [linger, retry, deadline].into_iter().flatten().min()
+        [linger, retry, deadline, rate].into_iter().flatten().min()
     }
 
     /// A record arrives from `send`.
@@ -417,11 +430,16 @@ impl Dispatcher {
             if !(full || lingered || hurry) {
                 break;
             }
+            self.rate_limited_until = None;
             let units = match (self.config.aggregate_max_bytes, self.config.pack_max_bytes) {
                 (Some(max_bytes), _) => self.take_aggregated(max_bytes),
                 (None, Some(max_bytes)) => self.take_packed(max_bytes),
                 (None, None) => self.take_plain(),
             };
+            if units.is_empty() {
+                // Everything ready is held back by the rate limiter.
+                break;
+            }
             let at = SystemTime::now();
             let mut entries = Vec::with_capacity(units.len());
             let mut predicted = Vec::with_capacity(units.len());
@@ -449,11 +467,17 @@ impl Dispatcher {
         }
     }
 
-    /// One entry per record, up to the batch limits.
+    /// One entry per record, up to the batch limits. With rate limiting, a
+    /// record whose shard has no tokens left stays queued, and so do the
+    /// records after it for the same shard (their order is kept).
     fn take_plain(&mut self) -> Vec<Unit> {
+        let now = Instant::now();
         let mut units = Vec::new();
         let mut bytes = 0;
-        while units.len() < self.config.batch_records {
+        let mut held: Vec<Pending> = Vec::new();
+        let mut held_shards: HashSet<usize> = HashSet::new();
+        let mut examined = 0;
+        while units.len() < self.config.batch_records && examined < RATE_SCAN_LIMIT {
             let Some(size) = self.ready.front().map(|p| p.size(&self.limits)) else {
                 break;
             };
@@ -463,16 +487,57 @@ impl Dispatcher {
             let Some(pending) = self.ready.pop_front() else {
                 break;
             };
+            examined += 1;
+            let shard = self.shard_of(&pending);
+            if let (Some(limiter), Some(shard)) = (self.rate_limiter.as_mut(), shard)
+                && (held_shards.contains(&shard) || !limiter.try_take(shard, 1.0, size as f64, now))
+            {
+                held_shards.insert(shard);
+                held.push(pending);
+                continue;
+            }
             bytes += size;
             self.ready_bytes = self.ready_bytes.saturating_sub(size);
-            units.push(Unit::single(pending, None));
+            let predicted = self.shard_id(shard);
+            units.push(Unit::single(pending, predicted));
         }
+        self.hold_back(held, now);
         units
+    }
+
+    /// Puts records the rate limiter held back at the front again, in their
+    /// order, and asks to be woken when tokens have come back.
+    fn hold_back(&mut self, held: Vec<Pending>, now: Instant) {
+        if held.is_empty() {
+            return;
+        }
+        for pending in held.into_iter().rev() {
+            self.ready.push_front(pending);
+        }
+        self.rate_limited_until = Some(now + RateLimiter::RETRY_AFTER);
+    }
+
+    /// The shard a record will land in, when the shard map is known.
+    fn shard_of(&self, pending: &Pending) -> Option<usize> {
+        self.shard_map.as_ref()?.index_for(
+            &pending.record.partition_key,
+            pending.record.explicit_hash_key,
+        )
+    }
+
+    fn shard_id(&self, shard: Option<usize>) -> Option<String> {
+        shard
+            .and_then(|i| self.shard_map.as_ref()?.ranges().get(i))
+            .map(|range| range.shard_id.clone())
     }
 
     /// Records grouped by the shard they will land in, each group packed
     /// into KPL aggregates of at most `max_bytes`, up to the batch limits.
     fn take_aggregated(&mut self, max_bytes: usize) -> Vec<Unit> {
+        let now = Instant::now();
+        let mut held: Vec<Pending> = Vec::new();
+        let mut held_shards: HashSet<usize> = HashSet::new();
+        let mut examined = 0;
         let mut closed: Vec<Unit> = Vec::new();
         let mut closed_bytes: usize = 0;
         // Open aggregates by (shard, has explicit hash key).
@@ -527,9 +592,34 @@ impl Dispatcher {
             if entries > 0 && total + growth.max(plain_size) > self.config.batch_bytes {
                 break;
             }
+            if self.rate_limiter.is_some() && examined >= RATE_SCAN_LIMIT {
+                break;
+            }
+            examined += 1;
+            // A new aggregate costs a record token; every user record costs
+            // its bytes.
+            let held_back = match (self.rate_limiter.as_mut(), shard) {
+                (Some(limiter), Some(shard)) => {
+                    held_shards.contains(&shard)
+                        || !limiter.try_take(
+                            shard,
+                            if starts_entry { 1.0 } else { 0.0 },
+                            plain_size as f64,
+                            now,
+                        )
+                }
+                _ => false,
+            };
             let Some(pending) = self.ready.pop_front() else {
                 break;
             };
+            if held_back {
+                if let Some(shard) = shard {
+                    held_shards.insert(shard);
+                }
+                held.push(pending);
+                continue;
+            }
             self.ready_bytes = self.ready_bytes.saturating_sub(plain_size);
             let (aggregate, members) = open.entry(group).or_default();
             let before = entry_size(aggregate, members);
@@ -544,6 +634,7 @@ impl Dispatcher {
         for ((shard, _), (aggregate, members)) in open {
             closed.push(self.close(aggregate, members, shard));
         }
+        self.hold_back(held, now);
         closed
     }
 
@@ -627,9 +718,7 @@ impl Dispatcher {
 
     /// Turns an aggregate into one entry: a single record is sent as it is.
     fn close(&self, aggregate: Aggregate, mut members: Vec<Pending>, shard: Option<usize>) -> Unit {
-        let predicted = shard
-            .and_then(|i| self.shard_map.as_ref()?.ranges().get(i))
-            .map(|range| range.shard_id.clone());
+        let predicted = self.shard_id(shard);
         if members.len() == 1
             && let Some(only) = members.pop()
         {

@@ -111,6 +111,14 @@ impl ProducerBuilder {
         self
     }
 
+    /// Per-shard rate limiting (Kinesis), as the KPL's `RateLimit`: each
+    /// shard gets at most `percent` of its 1,000 records/s and 1 MiB/s
+    /// (the KPL uses 150 so the service absorbs bursts).
+    pub fn rate_limit(mut self, percent: u32) -> Self {
+        self.config.rate_limit_percent = Some(percent);
+        self
+    }
+
     /// Replaces all settings at once.
     pub fn config(mut self, config: ProducerConfig) -> Self {
         self.config = config;
@@ -122,6 +130,11 @@ impl ProducerBuilder {
     pub fn build(self) -> Result<Producer, ConfigError> {
         let limits = self.destination.limits();
         self.config.validate(limits)?;
+        if self.config.rate_limit_percent.is_some() && !self.destination.supports_aggregation() {
+            return Err(ConfigError::RateLimitUnsupported {
+                destination: self.destination.name().to_owned(),
+            });
+        }
         if self.config.aggregate_max_bytes.is_some() && !self.destination.supports_aggregation() {
             return Err(ConfigError::AggregationUnsupported {
                 destination: self.destination.name().to_owned(),

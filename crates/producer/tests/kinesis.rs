@@ -696,3 +696,45 @@ async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_rate_limiter_paces_each_shard_and_delivers_everything() -> TestResult {
+    let stream = new_stream("producer_rate_limit", 1).await?;
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
+    // 10% of a shard: 100 records/s with a burst of 100.
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(1))
+    .rate_limit(10)
+    // One request at a time, so the order check is about the limiter.
+    .max_in_flight(1)
+    .build()?;
+    let sent = records("paced", 250, 5)?;
+    let started = std::time::Instant::now();
+    for receipt in send_all(&producer, sent.clone()).await? {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    let elapsed = started.elapsed();
+    producer.shutdown(Duration::from_secs(5)).await;
+    // 100 at once, then 150 at 100/s: it cannot have been faster than 1.5 s.
+    assert!(
+        elapsed >= Duration::from_millis(1400),
+        "took only {elapsed:?}"
+    );
+    assert_reconciles(&producer.stats());
+    let (counts, read) = stream_counts(&stream, sent.len()).await?;
+    assert_eq!(counts.len(), 250);
+    // Held-back records keep their order: each key's records in order.
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    for record in &read {
+        let text = String::from_utf8_lossy(&record.data).into_owned();
+        let index: usize = text.rsplit('-').next().ok_or("no index")?.parse()?;
+        if let Some(previous) = last.insert(record.partition_key.clone(), index) {
+            assert!(previous < index, "{} out of order", record.partition_key);
+        }
+    }
+    Ok(())
+}
