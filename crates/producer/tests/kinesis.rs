@@ -738,3 +738,104 @@ async fn the_rate_limiter_paces_each_shard_and_delivers_everything() -> TestResu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn aggregation_follows_a_split_shard() -> TestResult {
+    use shardline_partition_key::{ShardMap, ShardRange};
+    use shardline_producer::aggregation::deaggregate;
+
+    let stream = new_stream("producer_reshard", 2).await?;
+    let admin = Kinesalite::shared()?.kinesis_client();
+    let dir = tempfile::tempdir()?;
+    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
+    let producer = Producer::builder(
+        KinesisDestination::new(&client, &stream),
+        dead_letter_file(dir.path())?,
+    )
+    .linger(Duration::from_millis(5))
+    .aggregate(16 * 1024)
+    .build()?;
+    let all = records("split", 2500, 200)?;
+    let send_phase = |range: std::ops::Range<usize>| {
+        let producer = producer.clone();
+        let phase: Vec<Record> = all[range].to_vec();
+        async move {
+            for receipt in send_all(&producer, phase).await? {
+                if !matches!(receipt.await, Outcome::Delivered(_)) {
+                    return Err::<(), Box<dyn Error>>("not delivered".into());
+                }
+            }
+            Ok(())
+        }
+    };
+    send_phase(0..1000).await?;
+    // Split the first shard in two at the middle of its range.
+    admin
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key((u128::MAX / 4).to_string())
+        .send()
+        .await?;
+    streams::wait_until_active(&admin, &stream).await?;
+    // The first puts after the split land in a child shard, not the one
+    // predicted: the producer asks for the shards again.
+    send_phase(1000..1500).await?;
+    send_phase(1500..2500).await?;
+    producer.shutdown(Duration::from_secs(10)).await;
+    assert_reconciles(&producer.stats());
+
+    let listed = admin.list_shards().stream_name(&stream).send().await?;
+    let open = ShardMap::new(
+        listed
+            .shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .is_none_or(|r| r.ending_sequence_number().is_none())
+            })
+            .filter_map(|s| {
+                let range = s.hash_key_range()?;
+                Some(ShardRange {
+                    shard_id: s.shard_id().to_owned(),
+                    starting_hash_key: range.starting_hash_key().parse().ok()?,
+                    ending_hash_key: range.ending_hash_key().parse().ok()?,
+                })
+            })
+            .collect(),
+    );
+    assert_eq!(open.ranges().len(), 3);
+
+    let read = streams::read_all(&admin, &stream).await?;
+    let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for record in &read {
+        let users = deaggregate(&record.data)?.unwrap_or_else(|| {
+            vec![shardline_producer::aggregation::UserRecord {
+                partition_key: record.partition_key.clone(),
+                explicit_hash_key: None,
+                data: record.data.clone(),
+            }]
+        });
+        for user in users {
+            let index: usize = String::from_utf8_lossy(&user.data)
+                .rsplit('-')
+                .next()
+                .ok_or("no index")?
+                .parse()?;
+            if index >= 1500 {
+                // Sent after the refresh: in the open shard its key maps to.
+                let key = PartitionKey::new(&user.partition_key)?;
+                let shard = open.index_for(&key, None).ok_or("no shard")?;
+                assert_eq!(
+                    open.ranges()[shard].shard_id,
+                    record.shard_id,
+                    "record {index}"
+                );
+            }
+            *seen.entry(user.data).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), all.len());
+    assert!(seen.values().all(|&n| n == 1));
+    Ok(())
+}
