@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{ConfigError, ProducerConfig};
-use crate::dead_letter::DeadLetterSink;
+use crate::dead_letter::{DeadLetterSink, ReplayError};
 use crate::destination::Destination;
 use crate::dispatcher::{Control, Dispatcher, Pending, Permits};
 use crate::record::{Receipt, Record};
@@ -34,6 +34,15 @@ pub enum TrySendError {
     Full(Box<Record>),
     #[error("the producer is shut down")]
     Closed(Box<Record>),
+}
+
+/// What [`Producer::replay_file`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub delivered: u64,
+    /// Dead-lettered again (into the producer's own sink).
+    pub dead_lettered: u64,
+    pub failed: u64,
 }
 
 /// Builds a [`Producer`]; settings are checked against the destination's
@@ -318,6 +327,35 @@ impl Producer {
 
     fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Relaxed)
+    }
+
+    /// Sends every line of a dead-letter file again (see
+    /// [`crate::DeadLetter::to_record`]) and waits for their outcomes;
+    /// returns how many were delivered. A letter that cannot be decoded is
+    /// an error before anything is sent.
+    pub async fn replay_file(&self, path: &std::path::Path) -> Result<ReplaySummary, ReplayError> {
+        let records = crate::dead_letter::replay(path)?
+            .iter()
+            .map(crate::DeadLetter::to_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut receipts = Vec::with_capacity(records.len());
+        for record in records {
+            match self.send(record).await {
+                Ok(receipt) => receipts.push(receipt),
+                Err(SendError::Closed(_)) => {
+                    return Err(ReplayError::Data("the producer is shut down".into()));
+                }
+            }
+        }
+        let mut summary = ReplaySummary::default();
+        for receipt in receipts {
+            match receipt.await {
+                crate::Outcome::Delivered(_) => summary.delivered += 1,
+                crate::Outcome::DeadLettered { .. } => summary.dead_lettered += 1,
+                crate::Outcome::Failed { .. } => summary.failed += 1,
+            }
+        }
+        Ok(summary)
     }
 
     /// A snapshot of the counters.
