@@ -1,4 +1,7 @@
-//! Partition keys and how Kinesis maps them to shards.
+//! Partition keys: valid by construction, chosen by a strategy per source,
+//! and mapped to shards exactly as Kinesis does — with a report of how a
+//! strategy would spread sample records before anything is deployed
+//! ([`shard_report`]).
 //!
 //! A [`PartitionKey`] is 1 to 256 Unicode characters, checked when it is
 //! built, so an invalid key cannot reach a `PutRecords` call. Kinesis hashes
@@ -22,6 +25,17 @@
 //! assert_eq!(long.as_str().len(), 32);
 //! # Ok::<(), shardline_partition_key::KeyError>(())
 //! ```
+
+mod report;
+mod strategy;
+
+pub use report::{
+    HOT_KEY_FACTOR, HOT_SHARD_FACTOR, KeyShare, ShardReport, ShardShare, shard_report,
+};
+pub use strategy::{
+    ExplicitKey, FieldKey, Fields, FixedKey, IotKey, KeyChoice, PartitionKeyStrategy, RandomKey,
+    RowKey, StrategyError, TransactionKey, WebLogKey,
+};
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,0 +1,371 @@
+//! Partition-key strategies: how a record's fields become its key.
+//!
+//! The seeds give one per source (`shared/seeds/000_…`): web logs use the
+//! session id, else a hash of the client address plus the hour; IoT readings
+//! use the device id plus a hash of the location; database changes use the
+//! table and the row's primary key (shardline's default, which keeps each
+//! row's changes in order) or the table and the transaction id (the seeds'
+//! choice, opt-in). Plus a field path, a fixed key, a random key and an
+//! explicit hash key taken from a field.
+
+use std::borrow::Cow;
+
+use md5::{Digest, Md5};
+
+use crate::{ExplicitHashKey, KeyError, PartitionKey};
+
+/// Where a strategy reads fields from: a JSON value, or any record type
+/// through a closure.
+pub trait Fields {
+    /// The field at a dotted path (`a.b.c`) as text — strings as they are,
+    /// numbers and booleans in JSON form — or `None` if absent or null.
+    fn text(&self, path: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Fields for serde_json::Value {
+    fn text(&self, path: &str) -> Option<Cow<'_, str>> {
+        let mut value = self;
+        for part in path.split('.') {
+            value = value.get(part)?;
+        }
+        match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(text) => Some(Cow::Borrowed(text)),
+            other => Some(Cow::Owned(other.to_string())),
+        }
+    }
+}
+
+impl<F> Fields for F
+where
+    F: for<'p> Fn(&'p str) -> Option<String>,
+{
+    fn text(&self, path: &str) -> Option<Cow<'_, str>> {
+        self(path).map(Cow::Owned)
+    }
+}
+
+/// A record's key, and the explicit hash key if the strategy sets one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChoice {
+    pub partition_key: PartitionKey,
+    pub explicit_hash_key: Option<ExplicitHashKey>,
+}
+
+impl KeyChoice {
+    fn key(key: PartitionKey) -> Self {
+        KeyChoice {
+            partition_key: key,
+            explicit_hash_key: None,
+        }
+    }
+}
+
+/// A strategy could not key a record (a required field is missing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrategyError {
+    #[error("the {strategy} strategy needs the field `{field}`, which the record lacks")]
+    MissingField {
+        strategy: &'static str,
+        field: String,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Turns a record into its partition key.
+pub trait PartitionKeyStrategy: Send + Sync {
+    /// A short name for reports and logs.
+    fn name(&self) -> &'static str;
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError>;
+}
+
+/// The first 8 hex digits of MD5: enough to spread values, short enough to
+/// keep keys readable.
+fn short_hash(text: &str) -> String {
+    let digest = Md5::digest(text.as_bytes());
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+fn required<'r>(
+    record: &'r dyn Fields,
+    strategy: &'static str,
+    field: &str,
+) -> Result<Cow<'r, str>, StrategyError> {
+    record
+        .text(field)
+        .ok_or_else(|| StrategyError::MissingField {
+            strategy,
+            field: field.to_owned(),
+        })
+}
+
+/// Web logs (seed): the session id when the record has one, else
+/// `<md5(ip) prefix>:<hour>` — one client's requests within an hour stay
+/// together, and clients spread over shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebLogKey {
+    pub session_field: String,
+    pub ip_field: String,
+    pub timestamp_field: String,
+}
+
+impl Default for WebLogKey {
+    fn default() -> Self {
+        WebLogKey {
+            session_field: "session_id".into(),
+            ip_field: "ip_address".into(),
+            timestamp_field: "timestamp".into(),
+        }
+    }
+}
+
+impl PartitionKeyStrategy for WebLogKey {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        if let Some(session) = record.text(&self.session_field).filter(|s| !s.is_empty()) {
+            return Ok(KeyChoice::key(PartitionKey::new_or_hashed(&session)));
+        }
+        let ip = required(record, "web", &self.ip_field)?;
+        // RFC 3339: `2024-01-15T10` is the hour.
+        let hour: String = record
+            .text(&self.timestamp_field)
+            .map(|t| t.chars().take(13).collect())
+            .unwrap_or_default();
+        let key = format!("{}:{hour}", short_hash(&ip));
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&key)))
+    }
+}
+
+/// IoT readings (seed): `<device id>:<md5(location) prefix>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IotKey {
+    pub device_field: String,
+    pub location_field: String,
+}
+
+impl Default for IotKey {
+    fn default() -> Self {
+        IotKey {
+            device_field: "device_id".into(),
+            location_field: "location".into(),
+        }
+    }
+}
+
+impl PartitionKeyStrategy for IotKey {
+    fn name(&self) -> &'static str {
+        "iot"
+    }
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        let device = required(record, "iot", &self.device_field)?;
+        let location = record.text(&self.location_field).unwrap_or_default();
+        let key = format!("{device}:{}", short_hash(&location));
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&key)))
+    }
+}
+
+/// Database changes by row: `<table>:<primary key values>` — every change
+/// of one row goes to one shard, in order. shardline's default for CDC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKey {
+    pub table_field: String,
+    /// Fields holding the primary key values, in key order.
+    pub key_fields: Vec<String>,
+}
+
+impl PartitionKeyStrategy for RowKey {
+    fn name(&self) -> &'static str {
+        "table+pk"
+    }
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        let table = required(record, "table+pk", &self.table_field)?;
+        let mut key = table.into_owned();
+        for field in &self.key_fields {
+            key.push(':');
+            key.push_str(&required(record, "table+pk", field)?);
+        }
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&key)))
+    }
+}
+
+/// Database changes by transaction (the seeds' strategy, opt-in):
+/// `<table>:<transaction id>`. Caveats: one row's changes from different
+/// transactions can land in different shards and be read out of order, and
+/// a large transaction's changes all go to one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionKey {
+    pub table_field: String,
+    pub transaction_field: String,
+}
+
+impl PartitionKeyStrategy for TransactionKey {
+    fn name(&self) -> &'static str {
+        "table+txid"
+    }
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        let table = required(record, "table+txid", &self.table_field)?;
+        let txid = required(record, "table+txid", &self.transaction_field)?;
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&format!(
+            "{table}:{txid}"
+        ))))
+    }
+}
+
+/// The value of one field, e.g. `user.id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldKey(pub String);
+
+impl PartitionKeyStrategy for FieldKey {
+    fn name(&self) -> &'static str {
+        "field"
+    }
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        let value = required(record, "field", &self.0)?;
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&value)))
+    }
+}
+
+/// The same key for every record (one shard; total order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedKey(pub PartitionKey);
+
+impl PartitionKeyStrategy for FixedKey {
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+
+    fn key(&self, _record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        Ok(KeyChoice::key(self.0.clone()))
+    }
+}
+
+/// A random key per record: the most even spread, no ordering at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RandomKey;
+
+impl PartitionKeyStrategy for RandomKey {
+    fn name(&self) -> &'static str {
+        "random"
+    }
+
+    fn key(&self, _record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        let value: u64 = rand::random();
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&format!(
+            "{value:016x}"
+        ))))
+    }
+}
+
+/// An explicit hash key from a field (a decimal 128-bit integer), with a
+/// fixed partition key: the record goes to the shard whose range holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplicitKey {
+    pub hash_key_field: String,
+    pub partition_key: PartitionKey,
+}
+
+impl PartitionKeyStrategy for ExplicitKey {
+    fn name(&self) -> &'static str {
+        "explicit"
+    }
+
+    fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
+        let text = required(record, "explicit", &self.hash_key_field)?;
+        Ok(KeyChoice {
+            partition_key: self.partition_key.clone(),
+            explicit_hash_key: Some(ExplicitHashKey::parse(&text)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn web_strategy_prefers_the_session() {
+        let web = WebLogKey::default();
+        let with_session = json!({"session_id": "s-42", "ip_address": "10.0.0.1"});
+        assert_eq!(
+            web.key(&with_session).unwrap().partition_key.as_str(),
+            "s-42"
+        );
+        let without = json!({"ip_address": "10.0.0.1", "timestamp": "2024-01-15T10:30:45+00:00"});
+        let key = web.key(&without).unwrap().partition_key;
+        assert_eq!(
+            key.as_str(),
+            format!("{}:2024-01-15T10", short_hash("10.0.0.1"))
+        );
+        let later_same_hour =
+            json!({"ip_address": "10.0.0.1", "timestamp": "2024-01-15T10:59:00+00:00"});
+        assert_eq!(web.key(&later_same_hour).unwrap().partition_key, key);
+        assert!(matches!(
+            web.key(&json!({})),
+            Err(StrategyError::MissingField { .. })
+        ));
+    }
+
+    #[test]
+    fn iot_db_field_fixed_explicit() {
+        let iot = IotKey::default();
+        let reading = json!({"device_id": "sensor-7", "location": "seoul"});
+        assert_eq!(
+            iot.key(&reading).unwrap().partition_key.as_str(),
+            format!("sensor-7:{}", short_hash("seoul"))
+        );
+        let row = RowKey {
+            table_field: "table".into(),
+            key_fields: vec!["pk.id".into(), "pk.region".into()],
+        };
+        let change = json!({"table": "public.users", "pk": {"id": 5, "region": "eu"}, "txid": 900});
+        assert_eq!(
+            row.key(&change).unwrap().partition_key.as_str(),
+            "public.users:5:eu"
+        );
+        let txn = TransactionKey {
+            table_field: "table".into(),
+            transaction_field: "txid".into(),
+        };
+        assert_eq!(
+            txn.key(&change).unwrap().partition_key.as_str(),
+            "public.users:900"
+        );
+        assert_eq!(
+            FieldKey("pk.region".into())
+                .key(&change)
+                .unwrap()
+                .partition_key
+                .as_str(),
+            "eu"
+        );
+        let fixed = FixedKey(PartitionKey::new("all").unwrap());
+        assert_eq!(fixed.key(&change).unwrap().partition_key.as_str(), "all");
+        let explicit = ExplicitKey {
+            hash_key_field: "h".into(),
+            partition_key: PartitionKey::new("x").unwrap(),
+        };
+        assert_eq!(
+            explicit.key(&json!({"h": "42"})).unwrap().explicit_hash_key,
+            Some(ExplicitHashKey(42))
+        );
+        assert!(explicit.key(&json!({"h": "-1"})).is_err());
+    }
+
+    #[test]
+    fn closures_are_field_sources() {
+        let lookup = |path: &str| (path == "device_id").then(|| "d1".to_owned());
+        let key = IotKey::default().key(&lookup).unwrap();
+        assert!(key.partition_key.as_str().starts_with("d1:"));
+    }
+}
