@@ -86,18 +86,7 @@ impl Destination for FirehoseDestination {
             .await
             .map_err(|e| from_sdk_error("PutRecordBatch", e))?;
         let results = output.request_responses();
-        if results.len() != entries.len() {
-            return Err(PutError {
-                class: ErrorClass::Retryable,
-                code: None,
-                message: format!(
-                    "PutRecordBatch answered {} results for {} records",
-                    results.len(),
-                    entries.len()
-                ),
-                outcome_unknown: true,
-            });
-        }
+        // A count that does not match `entries` is caught by the producer.
         Ok(results
             .iter()
             .map(|result| match result.error_code() {

@@ -158,18 +158,7 @@ impl Destination for KinesisDestination {
             .await
             .map_err(|e| from_sdk_error("PutRecords", e))?;
         let results = output.records();
-        if results.len() != entries.len() {
-            return Err(PutError {
-                class: ErrorClass::Retryable,
-                code: None,
-                message: format!(
-                    "PutRecords answered {} results for {} entries",
-                    results.len(),
-                    entries.len()
-                ),
-                outcome_unknown: true,
-            });
-        }
+        // A count that does not match `entries` is caught by the producer.
         Ok(results
             .iter()
             .map(|result| match result.error_code() {

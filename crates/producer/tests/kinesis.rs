@@ -95,17 +95,25 @@ fn dead_letter_file(dir: &Path) -> Result<DeadLetterFile, Box<dyn Error>> {
     Ok(DeadLetterFile::open(&dir.join("dead-letters.ndjson"))?)
 }
 
+/// A producer for `stream` through `endpoint`, dead-lettering into `dir`.
+fn builder(
+    endpoint: &str,
+    stream: &str,
+    dir: &Path,
+) -> Result<shardline_producer::ProducerBuilder, Box<dyn Error>> {
+    Ok(Producer::builder(
+        KinesisDestination::new(&kinesis_client(endpoint), stream),
+        dead_letter_file(dir)?,
+    ))
+}
+
 #[tokio::test]
 async fn round_trip_delivers_every_record_once_with_its_shard_and_sequence() -> TestResult {
     let stream = new_stream("producer_round_trip", 4).await?;
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(20))
-    .build()?;
+    let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(20))
+        .build()?;
     let sent = records("rt", 3000, 50)?;
     let receipts = send_all(&producer, sent.clone()).await?;
     let mut delivered_to = HashMap::new();
@@ -148,14 +156,10 @@ async fn thirty_percent_failing_entries_are_retried_alone_until_delivered() -> T
         code: FaultCode::Throttled,
     }));
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&proxy.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(20))
-    .retry(fast_retries(None))
-    .build()?;
+    let producer = builder(&proxy.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(20))
+        .retry(fast_retries(None))
+        .build()?;
     let sent = records("partial", 2000, 40)?;
     let receipts = send_all(&producer, sent.clone()).await?;
     for receipt in receipts {
@@ -252,14 +256,10 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
         code: FaultCode::Throttled,
     }));
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&proxy.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(10))
-    .retry(fast_retries(Some(2)))
-    .build()?;
+    let producer = builder(&proxy.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(10))
+        .retry(fast_retries(Some(2)))
+        .build()?;
     let mut sent = records("ok", 100, 10)?;
     let source = SourceName::new("test");
     for i in 0..5 {
@@ -336,14 +336,10 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
 async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> TestResult {
     let stream = unique_name("producer_missing");
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(10))
-    .retry(fast_retries(Some(3)))
-    .build()?;
+    let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(10))
+        .retry(fast_retries(Some(3)))
+        .build()?;
     let sent = records("missing", 20, 5)?;
     for receipt in send_all(&producer, sent.clone()).await? {
         assert_eq!(
@@ -360,10 +356,11 @@ async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> Tes
     // Once the stream exists, the dead letters go in as they were.
     streams::create_stream(&Kinesalite::shared()?.kinesis_client(), &stream, 1).await?;
     let replayed_dir = tempfile::tempdir()?;
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(replayed_dir.path())?,
-    )
+    let producer = builder(
+        &Kinesalite::shared()?.endpoint(),
+        &stream,
+        replayed_dir.path(),
+    )?
     .linger(Duration::from_millis(10))
     .build()?;
     assert_eq!(replay(&dir.path().join("dead-letters.ndjson"))?.len(), 20);
@@ -439,15 +436,11 @@ async fn strict_ordering_keeps_each_keys_order_through_retries() -> TestResult {
         code: FaultCode::InternalFailure,
     }));
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&proxy.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(5))
-    .strict_ordering(true)
-    .retry(fast_retries(None))
-    .build()?;
+    let producer = builder(&proxy.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(5))
+        .strict_ordering(true)
+        .retry(fast_retries(None))
+        .build()?;
     let sent = records("order", 600, 12)?;
     for receipt in send_all(&producer, sent.clone()).await? {
         assert!(matches!(receipt.await, Outcome::Delivered(_)));
@@ -488,15 +481,11 @@ async fn shutdown_deadline_dead_letters_what_a_stalled_destination_holds() -> Te
         1.0,
     )));
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&proxy.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(5))
-    .batch_records(10)
-    .max_in_flight(2)
-    .build()?;
+    let producer = builder(&proxy.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(5))
+        .batch_records(10)
+        .max_in_flight(2)
+        .build()?;
     let receipts = send_all(&producer, records("stalled", 50, 5)?).await?;
     producer.shutdown(Duration::from_millis(500)).await;
     for receipt in receipts {
@@ -564,14 +553,10 @@ async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once()
 
     let stream = new_stream("producer_aggregation", 4).await?;
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(20))
-    .aggregate(DEFAULT_AGGREGATE_MAX_BYTES)
-    .build()?;
+    let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(20))
+        .aggregate(DEFAULT_AGGREGATE_MAX_BYTES)
+        .build()?;
     let sent = records("agg", 5000, 200)?;
     let receipts = send_all(&producer, sent.clone()).await?;
     let mut shard_of = HashMap::new();
@@ -655,15 +640,11 @@ async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled()
     }));
     proxy.set_random_request_fault(Some((RequestFault::Unavailable, 0.1)));
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&proxy.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(10))
-    .aggregate(8 * 1024)
-    .retry(fast_retries(None))
-    .build()?;
+    let producer = builder(&proxy.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(10))
+        .aggregate(8 * 1024)
+        .retry(fast_retries(None))
+        .build()?;
     let sent = records("aggfault", 3000, 90)?;
     for receipt in send_all(&producer, sent.clone()).await? {
         assert!(matches!(receipt.await, Outcome::Delivered(_)));
@@ -743,14 +724,10 @@ async fn aggregation_follows_a_split_shard() -> TestResult {
     let stream = new_stream("producer_reshard", 2).await?;
     let admin = Kinesalite::shared()?.kinesis_client();
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(5))
-    .aggregate(16 * 1024)
-    .build()?;
+    let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(5))
+        .aggregate(16 * 1024)
+        .build()?;
     let all = records("split", 2500, 200)?;
     let send_phase = |range: std::ops::Range<usize>| {
         let producer = producer.clone();
