@@ -641,21 +641,22 @@ impl Dispatcher {
     /// Newline-delimited records packed into entries of at most `max_bytes`,
     /// up to the batch limits. A record that does not end in `\n` gets one.
     fn take_packed(&mut self, max_bytes: usize) -> Vec<Unit> {
+        let limits = self.limits;
         let mut units: Vec<Unit> = Vec::new();
+        // Bytes of the closed entries, as the destination counts them.
         let mut batch_bytes = 0;
         let mut data: Vec<u8> = Vec::new();
         let mut members: Vec<Pending> = Vec::new();
+        let first_key_len =
+            |members: &[Pending]| members.first().map(|p| p.record.partition_key.len_bytes());
         while let Some(front) = self.ready.front() {
-            let plain_size = front.size(&self.limits);
+            let plain_size = front.size(&limits);
+            let front_key_len = front.record.partition_key.len_bytes();
             let len = front.record.data.len() + usize::from(!front.record.data.ends_with(b"\n"));
-            if self
-                .limits
-                .record_size(len, front.record.partition_key.len_bytes())
-                > self.limits.max_record_bytes
-            {
+            if limits.record_size(len, front_key_len) > limits.max_record_bytes {
                 // No room for its newline: it goes out alone, as it is.
-                if !members.is_empty() {
-                    batch_bytes += data.len();
+                if let Some(key_len) = first_key_len(&members) {
+                    batch_bytes += limits.record_size(data.len(), key_len);
                     units.push(Unit::packed(
                         std::mem::take(&mut data),
                         std::mem::take(&mut members),
@@ -675,29 +676,27 @@ impl Dispatcher {
                 continue;
             }
             // The entry's key (its first record's) counts towards the
-            // record limit where the destination counts keys.
-            let key_len = members
-                .first()
-                .map_or(front.record.partition_key.len_bytes(), |p| {
-                    p.record.partition_key.len_bytes()
-                });
+            // limits where the destination counts keys.
+            let key_len = first_key_len(&members).unwrap_or(front_key_len);
             let cap = max_bytes.min(
-                self.limits
+                limits
                     .max_record_bytes
-                    .saturating_sub(self.limits.record_size(0, key_len)),
+                    .saturating_sub(limits.record_size(0, key_len)),
             );
             if !members.is_empty() && data.len() + len > cap {
-                batch_bytes += data.len();
+                batch_bytes += limits.record_size(data.len(), key_len);
                 units.push(Unit::packed(
                     std::mem::take(&mut data),
                     std::mem::take(&mut members),
                 ));
             }
+            let key_len = first_key_len(&members).unwrap_or(front_key_len);
             let entries = units.len() + usize::from(!members.is_empty());
             if members.is_empty() && entries >= self.config.batch_records {
                 break;
             }
-            if entries > 0 && batch_bytes + data.len() + len > self.config.batch_bytes {
+            let grown = limits.record_size(data.len() + len, key_len);
+            if entries > 0 && batch_bytes + grown > self.config.batch_bytes {
                 break;
             }
             let Some(pending) = self.ready.pop_front() else {
