@@ -190,9 +190,13 @@ pub(crate) struct Dispatcher {
     /// them even if the job panics and takes the records with it.
     sink_job_records: Vec<(u64, PartitionKey)>,
 
-    /// Every record with a lower sequence number has left the producer.
-    watermark: u64,
-    left_above_watermark: BTreeSet<u64>,
+    /// Every sequence number below this has reached the dispatcher; those
+    /// above it that arrived early (sends race) wait in `admitted_ahead`.
+    admitted_below: u64,
+    admitted_ahead: BTreeSet<u64>,
+    /// The sequence numbers of the records in the producer now: bounded by
+    /// the queue's record cap, however long one record keeps retrying.
+    unsettled: BTreeSet<u64>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     shutdown: Option<(Instant, Option<oneshot::Sender<()>>)>,
     cut_off: bool,
@@ -231,8 +235,9 @@ impl Dispatcher {
             sink_job: None,
             sink_job_letters: Vec::new(),
             sink_job_records: Vec::new(),
-            watermark: 0,
-            left_above_watermark: BTreeSet::new(),
+            admitted_below: 0,
+            admitted_ahead: BTreeSet::new(),
+            unsettled: BTreeSet::new(),
             flushes: Vec::new(),
             shutdown: None,
             cut_off: false,
@@ -371,6 +376,11 @@ impl Dispatcher {
 
     /// A record arrives from `send`.
     fn admit(&mut self, mut pending: Pending) {
+        self.unsettled.insert(pending.seq);
+        self.admitted_ahead.insert(pending.seq);
+        while self.admitted_ahead.remove(&self.admitted_below) {
+            self.admitted_below += 1;
+        }
         let size = pending.size(&self.limits);
         if size > self.limits.max_record_bytes {
             let message = format!(
@@ -970,7 +980,7 @@ impl Dispatcher {
     }
 
     /// A record leaves the producer: its key's next record may go, its
-    /// sequence number counts towards flushes, its queue room is freed.
+    /// sequence number no longer holds up flushes, its queue room is freed.
     fn left(&mut self, pending: Pending) {
         self.left_seq(pending.seq, &pending.record.partition_key);
     }
@@ -991,17 +1001,17 @@ impl Dispatcher {
                 }
             }
         }
-        self.left_above_watermark.insert(seq);
-        while self.left_above_watermark.remove(&self.watermark) {
-            self.watermark += 1;
-        }
+        self.unsettled.remove(&seq);
     }
 
+    /// A flush is answered once every record sent before it has arrived
+    /// and left the producer.
     fn answer_flushes(&mut self) {
-        let watermark = self.watermark;
+        let arrived = self.admitted_below;
+        let oldest = self.unsettled.first().copied();
         let mut waiting = Vec::new();
         for (up_to, done) in self.flushes.drain(..) {
-            if watermark >= up_to {
+            if arrived >= up_to && oldest.is_none_or(|seq| seq >= up_to) {
                 let _ = done.send(());
             } else {
                 waiting.push((up_to, done));
