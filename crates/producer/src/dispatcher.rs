@@ -410,11 +410,15 @@ impl Dispatcher {
     }
 
     fn promote_due_retries(&mut self, now: Instant) {
+        let mut due = Vec::new();
         while let Some(entry) = self.retries.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            let mut pending = entry.remove();
+            due.push(entry.remove());
+        }
+        // Retries go out first, in the order they became due.
+        for mut pending in due.into_iter().rev() {
             // A retry has waited long enough: it goes out with the next batch.
             pending.ready_since = now.checked_sub(self.config.linger).unwrap_or(now);
             self.ready_bytes += pending.size(&self.limits);

@@ -272,12 +272,15 @@ impl Producer {
         let source = record.source.clone();
         let bytes = record.data.len();
         let pending = Pending::new(record, seq, reply, permits);
+        // Counted before the dispatcher can see it, so it is never counted
+        // out before it was counted in.
+        shared.counters.accepted(&source, bytes);
         match shared.tx.send(Box::new(pending)) {
-            Ok(()) => {
-                shared.counters.accepted(&source, bytes);
-                Ok(receipt)
+            Ok(()) => Ok(receipt),
+            Err(mpsc::error::SendError(pending)) => {
+                shared.counters.not_accepted(&source, bytes);
+                Err(Box::new(pending.into_record()))
             }
-            Err(mpsc::error::SendError(pending)) => Err(Box::new(pending.into_record())),
         }
     }
 

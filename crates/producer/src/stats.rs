@@ -105,6 +105,17 @@ impl Counters {
         });
     }
 
+    /// Takes back [`Counters::accepted`] for a record the producer turned
+    /// away after all (it was shutting down).
+    pub(crate) fn not_accepted(&self, source: &SourceName, bytes: usize) {
+        self.with(|inner| {
+            let stats = inner.by_source.entry(source.clone()).or_default();
+            stats.records_in = stats.records_in.saturating_sub(1);
+            stats.bytes_in = stats.bytes_in.saturating_sub(bytes as u64);
+            Self::left(inner, bytes);
+        });
+    }
+
     /// A record left the producer (settled or failed).
     fn left(inner: &mut Inner, bytes: usize) {
         inner.queued_records = inner.queued_records.saturating_sub(1);
