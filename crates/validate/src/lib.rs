@@ -1,0 +1,156 @@
+//! Record hygiene before keying and sending: per-source validation and
+//! field masking.
+//!
+//! - [`Validator`]: a JSON Schema (users edit schema files; the seeds' web
+//!   log, application log, IoT reading and CDC event schemas are built in)
+//!   plus the checks a schema cannot say, such as "not far in the future".
+//!   An invalid record gets every [`Violation`]: the failing rule and the
+//!   JSON path, for its dead letter.
+//! - [`Masker`]: per-field masking — drop, keyed hash, truncate an IP
+//!   address to its network, mask an e-mail's local part.
+//!
+//! # Example
+//!
+//! ```
+//! use serde_json::json;
+//! use shardline_validate::{IotLimits, MaskRule, Masker, Validator};
+//!
+//! let iot = Validator::iot_reading(IotLimits::default())?;
+//! let reading = json!({"device_id": "sensor-7", "temperature": 21.5, "humidity": 140,
+//!                      "timestamp": "2024-01-15T10:30:45Z"});
+//! let violations = iot.validate(&reading).unwrap_err();
+//! assert_eq!(violations[0].path, "/humidity");
+//! assert_eq!(violations[0].rule, "maximum");
+//!
+//! let masker = Masker::new(b"secret".to_vec())
+//!     .rule("ip_address", MaskRule::TruncateIp)
+//!     .rule("email", MaskRule::MaskEmail);
+//! let mut record = json!({"ip_address": "203.0.113.77", "email": "alice@example.com"});
+//! masker.apply(&mut record);
+//! assert_eq!(record, json!({"ip_address": "203.0.113.0", "email": "***@example.com"}));
+//! # Ok::<(), shardline_validate::SchemaError>(())
+//! ```
+
+mod mask;
+mod schemas;
+
+pub use mask::{MaskRule, Masker};
+pub use schemas::{IotLimits, MAX_FUTURE_SKEW};
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// One way a record breaks its schema.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// The rule that failed: a JSON Schema keyword (`required`, `type`,
+    /// `maximum`, `pattern`, …) or a check's name (`not_in_future`).
+    pub rule: String,
+    /// Where: a JSON Pointer into the record (`/humidity`, empty for the
+    /// record itself).
+    pub path: String,
+    pub message: String,
+}
+
+/// A schema that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    #[error("reading schema {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("schema {name} is not JSON: {source}")]
+    Json {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("schema {name} is not a valid JSON Schema: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// A check a JSON Schema cannot express.
+type Check = Box<dyn Fn(&Value) -> Option<Violation> + Send + Sync>;
+
+/// Validates records of one source.
+pub struct Validator {
+    name: String,
+    schema: jsonschema::Validator,
+    checks: Vec<Check>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("name", &self.name)
+            .field("checks", &self.checks.len())
+            .finish()
+    }
+}
+
+impl Validator {
+    /// A validator for a JSON Schema document.
+    pub fn from_schema(name: &str, schema: &Value) -> Result<Self, SchemaError> {
+        let schema = jsonschema::validator_for(schema).map_err(|e| SchemaError::Invalid {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(Validator {
+            name: name.to_owned(),
+            schema,
+            checks: Vec::new(),
+        })
+    }
+
+    /// A validator for a JSON Schema file a user edits.
+    pub fn from_file(path: &Path) -> Result<Self, SchemaError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let schema: Value = serde_json::from_str(&text).map_err(|source| SchemaError::Json {
+            name: name.clone(),
+            source,
+        })?;
+        Self::from_schema(&name, &schema)
+    }
+
+    /// Adds a check the schema cannot express; it returns a violation or
+    /// `None`.
+    pub fn with_check(
+        mut self,
+        check: impl Fn(&Value) -> Option<Violation> + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push(Box::new(check));
+        self
+    }
+
+    /// The schema's name (a built-in name or the file's path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `Ok` for a valid record; otherwise every violation found.
+    pub fn validate(&self, record: &Value) -> Result<(), Vec<Violation>> {
+        let mut violations: Vec<Violation> = self
+            .schema
+            .iter_errors(record)
+            .map(|error| Violation {
+                rule: error.kind().keyword().to_owned(),
+                path: error.instance_path().as_str().to_owned(),
+                message: error.to_string(),
+            })
+            .collect();
+        violations.extend(self.checks.iter().filter_map(|check| check(record)));
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
+    }
+}
