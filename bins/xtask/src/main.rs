@@ -3,8 +3,8 @@
 //! cargo on a fresh machine.
 //!
 //! - `cargo xtask demo [--stream-name NAME] [--shards N]`: starts a local
-//!   Kinesis-compatible endpoint, streams the sample logs into it, reads the
-//!   stream back and shows the counts.
+//!   Kinesis-compatible endpoint, parses the sample logs, sends them through
+//!   the producer, reads the stream back and shows the statistics.
 //! - `cargo xtask test [--no-lint] [-- CARGO TEST ARGS]`: builds the
 //!   workspace, installs the test services, then runs `cargo fmt --check`,
 //!   `cargo clippy -D warnings` and every test. `.ci/run` runs exactly this.
@@ -135,11 +135,9 @@ fn test(args: &[String]) -> Result<(), String> {
 
 fn demo(args: &[String]) -> Result<(), String> {
     step(
-        "cargo build (demo)",
-        cargo().args(["build", "--workspace", "--bins", "--quiet"]),
-    )?;
-    step(
         "demo",
-        Command::new(harness_binary()).arg("demo").args(args),
+        cargo()
+            .args(["run", "--quiet", "--package", "shardline-demo", "--"])
+            .args(args),
     )
 }
