@@ -91,6 +91,57 @@ fn assert_reconciles(stats: &ProducerStats) {
     assert_eq!(stats.in_flight_requests, 0, "{stats:?}");
 }
 
+/// The user records a stream holds, deaggregated where aggregated, each
+/// with the shard it was read from.
+fn user_records(
+    read: &[streams::ReadRecord],
+) -> Result<Vec<(shardline_producer::aggregation::UserRecord, String)>, Box<dyn Error>> {
+    use shardline_producer::aggregation::{UserRecord, deaggregate};
+    let mut users = Vec::new();
+    for record in read {
+        let inside = deaggregate(&record.data)?.unwrap_or_else(|| {
+            vec![UserRecord {
+                partition_key: record.partition_key.clone(),
+                explicit_hash_key: None,
+                data: record.data.clone(),
+            }]
+        });
+        users.extend(inside.into_iter().map(|u| (u, record.shard_id.clone())));
+    }
+    Ok(users)
+}
+
+/// The index a test record carries at the end of its data (`…-<i>`).
+fn index_of(data: &[u8]) -> Result<usize, Box<dyn Error>> {
+    Ok(String::from_utf8_lossy(data)
+        .rsplit('-')
+        .next()
+        .ok_or("no index")?
+        .parse()?)
+}
+
+/// Each partition key's records, as read back, in the order they were sent.
+fn assert_keys_in_order(read: &[streams::ReadRecord]) -> Result<(), Box<dyn Error>> {
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in read {
+        let index = index_of(&record.data)?;
+        if let Some(previous) = last.insert(&record.partition_key, index) {
+            assert!(previous < index, "{} out of order", record.partition_key);
+        }
+    }
+    Ok(())
+}
+
+/// The stream's open shards, as the producer sees them.
+async fn open_shards(stream: &str) -> Result<shardline_partition_key::ShardMap, Box<dyn Error>> {
+    use shardline_producer::Destination;
+    let client = Kinesalite::shared()?.kinesis_client();
+    Ok(KinesisDestination::new(&client, stream)
+        .shard_map()
+        .await?
+        .ok_or("no open shards")?)
+}
+
 fn dead_letter_file(dir: &Path) -> Result<DeadLetterFile, Box<dyn Error>> {
     Ok(DeadLetterFile::open(&dir.join("dead-letters.ndjson"))?)
 }
@@ -448,25 +499,11 @@ async fn strict_ordering_keeps_each_keys_order_through_retries() -> TestResult {
     producer.shutdown(Duration::from_secs(10)).await;
     assert_reconciles(&producer.stats());
 
-    let (_, read) = stream_counts(&stream, sent.len()).await?;
+    let (counts, read) = stream_counts(&stream, sent.len()).await?;
+    assert_eq!(counts.len(), sent.len());
     // Within a shard, records come back in sequence order; a key's records
     // must come back in the order they were sent.
-    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for record in &read {
-        let text = String::from_utf8_lossy(&record.data).into_owned();
-        let index: usize = text.rsplit('-').next().ok_or("no index")?.parse()?;
-        by_key
-            .entry(record.partition_key.clone())
-            .or_default()
-            .push(index);
-    }
-    assert_eq!(by_key.len(), 12);
-    for (key, indices) in by_key {
-        let mut sorted = indices.clone();
-        sorted.sort_unstable();
-        assert_eq!(indices, sorted, "{key} out of order");
-    }
-    Ok(())
+    assert_keys_in_order(&read)
 }
 
 #[tokio::test]
@@ -548,8 +585,7 @@ async fn a_full_queue_pushes_back_and_flush_waits_for_settlement() -> TestResult
 
 #[tokio::test]
 async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once() -> TestResult {
-    use shardline_partition_key::{ShardMap, ShardRange};
-    use shardline_producer::aggregation::{DEFAULT_AGGREGATE_MAX_BYTES, deaggregate};
+    use shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES;
 
     let stream = new_stream("producer_aggregation", 4).await?;
     let dir = tempfile::tempdir()?;
@@ -579,49 +615,16 @@ async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once()
         read.len()
     );
 
-    // The stream's own shard layout, to check each record's shard.
-    let shards = Kinesalite::shared()?
-        .kinesis_client()
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await?;
-    let map = ShardMap::new(
-        shards
-            .shards()
-            .iter()
-            .filter_map(|s| {
-                let range = s.hash_key_range()?;
-                Some(ShardRange {
-                    shard_id: s.shard_id().to_owned(),
-                    starting_hash_key: range.starting_hash_key().parse().ok()?,
-                    ending_hash_key: range.ending_hash_key().parse().ok()?,
-                })
-            })
-            .collect(),
-    );
+    let map = open_shards(&stream).await?;
     let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    for record in &read {
-        let users = match deaggregate(&record.data)? {
-            Some(users) => users,
-            None => vec![shardline_producer::aggregation::UserRecord {
-                partition_key: record.partition_key.clone(),
-                explicit_hash_key: None,
-                data: record.data.clone(),
-            }],
-        };
-        for user in users {
-            // Each user record is in the shard its own key maps to, and its
-            // receipt named that shard.
-            let key = PartitionKey::new(&user.partition_key)?;
-            let index = map.index_for(&key, None).ok_or("no shard for key")?;
-            assert_eq!(map.ranges()[index].shard_id, record.shard_id);
-            assert_eq!(
-                shard_of[&bytes::Bytes::from(user.data.clone())],
-                record.shard_id
-            );
-            *seen.entry(user.data).or_insert(0) += 1;
-        }
+    for (user, shard_id) in user_records(&read)? {
+        // Each user record is in the shard its own key maps to, and its
+        // receipt named that shard.
+        let key = PartitionKey::new(&user.partition_key)?;
+        let index = map.index_for(&key, None).ok_or("no shard for key")?;
+        assert_eq!(map.ranges()[index].shard_id, shard_id);
+        assert_eq!(shard_of[&bytes::Bytes::from(user.data.clone())], shard_id);
+        *seen.entry(user.data).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), sent.len());
     assert!(seen.values().all(|&n| n == 1));
@@ -630,8 +633,6 @@ async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once()
 
 #[tokio::test]
 async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled() -> TestResult {
-    use shardline_producer::aggregation::deaggregate;
-
     let stream = new_stream("producer_aggregation_faults", 3).await?;
     let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
     proxy.set_entry_fault(Some(EntryFault {
@@ -656,15 +657,8 @@ async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled()
 
     let read = streams::read_all(&Kinesalite::shared()?.kinesis_client(), &stream).await?;
     let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    for record in &read {
-        match deaggregate(&record.data)? {
-            Some(users) => {
-                for user in users {
-                    *seen.entry(user.data).or_insert(0) += 1;
-                }
-            }
-            None => *seen.entry(record.data.clone()).or_insert(0) += 1,
-        }
+    for (user, _) in user_records(&read)? {
+        *seen.entry(user.data).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), sent.len());
     assert!(
@@ -678,17 +672,13 @@ async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled()
 async fn the_rate_limiter_paces_each_shard_and_delivers_everything() -> TestResult {
     let stream = new_stream("producer_rate_limit", 1).await?;
     let dir = tempfile::tempdir()?;
-    let client = kinesis_client(&Kinesalite::shared()?.endpoint());
     // 10% of a shard: 100 records/s with a burst of 100.
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_millis(1))
-    .rate_limit(10)
-    // One request at a time, so the order check is about the limiter.
-    .max_in_flight(1)
-    .build()?;
+    let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(1))
+        .rate_limit(10)
+        // One request at a time, so the order check is about the limiter.
+        .max_in_flight(1)
+        .build()?;
     let sent = records("paced", 250, 5)?;
     let started = std::time::Instant::now();
     for receipt in send_all(&producer, sent.clone()).await? {
@@ -705,22 +695,11 @@ async fn the_rate_limiter_paces_each_shard_and_delivers_everything() -> TestResu
     let (counts, read) = stream_counts(&stream, sent.len()).await?;
     assert_eq!(counts.len(), 250);
     // Held-back records keep their order: each key's records in order.
-    let mut last: BTreeMap<String, usize> = BTreeMap::new();
-    for record in &read {
-        let text = String::from_utf8_lossy(&record.data).into_owned();
-        let index: usize = text.rsplit('-').next().ok_or("no index")?.parse()?;
-        if let Some(previous) = last.insert(record.partition_key.clone(), index) {
-            assert!(previous < index, "{} out of order", record.partition_key);
-        }
-    }
-    Ok(())
+    assert_keys_in_order(&read)
 }
 
 #[tokio::test]
 async fn aggregation_follows_a_split_shard() -> TestResult {
-    use shardline_partition_key::{ShardMap, ShardRange};
-    use shardline_producer::aggregation::deaggregate;
-
     let stream = new_stream("producer_reshard", 2).await?;
     let admin = Kinesalite::shared()?.kinesis_client();
     let dir = tempfile::tempdir()?;
@@ -758,55 +737,20 @@ async fn aggregation_follows_a_split_shard() -> TestResult {
     producer.shutdown(Duration::from_secs(10)).await;
     assert_reconciles(&producer.stats());
 
-    let listed = admin.list_shards().stream_name(&stream).send().await?;
-    let open = ShardMap::new(
-        listed
-            .shards()
-            .iter()
-            .filter(|s| {
-                s.sequence_number_range()
-                    .is_none_or(|r| r.ending_sequence_number().is_none())
-            })
-            .filter_map(|s| {
-                let range = s.hash_key_range()?;
-                Some(ShardRange {
-                    shard_id: s.shard_id().to_owned(),
-                    starting_hash_key: range.starting_hash_key().parse().ok()?,
-                    ending_hash_key: range.ending_hash_key().parse().ok()?,
-                })
-            })
-            .collect(),
-    );
+    let open = open_shards(&stream).await?;
     assert_eq!(open.ranges().len(), 3);
 
     let read = streams::read_all(&admin, &stream).await?;
     let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    for record in &read {
-        let users = deaggregate(&record.data)?.unwrap_or_else(|| {
-            vec![shardline_producer::aggregation::UserRecord {
-                partition_key: record.partition_key.clone(),
-                explicit_hash_key: None,
-                data: record.data.clone(),
-            }]
-        });
-        for user in users {
-            let index: usize = String::from_utf8_lossy(&user.data)
-                .rsplit('-')
-                .next()
-                .ok_or("no index")?
-                .parse()?;
-            if index >= 1500 {
-                // Sent after the refresh: in the open shard its key maps to.
-                let key = PartitionKey::new(&user.partition_key)?;
-                let shard = open.index_for(&key, None).ok_or("no shard")?;
-                assert_eq!(
-                    open.ranges()[shard].shard_id,
-                    record.shard_id,
-                    "record {index}"
-                );
-            }
-            *seen.entry(user.data).or_insert(0) += 1;
+    for (user, shard_id) in user_records(&read)? {
+        let index = index_of(&user.data)?;
+        if index >= 1500 {
+            // Sent after the refresh: in the open shard its key maps to.
+            let key = PartitionKey::new(&user.partition_key)?;
+            let shard = open.index_for(&key, None).ok_or("no shard")?;
+            assert_eq!(open.ranges()[shard].shard_id, shard_id, "record {index}");
         }
+        *seen.entry(user.data).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), all.len());
     assert!(seen.values().all(|&n| n == 1));
