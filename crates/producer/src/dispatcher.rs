@@ -50,6 +50,9 @@ pub(crate) struct Pending {
     unknown_attempts: u32,
     /// When it (last) entered the ready queue.
     ready_since: Instant,
+    /// A record a source rejected: goes straight to the dead-letter sink
+    /// with this letter.
+    rejected: Option<Box<DeadLetter>>,
 }
 
 impl Pending {
@@ -70,7 +73,22 @@ impl Pending {
             last_error: None,
             unknown_attempts: 0,
             ready_since: Instant::now(),
+            rejected: None,
         }
+    }
+
+    /// A record a source rejected, to be written to the dead-letter sink as
+    /// `letter` says.
+    pub(crate) fn rejected(
+        record: Record,
+        letter: DeadLetter,
+        seq: u64,
+        reply: oneshot::Sender<Outcome>,
+        permits: Permits,
+    ) -> Self {
+        let mut pending = Pending::new(record, seq, reply, permits);
+        pending.rejected = Some(Box::new(letter));
+        pending
     }
 
     pub(crate) fn into_record(self) -> Record {
@@ -380,6 +398,10 @@ impl Dispatcher {
         self.admitted_ahead.insert(pending.seq);
         while self.admitted_ahead.remove(&self.admitted_below) {
             self.admitted_below += 1;
+        }
+        if let Some(letter) = pending.rejected.take() {
+            self.dead_letter_queue.push((pending, *letter));
+            return;
         }
         let size = pending.size(&self.limits);
         if size > self.limits.max_record_bytes {
@@ -933,8 +955,11 @@ impl Dispatcher {
             Ok((sink, pendings, Ok(()))) => {
                 self.sink = Some(sink);
                 for (mut pending, letter) in pendings.into_iter().zip(letters) {
-                    self.counters
-                        .dead_lettered(&pending.record.source, pending.record.data.len());
+                    self.counters.dead_lettered(
+                        &pending.record.source,
+                        pending.record.data.len(),
+                        letter.reason == DeadLetterReason::Rejected,
+                    );
                     tracing::warn!(
                         source = pending.record.source.as_str(),
                         reason = letter.reason.as_str(),

@@ -7,10 +7,12 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{ConfigError, ProducerConfig};
-use crate::dead_letter::{DeadLetterSink, ReplayError};
+use shardline_partition_key::PartitionKey;
+
+use crate::dead_letter::{DeadLetter, DeadLetterSink, ReplayError};
 use crate::destination::Destination;
 use crate::dispatcher::{Control, Dispatcher, Pending, Permits};
-use crate::record::{Receipt, Record};
+use crate::record::{Receipt, Record, SourceName};
 use crate::retry::RetryPolicy;
 use crate::stats::{Counters, ProducerStats};
 
@@ -234,15 +236,7 @@ impl Producer {
         if self.is_closed() {
             return Err(SendError::Closed(Box::new(record)));
         }
-        let shared = &self.shared;
-        let cost = self.cost(&record);
-        let acquired = async {
-            let records = shared.records.clone().acquire_owned().await.ok()?;
-            let bytes = shared.bytes.clone().acquire_many_owned(cost).await.ok()?;
-            Some(Permits { records, bytes })
-        }
-        .await;
-        match acquired {
+        match self.permits(&record).await {
             Some(permits) => self.enqueue(record, permits).map_err(SendError::Closed),
             None => Err(SendError::Closed(Box::new(record))),
         }
@@ -265,13 +259,57 @@ impl Producer {
             .map_err(TrySendError::Closed)
     }
 
+    /// Writes a record a source rejected (a line that does not parse, a
+    /// reading that fails validation) to the producer's dead-letter sink,
+    /// in turn with the records sent, and counts it (`rejected`,
+    /// `dead_lettered`). Its receipt settles once the letter is durable, so
+    /// a source moves its checkpoint past rejected input exactly as past
+    /// delivered input. Waits for room like [`Producer::send`].
+    pub async fn reject(&self, letter: DeadLetter) -> Result<Receipt, SendError> {
+        let data = letter
+            .data_bytes()
+            .unwrap_or_else(|_| letter.data.clone().into_bytes());
+        let record = Record::new(
+            data,
+            PartitionKey::new_or_hashed(&letter.partition_key),
+            SourceName::new(&letter.source),
+        );
+        if self.is_closed() {
+            return Err(SendError::Closed(Box::new(record)));
+        }
+        let Some(permits) = self.permits(&record).await else {
+            return Err(SendError::Closed(Box::new(record)));
+        };
+        self.enqueue_with(record, permits, |record, seq, reply, permits| {
+            Pending::rejected(record, letter, seq, reply, permits)
+        })
+        .map_err(SendError::Closed)
+    }
+
+    async fn permits(&self, record: &Record) -> Option<Permits> {
+        let shared = &self.shared;
+        let cost = self.cost(record);
+        let records = shared.records.clone().acquire_owned().await.ok()?;
+        let bytes = shared.bytes.clone().acquire_many_owned(cost).await.ok()?;
+        Some(Permits { records, bytes })
+    }
+
     fn enqueue(&self, record: Record, permits: Permits) -> Result<Receipt, Box<Record>> {
+        self.enqueue_with(record, permits, Pending::new)
+    }
+
+    fn enqueue_with(
+        &self,
+        record: Record,
+        permits: Permits,
+        pending: impl FnOnce(Record, u64, oneshot::Sender<crate::Outcome>, Permits) -> Pending,
+    ) -> Result<Receipt, Box<Record>> {
         let shared = &self.shared;
         let (reply, receipt) = Receipt::new();
         let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
         let source = record.source.clone();
         let bytes = record.data.len();
-        let pending = Pending::new(record, seq, reply, permits);
+        let pending = pending(record, seq, reply, permits);
         // Counted before the dispatcher can see it, so it is never counted
         // out before it was counted in.
         shared.counters.accepted(&source, bytes);

@@ -24,8 +24,12 @@ pub struct SourceStats {
     pub bytes_delivered: u64,
     /// Entry failures that were retried (a record retried twice counts 2).
     pub retried: u64,
-    /// Records written to the dead-letter sink.
+    /// Records written to the dead-letter sink (rejected ones included).
     pub dead_lettered: u64,
+    /// Of those, records a source rejected before sending (a line that did
+    /// not parse, a reading that failed validation): see
+    /// [`crate::Producer::reject`].
+    pub rejected: u64,
     /// Records neither delivered nor dead-lettered (the sink failed).
     pub failed: u64,
     /// Extra copies that may be in the stream: for each delivered record,
@@ -42,6 +46,7 @@ impl SourceStats {
         self.bytes_delivered += other.bytes_delivered;
         self.retried += other.retried;
         self.dead_lettered += other.dead_lettered;
+        self.rejected += other.rejected;
         self.failed += other.failed;
         self.possibly_duplicated += other.possibly_duplicated;
     }
@@ -136,14 +141,12 @@ impl Counters {
         self.source(source, |stats| stats.retried += 1);
     }
 
-    pub(crate) fn dead_lettered(&self, source: &SourceName, bytes: usize) {
+    pub(crate) fn dead_lettered(&self, source: &SourceName, bytes: usize, rejected: bool) {
         self.with(|inner| {
             Self::left(inner, bytes);
-            inner
-                .by_source
-                .entry(source.clone())
-                .or_default()
-                .dead_lettered += 1;
+            let stats = inner.by_source.entry(source.clone()).or_default();
+            stats.dead_lettered += 1;
+            stats.rejected += u64::from(rejected);
         });
     }
 

@@ -1,0 +1,84 @@
+//! `log-streamer keys`: the shard report for the configured files.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+use shardline_log_parser::LogParser;
+use shardline_partition_key::{Fields, ShardMap, shard_report};
+
+use crate::process::{key_for, parser_for};
+use crate::settings::{ConfigFile, parse_log_files};
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct KeysArgs {
+    /// Shards to spread over (evenly split hash-key ranges, as
+    /// CreateStream makes them).
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// The seed's JSON list of log files.
+    #[arg(long)]
+    log_files: Option<String>,
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Lines read from the start of each file at most.
+    #[arg(long, default_value_t = 100_000)]
+    sample: usize,
+    /// Hottest keys listed.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
+    let files = match (&args.log_files, &args.config) {
+        (Some(json), _) => parse_log_files(json)?,
+        (None, Some(path)) => ConfigFile::load(path)?.log_files,
+        (None, None) => anyhow::bail!("give --log-files or --config"),
+    };
+    if args.shards == 0 {
+        anyhow::bail!("--shards must be at least 1");
+    }
+    let map = ShardMap::even(args.shards);
+    let mut reports = Vec::new();
+    for file in &files {
+        let parser: LogParser = parser_for(file)?;
+        let strategy = key_for(file)?;
+        let reader = std::io::BufReader::new(
+            std::fs::File::open(&file.path).with_context(|| format!("opening {}", file.path))?,
+        );
+        let mut records: Vec<Value> = Vec::new();
+        let mut json = Vec::new();
+        for line in reader.split(b'\n').take(args.sample) {
+            let line = line.with_context(|| format!("reading {}", file.path))?;
+            if let Ok(record) = parser.parse_bytes(&line) {
+                json.clear();
+                record.write_json(&mut json)?;
+                records.push(serde_json::from_slice(&json)?);
+            }
+        }
+        let report = shard_report(
+            strategy.as_ref(),
+            records.iter().map(|r| r as &dyn Fields),
+            &map,
+            args.top,
+        );
+        reports.push((file.path.clone(), report));
+    }
+    if args.json {
+        let out: Vec<Value> = reports
+            .iter()
+            .map(|(path, report)| serde_json::json!({"file": path, "report": report}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (path, report) in &reports {
+            println!("== {path}");
+            print!("{}", report.to_text());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

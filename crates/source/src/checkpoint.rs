@@ -1,0 +1,215 @@
+//! Checkpoint files: a source's positions, written atomically in a
+//! versioned envelope.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The version of the checkpoint envelope this build writes and reads.
+/// A file of another version is an error, never silently ignored: starting
+/// over would re-send or skip input.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// The file mode of a checkpoint file (positions and paths only; still
+/// nobody else's business).
+pub const CHECKPOINT_FILE_MODE: u32 = 0o600;
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    #[error("checkpoint file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint file {path} is not a shardline checkpoint: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "checkpoint file {path} has version {found}; this build reads version {CHECKPOINT_VERSION}"
+    )]
+    Version { path: PathBuf, found: u32 },
+    #[error("checkpoint file {path} belongs to a {found} source, not {expected}")]
+    Kind {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a, T> {
+    version: u32,
+    kind: &'a str,
+    state: &'a T,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvelopeIn {
+    version: u32,
+    kind: String,
+    state: serde_json::Value,
+}
+
+/// One source's checkpoint file. `kind` names the source type (`tail`,
+/// `postgres`, …) so one cannot read another's positions.
+///
+/// Writes go to `<path>.tmp`, are synced, renamed over `path`, and the
+/// directory is synced: after a crash the file holds either the old or the
+/// new positions, never a torn mix.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// use shardline_source::CheckpointFile;
+///
+/// let file = CheckpointFile::new(dir.path().join("positions.json"), "example");
+/// assert_eq!(file.load::<Vec<u64>>()?, None);
+/// file.save(&vec![1_u64, 2, 3])?;
+/// assert_eq!(file.load::<Vec<u64>>()?, Some(vec![1, 2, 3]));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckpointFile {
+    path: PathBuf,
+    kind: String,
+}
+
+impl CheckpointFile {
+    pub fn new(path: impl Into<PathBuf>, kind: &str) -> Self {
+        CheckpointFile {
+            path: path.into(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: std::io::Error) -> CheckpointError {
+        CheckpointError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The saved state, or `None` if there is no checkpoint file yet.
+    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, CheckpointError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(e)),
+        };
+        let corrupt = |message: String| CheckpointError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+        let envelope: EnvelopeIn =
+            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        if envelope.version != CHECKPOINT_VERSION {
+            return Err(CheckpointError::Version {
+                path: self.path.clone(),
+                found: envelope.version,
+            });
+        }
+        if envelope.kind != self.kind {
+            return Err(CheckpointError::Kind {
+                path: self.path.clone(),
+                found: envelope.kind,
+                expected: self.kind.clone(),
+            });
+        }
+        serde_json::from_value(envelope.state)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Replaces the saved state atomically and durably.
+    pub fn save<T: Serialize>(&self, state: &T) -> Result<(), CheckpointError> {
+        let envelope = EnvelopeOut {
+            version: CHECKPOINT_VERSION,
+            kind: &self.kind,
+            state,
+        };
+        let mut bytes =
+            serde_json::to_vec_pretty(&envelope).map_err(|e| self.io(std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| self.io(e))?;
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(CHECKPOINT_FILE_MODE)
+            .open(&tmp)
+            .map_err(|e| self.io(e))?;
+        file.write_all(&bytes).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(e))
+    }
+}
+
+/// Where shardline keeps state by default: `$XDG_STATE_HOME/shardline`, or
+/// `~/.local/state/shardline` — a directory that survives reboots, unlike
+/// `/tmp` or `/var/run` (where Kinesis Agent's checkpoints were lost,
+/// awslabs/amazon-kinesis-agent#129). `None` if neither variable is set.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let from = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    from("XDG_STATE_HOME")
+        .or_else(|| from("HOME").map(|home| home.join(".local/state")))
+        .map(|dir| dir.join("shardline"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_checks_version_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/cp.json");
+        let file = CheckpointFile::new(&path, "tail");
+        file.save(&serde_json::json!({"offset": 7})).unwrap();
+        let back: serde_json::Value = file.load().unwrap().unwrap();
+        assert_eq!(back["offset"], 7);
+        assert!(!path.with_extension("json.tmp").exists());
+
+        let other = CheckpointFile::new(&path, "postgres");
+        assert!(matches!(
+            other.load::<serde_json::Value>(),
+            Err(CheckpointError::Kind { .. })
+        ));
+
+        std::fs::write(&path, r#"{"version": 99, "kind": "tail", "state": {}}"#).unwrap();
+        assert!(matches!(
+            file.load::<serde_json::Value>(),
+            Err(CheckpointError::Version { found: 99, .. })
+        ));
+        std::fs::write(&path, "{\"version\": 1, \"kind\": \"tail\", \"sta").unwrap();
+        assert!(matches!(
+            file.load::<serde_json::Value>(),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+    }
+}

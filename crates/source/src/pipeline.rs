@@ -1,0 +1,393 @@
+//! Source → process → producer or stdout → acknowledgements → checkpoint.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shardline_metrics::SourceCounters;
+use shardline_producer::{
+    DeadLetter, DeadLetterFile, DeadLetterSink, Producer, ProducerStats, SendError, SourceName,
+    SourceStats,
+};
+use tokio::sync::watch;
+
+use crate::{
+    AckSummary, Acknowledgements, Input, Position, Process, Processed, Source, SourceError,
+};
+
+/// How often a pipeline persists its source's settled positions while it
+/// runs (and once more at the end). Kinesis Agent checkpoints on a similar
+/// period; what is lost to a crash is only re-sent, never skipped.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Below this many inputs per worker a batch is processed on the calling
+/// task: starting threads would cost more than it saves.
+const MIN_INPUTS_PER_WORKER: usize = 256;
+
+/// Why a pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("writing records to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("writing the dead-letter file: {0}")]
+    DeadLetter(std::io::Error),
+}
+
+/// What a pipeline did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineSummary {
+    /// Inputs read.
+    pub read: u64,
+    /// Records made and handed to the sink.
+    pub records: u64,
+    /// Inputs rejected (dead-lettered).
+    pub rejected: u64,
+    /// Inputs with nothing to send.
+    pub skipped: u64,
+    /// How the receipts resolved.
+    pub acks: AckSummary,
+}
+
+struct StdoutInner {
+    out: Box<dyn Write + Send>,
+    dead_letters: DeadLetterFile,
+    stats: ProducerStats,
+}
+
+impl std::fmt::Debug for StdoutInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdoutInner")
+            .field("dead_letters", &self.dead_letters)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `--sink stdout`: each record's data, exactly, one per line; nothing is
+/// sent. Rejected input still goes to the dead-letter file. A record
+/// counts as delivered once written and flushed. Clones share one output.
+#[derive(Debug, Clone)]
+pub struct StdoutSink {
+    inner: Arc<Mutex<StdoutInner>>,
+}
+
+impl StdoutSink {
+    /// Writes to the process's standard output.
+    pub fn new(dead_letters: DeadLetterFile) -> Self {
+        Self::with_writer(Box::new(std::io::stdout()), dead_letters)
+    }
+
+    /// Writes to `out` (a file, a buffer in tests).
+    pub fn with_writer(out: Box<dyn Write + Send>, dead_letters: DeadLetterFile) -> Self {
+        StdoutSink {
+            inner: Arc::new(Mutex::new(StdoutInner {
+                out: Box::new(std::io::BufWriter::with_capacity(1 << 16, out)),
+                dead_letters,
+                stats: ProducerStats::default(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StdoutInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a pipeline's records go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Producer(Producer),
+    Stdout(StdoutSink),
+}
+
+impl Sink {
+    /// The sink's counters, in the producer's terms (`delivered` = written
+    /// for stdout).
+    pub fn stats(&self) -> ProducerStats {
+        match self {
+            Sink::Producer(producer) => producer.stats(),
+            Sink::Stdout(stdout) => stdout.lock().stats.clone(),
+        }
+    }
+}
+
+/// One source's path to the sink: read → process (on `workers` threads) →
+/// send or reject → follow receipts → checkpoint what settled.
+pub struct Pipeline<S: Source> {
+    source: S,
+    processor: Arc<dyn Process>,
+    sink: Sink,
+    name: SourceName,
+    counters: Arc<SourceCounters>,
+    workers: usize,
+    checkpoint_interval: Duration,
+}
+
+impl<S: Source> std::fmt::Debug for Pipeline<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Source> Pipeline<S> {
+    pub fn new(
+        source: S,
+        processor: Arc<dyn Process>,
+        sink: Sink,
+        name: SourceName,
+        counters: Arc<SourceCounters>,
+    ) -> Self {
+        Pipeline {
+            source,
+            processor,
+            sink,
+            name,
+            counters,
+            workers: 1,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
+
+    /// Threads that process a batch's inputs at once (the seeds'
+    /// `parse_workers`); order is kept.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Runs until the source ends or `stop` turns true, then waits for every
+    /// record read to settle (the producer's owner bounds that with
+    /// `Producer::shutdown`), and checkpoints a last time.
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<PipelineSummary, PipelineError> {
+        let acks = Acknowledgements::spawn(self.source.settler());
+        let mut summary = PipelineSummary::default();
+        let mut tick = tokio::time::interval(self.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failure = None;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tick.tick() => self.source.checkpoint().await?,
+                batch = self.source.read() => match batch {
+                    Ok(Some(batch)) => match self.forward(batch, &acks, &mut summary).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => { failure = Some(e); break; }
+                    },
+                    Ok(None) => break,
+                    Err(e) => { failure = Some(e.into()); break; }
+                },
+            }
+        }
+        let finish = acks.finish();
+        tokio::pin!(finish);
+        summary.acks = loop {
+            tokio::select! {
+                acks = &mut finish => break acks,
+                _ = tick.tick() => self.source.checkpoint().await?,
+            }
+        };
+        self.source.checkpoint().await?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+
+    async fn process(
+        &self,
+        batch: Vec<Input<S::Position>>,
+    ) -> Vec<(Input<S::Position>, Processed)> {
+        let workers = self.workers.min(batch.len() / MIN_INPUTS_PER_WORKER).max(1);
+        if workers == 1 {
+            return batch
+                .into_iter()
+                .map(|input| {
+                    let processed = self.processor.process(&input.data);
+                    (input, processed)
+                })
+                .collect();
+        }
+        let processor = self.processor.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let processed = process_in_parallel(&*processor, &batch, workers);
+            batch.into_iter().zip(processed).collect::<Vec<_>>()
+        });
+        match job.await {
+            Ok(done) => done,
+            // Processing panicked: nothing of this batch is settled; the
+            // input is read again after a restart.
+            Err(e) => {
+                tracing::error!("processing a batch failed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Hands one batch to the sink. `Ok(false)`: the producer is shut down.
+    async fn forward(
+        &mut self,
+        batch: Vec<Input<S::Position>>,
+        acks: &Acknowledgements<S::Position>,
+        summary: &mut PipelineSummary,
+    ) -> Result<bool, PipelineError> {
+        let bytes: usize = batch.iter().map(|input| input.data.len() + 1).sum();
+        self.counters.read(batch.len() as u64, bytes as u64);
+        summary.read += batch.len() as u64;
+        let processed = self.process(batch).await;
+        let (mut records, mut rejected, mut skipped) = (0u64, 0u64, 0u64);
+        for (_, outcome) in &processed {
+            match outcome {
+                Processed::Record(_) => records += 1,
+                Processed::Rejected(_) => rejected += 1,
+                Processed::Skip => skipped += 1,
+            }
+        }
+        self.counters.parsed(records);
+        self.counters.invalid(rejected);
+        self.counters.skipped(skipped);
+        summary.records += records;
+        summary.rejected += rejected;
+        summary.skipped += skipped;
+        match &self.sink {
+            Sink::Producer(producer) => {
+                for (input, outcome) in processed {
+                    let receipt = match outcome {
+                        Processed::Record(record) => producer.send(record).await,
+                        Processed::Rejected(message) => {
+                            let letter = rejection(&input, &self.name, message);
+                            producer.reject(letter).await
+                        }
+                        Processed::Skip => {
+                            acks.settled(input.position);
+                            continue;
+                        }
+                    };
+                    match receipt {
+                        Ok(receipt) => acks.push(receipt, input.position),
+                        Err(SendError::Closed(_)) => return Ok(false),
+                        Err(e) => {
+                            tracing::error!("the producer refused a record: {e}");
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+            Sink::Stdout(stdout) => {
+                let mut letters = Vec::new();
+                let mut positions = Vec::with_capacity(processed.len());
+                let mut inner = stdout.lock();
+                let mut written = SourceStats::default();
+                for (input, outcome) in processed {
+                    match outcome {
+                        Processed::Record(record) => {
+                            inner
+                                .out
+                                .write_all(&record.data)
+                                .and_then(|()| inner.out.write_all(b"\n"))
+                                .map_err(PipelineError::Stdout)?;
+                            written.records_in += 1;
+                            written.bytes_in += record.data.len() as u64;
+                            written.delivered += 1;
+                            written.bytes_delivered += record.data.len() as u64;
+                        }
+                        Processed::Rejected(message) => {
+                            letters.push(rejection(&input, &self.name, message));
+                            written.records_in += 1;
+                            written.dead_lettered += 1;
+                            written.rejected += 1;
+                        }
+                        Processed::Skip => {}
+                    }
+                    positions.push(input.position);
+                }
+                inner.out.flush().map_err(PipelineError::Stdout)?;
+                if !letters.is_empty() {
+                    inner
+                        .dead_letters
+                        .write(&letters)
+                        .map_err(PipelineError::DeadLetter)?;
+                }
+                let stats = inner
+                    .stats
+                    .by_source
+                    .entry(self.name.as_str().to_owned())
+                    .or_default();
+                add(stats, &written);
+                add(&mut inner.stats.total, &written);
+                drop(inner);
+                for position in positions {
+                    acks.settled(position);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn add(to: &mut SourceStats, from: &SourceStats) {
+    to.records_in += from.records_in;
+    to.bytes_in += from.bytes_in;
+    to.delivered += from.delivered;
+    to.bytes_delivered += from.bytes_delivered;
+    to.dead_lettered += from.dead_lettered;
+    to.rejected += from.rejected;
+}
+
+fn rejection<P: Position>(input: &Input<P>, source: &SourceName, message: String) -> DeadLetter {
+    DeadLetter::rejected(&input.data, source, message, input.position.describe())
+}
+
+/// Processes `batch` on `workers` scoped threads, in order.
+fn process_in_parallel<P>(
+    processor: &dyn Process,
+    batch: &[Input<P>],
+    workers: usize,
+) -> Vec<Processed>
+where
+    P: Sync,
+{
+    let chunk = batch.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(chunk)
+            .map(|inputs| {
+                let handle = scope.spawn(move || {
+                    inputs
+                        .iter()
+                        .map(|input| processor.process(&input.data))
+                        .collect::<Vec<_>>()
+                });
+                (inputs.len(), handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, handle)| {
+                handle.join().unwrap_or_else(|_| {
+                    std::iter::repeat_with(|| {
+                        Processed::Rejected("processing this input panicked".to_owned())
+                    })
+                    .take(len)
+                    .collect()
+                })
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,144 @@
+//! Following log files into a shardline pipeline.
+//!
+//! A [`TailSource`] watches one path or glob pattern and hands out its
+//! lines in order, each with its [`TailPosition`]. It
+//!
+//! - follows appends, and picks up files that appear under a glob;
+//! - follows rotation by rename (the renamed file is read to its end, kept
+//!   open while it still grows, and let go after [`TailConfig::rotate_wait`]
+//!   without new data) and by copytruncate (a file that shrinks or whose
+//!   first bytes change is read again from its start);
+//! - recognises a file by device + inode and a fingerprint of its first
+//!   [`FINGERPRINT_BYTES`] bytes, so a recycled inode is not taken for the
+//!   old file;
+//! - checkpoints, per file, only the lines whose records are settled
+//!   ([`TailCheckpoints`]); on resume, a file renamed away before its lines
+//!   settled is found among its siblings and read to its end, and a file
+//!   truncated meanwhile is read from its start.
+//!
+//! Files are polled every [`TailConfig::poll_interval`] (as Vector and
+//! Fluent Bit do where inotify is unavailable): reading never depends on
+//! events that can be missed. Lines end at `\n` (a `\r` before it is
+//! dropped); a line without a newline is handed out only when its file is
+//! let go or a `--once` run reaches the end. A line longer than
+//! [`TailConfig::max_line_bytes`] is cut there, and its position says how
+//! many bytes were dropped, so the consumer can dead-letter it with that
+//! reason.
+
+mod checkpoint;
+mod identity;
+mod source;
+mod tailer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use checkpoint::{CHECKPOINT_KIND, FileCheckpoint, TailCheckpoints};
+pub use identity::{FINGERPRINT_BYTES, Fingerprint, Inode};
+pub use source::TailSource;
+
+/// Where reading starts in files found at start-up that the checkpoint
+/// does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// At their beginning (`--once`, `--from-beginning`).
+    Beginning,
+    /// At their current end, as Kinesis Agent and Fluent Bit do.
+    #[default]
+    End,
+}
+
+/// How often files are looked at by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a rotated file is kept open after its last new data by
+/// default: Fluent Bit's `Rotate_Wait` default, 5 s — time for the writer
+/// to reopen its log.
+pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
+/// The longest line kept by default: 1 MiB, the largest record Kinesis
+/// accepts (data + key, `PutRecords` API reference) — a longer line cannot
+/// be one record.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Lines and bytes handed out at most in one batch by default.
+pub const DEFAULT_MAX_BATCH_LINES: usize = 4096;
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// What to follow and how.
+#[derive(Debug, Clone)]
+pub struct TailConfig {
+    /// A path or a glob pattern (`/var/log/nginx/*.log`).
+    pub watch: String,
+    pub start_at: StartAt,
+    pub poll_interval: Duration,
+    pub rotate_wait: Duration,
+    /// Read to the end of every file once, then end.
+    pub once: bool,
+    pub max_line_bytes: usize,
+    pub max_batch_lines: usize,
+    pub max_batch_bytes: usize,
+}
+
+impl TailConfig {
+    /// Follows `watch` with the defaults.
+    pub fn new(watch: impl Into<String>) -> Self {
+        TailConfig {
+            watch: watch.into(),
+            start_at: StartAt::default(),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            rotate_wait: DEFAULT_ROTATE_WAIT,
+            once: false,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_batch_lines: DEFAULT_MAX_BATCH_LINES,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+        }
+    }
+}
+
+/// Where a line came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailPosition {
+    /// The file, as this process numbers them.
+    pub file: u64,
+    /// Bumped at each truncation of the file.
+    pub generation: u32,
+    pub path: Arc<Path>,
+    /// Byte offsets of the line's start and just past its newline.
+    pub start: u64,
+    pub end: u64,
+    /// 1-based line number.
+    pub line: u64,
+    /// Bytes of the line beyond `max_line_bytes` that were not kept.
+    pub dropped: u64,
+}
+
+impl shardline_source::Position for TailPosition {
+    fn describe(&self) -> BTreeMap<String, String> {
+        let mut context = BTreeMap::new();
+        context.insert("file".to_owned(), self.path.display().to_string());
+        context.insert("line".to_owned(), self.line.to_string());
+        context.insert("offset".to_owned(), self.start.to_string());
+        if self.dropped > 0 {
+            context.insert("dropped_bytes".to_owned(), self.dropped.to_string());
+        }
+        context
+    }
+}
+
+/// Why a file cannot be followed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TailError {
+    #[error("{0}: no such file")]
+    NotFound(PathBuf),
+    #[error(
+        "{0}: permission denied; the user running shardline needs read access (e.g. `chmod 644 {0}`)"
+    )]
+    PermissionDenied(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

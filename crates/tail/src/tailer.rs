@@ -1,0 +1,548 @@
+//! The reading side: finds the watched files, follows them through
+//! rotation and truncation, and cuts their bytes into lines. Runs on one
+//! thread of its own ([`crate::TailSource`]); everything here is blocking.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use shardline_source::Input;
+
+use crate::checkpoint::FileCheckpoint;
+use crate::identity::{FINGERPRINT_BYTES, Fingerprint, Inode};
+use crate::{StartAt, TailConfig, TailError, TailPosition};
+
+/// Bytes read from a file at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What the settling side knows of a file.
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    pub(crate) path: PathBuf,
+    pub(crate) inode: Inode,
+    pub(crate) fingerprint: Fingerprint,
+    /// Bumped when the file is truncated: positions of older lines no
+    /// longer mean anything.
+    pub(crate) generation: u32,
+    pub(crate) settled_offset: u64,
+    pub(crate) settled_line: u64,
+    /// The end of the last line handed out.
+    pub(crate) emitted_offset: u64,
+    /// The reader let the file go (rotated or deleted, read to its end).
+    pub(crate) released: bool,
+}
+
+/// Settled positions by file id, shared with the acknowledgements.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) files: BTreeMap<u64, Tracked>,
+}
+
+impl Registry {
+    pub(crate) fn settle(&mut self, position: &TailPosition) {
+        if let Some(file) = self.files.get_mut(&position.file) {
+            if file.generation == position.generation {
+                file.settled_offset = position.end;
+                file.settled_line = position.line;
+            }
+        }
+    }
+
+    /// The checkpoint of every file not yet fully settled and let go.
+    pub(crate) fn checkpoint(&mut self) -> Vec<FileCheckpoint> {
+        self.files
+            .retain(|_, f| !(f.released && f.settled_offset >= f.emitted_offset));
+        self.files
+            .values()
+            .map(|f| FileCheckpoint {
+                path: f.path.clone(),
+                inode: f.inode,
+                fingerprint: f.fingerprint.clone(),
+                offset: f.settled_offset,
+                line: f.settled_line,
+            })
+            .collect()
+    }
+}
+
+/// A file being read.
+#[derive(Debug)]
+struct Open {
+    id: u64,
+    file: File,
+    path: Arc<Path>,
+    inode: Inode,
+    fingerprint: Fingerprint,
+    generation: u32,
+    /// The next byte to read.
+    offset: u64,
+    /// Lines handed out (the next line's number is `line + 1`).
+    line: u64,
+    /// Bytes after the last newline, and where they start.
+    partial: Vec<u8>,
+    partial_start: u64,
+    /// Bytes of the current line beyond `max_line_bytes`, not kept.
+    partial_dropped: u64,
+    /// When the file was found no longer at a watched path.
+    rotated_since: Option<Instant>,
+    last_data: Instant,
+}
+
+pub(crate) struct Tailer {
+    config: TailConfig,
+    open: Vec<Open>,
+    registry: Arc<Mutex<Registry>>,
+    next_id: u64,
+    /// Files at the first scan start where `config.start_at` says; later
+    /// files are new and read from their beginning.
+    first_scan: bool,
+    /// Watched paths that did not exist or could not be read, reported once.
+    reported: HashSet<PathBuf>,
+    buf: Vec<u8>,
+}
+
+impl Tailer {
+    /// Opens the files of `resume` (where they are now, even renamed) and
+    /// the watched files.
+    pub(crate) fn new(
+        config: TailConfig,
+        registry: Arc<Mutex<Registry>>,
+        resume: Option<Vec<FileCheckpoint>>,
+    ) -> Result<Self, TailError> {
+        let resuming = resume.is_some();
+        let mut tailer = Tailer {
+            config,
+            open: Vec::new(),
+            registry,
+            next_id: 0,
+            first_scan: !resuming,
+            reported: HashSet::new(),
+            buf: vec![0; READ_CHUNK],
+        };
+        for checkpoint in resume.unwrap_or_default() {
+            tailer.resume(&checkpoint);
+        }
+        tailer.scan_checked()?;
+        Ok(tailer)
+    }
+
+    fn resume(&mut self, checkpoint: &FileCheckpoint) {
+        let Some((path, file)) = locate(checkpoint) else {
+            tracing::warn!(
+                file = %checkpoint.path.display(),
+                offset = checkpoint.offset,
+                "a file in the checkpoint is gone (deleted, or its start rewritten); \
+                 whatever it held after the checkpoint cannot be read"
+            );
+            return;
+        };
+        if path != checkpoint.path {
+            tracing::info!(
+                was = %checkpoint.path.display(),
+                now = %path.display(),
+                "found a checkpointed file renamed; reading it to its end"
+            );
+        }
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (offset, line) = if size < checkpoint.offset {
+            tracing::warn!(file = %path.display(), "truncated since the checkpoint; reading it again from its start");
+            (0, 0)
+        } else {
+            (checkpoint.offset, checkpoint.line)
+        };
+        let open = self.track(file, &path, checkpoint.inode, offset, line);
+        if let Some(open) = open {
+            self.open.push(open);
+        }
+    }
+
+    /// Registers an opened file and returns it, ready to read at `offset`.
+    fn track(
+        &mut self,
+        file: File,
+        path: &Path,
+        inode: Inode,
+        offset: u64,
+        line: u64,
+    ) -> Option<Open> {
+        let fingerprint = match Fingerprint::of(&file) {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cannot read the file's first bytes: {e}");
+                return None;
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.lock().files.insert(
+            id,
+            Tracked {
+                path: path.to_path_buf(),
+                inode,
+                fingerprint: fingerprint.clone(),
+                generation: 0,
+                settled_offset: offset,
+                settled_line: line,
+                emitted_offset: offset,
+                released: false,
+            },
+        );
+        Some(Open {
+            id,
+            file,
+            path: Arc::from(path),
+            inode,
+            fingerprint,
+            generation: 0,
+            offset,
+            line,
+            partial: Vec::new(),
+            partial_start: offset,
+            partial_dropped: 0,
+            rotated_since: None,
+            last_data: Instant::now(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The first scan: a watched plain path that is missing (with `once`)
+    /// or unreadable is an error, not a silent wait.
+    fn scan_checked(&mut self) -> Result<(), TailError> {
+        let watched = self.config.watch.clone();
+        if !is_glob(&watched) {
+            let path = Path::new(&watched);
+            match File::open(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(TailError::PermissionDenied(path.to_path_buf()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if self.config.once && self.open.is_empty() {
+                        return Err(TailError::NotFound(path.to_path_buf()));
+                    }
+                }
+                Err(e) => {
+                    return Err(TailError::Io {
+                        path: path.to_path_buf(),
+                        source: e,
+                    });
+                }
+            }
+        }
+        self.scan();
+        Ok(())
+    }
+
+    /// Looks for the watched files: new ones are opened, those no longer
+    /// at a watched path are marked rotated (read to their end, then let
+    /// go).
+    pub(crate) fn scan(&mut self) {
+        let now = Instant::now();
+        let mut seen = HashSet::new();
+        for path in expand(&self.config.watch) {
+            let metadata = match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                _ => continue,
+            };
+            let inode = Inode::of(&metadata);
+            seen.insert(inode);
+            if let Some(open) = self.open.iter_mut().find(|o| o.inode == inode) {
+                if open.rotated_since.take().is_some() || *open.path != *path {
+                    open.path = Arc::from(path.as_path());
+                }
+                continue;
+            }
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) => {
+                    if self.reported.insert(path.clone()) {
+                        tracing::error!(
+                            file = %path.display(),
+                            "cannot open: {e}{}",
+                            if e.kind() == io::ErrorKind::PermissionDenied { PERMISSION_ADVICE } else { "" }
+                        );
+                    }
+                    continue;
+                }
+            };
+            self.reported.remove(&path);
+            let (offset, line) = if self.first_scan && self.config.start_at == StartAt::End {
+                match count_lines(&file, metadata.len()) {
+                    Ok(lines) => (metadata.len(), lines),
+                    Err(_) => (0, 0),
+                }
+            } else {
+                (0, 0)
+            };
+            if let Some(open) = self.track(file, &path, inode, offset, line) {
+                tracing::info!(file = %path.display(), offset, "following");
+                self.open.push(open);
+            }
+        }
+        for open in &mut self.open {
+            if !seen.contains(&open.inode) && open.rotated_since.is_none() {
+                tracing::info!(file = %open.path.display(), "rotated or deleted; reading it to its end");
+                open.rotated_since = Some(now);
+            }
+        }
+        self.first_scan = false;
+    }
+
+    /// Reads up to the batch limits from every file in turn. Returns the
+    /// lines read; releases rotated files that are done. `at_end` lets a
+    /// `--once` run hand out partial last lines.
+    pub(crate) fn read(&mut self, at_end: bool) -> Vec<Input<TailPosition>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut index = 0;
+        while let Some(open) = self.open.get_mut(index) {
+            let result = read_file(
+                open,
+                &self.config,
+                &mut self.buf,
+                &mut out,
+                &mut bytes,
+                &self.registry,
+            );
+            if let Err(e) = result {
+                tracing::warn!(file = %open.path.display(), "reading failed: {e}; retrying");
+            }
+            let idle = open.last_data.elapsed();
+            let rotated_done = open.rotated_since.is_some_and(|since| {
+                self.config.once
+                    || (idle >= self.config.rotate_wait
+                        && since.elapsed() >= self.config.rotate_wait)
+            });
+            let at_eof = file_len(&open.file).is_ok_and(|len| len <= open.offset);
+            if at_eof
+                && (rotated_done || at_end)
+                && (!open.partial.is_empty() || open.partial_dropped > 0)
+            {
+                emit_partial(open, &mut out);
+            }
+            if at_eof && rotated_done {
+                let open = self.open.remove(index);
+                let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(tracked) = registry.files.get_mut(&open.id) {
+                    tracked.emitted_offset = open.offset;
+                    tracked.released = true;
+                }
+                tracing::info!(file = %open.path.display(), "read to its end; let go");
+                continue;
+            }
+            if let Some(last) = out.last() {
+                if last.position.file == open.id {
+                    let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(tracked) = registry.files.get_mut(&open.id) {
+                        tracked.emitted_offset = last.position.end;
+                    }
+                }
+            }
+            index += 1;
+        }
+        out
+    }
+}
+
+const PERMISSION_ADVICE: &str =
+    " (permission denied: the user running shardline needs read access, e.g. `chmod 644 FILE`)";
+
+fn file_len(file: &File) -> io::Result<u64> {
+    file.metadata().map(|m| m.len())
+}
+
+/// Reads what `open` holds past its offset into lines, within the batch
+/// limits. Detects truncation first.
+fn read_file(
+    open: &mut Open,
+    config: &TailConfig,
+    buf: &mut [u8],
+    out: &mut Vec<Input<TailPosition>>,
+    bytes: &mut usize,
+    registry: &Mutex<Registry>,
+) -> io::Result<()> {
+    let size = file_len(&open.file)?;
+    if size < open.offset || !open.fingerprint.matches(&open.file) {
+        tracing::warn!(file = %open.path.display(), "truncated (copytruncate?); reading it again from its start");
+        open.generation += 1;
+        open.offset = 0;
+        open.line = 0;
+        open.partial.clear();
+        open.partial_start = 0;
+        open.partial_dropped = 0;
+        open.fingerprint = Fingerprint::of(&open.file)?;
+        let mut registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tracked) = registry.files.get_mut(&open.id) {
+            tracked.generation = open.generation;
+            tracked.fingerprint = open.fingerprint.clone();
+            tracked.settled_offset = 0;
+            tracked.settled_line = 0;
+            tracked.emitted_offset = 0;
+        }
+    } else if open.fingerprint.len < FINGERPRINT_BYTES && size > open.fingerprint.len {
+        open.fingerprint = Fingerprint::of(&open.file)?;
+        let mut registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tracked) = registry.files.get_mut(&open.id) {
+            tracked.fingerprint = open.fingerprint.clone();
+        }
+    }
+    while open.offset < size
+        && out.len() < config.max_batch_lines
+        && *bytes < config.max_batch_bytes
+    {
+        let n = open.file.read_at(buf, open.offset)?;
+        if n == 0 {
+            break;
+        }
+        open.last_data = Instant::now();
+        let chunk = buf.get(..n).unwrap_or_default();
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', chunk) {
+            let piece = chunk.get(start..newline).unwrap_or_default();
+            let line_start = if open.partial.is_empty() && open.partial_dropped == 0 {
+                open.offset + start as u64
+            } else {
+                open.partial_start
+            };
+            let data = if open.partial.is_empty() && open.partial_dropped == 0 {
+                piece.to_vec()
+            } else {
+                append_capped(open, piece, config.max_line_bytes);
+                std::mem::take(&mut open.partial)
+            };
+            let end = open.offset + newline as u64 + 1;
+            push_line(open, data, line_start, end, out);
+            *bytes += newline - start + 1;
+            start = newline + 1;
+            if out.len() >= config.max_batch_lines || *bytes >= config.max_batch_bytes {
+                break;
+            }
+        }
+        let rest = chunk.get(start..).unwrap_or_default();
+        let complete_to = start;
+        if out.len() >= config.max_batch_lines || *bytes >= config.max_batch_bytes {
+            // Stop after the last whole line; the rest is read again.
+            open.offset += complete_to as u64;
+            return Ok(());
+        }
+        if !rest.is_empty() {
+            if open.partial.is_empty() && open.partial_dropped == 0 {
+                open.partial_start = open.offset + start as u64;
+            }
+            append_capped(open, rest, config.max_line_bytes);
+        }
+        open.offset += n as u64;
+    }
+    Ok(())
+}
+
+fn append_capped(open: &mut Open, piece: &[u8], cap: usize) {
+    let room = cap.saturating_sub(open.partial.len());
+    let keep = piece.len().min(room);
+    open.partial
+        .extend_from_slice(piece.get(..keep).unwrap_or_default());
+    open.partial_dropped += (piece.len() - keep) as u64;
+}
+
+fn push_line(
+    open: &mut Open,
+    mut data: Vec<u8>,
+    start: u64,
+    end: u64,
+    out: &mut Vec<Input<TailPosition>>,
+) {
+    if data.last() == Some(&b'\r') {
+        data.pop();
+    }
+    open.line += 1;
+    let dropped = std::mem::take(&mut open.partial_dropped);
+    open.partial_start = end;
+    out.push(Input {
+        data,
+        position: TailPosition {
+            file: open.id,
+            generation: open.generation,
+            path: open.path.clone(),
+            start,
+            end,
+            line: open.line,
+            dropped,
+        },
+    });
+}
+
+/// The last line of a file let go (or of a `--once` run) that has no
+/// newline.
+fn emit_partial(open: &mut Open, out: &mut Vec<Input<TailPosition>>) {
+    let data = std::mem::take(&mut open.partial);
+    let start = open.partial_start;
+    let end = open.offset;
+    push_line(open, data, start, end, out);
+}
+
+/// Finds a checkpointed file where it was, or renamed in the same
+/// directory: same device and inode, same first bytes.
+fn locate(checkpoint: &FileCheckpoint) -> Option<(PathBuf, File)> {
+    let matches = |path: &Path| -> Option<File> {
+        let metadata = std::fs::metadata(path).ok()?;
+        if !metadata.is_file() || Inode::of(&metadata) != checkpoint.inode {
+            return None;
+        }
+        let file = File::open(path).ok()?;
+        checkpoint.fingerprint.matches(&file).then_some(file)
+    };
+    if let Some(file) = matches(&checkpoint.path) {
+        return Some((checkpoint.path.clone(), file));
+    }
+    let dir = checkpoint
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())?;
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let path = entry.path();
+        matches(&path).map(|file| (path, file))
+    })
+}
+
+pub(crate) fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+fn expand(pattern: &str) -> Vec<PathBuf> {
+    if !is_glob(pattern) {
+        return vec![PathBuf::from(pattern)];
+    }
+    match glob::glob(pattern) {
+        Ok(paths) => paths.flatten().collect(),
+        Err(e) => {
+            tracing::error!("bad glob pattern {pattern}: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Lines in the first `len` bytes of `file`.
+fn count_lines(file: &File, len: u64) -> io::Result<u64> {
+    let mut buf = vec![0; READ_CHUNK];
+    let mut offset = 0;
+    let mut lines = 0;
+    while offset < len {
+        let want = usize::try_from(len - offset)
+            .unwrap_or(READ_CHUNK)
+            .min(READ_CHUNK);
+        let n = file.read_at(buf.get_mut(..want).unwrap_or_default(), offset)?;
+        if n == 0 {
+            break;
+        }
+        lines += memchr::memchr_iter(b'\n', buf.get(..n).unwrap_or_default()).count() as u64;
+        offset += n as u64;
+    }
+    Ok(lines)
+}
