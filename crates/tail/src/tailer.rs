@@ -302,7 +302,13 @@ impl Tailer {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut index = 0;
-        while let Some(open) = self.open.get_mut(index) {
+        while index < self.open.len() {
+            if let Some(copy) = self.copy_on_truncation(index) {
+                self.open.push(copy);
+            }
+            let Some(open) = self.open.get_mut(index) else {
+                break;
+            };
             let result = read_file(
                 open,
                 &self.config,
@@ -353,6 +359,86 @@ impl Tailer {
 
 const PERMISSION_ADVICE: &str =
     " (permission denied: the user running shardline needs read access, e.g. `chmod 644 FILE`)";
+
+impl Tailer {
+    /// copytruncate copies a file and truncates it: whatever the copy holds
+    /// past what was read is found there. When `self.open[index]` was
+    /// truncated, looks among its siblings for a file (not followed yet)
+    /// that starts with the same bytes and reaches at least as far. The copy
+    /// takes over the file's id — lines in flight settle into it, and its
+    /// checkpoint keeps their place — and is read on from the same offset
+    /// as a rotated file; the truncated file starts over under a new id.
+    fn copy_on_truncation(&mut self, index: usize) -> Option<Open> {
+        let open = self.open.get(index)?;
+        let size = file_len(&open.file).ok()?;
+        if size >= open.offset && open.fingerprint.matches(&open.file) {
+            return None;
+        }
+        let followed: HashSet<Inode> = self.open.iter().map(|o| o.inode).collect();
+        let dir = open.path.parent().filter(|d| !d.as_os_str().is_empty())?;
+        let (path, file, inode) = std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let path = entry.path();
+            let metadata = std::fs::metadata(&path).ok()?;
+            let inode = Inode::of(&metadata);
+            if !metadata.is_file() || followed.contains(&inode) || metadata.len() < open.offset {
+                return None;
+            }
+            let file = File::open(&path).ok()?;
+            open.fingerprint
+                .matches(&file)
+                .then_some((path, file, inode))
+        })?;
+        tracing::info!(
+            file = %open.path.display(),
+            copy = %path.display(),
+            offset = open.offset,
+            "truncated; reading the rest of its copy"
+        );
+        let new_id = self.next_id;
+        self.next_id += 1;
+        let now = Instant::now();
+        let open = self.open.get_mut(index)?;
+        let fingerprint = Fingerprint::of(&open.file).ok()?;
+        let copy = Open {
+            id: open.id,
+            file,
+            path: Arc::from(path.as_path()),
+            inode,
+            fingerprint: open.fingerprint.clone(),
+            generation: open.generation,
+            offset: open.offset,
+            line: open.line,
+            partial: std::mem::take(&mut open.partial),
+            partial_start: open.partial_start,
+            partial_dropped: std::mem::take(&mut open.partial_dropped),
+            rotated_since: Some(now),
+            last_data: now,
+        };
+        let original = Tracked {
+            path: open.path.to_path_buf(),
+            inode: open.inode,
+            fingerprint: fingerprint.clone(),
+            generation: 0,
+            settled_offset: 0,
+            settled_line: 0,
+            emitted_offset: 0,
+            released: false,
+        };
+        open.id = new_id;
+        open.generation = 0;
+        open.offset = 0;
+        open.line = 0;
+        open.partial_start = 0;
+        open.fingerprint = fingerprint;
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tracked) = registry.files.get_mut(&copy.id) {
+            tracked.path = path;
+            tracked.inode = inode;
+        }
+        registry.files.insert(new_id, original);
+        Some(copy)
+    }
+}
 
 fn file_len(file: &File) -> io::Result<u64> {
     file.metadata().map(|m| m.len())

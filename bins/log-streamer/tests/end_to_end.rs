@@ -1,0 +1,420 @@
+//! log-streamer end to end: the real binary, real files, and kinesalite
+//! (and the fault proxy) started by the harness.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, RequestFault, Selection};
+use shardline_harness::{AwsEndpoints, Kinesalite, streams, unique_name};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// An Apache combined line whose path carries its number.
+fn line(n: u64) -> String {
+    format!(
+        "10.0.{}.{} - - [15/Jan/2024:10:30:45 +0000] \"GET /item/{n} HTTP/1.1\" 200 {n} \"-\" \"e2e\"\n",
+        (n / 256) % 256,
+        n % 256
+    )
+}
+
+fn append(path: &Path, lines: std::ops::RangeInclusive<u64>) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let text: String = lines.map(line).collect();
+    file.write_all(text.as_bytes())
+}
+
+/// How many times each line number is in the stream.
+fn tally(
+    records: &[streams::ReadRecord],
+) -> Result<BTreeMap<u64, usize>, Box<dyn std::error::Error>> {
+    let mut counts = BTreeMap::new();
+    for record in records {
+        let value: Value = serde_json::from_slice(&record.data)?;
+        let path = value["path"].as_str().ok_or("record without a path")?;
+        let n: u64 = path.trim_start_matches("/item/").parse()?;
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+fn missing(counts: &BTreeMap<u64, usize>, last: u64) -> Vec<u64> {
+    (1..=last).filter(|n| !counts.contains_key(n)).collect()
+}
+
+fn duplicates(counts: &BTreeMap<u64, usize>) -> usize {
+    counts.values().map(|c| c - 1).sum()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    stream: String,
+    client: aws_sdk_kinesis::Client,
+    endpoints: AwsEndpoints,
+}
+
+impl Setup {
+    async fn new(shards: i32) -> Result<Setup, Box<dyn std::error::Error>> {
+        let kinesalite = Kinesalite::shared()?;
+        let client = kinesalite.kinesis_client();
+        let stream = unique_name("e2e");
+        streams::create_stream(&client, &stream, shards).await?;
+        Ok(Setup {
+            dir: tempfile::tempdir()?,
+            stream,
+            client,
+            endpoints: kinesalite.endpoints(),
+        })
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("access.log")
+    }
+
+    /// The config every test runs with: fast polling and checkpoints,
+    /// short batches.
+    fn config(&self, extra: &str) -> Result<PathBuf, std::io::Error> {
+        let path = self.dir.path().join("config.toml");
+        let batch = if extra.contains("batch_timeout") {
+            ""
+        } else {
+            "batch_timeout = 0.05\n"
+        };
+        let text = format!(
+            "[producer]\n{batch}queue_maxsize = 1000\n{extra}\n\
+             [tail]\npoll_interval = 0.05\nrotate_wait = 0.5\ncheckpoint_interval = 0.1\n\n\
+             [[log_files]]\npath = {:?}\ntype = \"apache\"\n",
+            self.log().display().to_string()
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    fn command(&self, config: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_log-streamer"));
+        command
+            .envs(self.endpoints.env())
+            .env("RUST_LOG", "warn")
+            .arg("--stream-name")
+            .arg(&self.stream)
+            .arg("--config")
+            .arg(config)
+            .arg("--checkpoint-file")
+            .arg(self.dir.path().join("checkpoint.json"))
+            .arg("--dead-letter-file")
+            .arg(self.dir.path().join("dead-letters.ndjson"))
+            .arg("--stats-interval")
+            .arg("0")
+            .args(args);
+        command
+    }
+
+    fn run(
+        &self,
+        config: &Path,
+        args: &[&str],
+    ) -> Result<(Output, Value), Box<dyn std::error::Error>> {
+        let output = self.command(config, args).output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "log-streamer failed: {stderr}");
+        let summary: Value = serde_json::from_slice(&output.stdout)
+            .map_err(|e| format!("summary is not JSON ({e}): {stderr}"))?;
+        Ok((output, summary))
+    }
+
+    fn spawn(&self, config: &Path, args: &[&str]) -> std::io::Result<Child> {
+        self.command(config, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    fn dead_letters(&self) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+        let path = self.dir.path().join("dead-letters.ndjson");
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn read(
+        &self,
+        expected: usize,
+    ) -> Result<Vec<streams::ReadRecord>, Box<dyn std::error::Error>> {
+        Ok(streams::read_at_least(
+            &self.client,
+            &self.stream,
+            expected,
+            Duration::from_secs(60),
+        )
+        .await?)
+    }
+}
+
+fn terminate(child: &Child) -> std::io::Result<ExitStatus> {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+}
+
+fn wait_with_timeout(
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<ExitStatus, Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            child.kill()?;
+            return Err(format!("log-streamer did not exit within {timeout:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_delivers_every_line_dead_letters_bad_input_and_resumes() -> TestResult {
+    let setup = Setup::new(2).await?;
+    let log = setup.log();
+    append(&log, 1..=500)?;
+    // Bad input between good lines: garbage, invalid UTF-8, binary, and a
+    // 10 MB line.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log)?;
+    file.write_all(b"garbage that is no log line\n")?;
+    file.write_all(
+        b"10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] \"GET /\xff\xfe HTTP/1.1\" 200 1 \"-\" \"x\"\n",
+    )?;
+    file.write_all(&[0u8, 1, 2, 3, 0x7f, 0x80, 0x90, b'\n'])?;
+    file.write_all(&vec![b'x'; 10 * 1024 * 1024])?;
+    file.write_all(b"\n")?;
+    drop(file);
+    append(&log, 501..=1000)?;
+
+    let config = setup.config("")?;
+    let (_, summary) = setup.run(&config, &["--once"])?;
+    assert_eq!(summary["total_sent"], 1000, "{summary:#}");
+    assert_eq!(summary["by_source"]["apache"]["invalid"], 4, "{summary:#}");
+    assert_eq!(summary["by_source"]["apache"]["read"], 1004, "{summary:#}");
+    assert_eq!(summary["total_failed"], 0);
+
+    let records = setup.read(1000).await?;
+    let counts = tally(&records)?;
+    assert_eq!(missing(&counts, 1000), Vec::<u64>::new());
+    assert_eq!(duplicates(&counts), 0);
+    let first: Value = serde_json::from_slice(&records[0].data)?;
+    assert_eq!(first["status_code"], 200);
+    assert_eq!(first["log_type"], "apache_access");
+    assert!(
+        first["ip_address"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.0."))
+    );
+
+    let letters = setup.dead_letters()?;
+    assert_eq!(letters.len(), 4, "{letters:#?}");
+    let log_path = log.display().to_string();
+    let lines: Vec<&str> = letters
+        .iter()
+        .filter_map(|l| l["context"]["line"].as_str())
+        .collect();
+    assert_eq!(lines, ["501", "502", "503", "504"]);
+    for letter in &letters {
+        assert_eq!(letter["reason"], "rejected");
+        assert_eq!(letter["context"]["file"], log_path.as_str());
+        assert!(
+            letter["error_message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    assert_eq!(letters[2]["data_encoding"], "base64");
+    assert!(
+        letters[3]["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_line_bytes"))
+    );
+    assert_eq!(
+        letters[3]["context"]["dropped_bytes"],
+        (10 * 1024 * 1024 - 1024 * 1024).to_string()
+    );
+
+    // More lines, then a resumed run: only the new lines are sent.
+    append(&log, 1001..=1500)?;
+    let (_, summary) = setup.run(&config, &["--once", "--resume-from-checkpoint"])?;
+    assert_eq!(summary["total_sent"], 500, "{summary:#}");
+    let counts = tally(&setup.read(1500).await?)?;
+    assert_eq!(missing(&counts, 1500), Vec::<u64>::new());
+    assert_eq!(duplicates(&counts), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_and_copytruncate_rotation_under_load_lose_nothing() -> TestResult {
+    const LINES: u64 = 4000;
+    const ROTATE_EVERY: u64 = 400;
+    let setup = Setup::new(2).await?;
+    let log = setup.log();
+    std::fs::write(&log, "")?;
+    let config = setup.config("")?;
+    let mut child = setup.spawn(&config, &["--from-beginning"])?;
+
+    let mut next = 1;
+    let mut rotation = 0;
+    while next <= LINES {
+        let last = (next + 99).min(LINES);
+        append(&log, next..=last)?;
+        next = last + 1;
+        if (next - 1) % ROTATE_EVERY == 0 && next <= LINES {
+            rotation += 1;
+            if rotation % 2 == 1 {
+                std::fs::rename(
+                    &log,
+                    setup.dir.path().join(format!("access.log.{rotation}")),
+                )?;
+                std::fs::write(&log, "")?;
+            } else {
+                std::fs::copy(
+                    &log,
+                    setup.dir.path().join(format!("access.log.{rotation}")),
+                )?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&log)?
+                    .set_len(0)?;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let records = setup.read(LINES as usize).await?;
+    terminate(&child)?;
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    assert!(status.success(), "{status}");
+
+    let counts = tally(&records)?;
+    assert_eq!(
+        missing(&counts, LINES),
+        Vec::<u64>::new(),
+        "after {rotation} rotations"
+    );
+    assert_eq!(duplicates(&counts), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_moments_loses_nothing() -> TestResult {
+    const KILLS: usize = 10;
+    let setup = Setup::new(2).await?;
+    let log = setup.log();
+    std::fs::write(&log, "")?;
+    let config = setup.config("")?;
+    let writer_log = log.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_writer = stop.clone();
+    // About 2,000 lines/s while the streamer is killed and restarted.
+    let writer = std::thread::spawn(move || -> std::io::Result<u64> {
+        let mut n = 0;
+        while !stop_writer.load(std::sync::atomic::Ordering::Relaxed) {
+            append(&writer_log, n + 1..=n + 20)?;
+            n += 20;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(n)
+    });
+    let mut rng = rand::rng();
+    for _ in 0..KILLS {
+        let mut child = setup.spawn(&config, &["--from-beginning", "--resume-from-checkpoint"])?;
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
+        child.kill()?;
+        child.wait()?;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().map_err(|_| "writer panicked")??;
+    let (_, summary) = setup.run(&config, &["--once", "--resume-from-checkpoint"])?;
+
+    let records = setup.read(written as usize).await?;
+    let counts = tally(&records)?;
+    assert_eq!(missing(&counts, written), Vec::<u64>::new());
+    let duplicated = duplicates(&counts);
+    // Duplicates are what was delivered but not yet checkpointed at each
+    // kill: at most what the producer holds (queue_maxsize) per kill.
+    assert!(duplicated <= KILLS * 1000, "{duplicated} duplicates");
+    eprintln!(
+        "{written} lines, {KILLS} kills: {duplicated} duplicates; last run sent {}",
+        summary["total_sent"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_failures_and_throttling_lose_nothing_and_reconcile() -> TestResult {
+    const LINES: u64 = 3000;
+    let mut setup = Setup::new(2).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::Share(0.2),
+        code: FaultCode::Throttled,
+    }));
+    proxy.queue_request_faults([RequestFault::Throttle, RequestFault::InternalError]);
+    setup.endpoints.kinesis = Some(proxy.endpoint());
+    append(&setup.log(), 1..=LINES)?;
+    let config =
+        setup.config("max_retries = -1\nretry_initial_delay = 0.01\nretry_max_delay = 0.2")?;
+    let (_, summary) = setup.run(&config, &["--once"])?;
+
+    assert_eq!(summary["total_sent"], LINES, "{summary:#}");
+    assert_eq!(summary["total_failed"], 0);
+    assert!(
+        summary["retried"].as_u64().is_some_and(|r| r > 0),
+        "{summary:#}"
+    );
+    let source = &summary["by_source"]["apache"];
+    assert_eq!(source["read"], source["parsed"]);
+    assert_eq!(source["sent"], source["parsed"]);
+
+    let counts = tally(&setup.read(LINES as usize).await?)?;
+    assert_eq!(missing(&counts, LINES), Vec::<u64>::new());
+    // Throttled entries were not stored, so none is stored twice.
+    assert_eq!(duplicates(&counts), 0);
+    let accepted: usize = proxy.events().iter().map(|e| e.accepted_entries).sum();
+    assert_eq!(accepted, LINES as usize);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_what_is_queued() -> TestResult {
+    let setup = Setup::new(1).await?;
+    let log = setup.log();
+    std::fs::write(&log, "")?;
+    // Batches would wait 60 s to fill: only the shutdown sends them.
+    let config = setup.config("batch_timeout = 60")?;
+    let mut child = setup.spawn(&config, &["--from-beginning"])?;
+    std::thread::sleep(Duration::from_millis(500));
+    append(&log, 1..=300)?;
+    std::thread::sleep(Duration::from_millis(1000));
+    let records = streams::read_all(&setup.client, &setup.stream).await?;
+    assert!(records.is_empty(), "the batch went before the shutdown");
+    let started = Instant::now();
+    terminate(&child)?;
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let counts = tally(&setup.read(300).await?)?;
+    assert_eq!(missing(&counts, 300), Vec::<u64>::new());
+    Ok(())
+}
