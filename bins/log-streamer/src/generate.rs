@@ -106,13 +106,13 @@ pub(crate) fn line(kind: LogKind, rng: &mut impl Rng, now: time::OffsetDateTime,
     }
 }
 
-/// Appends `rate` lines per second to `path` until `stop`; returns the
+/// Appends `rate` lines per second to `path` while `running`; returns the
 /// lines written.
 pub(crate) fn run(
     path: &Path,
     kind: LogKind,
     rate: u32,
-    stop: &Arc<AtomicBool>,
+    running: &Arc<AtomicBool>,
 ) -> std::io::Result<u64> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -121,7 +121,7 @@ pub(crate) fn run(
     let started = Instant::now();
     let mut written = 0u64;
     let rate = u64::from(rate.max(1));
-    while !stop.load(Ordering::Relaxed) {
+    while running.load(Ordering::Relaxed) {
         let due = started.elapsed().as_millis() as u64 * rate / 1000;
         if written < due {
             // Reopened for each burst, as a logging library that survives

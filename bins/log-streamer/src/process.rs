@@ -169,18 +169,18 @@ impl Process for LogProcessor {
                 Ok(value) => value,
                 Err(e) => return Processed::Rejected(format!("record is not JSON: {e}")),
             };
-            if let Some(validator) = &self.validator {
-                if let Err(violations) = validator.validate(&value) {
-                    let reasons: Vec<String> = violations
-                        .iter()
-                        .map(|v| format!("{} at {:?}: {}", v.rule, v.path, v.message))
-                        .collect();
-                    return Processed::Rejected(format!(
-                        "schema {}: {}",
-                        validator.name(),
-                        reasons.join("; ")
-                    ));
-                }
+            if let Some(validator) = &self.validator
+                && let Err(violations) = validator.validate(&value)
+            {
+                let reasons: Vec<String> = violations
+                    .iter()
+                    .map(|v| format!("{} at {:?}: {}", v.rule, v.path, v.message))
+                    .collect();
+                return Processed::Rejected(format!(
+                    "schema {}: {}",
+                    validator.name(),
+                    reasons.join("; ")
+                ));
             }
             // Keyed before masking: the key may use a field masking hides
             // (the key itself is a hash).

@@ -39,7 +39,10 @@ fn tally(
     let mut counts = BTreeMap::new();
     for record in records {
         let value: Value = serde_json::from_slice(&record.data)?;
-        let path = value["path"].as_str().ok_or("record without a path")?;
+        let path = value
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or("record without a path")?;
         let n: u64 = path.trim_start_matches("/item/").parse()?;
         *counts.entry(n).or_insert(0) += 1;
     }

@@ -134,6 +134,18 @@ fn test(args: &[String]) -> Result<(), String> {
 }
 
 fn demo(args: &[String]) -> Result<(), String> {
+    // The demo runs the log-streamer binary built next to it.
+    step(
+        "build",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--package",
+            "log-streamer",
+            "--package",
+            "shardline-demo",
+        ]),
+    )?;
     step(
         "demo",
         cargo()

@@ -33,11 +33,7 @@ impl Fingerprint {
         let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
         file.read_exact_at(&mut bytes, 0)?;
         let digest = Md5::digest(&bytes);
-        let mut md5 = String::with_capacity(32);
-        for byte in digest {
-            md5.push(char::from(HEX[usize::from(byte >> 4)]));
-            md5.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        let md5 = digest.iter().map(|byte| format!("{byte:02x}")).collect();
         Ok(Fingerprint { len, md5 })
     }
 
@@ -47,8 +43,6 @@ impl Fingerprint {
         Self::prefix(file, self.len).is_ok_and(|now| now == *self)
     }
 }
-
-const HEX: [u8; 16] = *b"0123456789abcdef";
 
 /// Device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

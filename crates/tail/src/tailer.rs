@@ -44,11 +44,11 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn settle(&mut self, position: &TailPosition) {
-        if let Some(file) = self.files.get_mut(&position.file) {
-            if file.generation == position.generation {
-                file.settled_offset = position.end;
-                file.settled_line = position.line;
-            }
+        if let Some(file) = self.files.get_mut(&position.file)
+            && file.generation == position.generation
+        {
+            file.settled_offset = position.end;
+            file.settled_line = position.line;
         }
     }
 
@@ -343,12 +343,12 @@ impl Tailer {
                 tracing::info!(file = %open.path.display(), "read to its end; let go");
                 continue;
             }
-            if let Some(last) = out.last() {
-                if last.position.file == open.id {
-                    let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(tracked) = registry.files.get_mut(&open.id) {
-                        tracked.emitted_offset = last.position.end;
-                    }
+            if let Some(last) = out.last()
+                && last.position.file == open.id
+            {
+                let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(tracked) = registry.files.get_mut(&open.id) {
+                    tracked.emitted_offset = last.position.end;
                 }
             }
             index += 1;
