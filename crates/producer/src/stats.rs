@@ -39,7 +39,8 @@ pub struct SourceStats {
 }
 
 impl SourceStats {
-    fn add(&mut self, other: &SourceStats) {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &SourceStats) {
         self.records_in += other.records_in;
         self.bytes_in += other.bytes_in;
         self.delivered += other.delivered;

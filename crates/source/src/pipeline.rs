@@ -329,8 +329,8 @@ impl<S: Source> Pipeline<S> {
                     .by_source
                     .entry(self.name.as_str().to_owned())
                     .or_default();
-                add(stats, &written);
-                add(&mut inner.stats.total, &written);
+                stats.add(&written);
+                inner.stats.total.add(&written);
                 drop(inner);
                 for position in positions {
                     acks.settled(position);
@@ -339,15 +339,6 @@ impl<S: Source> Pipeline<S> {
         }
         Ok(true)
     }
-}
-
-fn add(to: &mut SourceStats, from: &SourceStats) {
-    to.records_in += from.records_in;
-    to.bytes_in += from.bytes_in;
-    to.delivered += from.delivered;
-    to.bytes_delivered += from.bytes_delivered;
-    to.dead_lettered += from.dead_lettered;
-    to.rejected += from.rejected;
 }
 
 fn rejection<P: Position>(input: &Input<P>, source: &SourceName, message: String) -> DeadLetter {
