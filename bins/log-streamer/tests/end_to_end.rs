@@ -421,3 +421,32 @@ async fn sigterm_flushes_what_is_queued() -> TestResult {
     assert_eq!(missing(&counts, 300), Vec::<u64>::new());
     Ok(())
 }
+
+#[test]
+fn keys_reports_how_sample_lines_spread_over_shards() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("access.log");
+    append(&log, 1..=1000)?;
+    let files = serde_json::json!([{"path": log, "type": "apache"}]).to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_log-streamer"))
+        .args(["keys", "--shards", "4", "--json", "--log-files", &files])
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Value = serde_json::from_slice(&output.stdout)?;
+    let report = reports
+        .get(0)
+        .and_then(|r| r.get("report"))
+        .ok_or("no report")?;
+    assert_eq!(report["records"], 1000);
+    let shards = report["shards"].as_array().ok_or("no shards")?;
+    assert_eq!(shards.len(), 4);
+    let total: u64 = shards.iter().filter_map(|s| s["records"].as_u64()).sum();
+    assert_eq!(total, 1000);
+    // 1000 client addresses in one hour: 1000 distinct web keys.
+    assert_eq!(report["distinct_keys"], 1000);
+    Ok(())
+}
