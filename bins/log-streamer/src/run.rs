@@ -69,7 +69,6 @@ pub(crate) struct Plan {
     dead_letter_file: PathBuf,
     stats_interval: Duration,
     masking: Option<Masker>,
-    config: ConfigFile,
 }
 
 impl Plan {
@@ -221,7 +220,6 @@ impl Plan {
             dead_letter_file,
             stats_interval,
             masking,
-            config,
         })
     }
 
@@ -343,15 +341,11 @@ async fn sink(plan: &Plan, dead_letters: DeadLetterFile) -> anyhow::Result<Sink>
                 .map_err(|e| aws_error(e, &format!("Firehose delivery stream {name}")))?;
             Producer::builder(FirehoseDestination::new(&client, name), dead_letters)
         }
-        Destination::Stdout => unreachable_stdout()?,
+        Destination::Stdout => bail!("stdout has no producer"),
     };
     Ok(Sink::Producer(
         builder.config(plan.producer.clone()).build()?,
     ))
-}
-
-fn unreachable_stdout() -> anyhow::Result<shardline_producer::ProducerBuilder> {
-    bail!("stdout has no producer")
 }
 
 /// A clear message for the start-up check of the destination.
@@ -398,7 +392,7 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     if args.generate_test_logs {
         generating.store(true, Ordering::Relaxed);
         for file in &plan.files {
-            if shardline_tail_is_glob(&file.path) {
+            if shardline_tail::is_glob(&file.path) {
                 bail!(
                     "--generate-test-logs needs plain paths, not the pattern {}",
                     file.path
@@ -528,16 +522,11 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     } else {
         println!("{summary}");
     }
-    let _ = &plan.config;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn shardline_tail_is_glob(path: &str) -> bool {
-    path.contains(['*', '?', '['])
 }
 
 type PipelineResult = (

@@ -34,6 +34,10 @@ pub enum PipelineError {
     Stdout(std::io::Error),
     #[error("writing the dead-letter file: {0}")]
     DeadLetter(std::io::Error),
+    /// Processing a batch failed as a whole; nothing of it or after it is
+    /// settled, so it is read again after a restart.
+    #[error("processing a batch failed: {0}")]
+    Processing(String),
 }
 
 /// What a pipeline did.
@@ -213,31 +217,26 @@ impl<S: Source> Pipeline<S> {
     async fn process(
         &self,
         batch: Vec<Input<S::Position>>,
-    ) -> Vec<(Input<S::Position>, Processed)> {
+    ) -> Result<Vec<(Input<S::Position>, Processed)>, PipelineError> {
         let workers = self.workers.min(batch.len() / MIN_INPUTS_PER_WORKER).max(1);
         if workers == 1 {
-            return batch
+            return Ok(batch
                 .into_iter()
                 .map(|input| {
                     let processed = self.processor.process(&input.data);
                     (input, processed)
                 })
-                .collect();
+                .collect());
         }
         let processor = self.processor.clone();
         let job = tokio::task::spawn_blocking(move || {
             let processed = process_in_parallel(&*processor, &batch, workers);
             batch.into_iter().zip(processed).collect::<Vec<_>>()
         });
-        match job.await {
-            Ok(done) => done,
-            // Processing panicked: nothing of this batch is settled; the
-            // input is read again after a restart.
-            Err(e) => {
-                tracing::error!("processing a batch failed: {e}");
-                Vec::new()
-            }
-        }
+        // Dropping the batch and going on would let later positions settle
+        // past it: stop instead.
+        job.await
+            .map_err(|e| PipelineError::Processing(e.to_string()))
     }
 
     /// Hands one batch to the sink. `Ok(false)`: the producer is shut down.
@@ -250,7 +249,7 @@ impl<S: Source> Pipeline<S> {
         let bytes: usize = batch.iter().map(|input| input.data.len() + 1).sum();
         self.counters.read(batch.len() as u64, bytes as u64);
         summary.read += batch.len() as u64;
-        let processed = self.process(batch).await;
+        let processed = self.process(batch).await?;
         let (mut records, mut rejected, mut skipped) = (0u64, 0u64, 0u64);
         for (_, outcome) in &processed {
             match outcome {

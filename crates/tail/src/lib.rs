@@ -38,6 +38,7 @@ use std::time::Duration;
 pub use checkpoint::{CHECKPOINT_KIND, FileCheckpoint, TailCheckpoints};
 pub use identity::{FINGERPRINT_BYTES, Fingerprint, Inode};
 pub use source::TailSource;
+pub use tailer::is_glob;
 
 /// Where reading starts in files found at start-up that the checkpoint
 /// does not know.
