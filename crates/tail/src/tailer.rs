@@ -257,6 +257,18 @@ impl Tailer {
                 if open.rotated_since.take().is_some() || *open.path != *path {
                     open.path = Arc::from(path.as_path());
                 }
+                // Learn a young file's first bytes even while reading lags:
+                // they tie a copytruncate copy to it.
+                if open.fingerprint.len < FINGERPRINT_BYTES
+                    && metadata.len() > open.fingerprint.len
+                    && let Ok(fingerprint) = Fingerprint::of(&open.file)
+                {
+                    open.fingerprint = fingerprint;
+                    let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(tracked) = registry.files.get_mut(&open.id) {
+                        tracked.fingerprint = open.fingerprint.clone();
+                    }
+                }
                 continue;
             }
             let file = match File::open(&path) {
@@ -597,7 +609,8 @@ fn locate(checkpoint: &FileCheckpoint) -> Option<(PathBuf, File)> {
     })
 }
 
-pub(crate) fn is_glob(pattern: &str) -> bool {
+/// Whether a watched path is a glob pattern (has `*`, `?` or `[`).
+pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
