@@ -95,6 +95,14 @@ pub(crate) struct RunArgs {
     /// Seconds between statistics lines (0: none).
     #[arg(long)]
     pub(crate) stats_interval: Option<f64>,
+    /// Serve Prometheus metrics on this address (`HOST:PORT`, `:PORT`;
+    /// loopback unless a host is given).
+    #[arg(long)]
+    pub(crate) metrics_addr: Option<String>,
+    /// Publish the seeds' CloudWatch metrics under this namespace (e.g.
+    /// `Shardline`); the SDK also reads AWS_ENDPOINT_URL_CLOUDWATCH.
+    #[arg(long)]
+    pub(crate) cloudwatch_namespace: Option<String>,
     /// KPL aggregation (Kinesis).
     #[arg(long)]
     pub(crate) aggregate: bool,

@@ -20,6 +20,8 @@ pub(crate) struct LogProcessor {
     validator: Option<Validator>,
     masker: Option<Masker>,
     max_line_bytes: usize,
+    /// End each record with a newline (Firehose).
+    newline: bool,
 }
 
 /// The parser a `--log-files` entry asks for.
@@ -89,7 +91,15 @@ impl LogProcessor {
             validator: validator_for(file)?,
             masker,
             max_line_bytes,
+            newline: false,
         })
+    }
+
+    /// End each record with `\n`, so the objects Firehose writes to S3 hold
+    /// one JSON document per line (as Kinesis Agent's lines do).
+    pub(crate) fn newline_delimited(mut self, on: bool) -> Self {
+        self.newline = on;
+        self
     }
 
     fn key(&self, fields: &dyn shardline_partition_key::Fields) -> PartitionKey {
@@ -194,6 +204,9 @@ impl Process for LogProcessor {
             }
             key
         };
+        if self.newline {
+            json.push(b'\n');
+        }
         Processed::Record(Record::new(json, key, self.source.clone()))
     }
 }

@@ -1,7 +1,7 @@
 //! The streamer: settings → producer → one pipeline per log file →
 //! statistics → shutdown.
 
-use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aws_config::BehaviorVersion;
-use shardline_metrics::{DEFAULT_RATE_WINDOW, Metrics, Rates, Snapshot};
+use shardline_metrics::cloudwatch::CloudWatch;
+use shardline_metrics::prometheus::Exporter;
+use shardline_metrics::{AlarmConfig, Metrics, Output, Reporter};
 use shardline_producer::{
     BatchLimits, DeadLetterFile, FirehoseDestination, KinesisDestination, Producer, ProducerConfig,
     RetryPolicy,
@@ -69,6 +71,9 @@ pub(crate) struct Plan {
     dead_letter_file: PathBuf,
     stats_interval: Duration,
     masking: Option<Masker>,
+    metrics_addr: Option<SocketAddr>,
+    cloudwatch_namespace: Option<String>,
+    alarms: AlarmConfig,
 }
 
 impl Plan {
@@ -200,6 +205,17 @@ impl Plan {
             None => DEFAULT_STATS_INTERVAL,
         };
         let masking = masker(&config)?;
+        let metrics_addr = args
+            .metrics_addr
+            .clone()
+            .or(config.metrics.address.clone())
+            .map(|a| shardline_metrics::prometheus::parse_addr(&a))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let alarms = config.metrics.alarms.clone();
+        if alarms.critical_below > alarms.warning_below {
+            bail!("metrics.alarms: critical_below must not exceed warning_below");
+        }
         Ok(Plan {
             files,
             destination,
@@ -220,12 +236,21 @@ impl Plan {
             dead_letter_file,
             stats_interval,
             masking,
+            metrics_addr,
+            cloudwatch_namespace: args
+                .cloudwatch_namespace
+                .clone()
+                .or(config.metrics.cloudwatch_namespace.clone()),
+            alarms,
         })
     }
 
     pub(crate) fn processor(&self, file: &LogFile) -> anyhow::Result<LogProcessor> {
-        LogProcessor::new(file, self.masking.clone(), self.tail.max_line_bytes)
-            .with_context(|| format!("log file {}", file.path))
+        Ok(
+            LogProcessor::new(file, self.masking.clone(), self.tail.max_line_bytes)
+                .with_context(|| format!("log file {}", file.path))?
+                .newline_delimited(matches!(self.destination, Destination::Firehose(_))),
+        )
     }
 }
 
@@ -271,6 +296,8 @@ pub(crate) fn validate_config(path: &Path) -> anyhow::Result<ExitCode> {
         checkpoint_file: None,
         dead_letter_file: None,
         stats_interval: None,
+        metrics_addr: None,
+        cloudwatch_namespace: None,
         aggregate: false,
         parse_workers: None,
         batch_size: None,
@@ -305,10 +332,7 @@ pub(crate) fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(stream(args, plan))
 }
 
-async fn sink(plan: &Plan, dead_letters: DeadLetterFile) -> anyhow::Result<Sink> {
-    if plan.destination == Destination::Stdout {
-        return Ok(Sink::Stdout(StdoutSink::new(dead_letters)));
-    }
+async fn sdk_config(plan: &Plan) -> anyhow::Result<aws_config::SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &plan.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -320,6 +344,14 @@ async fn sink(plan: &Plan, dead_letters: DeadLetterFile) -> anyhow::Result<Sink>
     if sdk.region().is_none() {
         bail!("no AWS region: give --region or set AWS_REGION");
     }
+    Ok(sdk)
+}
+
+async fn sink(plan: &Plan, dead_letters: DeadLetterFile) -> anyhow::Result<Sink> {
+    if plan.destination == Destination::Stdout {
+        return Ok(Sink::Stdout(StdoutSink::new(dead_letters)));
+    }
+    let sdk = sdk_config(plan).await?;
     let builder = match &plan.destination {
         Destination::Kinesis(name) => {
             let client = aws_sdk_kinesis::Client::new(&sdk);
@@ -384,7 +416,32 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     } else {
         TailCheckpoints::fresh(checkpoint)
     });
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_alarms(plan.alarms.clone()));
+    let stats_of = {
+        let sink = sink.clone();
+        Arc::new(move || sink.stats()) as shardline_metrics::StatsProvider
+    };
+    let prometheus = match plan.metrics_addr {
+        Some(addr) => {
+            let exporter = Exporter::new(metrics.clone(), stats_of.clone());
+            let (bound, task) = shardline_metrics::prometheus::serve(addr, exporter)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            eprintln!("log-streamer: Prometheus metrics on http://{bound}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
+    let cloudwatch = match &plan.cloudwatch_namespace {
+        Some(namespace) => {
+            let sdk = sdk_config(&plan).await?;
+            Some(CloudWatch::new(
+                aws_sdk_cloudwatch::Client::new(&sdk),
+                namespace.clone(),
+            ))
+        }
+        None => None,
+    };
 
     // The lab's generator writes before the tailers first look.
     let generating = Arc::new(AtomicBool::new(false));
@@ -439,14 +496,22 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         plan.dead_letter_file.display()
     );
 
-    let reporter = (!plan.stats_interval.is_zero()).then(|| {
-        tokio::spawn(report(
-            metrics.clone(),
-            sink.clone(),
-            plan.stats_interval,
-            stop_rx.clone(),
-        ))
-    });
+    // Statistics, alarms and CloudWatch every interval; with no interval,
+    // alarms and CloudWatch still run every DEFAULT_STATS_INTERVAL, quietly.
+    let (report_stop, report_rx) = watch::channel(false);
+    let reporter = {
+        let (interval, output) = if plan.stats_interval.is_zero() {
+            (DEFAULT_STATS_INTERVAL, Output::Quiet)
+        } else {
+            (plan.stats_interval, Output::detect())
+        };
+        let mut reporter =
+            Reporter::new(metrics.clone(), stats_of.clone(), interval).output(output);
+        if let Some(cloudwatch) = cloudwatch {
+            reporter = reporter.cloudwatch(cloudwatch);
+        }
+        tokio::spawn(reporter.run(report_rx))
+    };
 
     let mut signals = Signals::new()?;
     let deadline = args
@@ -486,8 +551,11 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
             std::process::exit(130);
         }
     }
-    if let Some(reporter) = reporter {
-        reporter.abort();
+    // The last interval is reported (and published) before the summary.
+    let _ = report_stop.send(true);
+    let _ = reporter.await;
+    if let Some(task) = prometheus {
+        task.abort();
     }
 
     let mut failed = false;
@@ -514,9 +582,6 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     }
     let snapshot = metrics.snapshot(&sink.stats());
     let summary = serde_json::to_string_pretty(&snapshot)?;
-    if std::io::stderr().is_terminal() && !plan.stats_interval.is_zero() {
-        eprintln!();
-    }
     if plan.destination == Destination::Stdout {
         eprintln!("{summary}");
     } else {
@@ -574,34 +639,6 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
-        }
-    }
-}
-
-/// The statistics every `interval`: one line updated in place on a
-/// terminal, one JSON line otherwise (stderr either way: stdout may carry
-/// records).
-async fn report(
-    metrics: Arc<Metrics>,
-    sink: Sink,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let terminal = std::io::stderr().is_terminal();
-    let mut rates = Rates::new(DEFAULT_RATE_WINDOW);
-    let mut tick = tokio::time::interval(interval);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => {}
-        }
-        let snapshot: Snapshot = metrics.snapshot(&sink.stats());
-        let window = rates.observe(std::time::Instant::now(), &snapshot);
-        if terminal {
-            eprint!("\r\x1b[2K{}", snapshot.status_line(window));
-        } else if let Ok(line) = serde_json::to_string(&snapshot) {
-            eprintln!("{line}");
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use shardline_metrics::AlarmConfig;
 use shardline_validate::MaskRule;
 
 /// The log types of `--log-files` (the seed's `type`).
@@ -108,6 +109,19 @@ pub(crate) struct MaskingSection {
     pub(crate) fields: BTreeMap<String, MaskRule>,
 }
 
+/// `[metrics]`: Prometheus, CloudWatch and alarm thresholds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsSection {
+    /// Serve Prometheus metrics here (`HOST:PORT`, `:PORT`).
+    pub(crate) address: Option<String>,
+    /// Publish to CloudWatch under this namespace.
+    pub(crate) cloudwatch_namespace: Option<String>,
+    /// Alarm thresholds (default: the seeds').
+    #[serde(default)]
+    pub(crate) alarms: AlarmConfig,
+}
+
 /// The whole config file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +144,8 @@ pub(crate) struct ConfigFile {
     pub(crate) tail: TailSection,
     #[serde(default)]
     pub(crate) masking: MaskingSection,
+    #[serde(default)]
+    pub(crate) metrics: MetricsSection,
 }
 
 impl ConfigFile {
@@ -171,11 +187,14 @@ mod tests {
         assert_eq!(files[1].format.as_deref(), Some("%h %t \"%r\" %>s"));
         let config: ConfigFile = toml::from_str(
             "stream_name = \"s\"\n[producer]\nbatch_size = 500\nbatch_timeout = 5\n\
-             queue_maxsize = 1000\nparse_workers = 4\n[masking.fields]\nip_address = \"truncate_ip\"\n",
+             queue_maxsize = 1000\nparse_workers = 4\n[masking.fields]\nip_address = \"truncate_ip\"\n\
+             [metrics]\naddress = \":9100\"\n[metrics.alarms]\nwarning_below = 99\n",
         )
         .unwrap();
         assert_eq!(config.producer.parse_workers, Some(4));
         assert_eq!(config.masking.fields["ip_address"], MaskRule::TruncateIp);
+        assert_eq!(config.metrics.alarms.warning_below, 99.0);
+        assert_eq!(config.metrics.alarms.critical_below, 90.0);
         assert!(toml::from_str::<ConfigFile>("batch_sise = 3").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, RequestFault, Selection};
-use shardline_harness::{AwsEndpoints, Kinesalite, streams, unique_name};
+use shardline_harness::{AwsEndpoints, Kinesalite, Moto, sdk_config, streams, unique_name};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -198,6 +198,39 @@ impl Setup {
         )
         .await?)
     }
+}
+
+/// Reads the child's stderr until it names its Prometheus address.
+fn metrics_address(child: &mut Child) -> Result<String, Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().ok_or("stderr not piped")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("metrics on http://").nth(1) {
+            let addr = rest.trim_end_matches("/metrics").to_owned();
+            // Keep draining stderr so the child never blocks on it.
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok(addr);
+        }
+    }
+    Err("log-streamer ended without serving metrics".into())
+}
+
+/// GET /metrics over plain HTTP/1.1.
+fn scrape(addr: &str) -> Result<String, Box<dyn std::error::Error>> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(format!("scrape failed: {response}").into());
+    }
+    Ok(response)
 }
 
 fn terminate(child: &Child) -> std::io::Result<ExitStatus> {
@@ -412,10 +445,14 @@ async fn partial_failures_and_throttling_lose_nothing_and_reconcile() -> TestRes
     }));
     proxy.queue_request_faults([RequestFault::Throttle, RequestFault::InternalError]);
     setup.endpoints.kinesis = Some(proxy.endpoint());
+    // CloudWatch metrics go to moto.
+    let moto = Moto::shared()?;
+    setup.endpoints.cloudwatch = Some(moto.endpoint());
+    let namespace = unique_name("LogStreamer");
     append(&setup.log(), 1..=LINES)?;
     let config =
         setup.config("max_retries = -1\nretry_initial_delay = 0.01\nretry_max_delay = 0.2")?;
-    let (_, summary) = setup.run(&config, &["--once"])?;
+    let (_, summary) = setup.run(&config, &["--once", "--cloudwatch-namespace", &namespace])?;
 
     assert_eq!(summary["total_sent"], LINES, "{summary:#}");
     assert_eq!(summary["total_failed"], 0);
@@ -433,6 +470,28 @@ async fn partial_failures_and_throttling_lose_nothing_and_reconcile() -> TestRes
     assert_eq!(duplicates(&counts), 0);
     let accepted: usize = proxy.events().iter().map(|e| e.accepted_entries).sum();
     assert_eq!(accepted, LINES as usize);
+
+    // What CloudWatch was told adds up to the same.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&moto.endpoint()));
+    let now = std::time::SystemTime::now();
+    let processed = cloudwatch
+        .get_metric_statistics()
+        .namespace(&namespace)
+        .metric_name("RecordsProcessed")
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("DataSource")
+                .value("apache")
+                .build(),
+        )
+        .start_time((now - Duration::from_secs(600)).into())
+        .end_time((now + Duration::from_secs(600)).into())
+        .period(60)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .send()
+        .await?;
+    let sum: f64 = processed.datapoints().iter().filter_map(|p| p.sum()).sum();
+    assert_eq!(sum, LINES as f64);
     Ok(())
 }
 
@@ -443,10 +502,27 @@ async fn sigterm_flushes_what_is_queued() -> TestResult {
     std::fs::write(&log, "")?;
     // Batches would wait 60 s to fill: only the shutdown sends them.
     let config = setup.config("batch_timeout = 60")?;
-    let mut child = setup.spawn(&config, &["--from-beginning"])?;
-    std::thread::sleep(Duration::from_millis(500));
+    let mut child = setup.spawn(
+        &config,
+        &["--from-beginning", "--metrics-addr", "127.0.0.1:0"],
+    )?;
+    let metrics = metrics_address(&mut child)?;
     append(&log, 1..=300)?;
-    std::thread::sleep(Duration::from_millis(1000));
+    // The lines are read (Prometheus says so) but not yet sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let read = loop {
+        let text = scrape(&metrics)?;
+        let read = text.lines().find_map(|l| {
+            l.strip_prefix("shardline_input_read_total{source=\"apache\"} ")?
+                .parse::<u64>()
+                .ok()
+        });
+        if read == Some(300) || Instant::now() > deadline {
+            break read;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(read, Some(300));
     let records = streams::read_all(&setup.client, &setup.stream).await?;
     assert!(records.is_empty(), "the batch went before the shutdown");
     let started = Instant::now();
@@ -456,6 +532,127 @@ async fn sigterm_flushes_what_is_queued() -> TestResult {
     assert!(started.elapsed() < Duration::from_secs(20));
     let counts = tally(&setup.read(300).await?)?;
     assert_eq!(missing(&counts, 300), Vec::<u64>::new());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firehose_delivery_stream_round_trip() -> TestResult {
+    let moto = Moto::shared()?;
+    let name = unique_name("e2e_firehose");
+    let bucket = streams::bucket_name(&name);
+    streams::create_s3_delivery_stream(&moto.firehose_client(), &moto.s3_client(), &name, &bucket)
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("access.log");
+    append(&log, 1..=400)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)?
+        .write_all(b"not an access line\n")?;
+    let files = serde_json::json!([{"path": log, "type": "apache"}]).to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_log-streamer"))
+        .envs(moto.endpoints().env())
+        .args(["--delivery-stream", &name, "--once", "--log-files", &files])
+        .arg("--checkpoint-file")
+        .arg(dir.path().join("checkpoint.json"))
+        .arg("--dead-letter-file")
+        .arg(dir.path().join("dead-letters.ndjson"))
+        .args(["--stats-interval", "0"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(summary["total_sent"], 400, "{summary:#}");
+    assert_eq!(summary["by_source"]["apache"]["invalid"], 1);
+
+    // Firehose delivered the records to S3, one JSON document per line.
+    let objects = streams::read_bucket(&moto.s3_client(), &bucket).await?;
+    let mut counts = BTreeMap::new();
+    for bytes in objects.values() {
+        for line in String::from_utf8_lossy(bytes).lines() {
+            let value: Value = serde_json::from_str(line)?;
+            let path = value["path"].as_str().ok_or("no path")?;
+            let n: u64 = path.trim_start_matches("/item/").parse()?;
+            *counts.entry(n).or_insert(0usize) += 1;
+            assert_eq!(value["log_type"], "apache_access");
+        }
+    }
+    assert_eq!(missing(&counts, 400), Vec::<u64>::new());
+    assert_eq!(duplicates(&counts), 0);
+    let letters = std::fs::read_to_string(dir.path().join("dead-letters.ndjson"))?;
+    assert_eq!(letters.lines().count(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_test_logs_are_delivered_and_malformed_lines_dead_lettered() -> TestResult {
+    let setup = Setup::new(2).await?;
+    let path = |name: &str| setup.dir.path().join(name).display().to_string();
+    let config = setup.dir.path().join("generate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[producer]\nbatch_timeout = 0.05\n[tail]\npoll_interval = 0.05\n\n\
+             [[log_files]]\npath = {:?}\ntype = \"apache\"\n\
+             [[log_files]]\npath = {:?}\ntype = \"nginx\"\n\
+             [[log_files]]\npath = {:?}\ntype = \"application\"\n",
+            path("apache.log"),
+            path("nginx.log"),
+            path("app.log"),
+        ),
+    )?;
+    let (_, summary) = setup.run(
+        &config,
+        &[
+            "--generate-test-logs",
+            "--generate-rate",
+            "300",
+            "--duration",
+            "3",
+        ],
+    )?;
+    let mut written = 0;
+    for (name, source) in [
+        ("apache.log", "apache"),
+        ("nginx.log", "nginx"),
+        ("app.log", "application"),
+    ] {
+        let lines = std::fs::read_to_string(setup.dir.path().join(name))?
+            .lines()
+            .count() as u64;
+        written += lines;
+        let s = &summary["by_source"][source];
+        let read = s["read"].as_u64().ok_or("read")?;
+        // At 300 lines/s for 3 s, each file gets hundreds of lines; the
+        // last poll's worth may be unread when the run stops.
+        assert!(
+            lines >= 300 && read >= lines - 100,
+            "{name}: {lines} written, {read} read"
+        );
+        assert_eq!(
+            s["parsed"].as_u64().unwrap_or(0) + s["invalid"].as_u64().unwrap_or(0),
+            read,
+            "{s}"
+        );
+        assert_eq!(s["sent"], s["parsed"], "{s}");
+    }
+    let invalid = summary["by_source"]
+        .as_object()
+        .ok_or("by_source")?
+        .values()
+        .map(|s| s["invalid"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    // One line in 50 is malformed on purpose.
+    assert!(
+        invalid > 0 && invalid < written / 10,
+        "{invalid} of {written}"
+    );
+    assert_eq!(setup.dead_letters()?.len() as u64, invalid);
+    let sent = summary["total_sent"].as_u64().ok_or("total_sent")?;
+    let records = setup.read(sent as usize).await?;
+    assert_eq!(records.len() as u64, sent);
+    let success = summary["parse_success_rate"].as_f64().ok_or("rate")?;
+    assert!(success >= 95.0, "the lab's bar: {success}");
     Ok(())
 }
 

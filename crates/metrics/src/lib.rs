@@ -23,7 +23,12 @@
 //! assert_eq!(snapshot.by_source["web_logs"].invalid, 1);
 //! ```
 
+mod alarms;
+pub mod cloudwatch;
+mod latency;
+pub mod prometheus;
 mod rates;
+mod reporter;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -31,7 +36,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+pub use alarms::{AlarmConfig, AlarmEvent, AlarmKind, AlarmState, Alarms, Severity, TOTAL_SCOPE};
+pub use latency::{Latency, LatencySummary, PROMETHEUS_BUCKETS_SECONDS};
 pub use rates::{DEFAULT_RATE_WINDOW, Rates};
+pub use reporter::{Output, Reporter};
 pub use snapshot::{Snapshot, SourceSnapshot, StatusLine};
 
 use shardline_producer::ProducerStats;
@@ -44,6 +52,7 @@ pub struct SourceCounters {
     parsed: AtomicU64,
     invalid: AtomicU64,
     skipped: AtomicU64,
+    latency: Latency,
 }
 
 impl SourceCounters {
@@ -69,6 +78,16 @@ impl SourceCounters {
         self.skipped.fetch_add(items, Ordering::Relaxed);
     }
 
+    /// Records took these latencies from read to settled.
+    pub fn settled(&self, latencies: &[std::time::Duration]) {
+        self.latency.record_many(latencies, 1);
+    }
+
+    /// The end-to-end latency histogram.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
     fn load(&self) -> [u64; 5] {
         [
             self.read.load(Ordering::Relaxed),
@@ -80,11 +99,16 @@ impl SourceCounters {
     }
 }
 
-/// The counters of every source of one run, and when the run started.
+/// Where the producer's counters come from when a snapshot is taken.
+pub type StatsProvider = Arc<dyn Fn() -> ProducerStats + Send + Sync>;
+
+/// The counters of every source of one run, when the run started, and the
+/// alarms judged on them.
 #[derive(Debug)]
 pub struct Metrics {
     sources: Mutex<BTreeMap<String, Arc<SourceCounters>>>,
     started: Instant,
+    alarms: Mutex<Alarms>,
 }
 
 impl Default for Metrics {
@@ -95,10 +119,54 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_alarms(AlarmConfig::default())
+    }
+
+    /// Alarms judged with `config` rather than the seeds' thresholds.
+    pub fn with_alarms(config: AlarmConfig) -> Self {
         Metrics {
             sources: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            alarms: Mutex::new(Alarms::new(config)),
         }
+    }
+
+    /// The counters of every source, by name.
+    pub fn sources(&self) -> Vec<(String, Arc<SourceCounters>)> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .iter()
+            .map(|(name, counters)| (name.clone(), counters.clone()))
+            .collect()
+    }
+
+    /// Judges the interval that ends with `snapshot` and logs every alarm
+    /// raised or cleared as a structured event (target `shardline::alarm`).
+    pub fn judge(&self, snapshot: &Snapshot) -> Vec<AlarmEvent> {
+        let events = self
+            .alarms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(snapshot);
+        for e in &events {
+            let (scope, severity, value, threshold) =
+                (&e.scope, e.severity.to_string(), e.value, e.threshold);
+            let alarm = match e.alarm {
+                AlarmKind::SuccessRate => "success_rate",
+                AlarmKind::Throughput => "throughput",
+            };
+            match e.state {
+                AlarmState::Raised => tracing::warn!(
+                    target: "shardline::alarm",
+                    scope, alarm, severity, value, threshold, "alarm raised"
+                ),
+                AlarmState::Cleared => tracing::info!(
+                    target: "shardline::alarm",
+                    scope, alarm, severity, value, threshold, "alarm cleared"
+                ),
+            }
+        }
+        events
     }
 
     /// The counters of the source `name`, created on first use.
@@ -109,13 +177,36 @@ impl Metrics {
 
     /// The statistics now, joined with the producer's counters.
     pub fn snapshot(&self, producer: &ProducerStats) -> Snapshot {
-        let sources = self
-            .sources
+        let raised = self
+            .alarms
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .raised()
+            .clone();
+        let sources = self.sources();
+        let readings = sources
             .iter()
-            .map(|(name, counters)| (name.clone(), counters.load()))
+            .map(|(name, counters)| {
+                let reading = snapshot::Reading {
+                    counters: counters.load(),
+                    latency: counters.latency.summary(),
+                    alarms_raised: raised.get(name).copied().unwrap_or(0),
+                };
+                (name.clone(), reading)
+            })
             .collect::<Vec<_>>();
-        Snapshot::build(&sources, producer, self.started.elapsed())
+        let mut total = None::<hdrhistogram::Histogram<u64>>;
+        for (_, counters) in &sources {
+            counters.latency.with_total(|h| match &mut total {
+                Some(t) => {
+                    let _ = t.add(h);
+                }
+                None => total = Some(h.clone()),
+            });
+        }
+        let mut snapshot = Snapshot::build(&readings, producer, self.started.elapsed());
+        snapshot.latency = total.as_ref().map(LatencySummary::of).unwrap_or_default();
+        snapshot.alarms_raised = raised.get(TOTAL_SCOPE).copied().unwrap_or(0);
+        snapshot
     }
 }

@@ -6,6 +6,17 @@ use std::time::Duration;
 
 use shardline_producer::{ProducerStats, SourceStats};
 
+use crate::LatencySummary;
+
+/// What a source's own counters hold when a snapshot is taken.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Reading {
+    /// read, bytes_read, parsed, invalid, skipped.
+    pub(crate) counters: [u64; 5],
+    pub(crate) latency: LatencySummary,
+    pub(crate) alarms_raised: u64,
+}
+
 /// One source's figures: what it read, and what the producer did with it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct SourceSnapshot {
@@ -30,11 +41,15 @@ pub struct SourceSnapshot {
     pub dead_lettered: u64,
     /// Copies that may be in the stream twice (unknown-outcome attempts).
     pub possibly_duplicated: u64,
+    /// Read → settled (delivered or dead-lettered), as the source saw it.
+    pub latency: LatencySummary,
+    /// Alarms raised for this source.
+    pub alarms_raised: u64,
 }
 
 impl SourceSnapshot {
-    fn new(counters: [u64; 5], producer: SourceStats) -> Self {
-        let [read, bytes_read, parsed, invalid, skipped] = counters;
+    fn new(reading: Reading, producer: SourceStats) -> Self {
+        let [read, bytes_read, parsed, invalid, skipped] = reading.counters;
         SourceSnapshot {
             read,
             bytes_read,
@@ -46,6 +61,8 @@ impl SourceSnapshot {
             retried: producer.retried,
             dead_lettered: producer.dead_lettered,
             possibly_duplicated: producer.possibly_duplicated,
+            latency: reading.latency,
+            alarms_raised: reading.alarms_raised,
         }
     }
 }
@@ -79,6 +96,11 @@ pub struct Snapshot {
     pub retried: u64,
     pub dead_lettered: u64,
     pub possibly_duplicated: u64,
+    /// Read → settled over every source.
+    pub latency: LatencySummary,
+    /// Alarms raised over every source together (per source in
+    /// `by_source`).
+    pub alarms_raised: u64,
     pub elapsed_secs: f64,
 }
 
@@ -104,7 +126,7 @@ fn per_second(count: u64, elapsed: f64) -> f64 {
 
 impl Snapshot {
     pub(crate) fn build(
-        sources: &[(String, [u64; 5])],
+        sources: &[(String, Reading)],
         producer: &ProducerStats,
         elapsed: Duration,
     ) -> Snapshot {
@@ -118,7 +140,7 @@ impl Snapshot {
         for (name, stats) in &producer.by_source {
             by_source
                 .entry(name.clone())
-                .or_insert_with(|| SourceSnapshot::new([0; 5], *stats));
+                .or_insert_with(|| SourceSnapshot::new(Reading::default(), *stats));
         }
         let sum = |f: fn(&SourceSnapshot) -> u64| by_source.values().map(f).sum::<u64>();
         let total_sent = sum(|s| s.sent);
@@ -143,6 +165,8 @@ impl Snapshot {
             retried: sum(|s| s.retried),
             dead_lettered: sum(|s| s.dead_lettered),
             possibly_duplicated: sum(|s| s.possibly_duplicated),
+            latency: LatencySummary::default(),
+            alarms_raised: 0,
             elapsed_secs: round2(elapsed),
             by_source,
         }
@@ -197,7 +221,11 @@ mod tests {
             },
         );
         producer.queued_records = 0;
-        let sources = vec![("web_logs".to_owned(), [100, 10_000, 94, 6, 0])];
+        let reading = Reading {
+            counters: [100, 10_000, 94, 6, 0],
+            ..Reading::default()
+        };
+        let sources = vec![("web_logs".to_owned(), reading)];
         let snapshot = Snapshot::build(&sources, &producer, Duration::from_secs(10));
         assert_eq!(snapshot.total_sent, 90);
         assert_eq!(snapshot.total_failed, 4);

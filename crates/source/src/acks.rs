@@ -3,15 +3,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use shardline_metrics::SourceCounters;
 use shardline_producer::{Outcome, Receipt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 enum Pending<P> {
-    Receipt(Receipt, P),
-    Settled(P),
+    Receipt(Receipt, P, Instant),
+    Settled(P, Instant),
 }
+
+/// Latencies are handed to the shared histogram in groups of at most this
+/// many (or sooner when no receipt is waiting): one lock per group.
+const LATENCY_GROUP: usize = 1024;
 
 /// What became of everything pushed into [`Acknowledgements`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +44,10 @@ pub struct AckSummary {
 ///
 /// Cheap per record: one task awaits the receipts one after another; a
 /// receipt that settled early costs nothing to await.
+///
+/// With [`Acknowledgements::measured`], each settled record's latency —
+/// from when its input was read to when it settled in turn — goes to the
+/// source's histogram.
 #[derive(Debug)]
 pub struct Acknowledgements<P> {
     tx: mpsc::UnboundedSender<Pending<P>>,
@@ -56,16 +66,35 @@ impl<P> std::fmt::Debug for Pending<P> {
 
 impl<P: Send + 'static> Acknowledgements<P> {
     /// Starts following receipts on the current Tokio runtime.
-    pub fn spawn(mut on_settled: impl FnMut(P) + Send + 'static) -> Self {
+    pub fn spawn(on_settled: impl FnMut(P) + Send + 'static) -> Self {
+        Self::start(on_settled, None)
+    }
+
+    /// As [`Acknowledgements::spawn`], and records each settled record's
+    /// latency in `counters`.
+    pub fn measured(
+        on_settled: impl FnMut(P) + Send + 'static,
+        counters: Arc<SourceCounters>,
+    ) -> Self {
+        Self::start(on_settled, Some(counters))
+    }
+
+    fn start(
+        mut on_settled: impl FnMut(P) + Send + 'static,
+        counters: Option<Arc<SourceCounters>>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending<P>>();
         let outstanding = Arc::new(AtomicU64::new(0));
         let count = outstanding.clone();
         let task = tokio::spawn(async move {
             let mut summary = AckSummary::default();
+            let mut latencies: Vec<Duration> = Vec::new();
             while let Some(pending) = rx.recv().await {
-                let (outcome, position) = match pending {
-                    Pending::Receipt(receipt, position) => (Some(receipt.await), position),
-                    Pending::Settled(position) => (None, position),
+                let (outcome, position, read_at) = match pending {
+                    Pending::Receipt(receipt, position, read_at) => {
+                        (Some(receipt.await), position, read_at)
+                    }
+                    Pending::Settled(position, read_at) => (None, position, read_at),
                 };
                 count.fetch_sub(1, Ordering::Relaxed);
                 let settled = match outcome {
@@ -95,7 +124,17 @@ impl<P: Send + 'static> Acknowledgements<P> {
                 };
                 if settled && summary.failed == 0 {
                     on_settled(position);
+                    if let Some(counters) = &counters {
+                        latencies.push(read_at.elapsed());
+                        if latencies.len() >= LATENCY_GROUP || rx.is_empty() {
+                            counters.settled(&latencies);
+                            latencies.clear();
+                        }
+                    }
                 }
+            }
+            if let Some(counters) = &counters {
+                counters.settled(&latencies);
             }
             summary
         });
@@ -106,19 +145,24 @@ impl<P: Send + 'static> Acknowledgements<P> {
         }
     }
 
-    /// Follows the receipt of the record made from the input at `position`.
-    pub fn push(&self, receipt: Receipt, position: P) {
+    /// Follows the receipt of the record made from the input at `position`,
+    /// read at `read_at`.
+    pub fn push(&self, receipt: Receipt, position: P, read_at: Instant) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Pending::Receipt(receipt, position)).is_err() {
+        if self
+            .tx
+            .send(Pending::Receipt(receipt, position, read_at))
+            .is_err()
+        {
             self.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Input at `position` is settled already (written to stdout, or it
     /// held nothing to send); it is reported in its turn.
-    pub fn settled(&self, position: P) {
+    pub fn settled(&self, position: P, read_at: Instant) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Pending::Settled(position)).is_err() {
+        if self.tx.send(Pending::Settled(position, read_at)).is_err() {
             self.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
     }

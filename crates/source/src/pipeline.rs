@@ -176,7 +176,7 @@ impl<S: Source> Pipeline<S> {
         mut self,
         mut stop: watch::Receiver<bool>,
     ) -> Result<PipelineSummary, PipelineError> {
-        let acks = Acknowledgements::spawn(self.source.settler());
+        let acks = Acknowledgements::measured(self.source.settler(), self.counters.clone());
         let mut summary = PipelineSummary::default();
         let mut tick = tokio::time::interval(self.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -246,6 +246,7 @@ impl<S: Source> Pipeline<S> {
         acks: &Acknowledgements<S::Position>,
         summary: &mut PipelineSummary,
     ) -> Result<bool, PipelineError> {
+        let read_at = std::time::Instant::now();
         let bytes: usize = batch.iter().map(|input| input.data.len() + 1).sum();
         self.counters.read(batch.len() as u64, bytes as u64);
         summary.read += batch.len() as u64;
@@ -274,12 +275,12 @@ impl<S: Source> Pipeline<S> {
                             producer.reject(letter).await
                         }
                         Processed::Skip => {
-                            acks.settled(input.position);
+                            acks.settled(input.position, read_at);
                             continue;
                         }
                     };
                     match receipt {
-                        Ok(receipt) => acks.push(receipt, input.position),
+                        Ok(receipt) => acks.push(receipt, input.position, read_at),
                         Err(SendError::Closed(_)) => return Ok(false),
                         Err(e) => {
                             tracing::error!("the producer refused a record: {e}");
@@ -332,7 +333,7 @@ impl<S: Source> Pipeline<S> {
                 inner.stats.total.add(&written);
                 drop(inner);
                 for position in positions {
-                    acks.settled(position);
+                    acks.settled(position, read_at);
                 }
             }
         }
