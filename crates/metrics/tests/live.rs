@@ -57,6 +57,38 @@ async fn send(
     Ok(outcomes)
 }
 
+/// Log lines written by a test's subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut bytes) = self.0.lock() {
+            bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 /// One HTTP/1.1 GET; returns the status line, headers and body.
 async fn get(addr: std::net::SocketAddr, path: &str) -> Result<String, Box<dyn Error>> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
@@ -128,7 +160,29 @@ async fn counters_reconcile_alarms_fire_and_clear_and_prometheus_is_scraped() ->
     assert_eq!(snapshot.success_rate, 85.0);
     assert_eq!(snapshot.by_source["web_logs"].read, 200);
     assert_eq!(snapshot.by_source["web_logs"].latency.count, 200);
-    let events = metrics.judge(&snapshot);
+    // Judged under a JSON log subscriber: the alarm is a structured event.
+    let log = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(log.clone())
+        .finish();
+    let events = tracing::subscriber::with_default(subscriber, || metrics.judge(&snapshot));
+    let logged = log.text();
+    println!("{logged}");
+    let raised = logged
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .find(|line| line["fields"]["scope"] == "web_logs")
+        .ok_or("no alarm event for web_logs")?;
+    assert_eq!(raised["level"], "WARN");
+    assert_eq!(raised["target"], "shardline::alarm");
+    assert_eq!(raised["fields"]["message"], "alarm raised");
+    assert_eq!(raised["fields"]["severity"], "CRITICAL");
+    assert_eq!(raised["fields"]["alarm"], "success_rate");
+    assert_eq!(raised["fields"]["value"], 85.0);
+    assert_eq!(raised["fields"]["threshold"], 90.0);
     let web_events: Vec<_> = events.iter().filter(|e| e.scope == "web_logs").collect();
     assert_eq!(web_events.len(), 1, "{events:?}");
     assert_eq!(
