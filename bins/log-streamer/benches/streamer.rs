@@ -44,9 +44,12 @@ fn write_log(path: &Path, n: u64) -> Result<u64> {
             (i / 60) % 60,
             i % 60,
             i % 17,
-            [200, 200, 304, 404][(i % 4) as usize],
+            [200, 200, 304, 404]
+                .get((i % 4) as usize)
+                .copied()
+                .unwrap_or(200),
             1000 + i % 5000,
-            AGENTS[(i % 3) as usize],
+            AGENTS.get((i % 3) as usize).copied().unwrap_or_default(),
         );
         bytes += line.len() as u64;
         out.write_all(line.as_bytes())?;
@@ -104,15 +107,28 @@ fn main() -> Result<()> {
         bytes as f64 / lines as f64
     );
     let runtime = tokio::runtime::Runtime::new()?;
+    let kinesalite = Kinesalite::start()?;
+    // SHARDLINE_BENCH_ONLY=rss: the memory run alone.
+    if std::env::var("SHARDLINE_BENCH_ONLY").as_deref() != Ok("rss") {
+        throughput(&runtime, &kinesalite, dir.path(), &log, lines)?;
+    }
+    blocked_rss(&runtime, &kinesalite, dir.path(), bytes / lines.max(1))
+}
 
-    let took = run(dir.path(), &log, &[], &["--sink", "stdout"])?;
+fn throughput(
+    runtime: &tokio::runtime::Runtime,
+    kinesalite: &Kinesalite,
+    dir: &Path,
+    log: &Path,
+    lines: u64,
+) -> Result<()> {
+    let took = run(dir, log, &[], &["--sink", "stdout"])?;
     println!(
         "--sink stdout: {:.0} lines/s ({:.2} s)",
         lines as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
 
-    let kinesalite = Kinesalite::start()?;
     let env = kinesalite.endpoints().env();
     let client = kinesalite.kinesis_client();
     // kinesalite takes ~20k records/s: a fifth of the lines without
@@ -123,11 +139,11 @@ fn main() -> Result<()> {
     ] {
         let stream = unique_name("bench_streamer");
         runtime.block_on(streams::create_stream(&client, &stream, 4))?;
-        let part = dir.path().join("part.log");
+        let part = dir.join("part.log");
         write_log(&part, n)?;
         let mut args = vec!["--stream-name", stream.as_str()];
         args.extend(extra);
-        let took = run(dir.path(), &part, &env, &args)?;
+        let took = run(dir, &part, &env, &args)?;
         println!(
             "{label}: {n} lines, {:.0} lines/s ({:.2} s)",
             n as f64 / took.as_secs_f64(),
@@ -135,9 +151,19 @@ fn main() -> Result<()> {
         );
     }
 
-    // 1 GB waiting behind a destination that never answers.
-    let backlog = dir.path().join("backlog.log");
-    let backlog_lines = 1_000_000_000 / (bytes / lines).max(1);
+    Ok(())
+}
+
+/// 1 GB waiting behind a destination that never answers.
+fn blocked_rss(
+    runtime: &tokio::runtime::Runtime,
+    kinesalite: &Kinesalite,
+    dir: &Path,
+    line_bytes: u64,
+) -> Result<()> {
+    let client = kinesalite.kinesis_client();
+    let backlog = dir.join("backlog.log");
+    let backlog_lines = 1_000_000_000 / line_bytes.max(1);
     let backlog_bytes = write_log(&backlog, backlog_lines)?;
     let stream = unique_name("bench_blocked");
     runtime.block_on(streams::create_stream(&client, &stream, 4))?;
@@ -159,9 +185,9 @@ fn main() -> Result<()> {
         .args(["--once", "--log-files", &files, "--stats-interval", "0"])
         .args(["--stream-name", &stream])
         .arg("--checkpoint-file")
-        .arg(dir.path().join("blocked.checkpoint"))
+        .arg(dir.join("blocked.checkpoint"))
         .arg("--dead-letter-file")
-        .arg(dir.path().join("blocked.ndjson"))
+        .arg(dir.join("blocked.ndjson"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -37,6 +37,12 @@ const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// The seed's `parse_workers`.
 const DEFAULT_PARSE_WORKERS: usize = 4;
+/// Bytes of records the producer holds at most, by default: far more than
+/// 8 requests in flight need (8 × 500 records of ~400 bytes ≈ 1.6 MB), and
+/// small enough that a blocked destination keeps the whole process within
+/// 64 MiB (issue 7's goal; `docs/benchmarks.md`). The producer's own
+/// default (64 MiB) suits a library user with memory to spare.
+const DEFAULT_QUEUE_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,9 +132,7 @@ impl Plan {
         if let Some(n) = args.queue_maxsize.or(p.queue_maxsize) {
             producer.queue_max_records = n;
         }
-        if let Some(n) = p.queue_max_bytes {
-            producer.queue_max_bytes = n;
-        }
+        producer.queue_max_bytes = p.queue_max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES);
         if let Some(n) = p.max_in_flight {
             producer.max_in_flight = n;
         }
