@@ -3,17 +3,15 @@
 
 use serde_json::Value;
 
-use super::{DecodeError, Decoded, Decoder, Format, row, text};
+use super::{
+    DecodeError, Decoded, Decoder, Format, object, required, row, text, unknown_operation,
+};
 use crate::event::{BeforeImage, ChangeEvent, ChangeType, Operation};
 
 const FORMAT: Format = Format::Dms;
 
 pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, DecodeError> {
-    let record = value.as_object().ok_or(DecodeError::Invalid {
-        format: FORMAT,
-        field: "record",
-        expected: "an object",
-    })?;
+    let record = &object(FORMAT, value)?;
     let metadata =
         record
             .get("metadata")
@@ -26,26 +24,15 @@ pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, Dec
     if record_type != "data" {
         return Ok(Decoded::Ignored(format!("a DMS {record_type:?} record")));
     }
-    let op = text(metadata, "operation").ok_or(DecodeError::Missing {
-        format: FORMAT,
-        field: "metadata.operation",
-    })?;
+    let op = required(FORMAT, metadata, "operation", "metadata.operation")?;
     let operation = match op.as_str() {
         "insert" => Operation::Insert,
         "update" => Operation::Update,
         "delete" => Operation::Delete,
         "load" => Operation::Read,
-        _ => {
-            return Err(DecodeError::UnknownOperation {
-                format: FORMAT,
-                operation: op,
-            });
-        }
+        _ => return Err(unknown_operation(FORMAT, &op)),
     };
-    let table = text(metadata, "table-name").ok_or(DecodeError::Missing {
-        format: FORMAT,
-        field: "metadata.table-name",
-    })?;
+    let table = required(FORMAT, metadata, "table-name", "metadata.table-name")?;
     let data = row(FORMAT, record.get("data"), "data")?;
     let before_image = row(FORMAT, record.get("before-image"), "before-image")?;
     let (before, after) = match operation {

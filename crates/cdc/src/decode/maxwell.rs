@@ -3,7 +3,10 @@
 
 use serde_json::Value;
 
-use super::{DecodeError, Decoded, Decoder, Format, rfc3339_from_millis, row, text};
+use super::{
+    DecodeError, Decoded, Decoder, Format, object, required, rfc3339_from_millis, row, text,
+    unknown_operation,
+};
 use crate::event::{BeforeImage, ChangeEvent, ChangeType, Operation, Row};
 
 const FORMAT: Format = Format::Maxwell;
@@ -22,15 +25,8 @@ const NOT_ROWS: [&str; 9] = [
 ];
 
 pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, DecodeError> {
-    let record = value.as_object().ok_or(DecodeError::Invalid {
-        format: FORMAT,
-        field: "record",
-        expected: "an object",
-    })?;
-    let kind = text(record, "type").ok_or(DecodeError::Missing {
-        format: FORMAT,
-        field: "type",
-    })?;
+    let record = &object(FORMAT, value)?;
+    let kind = required(FORMAT, record, "type", "type")?;
     let operation = match kind.as_str() {
         "insert" => Operation::Insert,
         "update" => Operation::Update,
@@ -39,17 +35,9 @@ pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, Dec
         other if NOT_ROWS.contains(&other) => {
             return Ok(Decoded::Ignored(format!("a Maxwell {other} record")));
         }
-        other => {
-            return Err(DecodeError::UnknownOperation {
-                format: FORMAT,
-                operation: other.to_owned(),
-            });
-        }
+        other => return Err(unknown_operation(FORMAT, other)),
     };
-    let table = text(record, "table").ok_or(DecodeError::Missing {
-        format: FORMAT,
-        field: "table",
-    })?;
+    let table = required(FORMAT, record, "table", "table")?;
     let data = row(FORMAT, record.get("data"), "data")?;
     let old = row(FORMAT, record.get("old"), "old")?;
     // `old` holds the previous values of the changed columns only: over

@@ -206,6 +206,35 @@ impl Decoder {
     }
 }
 
+/// The document as an object, or an error naming the format.
+fn object(format: Format, value: Value) -> Result<Map<String, Value>, DecodeError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(DecodeError::Invalid {
+            format,
+            field: "record",
+            expected: "an object",
+        }),
+    }
+}
+
+/// A field that must be there, as text.
+fn required(
+    format: Format,
+    object: &Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<String, DecodeError> {
+    text(object, key).ok_or(DecodeError::Missing { format, field })
+}
+
+fn unknown_operation(format: Format, operation: &str) -> DecodeError {
+    DecodeError::UnknownOperation {
+        format,
+        operation: operation.to_owned(),
+    }
+}
+
 /// A JSON object field as a string, if present and a string or number.
 fn text(object: &Map<String, Value>, field: &str) -> Option<String> {
     match object.get(field)? {

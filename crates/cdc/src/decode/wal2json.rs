@@ -6,21 +6,14 @@
 
 use serde_json::{Map, Value};
 
-use super::{DecodeError, Decoded, Decoder, Format, text};
+use super::{DecodeError, Decoded, Decoder, Format, object, required, text, unknown_operation};
 use crate::event::{BeforeImage, ChangeEvent, ChangeType, Operation, Row};
 
 const FORMAT: Format = Format::Wal2json;
 
 pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, DecodeError> {
-    let record = value.as_object().ok_or(DecodeError::Invalid {
-        format: FORMAT,
-        field: "record",
-        expected: "an object",
-    })?;
-    let action = text(record, "action").ok_or(DecodeError::Missing {
-        format: FORMAT,
-        field: "action",
-    })?;
+    let record = &object(FORMAT, value)?;
+    let action = required(FORMAT, record, "action", "action")?;
     let xid = text(record, "xid");
     let position = text(record, "nextlsn").or_else(|| text(record, "lsn"));
     let operation = match action.as_str() {
@@ -46,17 +39,9 @@ pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, Dec
         "U" => Operation::Update,
         "D" => Operation::Delete,
         "T" => Operation::Truncate,
-        other => {
-            return Err(DecodeError::UnknownOperation {
-                format: FORMAT,
-                operation: other.to_owned(),
-            });
-        }
+        other => return Err(unknown_operation(FORMAT, other)),
     };
-    let table = text(record, "table").ok_or(DecodeError::Missing {
-        format: FORMAT,
-        field: "table",
-    })?;
+    let table = required(FORMAT, record, "table", "table")?;
     let columns = columns(record.get("columns"), "columns")?;
     let identity = columns_or_none(record.get("identity"), "identity")?;
     let pk: Option<Vec<String>> = record.get("pk").and_then(Value::as_array).map(|pk| {
