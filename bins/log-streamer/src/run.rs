@@ -351,14 +351,17 @@ async fn sdk_config(plan: &Plan) -> anyhow::Result<aws_config::SdkConfig> {
     Ok(sdk)
 }
 
-async fn sink(plan: &Plan, dead_letters: DeadLetterFile) -> anyhow::Result<Sink> {
-    if plan.destination == Destination::Stdout {
+async fn sink(
+    plan: &Plan,
+    sdk: Option<&aws_config::SdkConfig>,
+    dead_letters: DeadLetterFile,
+) -> anyhow::Result<Sink> {
+    let Some(sdk) = sdk.filter(|_| plan.destination != Destination::Stdout) else {
         return Ok(Sink::Stdout(StdoutSink::new(dead_letters)));
-    }
-    let sdk = sdk_config(plan).await?;
+    };
     let builder = match &plan.destination {
         Destination::Kinesis(name) => {
-            let client = aws_sdk_kinesis::Client::new(&sdk);
+            let client = aws_sdk_kinesis::Client::new(sdk);
             client
                 .describe_stream_summary()
                 .stream_name(name)
@@ -368,7 +371,7 @@ async fn sink(plan: &Plan, dead_letters: DeadLetterFile) -> anyhow::Result<Sink>
             Producer::builder(KinesisDestination::new(&client, name), dead_letters)
         }
         Destination::Firehose(name) => {
-            let client = aws_sdk_firehose::Client::new(&sdk);
+            let client = aws_sdk_firehose::Client::new(sdk);
             client
                 .describe_delivery_stream()
                 .delivery_stream_name(name)
@@ -413,7 +416,14 @@ where
 async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     let dead_letters = DeadLetterFile::open(&plan.dead_letter_file)
         .with_context(|| format!("dead-letter file {}", plan.dead_letter_file.display()))?;
-    let sink = sink(&plan, dead_letters).await?;
+    // One SDK configuration (region, credentials, endpoints) for every
+    // AWS client, loaded only when one is needed.
+    let sdk = if plan.destination != Destination::Stdout || plan.cloudwatch_namespace.is_some() {
+        Some(sdk_config(&plan).await?)
+    } else {
+        None
+    };
+    let sink = sink(&plan, sdk.as_ref(), dead_letters).await?;
     let checkpoint = CheckpointFile::new(&plan.checkpoint_file, CHECKPOINT_KIND);
     let checkpoints = Arc::new(if args.resume_from_checkpoint {
         TailCheckpoints::open(checkpoint)?
@@ -436,15 +446,12 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let cloudwatch = match &plan.cloudwatch_namespace {
-        Some(namespace) => {
-            let sdk = sdk_config(&plan).await?;
-            Some(CloudWatch::new(
-                aws_sdk_cloudwatch::Client::new(&sdk),
-                namespace.clone(),
-            ))
-        }
-        None => None,
+    let cloudwatch = match (&plan.cloudwatch_namespace, &sdk) {
+        (Some(namespace), Some(sdk)) => Some(CloudWatch::new(
+            aws_sdk_cloudwatch::Client::new(sdk),
+            namespace.clone(),
+        )),
+        _ => None,
     };
 
     // The lab's generator writes before the tailers first look.

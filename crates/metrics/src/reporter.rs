@@ -11,6 +11,11 @@ use tokio::sync::{mpsc, watch};
 use crate::cloudwatch::CloudWatch;
 use crate::{DEFAULT_RATE_WINDOW, Metrics, Rates, StatsProvider};
 
+/// How long a stopping reporter waits for the last CloudWatch publication:
+/// a CloudWatch that does not answer must not hold the process's exit
+/// (the data are already settled and checkpointed by then).
+const LAST_PUBLICATION_WAIT: Duration = Duration::from_secs(5);
+
 /// How the periodic statistics are printed, on stderr (stdout may carry
 /// records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +150,18 @@ impl Reporter {
             }
         }
         sender.take();
-        if let Some(task) = task {
-            let _ = task.await;
+        if let Some(mut task) = task
+            && tokio::time::timeout(LAST_PUBLICATION_WAIT, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+            if let Some(cw) = &cloudwatch {
+                cw.stats().skipped_intervals.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(
+                "CloudWatch did not answer within {LAST_PUBLICATION_WAIT:?}: the last interval's metrics were not published"
+            );
         }
     }
 }

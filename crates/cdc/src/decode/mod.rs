@@ -197,12 +197,7 @@ impl Decoder {
             .or(event.database.as_ref())
             .and_then(|s| self.key_columns.get(&format!("{s}.{}", event.table)))
             .or_else(|| self.key_columns.get(&event.table))?;
-        let image = event.after.as_ref().or(event.before.as_ref())?;
-        let key: Option<Row> = columns
-            .iter()
-            .map(|c| Some((c.clone(), image.get(c)?.clone())))
-            .collect();
-        key
+        key_of(columns, event.after.as_ref().or(event.before.as_ref()))
     }
 }
 
@@ -233,6 +228,15 @@ fn unknown_operation(format: Format, operation: &str) -> DecodeError {
         format,
         operation: operation.to_owned(),
     }
+}
+
+/// The values of key `columns` in `image`; `None` if any is missing.
+fn key_of(columns: &[String], image: Option<&Row>) -> Option<Row> {
+    let image = image?;
+    columns
+        .iter()
+        .map(|c| Some((c.clone(), image.get(c)?.clone())))
+        .collect()
 }
 
 /// A JSON object field as a string, if present and a string or number.

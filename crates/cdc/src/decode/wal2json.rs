@@ -6,7 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use super::{DecodeError, Decoded, Decoder, Format, object, required, text, unknown_operation};
+use super::{
+    DecodeError, Decoded, Decoder, Format, key_of, object, required, text, unknown_operation,
+};
 use crate::event::{BeforeImage, ChangeEvent, ChangeType, Operation, Row};
 
 const FORMAT: Format = Format::Wal2json;
@@ -67,12 +69,9 @@ pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, Dec
         }
         _ => BeforeImage::Full,
     };
-    let image = after.as_ref().or(before.as_ref());
-    let primary_key = pk.as_ref().and_then(|pk| {
-        pk.iter()
-            .map(|c| Some((c.clone(), image?.get(c)?.clone())))
-            .collect::<Option<Row>>()
-    });
+    let primary_key = pk
+        .as_ref()
+        .and_then(|pk| key_of(pk, after.as_ref().or(before.as_ref())));
     Ok(Decoded::Change(Box::new(ChangeEvent {
         timestamp: text(record, "timestamp")
             .map(|t| rfc3339(&t))
