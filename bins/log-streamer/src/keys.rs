@@ -14,35 +14,29 @@ use crate::settings::{ConfigFile, parse_log_files};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct KeysArgs {
-    /// Shards to spread over (evenly split hash-key ranges, as
-    /// CreateStream makes them).
-    #[arg(long, default_value_t = 4)]
-    shards: usize,
+    #[command(flatten)]
+    report: shardline_runner::ReportArgs,
     /// The seed's JSON list of log files.
     #[arg(long)]
     log_files: Option<String>,
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// Lines read from the start of each file at most.
-    #[arg(long, default_value_t = 100_000)]
-    sample: usize,
-    /// Hottest keys listed.
-    #[arg(long, default_value_t = 10)]
-    top: usize,
-    #[arg(long)]
-    json: bool,
 }
 
 pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
     let files = match (&args.log_files, &args.config) {
         (Some(json), _) => parse_log_files(json)?,
-        (None, Some(path)) => ConfigFile::load(path)?.log_files,
+        (None, Some(path)) => {
+            shardline_runner::load_config::<ConfigFile>(path)?
+                .1
+                .log_files
+        }
         (None, None) => anyhow::bail!("give --log-files or --config"),
     };
-    if args.shards == 0 {
+    if args.report.shards == 0 {
         anyhow::bail!("--shards must be at least 1");
     }
-    let map = ShardMap::even(args.shards);
+    let map = ShardMap::even(args.report.shards);
     let mut reports = Vec::new();
     for file in &files {
         let parser: LogParser = parser_for(file)?;
@@ -52,7 +46,7 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         );
         let mut records: Vec<Value> = Vec::new();
         let mut json = Vec::new();
-        for line in reader.split(b'\n').take(args.sample) {
+        for line in reader.split(b'\n').take(args.report.sample) {
             let line = line.with_context(|| format!("reading {}", file.path))?;
             if let Ok(record) = parser.parse_bytes(&line) {
                 json.clear();
@@ -64,11 +58,11 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
             strategy.as_ref(),
             records.iter().map(|r| r as &dyn Fields),
             &map,
-            args.top,
+            args.report.top,
         );
         reports.push((file.path.clone(), report));
     }
-    if args.json {
+    if args.report.json {
         let out: Vec<Value> = reports
             .iter()
             .map(|(path, report)| serde_json::json!({"file": path, "report": report}))

@@ -7,7 +7,7 @@ use shardline_partition_key::{
     FieldKey, FixedKey, PartitionKey, PartitionKeyStrategy, RandomKey, WebLogKey,
 };
 use shardline_producer::{Record, SourceName};
-use shardline_source::{Process, Processed};
+use shardline_source::{Origin, Process, Processed};
 use shardline_validate::{Masker, Validator};
 
 use crate::settings::{LogFile, LogKind};
@@ -145,7 +145,7 @@ fn field(record: &LogRecord<'_>, path: &str) -> Option<String> {
 }
 
 impl Process for LogProcessor {
-    fn process(&self, data: &[u8]) -> Processed {
+    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
         if data.iter().all(u8::is_ascii_whitespace) {
             return Processed::Skip;
         }
@@ -182,15 +182,7 @@ impl Process for LogProcessor {
             if let Some(validator) = &self.validator
                 && let Err(violations) = validator.validate(&value)
             {
-                let reasons: Vec<String> = violations
-                    .iter()
-                    .map(|v| format!("{} at {:?}: {}", v.rule, v.path, v.message))
-                    .collect();
-                return Processed::Rejected(format!(
-                    "schema {}: {}",
-                    validator.name(),
-                    reasons.join("; ")
-                ));
+                return Processed::Rejected(validator.explain(&violations));
             }
             // Keyed before masking: the key may use a field masking hides
             // (the key itself is a hash).
@@ -225,7 +217,7 @@ mod tests {
     fn lines_become_records_rejections_or_nothing() {
         let apache = processor(r#"[{"path": "a", "type": "apache"}]"#);
         let line = br#"192.168.1.100 - - [15/Jan/2024:10:30:45 +0000] "GET /index.html HTTP/1.1" 200 2435 "-" "Mozilla/5.0""#;
-        match apache.process(line) {
+        match apache.process(line, Origin::default()) {
             Processed::Record(record) => {
                 let value: Value = serde_json::from_slice(&record.data).unwrap();
                 assert_eq!(value["ip_address"], "192.168.1.100");
@@ -236,14 +228,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(apache.process(b"   "), Processed::Skip));
-        match apache.process(b"garbage \xff\xfe") {
+        assert!(matches!(
+            apache.process(b"   ", Origin::default()),
+            Processed::Skip
+        ));
+        match apache.process(b"garbage \xff\xfe", Origin::default()) {
             Processed::Rejected(reason) => {
                 assert!(reason.starts_with("not a apache_access line"), "{reason}")
             }
             other => panic!("{other:?}"),
         }
-        match apache.process(&[b'x'; 2000]) {
+        match apache.process(&[b'x'; 2000], Origin::default()) {
             Processed::Rejected(reason) => {
                 assert!(reason.contains("max_line_bytes (1024)"), "{reason}")
             }
@@ -254,14 +249,17 @@ mod tests {
     #[test]
     fn schema_failures_name_the_rule_and_path() {
         let app = processor(r#"[{"path": "a", "type": "application"}]"#);
-        match app.process(br#"{"timestamp": "2024-01-15T10:30:45Z", "level": 3, "message": "m"}"#) {
+        match app.process(
+            br#"{"timestamp": "2024-01-15T10:30:45Z", "level": 3, "message": "m"}"#,
+            Origin::default(),
+        ) {
             Processed::Rejected(reason) => {
                 assert!(reason.starts_with("schema application_log:"), "{reason}");
                 assert!(reason.contains("type at \"/level\""), "{reason}");
             }
             other => panic!("{other:?}"),
         }
-        match app.process(br#"{"timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO", "logger": "x", "message": "m", "request_id": "req-1"}"#) {
+        match app.process(br#"{"timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO", "logger": "x", "message": "m", "request_id": "req-1"}"#, Origin::default()) {
             Processed::Record(record) => assert_eq!(record.partition_key.as_str(), "req-1"),
             other => panic!("{other:?}"),
         }

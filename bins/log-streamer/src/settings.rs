@@ -1,13 +1,9 @@
 //! Settings: the TOML config file, overridden by flags.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Deserialize;
-use shardline_metrics::AlarmConfig;
 use shardline_validate::MaskRule;
+use std::collections::BTreeMap;
 
 /// The log types of `--log-files` (the seed's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -60,34 +56,6 @@ impl LogFile {
     }
 }
 
-/// `[producer]`: the seed's tuning names and the producer's own.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProducerSection {
-    /// Records per batch (seed: 500).
-    pub(crate) batch_size: Option<usize>,
-    /// Seconds a batch may wait to fill (seed: 5).
-    pub(crate) batch_timeout: Option<f64>,
-    /// Records held in the producer at most (seed: 1000).
-    pub(crate) queue_maxsize: Option<usize>,
-    pub(crate) queue_max_bytes: Option<usize>,
-    /// Threads parsing at once (seed: 4).
-    pub(crate) parse_workers: Option<usize>,
-    pub(crate) max_in_flight: Option<usize>,
-    /// KPL aggregation (Kinesis).
-    pub(crate) aggregate: Option<bool>,
-    /// Firehose packing of newline-delimited records.
-    pub(crate) pack: Option<bool>,
-    /// Retries after the first attempt; `-1`: unlimited.
-    pub(crate) max_retries: Option<i64>,
-    pub(crate) retry_initial_delay: Option<f64>,
-    pub(crate) retry_max_delay: Option<f64>,
-    pub(crate) strict_ordering: Option<bool>,
-    pub(crate) rate_limit_percent: Option<u32>,
-    /// Seconds given to deliver what is queued at shutdown.
-    pub(crate) shutdown_timeout: Option<f64>,
-}
-
 /// `[tail]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,59 +77,18 @@ pub(crate) struct MaskingSection {
     pub(crate) fields: BTreeMap<String, MaskRule>,
 }
 
-/// `[metrics]`: Prometheus, CloudWatch and alarm thresholds.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MetricsSection {
-    /// Serve Prometheus metrics here (`HOST:PORT`, `:PORT`).
-    pub(crate) address: Option<String>,
-    /// Publish to CloudWatch under this namespace.
-    pub(crate) cloudwatch_namespace: Option<String>,
-    /// Alarm thresholds (default: the seeds').
-    #[serde(default)]
-    pub(crate) alarms: AlarmConfig,
-}
-
-/// The whole config file.
+/// log-streamer's own keys of the config file; the shared ones
+/// (destination, `[producer]`, `[metrics]`, …) are the runner's
+/// [`shardline_runner::CommonConfig`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
-    pub(crate) stream_name: Option<String>,
-    pub(crate) delivery_stream: Option<String>,
-    pub(crate) region: Option<String>,
-    pub(crate) endpoint_url: Option<String>,
-    /// `kinesis` / `firehose` (by which name is set) or `stdout`.
-    pub(crate) sink: Option<String>,
-    pub(crate) checkpoint_file: Option<PathBuf>,
-    pub(crate) dead_letter_file: Option<PathBuf>,
-    /// Seconds between statistics lines.
-    pub(crate) stats_interval: Option<f64>,
     #[serde(default)]
     pub(crate) log_files: Vec<LogFile>,
-    #[serde(default)]
-    pub(crate) producer: ProducerSection,
     #[serde(default)]
     pub(crate) tail: TailSection,
     #[serde(default)]
     pub(crate) masking: MaskingSection,
-    #[serde(default)]
-    pub(crate) metrics: MetricsSection,
-}
-
-impl ConfigFile {
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
-    }
-}
-
-/// Seconds from a config value, checked.
-pub(crate) fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
-    if !value.is_finite() || value < 0.0 {
-        bail!("{name} must be a non-negative number of seconds, not {value}");
-    }
-    Ok(Duration::from_secs_f64(value))
 }
 
 /// Parses `--log-files` (the seed's JSON list).
@@ -186,15 +113,12 @@ mod tests {
         assert_eq!(files[0].kind, LogKind::Apache);
         assert_eq!(files[1].format.as_deref(), Some("%h %t \"%r\" %>s"));
         let config: ConfigFile = toml::from_str(
-            "stream_name = \"s\"\n[producer]\nbatch_size = 500\nbatch_timeout = 5\n\
-             queue_maxsize = 1000\nparse_workers = 4\n[masking.fields]\nip_address = \"truncate_ip\"\n\
-             [metrics]\naddress = \":9100\"\n[metrics.alarms]\nwarning_below = 99\n",
+            "[[log_files]]\npath = \"/tmp/a.log\"\ntype = \"apache\"\n\
+             [masking.fields]\nip_address = \"truncate_ip\"\n",
         )
         .unwrap();
-        assert_eq!(config.producer.parse_workers, Some(4));
+        assert_eq!(config.log_files[0].kind, LogKind::Apache);
         assert_eq!(config.masking.fields["ip_address"], MaskRule::TruncateIp);
-        assert_eq!(config.metrics.alarms.warning_below, 99.0);
-        assert_eq!(config.metrics.alarms.critical_below, 90.0);
-        assert!(toml::from_str::<ConfigFile>("batch_sise = 3").is_err());
+        assert!(toml::from_str::<ConfigFile>("log_filez = []").is_err());
     }
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::event::{BeforeImage, ChangeEvent, ChangeType, Operation};
 
-/// A `--critical-fields` specification that does not parse.
+/// A `--critical-fields` or `--key-columns` specification that does not
+/// parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("critical fields {spec:?}: {reason} (expected 'schema.table:col1,col2;table2:col')")]
+#[error("table columns {spec:?}: {reason} (expected 'schema.table:col1,col2;table2:col')")]
 pub struct CriticalFieldsError {
     spec: String,
     reason: &'static str,
@@ -35,34 +36,9 @@ impl Classifier {
     /// assert_eq!(c.critical_columns(Some("app"), "users"), ["email"]);
     /// ```
     pub fn parse(spec: &str) -> Result<Self, CriticalFieldsError> {
-        let error = |reason| CriticalFieldsError {
-            spec: spec.to_owned(),
-            reason,
-        };
-        let mut critical = BTreeMap::new();
-        for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (table, columns) = part
-                .split_once(':')
-                .ok_or_else(|| error("a table without ':'"))?;
-            let table = table.trim();
-            if table.is_empty() {
-                return Err(error("an empty table name"));
-            }
-            let columns: Vec<String> = columns
-                .split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if columns.is_empty() {
-                return Err(error("a table without columns"));
-            }
-            critical
-                .entry(table.to_owned())
-                .or_insert_with(Vec::new)
-                .extend(columns);
-        }
-        Ok(Classifier { critical })
+        Ok(Classifier {
+            critical: table_columns(spec)?,
+        })
     }
 
     /// The critical columns of a table: those named for `schema.table`
@@ -136,6 +112,39 @@ impl Classifier {
             ChangeType::GeneralUpdate
         }
     }
+}
+
+/// `schema.table:col1,col2;table2:col` → table → columns (the form of
+/// `--critical-fields` and `--key-columns`).
+pub fn table_columns(spec: &str) -> Result<BTreeMap<String, Vec<String>>, CriticalFieldsError> {
+    let error = |reason| CriticalFieldsError {
+        spec: spec.to_owned(),
+        reason,
+    };
+    let mut tables = BTreeMap::new();
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (table, columns) = part
+            .split_once(':')
+            .ok_or_else(|| error("a table without ':'"))?;
+        let table = table.trim();
+        if table.is_empty() {
+            return Err(error("an empty table name"));
+        }
+        let columns: Vec<String> = columns
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if columns.is_empty() {
+            return Err(error("a table without columns"));
+        }
+        tables
+            .entry(table.to_owned())
+            .or_insert_with(Vec::new)
+            .extend(columns);
+    }
+    Ok(tables)
 }
 
 #[cfg(test)]

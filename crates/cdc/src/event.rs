@@ -93,10 +93,11 @@ pub struct ChangeEvent {
 }
 
 impl ChangeEvent {
-    /// `schema.table`, or the table alone.
+    /// `schema.table` (`database.table` for MySQL sources, which have no
+    /// schema), or the table alone.
     pub fn qualified_table(&self) -> String {
-        match &self.schema {
-            Some(schema) => format!("{schema}.{}", self.table),
+        match self.schema.as_ref().or(self.database.as_ref()) {
+            Some(qualifier) => format!("{qualifier}.{}", self.table),
             None => self.table.clone(),
         }
     }

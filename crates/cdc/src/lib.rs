@@ -7,6 +7,8 @@
 //! update; [`Classifier`]). [`Decoder`]s read the formats CDC tools write —
 //! Debezium, AWS DMS, Maxwell, wal2json format-version 2 — and shardline's
 //! own; [`encode`] writes the normalized JSON and the Debezium envelope.
+//! [`ChangeRecords`] is the pipeline step that turns change lines into
+//! keyed records, with a [`TableFilter`].
 //! The format is documented in `docs/cdc.md`.
 //!
 //! ```
@@ -26,7 +28,11 @@ mod classify;
 pub mod decode;
 pub mod encode;
 mod event;
+mod records;
+mod tables;
 
-pub use classify::{Classifier, CriticalFieldsError};
+pub use classify::{Classifier, CriticalFieldsError, table_columns};
 pub use decode::{DecodeError, Decoded, Decoder, Format, KeyColumns};
 pub use event::{BeforeImage, ChangeEvent, ChangeType, Operation, Row};
+pub use records::{ChangeRecords, Encoding, KeyBy};
+pub use tables::{TableFilter, TablePattern, TablePatternError};

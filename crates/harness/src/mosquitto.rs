@@ -14,6 +14,11 @@ use crate::process::{ServiceProcess, free_port, poll_until, run_dir, system_acco
 
 /// How long the broker may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Messages the broker queues for a client beyond its in-flight window
+/// before it drops new ones. Mosquitto's default is 100: a subscriber that
+/// acknowledges only after delivery (sensor-forwarder) falls that far
+/// behind in a burst. docs/sensor-forwarder.md asks brokers for more.
+const MAX_QUEUED_MESSAGES: u32 = 100_000;
 /// Ports tried before giving up.
 const PORT_ATTEMPTS: usize = 3;
 
@@ -118,6 +123,7 @@ fn launch(
         "listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
          persistence true\n\
+         max_queued_messages {MAX_QUEUED_MESSAGES}\n\
          persistence_location {}/\n\
          log_dest stderr\n\
          log_type error\n\

@@ -45,14 +45,37 @@ pub use snapshot::{Snapshot, SourceSnapshot, StatusLine};
 use shardline_producer::ProducerStats;
 
 /// What one source read and how its input fared before the producer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceCounters {
     read: AtomicU64,
     bytes_read: AtomicU64,
     parsed: AtomicU64,
     invalid: AtomicU64,
     skipped: AtomicU64,
+    /// Bytes held back upstream; `NOT_REPORTED` until a source says.
+    backlog: AtomicU64,
+    /// Age of the newest point settled upstream, in ms; `NOT_REPORTED`
+    /// until a source says.
+    backlog_age: AtomicU64,
     latency: Latency,
+}
+
+/// `backlog` before a source reports one.
+const NOT_REPORTED: u64 = u64::MAX;
+
+impl Default for SourceCounters {
+    fn default() -> Self {
+        SourceCounters {
+            read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            parsed: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            backlog: AtomicU64::new(NOT_REPORTED),
+            backlog_age: AtomicU64::new(NOT_REPORTED),
+            latency: Latency::default(),
+        }
+    }
 }
 
 impl SourceCounters {
@@ -76,6 +99,35 @@ impl SourceCounters {
     /// Items that carry nothing to send (blank lines).
     pub fn skipped(&self, items: u64) {
         self.skipped.fetch_add(items, Ordering::Relaxed);
+    }
+
+    /// What the source's upstream holds back for it, in bytes — a
+    /// replication slot's WAL lag (`pg_current_wal_lsn() -
+    /// confirmed_flush_lsn`). Sources with no such figure never call it.
+    pub fn set_backlog_bytes(&self, bytes: u64) {
+        self.backlog
+            .store(bytes.min(NOT_REPORTED - 1), Ordering::Relaxed);
+    }
+
+    /// How far behind the source is in time: the age of the newest point
+    /// it has settled (a slot: the commit time of the last settled
+    /// transaction, or when an idle round last read the WAL position).
+    pub fn set_backlog_age(&self, age: std::time::Duration) {
+        let ms = u64::try_from(age.as_millis()).unwrap_or(NOT_REPORTED - 1);
+        self.backlog_age
+            .store(ms.min(NOT_REPORTED - 1), Ordering::Relaxed);
+    }
+
+    /// The last backlog reported, if any.
+    pub fn backlog_bytes(&self) -> Option<u64> {
+        Some(self.backlog.load(Ordering::Relaxed)).filter(|b| *b != NOT_REPORTED)
+    }
+
+    /// The last backlog age reported, if any.
+    pub fn backlog_age(&self) -> Option<std::time::Duration> {
+        Some(self.backlog_age.load(Ordering::Relaxed))
+            .filter(|ms| *ms != NOT_REPORTED)
+            .map(std::time::Duration::from_millis)
     }
 
     /// Records took these latencies from read to settled.
@@ -191,6 +243,8 @@ impl Metrics {
                     counters: counters.load(),
                     latency: counters.latency.summary(),
                     alarms_raised: raised.get(name).copied().unwrap_or(0),
+                    backlog_bytes: counters.backlog_bytes(),
+                    backlog_seconds: counters.backlog_age().map(|a| a.as_secs_f64()),
                 };
                 (name.clone(), reading)
             })

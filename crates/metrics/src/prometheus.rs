@@ -174,6 +174,30 @@ impl Collector for Exporter {
             gauge.encode(metric)?;
         }
         let mut metric = encoder.encode_descriptor(
+            "shardline_source_backlog_bytes",
+            "Bytes a source's upstream holds back for it (a replication slot's WAL lag).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, s) in &snapshot.by_source {
+            if let Some(bytes) = s.backlog_bytes {
+                let labels = [("source", source.as_str())];
+                ConstGauge::new(bytes as f64).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "shardline_source_backlog_seconds",
+            "How far behind a source is: the age of the newest point it settled upstream.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (source, s) in &snapshot.by_source {
+            if let Some(seconds) = s.backlog_seconds {
+                let labels = [("source", source.as_str())];
+                ConstGauge::new(seconds).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
             "shardline_latency_seconds",
             "Read to settled (delivered or dead-lettered), per source.",
             None,
@@ -279,5 +303,34 @@ mod tests {
             format!("[::1]:{DEFAULT_METRICS_PORT}")
         );
         assert!(parse_addr("localhost:x").is_err());
+    }
+
+    #[test]
+    fn a_reported_backlog_is_a_gauge_and_in_the_snapshot() {
+        use shardline_producer::ProducerStats;
+        let metrics = Arc::new(Metrics::new());
+        metrics.source("files");
+        metrics.source("database_cdc").set_backlog_bytes(4096);
+        metrics
+            .source("database_cdc")
+            .set_backlog_age(std::time::Duration::from_millis(1500));
+        let exporter = Arc::new(Exporter::new(
+            metrics.clone(),
+            Arc::new(ProducerStats::default),
+        ));
+        let text = exporter.encode().unwrap();
+        assert!(
+            text.contains("shardline_source_backlog_bytes{source=\"database_cdc\"} 4096"),
+            "{text}"
+        );
+        assert!(!text.contains("shardline_source_backlog_bytes{source=\"files\"}"));
+        assert!(
+            text.contains("shardline_source_backlog_seconds{source=\"database_cdc\"} 1.5"),
+            "{text}"
+        );
+        let snapshot = metrics.snapshot(&ProducerStats::default());
+        assert_eq!(snapshot.by_source["database_cdc"].backlog_bytes, Some(4096));
+        let json = serde_json::to_value(snapshot.by_source["files"]).unwrap();
+        assert!(json.get("backlog_bytes").is_none());
     }
 }

@@ -15,6 +15,8 @@ pub(crate) struct Reading {
     pub(crate) counters: [u64; 5],
     pub(crate) latency: LatencySummary,
     pub(crate) alarms_raised: u64,
+    pub(crate) backlog_bytes: Option<u64>,
+    pub(crate) backlog_seconds: Option<f64>,
 }
 
 /// One source's figures: what it read, and what the producer did with it.
@@ -45,6 +47,14 @@ pub struct SourceSnapshot {
     pub latency: LatencySummary,
     /// Alarms raised for this source.
     pub alarms_raised: u64,
+    /// Bytes the source's upstream holds back (a replication slot's WAL
+    /// lag), for sources that have such a figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_bytes: Option<u64>,
+    /// How far behind in time: the age of the newest point the source
+    /// settled upstream (a slot: the last settled commit's time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_seconds: Option<f64>,
 }
 
 impl SourceSnapshot {
@@ -63,6 +73,8 @@ impl SourceSnapshot {
             possibly_duplicated: producer.possibly_duplicated,
             latency: reading.latency,
             alarms_raised: reading.alarms_raised,
+            backlog_bytes: reading.backlog_bytes,
+            backlog_seconds: reading.backlog_seconds,
         }
     }
 }

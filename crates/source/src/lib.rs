@@ -24,6 +24,7 @@
 
 mod acks;
 mod checkpoint;
+mod lines;
 mod pipeline;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use acks::{AckSummary, Acknowledgements};
 pub use checkpoint::{
     CHECKPOINT_FILE_MODE, CHECKPOINT_VERSION, CheckpointError, CheckpointFile, default_state_dir,
 };
+pub use lines::{LinePosition, LinesSource};
 pub use pipeline::{
     DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError, PipelineSummary, Sink, StdoutSink,
 };
@@ -44,6 +46,28 @@ pub trait Position: Send + Sync + 'static {
     /// What a dead letter of this input records of where it came from,
     /// e.g. `file` and `line`.
     fn describe(&self) -> BTreeMap<String, String>;
+
+    /// What a [`Process`] may know of where the input came from, besides
+    /// its bytes. Nothing by default.
+    fn origin(&self) -> Origin<'_> {
+        Origin::default()
+    }
+}
+
+/// What a processor is told of an input's origin: the metadata a source
+/// has beside the bytes, as an IoT Core rule sees `topic()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Origin<'a> {
+    /// The name the input was published under (an MQTT topic).
+    pub topic: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// An input published under `topic`.
+    pub const fn topic(topic: &'a str) -> Self {
+        Origin { topic: Some(topic) }
+    }
 }
 
 /// One unit of input: a line, a change event, a message.
@@ -85,6 +109,13 @@ pub trait Source: Send {
     fn settler(&self) -> Box<dyn FnMut(Self::Position) + Send>;
 
     async fn checkpoint(&mut self) -> Result<(), SourceError>;
+
+    /// Called once, after the last checkpoint, when the pipeline ends: a
+    /// source that acknowledges upstream (an MQTT broker) sends what is
+    /// still queued and disconnects cleanly.
+    async fn close(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// What became of one input.
@@ -102,5 +133,13 @@ pub enum Processed {
 /// Turns input into records: parse, validate, mask, key. Runs on several
 /// worker threads at once.
 pub trait Process: Send + Sync + 'static {
-    fn process(&self, data: &[u8]) -> Processed;
+    /// One input's bytes, and what its source knows of where it came from.
+    fn process(&self, data: &[u8], origin: Origin<'_>) -> Processed;
+
+    /// Whether inputs must be processed one after another, in read order
+    /// (a decoder that carries a transaction from line to line). The
+    /// pipeline then uses no worker threads.
+    fn sequential(&self) -> bool {
+        false
+    }
 }

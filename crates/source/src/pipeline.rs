@@ -208,35 +208,14 @@ impl<S: Source> Pipeline<S> {
             }
         };
         self.source.checkpoint().await?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(summary),
+        // A failure to close is reported, but never hides the failure that
+        // stopped the pipeline.
+        let closed = self.source.close().await;
+        match (failure, closed) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(e.into()),
+            (None, Ok(())) => Ok(summary),
         }
-    }
-
-    async fn process(
-        &self,
-        batch: Vec<Input<S::Position>>,
-    ) -> Result<Vec<(Input<S::Position>, Processed)>, PipelineError> {
-        let workers = self.workers.min(batch.len() / MIN_INPUTS_PER_WORKER).max(1);
-        if workers == 1 {
-            return Ok(batch
-                .into_iter()
-                .map(|input| {
-                    let processed = self.processor.process(&input.data);
-                    (input, processed)
-                })
-                .collect());
-        }
-        let processor = self.processor.clone();
-        let job = tokio::task::spawn_blocking(move || {
-            let processed = process_in_parallel(&*processor, &batch, workers);
-            batch.into_iter().zip(processed).collect::<Vec<_>>()
-        });
-        // Dropping the batch and going on would let later positions settle
-        // past it: stop instead.
-        job.await
-            .map_err(|e| PipelineError::Processing(e.to_string()))
     }
 
     /// Hands one batch to the sink. `Ok(false)`: the producer is shut down.
@@ -250,7 +229,7 @@ impl<S: Source> Pipeline<S> {
         let bytes: usize = batch.iter().map(|input| input.data.len() + 1).sum();
         self.counters.read(batch.len() as u64, bytes as u64);
         summary.read += batch.len() as u64;
-        let processed = self.process(batch).await?;
+        let processed = process(self.processor.clone(), self.workers, batch).await?;
         let (mut records, mut rejected, mut skipped) = (0u64, 0u64, 0u64);
         for (_, outcome) in &processed {
             match outcome {
@@ -341,19 +320,44 @@ impl<S: Source> Pipeline<S> {
     }
 }
 
+/// Processes a batch: on the calling task when it is small or the
+/// processor is sequential, else on `workers` threads. Borrows nothing of
+/// the pipeline across the wait, so a pipeline needs only be `Send`.
+async fn process<P: Position>(
+    processor: Arc<dyn Process>,
+    workers: usize,
+    batch: Vec<Input<P>>,
+) -> Result<Vec<(Input<P>, Processed)>, PipelineError> {
+    let workers = workers.min(batch.len() / MIN_INPUTS_PER_WORKER).max(1);
+    if workers == 1 || processor.sequential() {
+        return Ok(batch
+            .into_iter()
+            .map(|input| {
+                let processed = processor.process(&input.data, input.position.origin());
+                (input, processed)
+            })
+            .collect());
+    }
+    let job = tokio::task::spawn_blocking(move || {
+        let processed = process_in_parallel(&*processor, &batch, workers);
+        batch.into_iter().zip(processed).collect::<Vec<_>>()
+    });
+    // Dropping the batch and going on would let later positions settle
+    // past it: stop instead.
+    job.await
+        .map_err(|e| PipelineError::Processing(e.to_string()))
+}
+
 fn rejection<P: Position>(input: &Input<P>, source: &SourceName, message: String) -> DeadLetter {
     DeadLetter::rejected(&input.data, source, message, input.position.describe())
 }
 
 /// Processes `batch` on `workers` scoped threads, in order.
-fn process_in_parallel<P>(
+fn process_in_parallel<P: Position>(
     processor: &dyn Process,
     batch: &[Input<P>],
     workers: usize,
-) -> Vec<Processed>
-where
-    P: Sync,
-{
+) -> Vec<Processed> {
     let chunk = batch.len().div_ceil(workers).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = batch
@@ -362,7 +366,7 @@ where
                 let handle = scope.spawn(move || {
                     inputs
                         .iter()
-                        .map(|input| processor.process(&input.data))
+                        .map(|input| processor.process(&input.data, input.position.origin()))
                         .collect::<Vec<_>>()
                 });
                 (inputs.len(), handle)

@@ -135,6 +135,17 @@ impl Validator {
         &self.name
     }
 
+    /// A dead letter's reason for `violations` of this schema:
+    /// `schema iot_reading: maximum at "/humidity": 140 is greater than
+    /// the maximum of 100; ...`.
+    pub fn explain(&self, violations: &[Violation]) -> String {
+        let reasons: Vec<String> = violations
+            .iter()
+            .map(|v| format!("{} at {:?}: {}", v.rule, v.path, v.message))
+            .collect();
+        format!("schema {}: {}", self.name, reasons.join("; "))
+    }
+
     /// `Ok` for a valid record; otherwise every violation found.
     pub fn validate(&self, record: &Value) -> Result<(), Vec<Violation>> {
         let mut violations: Vec<Violation> = self

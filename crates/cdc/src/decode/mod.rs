@@ -281,6 +281,19 @@ pub(crate) fn millis_from_rfc3339(text: &str) -> Option<i64> {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// PostgreSQL's timestamptz text, as wal2json writes commit times
+/// (`2024-01-15 10:30:45.123456+00`), as milliseconds since the epoch.
+///
+/// ```
+/// use shardline_cdc::decode::postgres_time_millis;
+/// assert_eq!(postgres_time_millis("2024-01-15 10:30:45.123456+00"), Some(1_705_314_645_123));
+/// assert_eq!(postgres_time_millis("2024-01-15 19:30:45+09"), Some(1_705_314_645_000));
+/// assert_eq!(postgres_time_millis("yesterday"), None);
+/// ```
+pub fn postgres_time_millis(text: &str) -> Option<i64> {
+    millis_from_rfc3339(&wal2json::rfc3339(text))
+}
+
 /// A PostgreSQL LSN as PostgreSQL prints it (`16/B374D848`).
 pub fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)

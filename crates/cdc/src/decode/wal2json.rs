@@ -126,7 +126,7 @@ fn columns_or_none(value: Option<&Value>, field: &'static str) -> Result<Option<
 
 /// PostgreSQL's timestamptz text (`2024-01-15 10:30:45.123456+00`) as
 /// RFC 3339 (`2024-01-15T10:30:45.123456+00:00`); other text unchanged.
-fn rfc3339(text: &str) -> String {
+pub(super) fn rfc3339(text: &str) -> String {
     let Some((date, time)) = text.split_once(' ') else {
         return text.to_owned();
     };

@@ -1,0 +1,283 @@
+//! Settings → runner → one pipeline (slot, file or stdin) → shutdown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use shardline_cdc::{ChangeRecords, Classifier, Decoder, Encoding, Format, KeyBy, TableFilter};
+use shardline_postgres::{SlotConfig, SlotSource};
+use shardline_producer::SourceName;
+use shardline_runner::{CommonConfig, Defaults, Destination, Running, Settings, seconds};
+use shardline_source::{CheckpointFile, DEFAULT_CHECKPOINT_INTERVAL, LinesSource};
+use shardline_tail::{StartAt, TailCheckpoints, TailConfig, TailSource};
+
+use crate::Args;
+
+/// Each row's changes must stay in order through retries: at most one
+/// batch in flight per partition key (the producer's strict ordering).
+/// Batches wait at most 100 ms to fill — the KPL's `RecordMaxBufferedTime`
+/// default — rather than the seeds' 5 s for logs: change consumers expect
+/// seconds at most, and a slot round waits for what it read to settle
+/// before peeking far ahead (`docs/benchmarks.md`: 5 s made aggregated
+/// runs of small transactions 30× slower).
+const DEFAULTS: Defaults = Defaults {
+    binary: "cdc-forwarder",
+    strict_ordering: true,
+    linger: Some(Duration::from_millis(100)),
+};
+/// The seeds' `by_source` name for database changes.
+const DEFAULT_SOURCE_NAME: &str = "database_cdc";
+/// The slot read when none is named.
+const DEFAULT_SLOT: &str = "shardline";
+
+/// `[postgres]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresSection {
+    url: Option<String>,
+    slot: Option<String>,
+    create_slot: Option<bool>,
+    tables: Option<String>,
+    exclude_tables: Option<String>,
+    /// Rows asked for per round beyond those not yet settled.
+    max_changes: Option<usize>,
+    /// Seconds between rounds that find nothing.
+    poll_interval: Option<f64>,
+}
+
+/// `[cdc]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CdcSection {
+    input: Option<String>,
+    from: Option<PathBuf>,
+    critical_fields: Option<String>,
+    key_columns: Option<String>,
+    partition_key: Option<String>,
+    output: Option<String>,
+    /// The source's name in statistics and dead letters.
+    source_name: Option<String>,
+    /// Seconds between checkpoints.
+    checkpoint_interval: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    postgres: PostgresSection,
+    #[serde(default)]
+    cdc: CdcSection,
+}
+
+/// Where changes come from.
+#[derive(Debug)]
+enum Input {
+    Postgres(SlotConfig),
+    File(PathBuf, Format),
+    Stdin(Format),
+}
+
+#[derive(Debug)]
+struct Plan {
+    settings: Settings,
+    input: Input,
+    records: RecordsPlan,
+    source_name: String,
+    checkpoint_interval: Duration,
+    once: bool,
+}
+
+#[derive(Debug)]
+struct RecordsPlan {
+    classifier: Classifier,
+    key_columns: shardline_cdc::KeyColumns,
+    tables: TableFilter,
+    key_by: KeyBy,
+    encoding: Encoding,
+}
+
+impl Plan {
+    fn new(args: &Args, common: CommonConfig, config: ConfigFile) -> anyhow::Result<Plan> {
+        let settings = Settings::new(&args.common, common, DEFAULTS)?;
+        let (pg, cdc) = (config.postgres, config.cdc);
+        let tables = TableFilter::parse(
+            args.tables
+                .as_deref()
+                .or(pg.tables.as_deref())
+                .unwrap_or(""),
+            args.exclude_tables
+                .as_deref()
+                .or(pg.exclude_tables.as_deref())
+                .unwrap_or(""),
+        )?;
+        let url = args.postgres_url.clone().or(pg.url);
+        let format = args.input.clone().or(cdc.input);
+        let from = args.from.clone().or(cdc.from);
+        let input = match (url, format, from) {
+            (Some(_), _, Some(_)) => bail!("give --postgres-url or --from, not both"),
+            (Some(url), None | Some(_), None) => {
+                let mut slot = SlotConfig::new(
+                    url,
+                    args.slot
+                        .clone()
+                        .or(pg.slot)
+                        .unwrap_or_else(|| DEFAULT_SLOT.to_owned()),
+                );
+                slot.create_slot = args.create_slot || pg.create_slot == Some(true);
+                slot.tables = tables.clone();
+                slot.once = args.once;
+                if let Some(n) = pg.max_changes {
+                    slot.max_changes = n;
+                }
+                if let Some(s) = pg.poll_interval {
+                    slot.poll_interval = seconds("postgres.poll_interval", s)?;
+                }
+                Input::Postgres(slot)
+            }
+            (None, Some(format), Some(from)) => {
+                let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+                if from.as_os_str() == "-" {
+                    Input::Stdin(format)
+                } else {
+                    Input::File(std::path::absolute(&from)?, format)
+                }
+            }
+            (None, Some(_), None) => bail!("--input needs --from FILE or --from -"),
+            (None, None, _) => bail!(
+                "nothing to read: give --postgres-url URL (a wal2json slot) or --input FORMAT --from FILE|-"
+            ),
+        };
+        let classifier = match args
+            .critical_fields
+            .as_deref()
+            .or(cdc.critical_fields.as_deref())
+        {
+            Some(spec) => Classifier::parse(spec).context("--critical-fields")?,
+            None => Classifier::new(),
+        };
+        let key_columns = match args.key_columns.as_deref().or(cdc.key_columns.as_deref()) {
+            Some(spec) => shardline_cdc::table_columns(spec).context("--key-columns")?,
+            None => shardline_cdc::KeyColumns::new(),
+        };
+        let key_by = match args
+            .partition_key
+            .as_deref()
+            .or(cdc.partition_key.as_deref())
+        {
+            Some(text) => text.parse().map_err(anyhow::Error::msg)?,
+            None => KeyBy::default(),
+        };
+        let encoding = match args.output.as_deref().or(cdc.output.as_deref()) {
+            Some(text) => text.parse().map_err(anyhow::Error::msg)?,
+            None => Encoding::default(),
+        };
+        Ok(Plan {
+            settings,
+            input,
+            records: RecordsPlan {
+                classifier,
+                key_columns,
+                tables,
+                key_by,
+                encoding,
+            },
+            source_name: cdc
+                .source_name
+                .unwrap_or_else(|| DEFAULT_SOURCE_NAME.to_owned()),
+            checkpoint_interval: match cdc.checkpoint_interval {
+                Some(s) => seconds("cdc.checkpoint_interval", s)?,
+                None => DEFAULT_CHECKPOINT_INTERVAL,
+            },
+            once: args.once,
+        })
+    }
+
+    fn processor(&self, format: Format) -> ChangeRecords {
+        let decoder = Decoder::new(format)
+            .classifier(self.records.classifier.clone())
+            .key_columns(self.records.key_columns.clone());
+        ChangeRecords::new(decoder, SourceName::new(&self.source_name))
+            .tables(self.records.tables.clone())
+            .key_by(self.records.key_by)
+            .encoding(self.records.encoding)
+            .newline_delimited(matches!(
+                self.settings.destination,
+                Destination::Firehose(_)
+            ))
+    }
+}
+
+pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let (common, config) = match &args.common.config {
+        Some(path) => shardline_runner::load_config::<ConfigFile>(path)?,
+        None => (CommonConfig::default(), ConfigFile::default()),
+    };
+    let plan = Plan::new(&args, common, config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(forward(plan))
+}
+
+async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
+    let mut running = Running::start(&plan.settings).await?;
+    let name = plan.source_name.clone();
+    let checkpoint_file = &plan.settings.checkpoint_file;
+    let mut slot_status = None;
+    match &plan.input {
+        Input::Postgres(slot) => {
+            let checkpoint =
+                CheckpointFile::new(checkpoint_file, shardline_postgres::CHECKPOINT_KIND);
+            let source = SlotSource::open(slot.clone(), checkpoint)
+                .await
+                .with_context(|| format!("replication slot {}", slot.slot))?
+                .report_backlog(running.counters(&name));
+            slot_status = Some(source.status());
+            let processor = Arc::new(plan.processor(Format::Wal2json));
+            let pipeline = running
+                .pipeline(&name, source, processor)
+                .checkpoint_interval(plan.checkpoint_interval);
+            running.spawn(&name, pipeline);
+        }
+        Input::File(path, format) => {
+            let checkpoint = CheckpointFile::new(checkpoint_file, shardline_tail::CHECKPOINT_KIND);
+            let checkpoints = Arc::new(TailCheckpoints::open(checkpoint)?);
+            let mut tail = TailConfig::new(path.to_string_lossy().into_owned());
+            tail.once = plan.once;
+            tail.start_at = StartAt::Beginning;
+            let source = TailSource::start(tail, checkpoints, true)?;
+            let pipeline = running
+                .pipeline(&name, source, Arc::new(plan.processor(*format)))
+                .checkpoint_interval(plan.checkpoint_interval);
+            running.spawn(&name, pipeline);
+        }
+        Input::Stdin(format) => {
+            let source = LinesSource::new(tokio::io::stdin(), "stdin");
+            let pipeline = running.pipeline(&name, source, Arc::new(plan.processor(*format)));
+            running.spawn(&name, pipeline);
+        }
+    }
+    eprintln!(
+        "cdc-forwarder: {} → {:?}; checkpoint {}, dead letters in {}",
+        match &plan.input {
+            Input::Postgres(slot) => format!("slot {}", slot.slot),
+            Input::File(path, format) => format!("{format} lines of {}", path.display()),
+            Input::Stdin(format) => format!("{format} lines of stdin"),
+        },
+        plan.settings.destination,
+        checkpoint_file.display(),
+        plan.settings.dead_letter_file.display()
+    );
+    running.wait().await;
+    let (code, _) = running.stop().await?;
+    if let Some(status) = slot_status {
+        let status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        eprintln!("cdc-forwarder: slot {}", serde_json::to_string(&status)?);
+    }
+    Ok(code)
+}
