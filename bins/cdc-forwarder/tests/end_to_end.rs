@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, Selection};
-use shardline_harness::{AwsEndpoints, Kinesalite, Postgres, streams, unique_name};
+use shardline_harness::{AwsEndpoints, Kinesalite, Postgres, binary, streams, unique_name};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -125,10 +125,7 @@ impl Setup {
 }
 
 fn summary(output: &Output) -> Result<Value, Box<dyn std::error::Error>> {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "cdc-forwarder failed: {stderr}");
-    Ok(serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("summary is not JSON ({e}): {stderr}"))?)
+    Ok(binary::summary("cdc-forwarder", output)?)
 }
 
 fn id(event: &Value) -> i64 {

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
 use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, RequestFault, Selection};
-use shardline_harness::{AwsEndpoints, Kinesalite, Moto, sdk_config, streams, unique_name};
+use shardline_harness::{AwsEndpoints, Kinesalite, Moto, binary, sdk_config, streams, unique_name};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -233,30 +233,6 @@ fn scrape(addr: &str) -> Result<String, Box<dyn std::error::Error>> {
     Ok(response)
 }
 
-fn terminate(child: &Child) -> std::io::Result<ExitStatus> {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-}
-
-fn wait_with_timeout(
-    child: &mut Child,
-    timeout: Duration,
-) -> Result<ExitStatus, Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            return Err(format!("log-streamer did not exit within {timeout:?}").into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn once_delivers_every_line_dead_letters_bad_input_and_resumes() -> TestResult {
     let setup = Setup::new(2).await?;
@@ -375,8 +351,8 @@ async fn rename_and_copytruncate_rotation_under_load_lose_nothing() -> TestResul
         std::thread::sleep(Duration::from_millis(15));
     }
     let records = setup.read(LINES as usize).await?;
-    terminate(&child)?;
-    let status = wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    binary::terminate(&child)?;
+    let status = binary::wait_with_timeout(&mut child, Duration::from_secs(30))?;
     assert!(status.success(), "{status}");
 
     let counts = tally(&records)?;
@@ -526,8 +502,8 @@ async fn sigterm_flushes_what_is_queued() -> TestResult {
     let records = streams::read_all(&setup.client, &setup.stream).await?;
     assert!(records.is_empty(), "the batch went before the shutdown");
     let started = Instant::now();
-    terminate(&child)?;
-    let status = wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    binary::terminate(&child)?;
+    let status = binary::wait_with_timeout(&mut child, Duration::from_secs(30))?;
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(20));
     let counts = tally(&setup.read(300).await?)?;

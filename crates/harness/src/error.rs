@@ -38,6 +38,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A project binary driven by a test misbehaved: failed, printed no
+    /// summary, did not exit.
+    #[error("{0}")]
+    Binary(String),
+
     /// A file-system or socket operation of the harness itself failed.
     #[error("{context}: {source}")]
     Io {

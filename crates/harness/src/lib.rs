@@ -40,6 +40,7 @@
 //! `tests/services.rs` runs the same steps for real.)
 
 mod aws;
+pub mod binary;
 mod error;
 pub mod fault_proxy;
 pub mod install;

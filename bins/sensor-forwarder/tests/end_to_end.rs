@@ -1,0 +1,365 @@
+//! sensor-forwarder end to end: the real binary between the harness's
+//! Mosquitto and kinesalite.
+
+// The helpers below are assertions: a read that times out, a record that
+// is not JSON, a missing field is the test failing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::{Value, json};
+use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, Selection};
+use shardline_harness::{Kinesalite, Mosquitto, binary, streams, unique_name};
+use shardline_partition_key::{IotKey, PartitionKeyStrategy};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Publishes each `(topic, payload)` with QoS 1 and returns once the broker
+/// has acknowledged every one (PUBACK): from then on they are the
+/// broker's to keep.
+async fn publish(port: u16, messages: &[(String, String)]) -> TestResult {
+    let options = MqttOptions::new(unique_name("publisher"), "127.0.0.1", port);
+    let (client, mut events) = AsyncClient::new(options, messages.len().max(1) + 8);
+    let expected = messages.len();
+    let acks = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < expected {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        client_done(events).await;
+        Ok(())
+    });
+    for (topic, payload) in messages {
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload.clone())
+            .await?;
+    }
+    tokio::time::timeout(Duration::from_secs(30), acks)
+        .await
+        .map_err(|_| "the broker did not acknowledge every message in 30 s")???;
+    client.disconnect().await.ok();
+    Ok(())
+}
+
+/// Lets the event loop send a queued DISCONNECT, briefly.
+async fn client_done(mut events: rumqttc::EventLoop) {
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    stream: String,
+    client: aws_sdk_kinesis::Client,
+    endpoints: shardline_harness::AwsEndpoints,
+    /// This test's own first topic level: tests share the broker.
+    prefix: String,
+}
+
+impl Setup {
+    async fn new(shards: i32) -> Result<Setup, Box<dyn std::error::Error>> {
+        let kinesalite = Kinesalite::shared()?;
+        let client = kinesalite.kinesis_client();
+        let stream = unique_name("iot");
+        streams::create_stream(&client, &stream, shards).await?;
+        Ok(Setup {
+            dir: tempfile::tempdir()?,
+            stream,
+            client,
+            endpoints: kinesalite.endpoints(),
+            prefix: unique_name("plant"),
+        })
+    }
+
+    fn dead_letters(&self) -> PathBuf {
+        self.dir.path().join("dead-letters.ndjson")
+    }
+
+    fn command(&self, url: &str, args: &[&str]) -> Command {
+        let config = self.dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "[producer]\nbatch_timeout = 0.02\nmax_retries = -1\nretry_initial_delay = 0.01\n\
+             retry_max_delay = 0.2\n",
+        )
+        .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sensor-forwarder"));
+        command
+            .envs(self.endpoints.env())
+            .env("RUST_LOG", "warn")
+            .arg("--stream-name")
+            .arg(&self.stream)
+            .arg("--config")
+            .arg(config)
+            .arg("--mqtt-url")
+            .arg(url)
+            .arg("--client-id")
+            .arg(format!("{}-forwarder", self.prefix))
+            .arg("--topic")
+            .arg(format!("{}/+/+", self.prefix))
+            .arg("--topic-template")
+            .arg(format!("{}/<location>/<metric>", self.prefix))
+            .arg("--dead-letter-file")
+            .arg(self.dead_letters())
+            .arg("--stats-interval")
+            .arg("0")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    async fn read(&self, expected: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+        let records = streams::read_at_least(
+            &self.client,
+            &self.stream,
+            expected,
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let mut reading: Value = serde_json::from_slice(&r.data).unwrap();
+                reading["_key"] = Value::from(r.partition_key.clone());
+                reading
+            })
+            .collect())
+    }
+
+    fn topic(&self, location: &str) -> String {
+        format!("{}/{location}/temperature", self.prefix)
+    }
+}
+
+/// The binary's summary after SIGTERM.
+fn stop(mut child: std::process::Child) -> Result<Value, Box<dyn std::error::Error>> {
+    binary::terminate(&child)?;
+    binary::wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    let output = child.wait_with_output()?;
+    Ok(binary::summary("sensor-forwarder", &output)?)
+}
+
+fn reading(device: &str, n: u64, temperature: f64) -> String {
+    json!({"device_id": device, "n": n, "temperature": temperature, "humidity": 40}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readings_arrive_with_topic_fields_and_device_keys_and_bad_ones_are_dead_lettered()
+-> TestResult {
+    let broker = Mosquitto::shared()?;
+    let setup = Setup::new(2).await?;
+    let mut child = setup
+        .command(
+            &broker.url(),
+            &["--filter", "temperature > 0 && temperature < 100"],
+        )
+        .spawn()?;
+    let (_, stderr) = binary::wait_for_stderr(&mut child, "dead letters in")?;
+
+    let mut messages = Vec::new();
+    let mut n = 0;
+    for location in ["factory-a", "factory-b"] {
+        for device in ["sensor-001", "sensor-002", "sensor-003"] {
+            for _ in 0..10 {
+                n += 1;
+                messages.push((setup.topic(location), reading(device, n, 20.5)));
+            }
+        }
+    }
+    // Filtered out: below the filter, inside the schema's range.
+    for i in 0..4 {
+        messages.push((
+            setup.topic("factory-a"),
+            reading("sensor-001", 1000 + i, -5.0),
+        ));
+    }
+    // Dead-lettered: out of range, no device, not JSON.
+    messages.push((
+        setup.topic("factory-a"),
+        reading("sensor-001", 2000, 20.0).replace("\"humidity\":40", "\"humidity\":140"),
+    ));
+    messages.push((
+        setup.topic("factory-a"),
+        json!({"temperature": 20}).to_string(),
+    ));
+    messages.push((setup.topic("factory-b"), "{\"device_id\": ".to_owned()));
+    publish(broker.port(), &messages).await?;
+
+    let records = setup.read(60).await?;
+    let summary = stop(child)?;
+    let stderr = stderr.join().unwrap_or_default();
+    assert_eq!(records.len(), 60, "{records:#?}");
+    let mut seen = BTreeSet::new();
+    for record in &records {
+        assert!(
+            seen.insert(record["n"].as_u64().unwrap()),
+            "twice: {record}"
+        );
+        let location = record["location"].as_str().unwrap();
+        assert!(
+            location == "factory-a" || location == "factory-b",
+            "{record}"
+        );
+        assert_eq!(record["metric"], "temperature");
+        assert!(record["ingestion_time"].is_string(), "{record}");
+        // The seeds' IoT key: device id and a hash of the location.
+        let expected = IotKey::default().key(record).unwrap().partition_key;
+        assert_eq!(record["_key"], expected.as_str(), "{record}");
+    }
+
+    let source = &summary["by_source"]["iot_sensors"];
+    assert_eq!(source["read"], 67, "{summary:#}");
+    assert_eq!(source["sent"], 60, "{summary:#}");
+    assert_eq!(source["skipped"], 4, "{summary:#}");
+    assert_eq!(source["invalid"], 3, "{summary:#}");
+    assert_eq!(source["dead_lettered"], 3, "{summary:#}");
+    assert_eq!(summary["total_failed"], 0, "{summary:#}");
+
+    let letters: Vec<Value> = std::fs::read_to_string(setup.dead_letters())?
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 3, "{letters:#?}");
+    for letter in &letters {
+        assert_eq!(letter["reason"], "rejected", "{letter}");
+        assert_eq!(letter["source"], "iot_sensors", "{letter}");
+    }
+    let all = format!("{letters:?}");
+    assert!(
+        all.contains("maximum") && all.contains("/humidity"),
+        "{all}"
+    );
+    assert!(all.contains("required"), "{all}");
+    assert!(all.contains("not JSON"), "{all}");
+    assert!(
+        all.contains(&setup.topic("factory-b")),
+        "the topic is in the letter: {all}"
+    );
+    // Every message was acknowledged to the broker.
+    assert!(stderr.contains("\"acknowledged\":67"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_loses_nothing_the_broker_had_accepted() -> TestResult {
+    // A broker of its own: restarting the shared one would disturb others.
+    let broker = Mosquitto::start()?;
+    let mut setup = Setup::new(1).await?;
+    // Every put throttled until the broker is back: what the forwarder has
+    // received stays unacknowledged, in the broker's in-flight window.
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::Share(1.0),
+        code: FaultCode::Throttled,
+    }));
+    setup.endpoints.kinesis = Some(proxy.endpoint());
+    let mut child = setup.command(&broker.url(), &[]).spawn()?;
+    let (_, stderr) = binary::wait_for_stderr(&mut child, "dead letters in")?;
+
+    let batch = |range: std::ops::Range<u64>| -> Vec<(String, String)> {
+        range
+            .map(|n| {
+                (
+                    setup.topic("line-1"),
+                    reading(&format!("d{}", n % 7), n, 21.0),
+                )
+            })
+            .collect()
+    };
+    // The broker holds all of it for the forwarder (in flight, 20 at a
+    // time, and queued) when it goes down.
+    publish(broker.port(), &batch(0..300)).await?;
+    broker.restart()?;
+    publish(broker.port(), &batch(300..400)).await?;
+    proxy.set_entry_fault(None);
+
+    let records = setup.read(400).await?;
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for record in &records {
+        *counts.entry(record["n"].as_u64().unwrap()).or_default() += 1;
+    }
+    let missing: Vec<u64> = (0..400).filter(|n| !counts.contains_key(n)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    let summary = stop(child)?;
+    let stderr = stderr.join().unwrap_or_default();
+    assert_eq!(summary["total_failed"], 0, "{summary:#}");
+    // It noticed the restart, came back, and the broker sent again what
+    // was in flight.
+    let mqtt: Value = serde_json::from_str(
+        stderr
+            .lines()
+            .find_map(|l| l.split("sensor-forwarder: mqtt ").nth(1))
+            .ok_or("no MQTT statistics")?,
+    )?;
+    assert!(mqtt["reconnections"].as_u64().unwrap() >= 1, "{mqtt}");
+    assert!(mqtt["redelivered"].as_u64().unwrap() >= 1, "{mqtt}");
+    assert!(mqtt["acknowledged"].as_u64().unwrap() >= 400, "{mqtt}");
+    Ok(())
+}
+
+#[test]
+fn keys_reports_how_readings_spread_over_shards() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let sample = dir.path().join("sample.ndjson");
+    let mut lines = String::new();
+    for n in 0..200 {
+        // One device sends half of everything: a hot key.
+        let device = if n % 2 == 0 {
+            "hot-device".to_owned()
+        } else {
+            format!("d{n}")
+        };
+        lines.push_str(&reading(&device, n, 20.0));
+        lines.push('\n');
+    }
+    lines.push_str("not json\n");
+    std::fs::write(&sample, lines)?;
+    let output = Command::new(env!("CARGO_BIN_EXE_sensor-forwarder"))
+        .args([
+            "keys",
+            "--shards",
+            "4",
+            "--json",
+            "--topic",
+            "sensors/factory-a/temperature",
+            "--from",
+        ])
+        .arg(&sample)
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(report["readings"], 200, "{report:#}");
+    assert_eq!(report["unreadable_lines"], 1, "{report:#}");
+    let hottest = &report["report"]["hottest_keys"][0];
+    assert!(
+        hottest["key"].as_str().unwrap().starts_with("hot-device:"),
+        "{report:#}"
+    );
+    assert_eq!(hottest["records"], 100, "{report:#}");
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Driving the project's own binaries from end-to-end tests: the exit
+//! summary, SIGTERM, a bounded wait, and the line a binary prints once it
+//! is ready.
+
+use std::io::BufRead;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// The statistics JSON a binary printed on stdout when it ended, after
+/// checking it exited with success (the error carries its stderr).
+pub fn summary(name: &str, output: &Output) -> Result<serde_json::Value, Error> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(Error::Binary(format!(
+            "{name} failed ({}): {stderr}",
+            output.status
+        )));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| Error::Binary(format!("{name}'s summary is not JSON ({e}): {stderr}")))
+}
+
+/// Sends SIGTERM (the binaries' graceful shutdown).
+pub fn terminate(child: &Child) -> Result<(), Error> {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .map_err(|e| Error::io("kill -TERM", e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Binary(format!("kill -TERM {} failed", child.id())))
+    }
+}
+
+/// Waits for the child to exit; kills it and fails after `timeout`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus, Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| Error::io("waiting", e))? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return Err(Error::Binary(format!(
+                "process {} did not exit within {timeout:?}",
+                child.id()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads the child's piped stderr until a line contains `marker`; returns
+/// that line, and keeps the rest of stderr drained on a thread (into the
+/// returned handle's result) so the child never blocks writing to it.
+pub fn wait_for_stderr(
+    child: &mut Child,
+    marker: &str,
+) -> Result<(String, std::thread::JoinHandle<String>), Error> {
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| Error::Binary("stderr is not piped".into()))?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.map_err(|e| Error::io("reading stderr", e))?;
+        if line.contains(marker) {
+            let rest = std::thread::spawn(move || {
+                lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
+            });
+            return Ok((line, rest));
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    Err(Error::Binary(format!(
+        "the process ended without printing {marker:?}: {seen}"
+    )))
+}
