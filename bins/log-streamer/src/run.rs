@@ -16,8 +16,9 @@ use shardline_tail::{CHECKPOINT_KIND, StartAt, TailCheckpoints, TailConfig, Tail
 use shardline_validate::{MaskRule, Masker};
 
 use crate::RunArgs;
-use crate::process::LogProcessor;
+use crate::process::records_for;
 use crate::settings::{ConfigFile, LogFile, parse_log_files};
+use shardline_log_parser::LogRecords;
 
 /// The seed's `parse_workers`.
 const DEFAULT_PARSE_WORKERS: usize = 4;
@@ -97,9 +98,9 @@ impl Plan {
         })
     }
 
-    pub(crate) fn processor(&self, file: &LogFile) -> anyhow::Result<LogProcessor> {
+    pub(crate) fn processor(&self, file: &LogFile) -> anyhow::Result<LogRecords> {
         Ok(
-            LogProcessor::new(file, self.masking.clone(), self.tail.max_line_bytes)
+            records_for(file, self.masking.clone(), self.tail.max_line_bytes)
                 .with_context(|| format!("log file {}", file.path))?
                 .newline_delimited(matches!(
                     self.settings.destination,

@@ -55,11 +55,15 @@ mod field;
 mod format;
 mod json;
 mod nom_error;
+#[cfg(feature = "records")]
+mod records;
 mod time;
 
 pub use access::{AccessRecord, FieldValue};
 pub use application::{AppRecord, ORIGINAL_LOG_TYPE_KEY, RECOGNISED_KEYS};
 pub use error::{FormatError, ParseError};
+#[cfg(feature = "records")]
+pub use records::{DEFAULT_MAX_LINE_BYTES, LogRecords};
 pub use time::Timestamp;
 
 use format::AccessFormat;

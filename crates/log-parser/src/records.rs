@@ -1,0 +1,193 @@
+//! One log line → one record: parse, check, mask, key — the
+//! [`Process`] step of every log pipeline (feature `records`).
+
+use serde_json::Value;
+use shardline_partition_key::{PartitionKey, PartitionKeyStrategy, RandomKey};
+use shardline_producer::{Record, SourceName};
+use shardline_source::{Origin, Process, Processed};
+use shardline_validate::{Masker, Validator};
+
+use crate::{LogParser, LogRecord};
+
+/// The longest line kept by default, in bytes: one Kinesis record's 1 MiB
+/// (data and key; `shardline_producer`'s limits) is the most a line may
+/// become.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Parses, checks, masks and keys log lines into records.
+///
+/// ```
+/// use shardline_log_parser::{LogParser, LogRecords};
+/// use shardline_partition_key::WebLogKey;
+/// use shardline_producer::SourceName;
+/// use shardline_source::{Origin, Process, Processed};
+///
+/// let records = LogRecords::new(LogParser::apache(), SourceName::new("web_logs"), Box::new(WebLogKey::default()));
+/// let line = br#"203.0.113.10 - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200 12 "-" "curl/8""#;
+/// assert!(matches!(records.process(line, Origin::default()), Processed::Record(_)));
+/// ```
+pub struct LogRecords {
+    parser: LogParser,
+    source: SourceName,
+    key: Box<dyn PartitionKeyStrategy>,
+    validator: Option<Validator>,
+    masker: Option<Masker>,
+    max_line_bytes: usize,
+    /// End each record with a newline (Firehose).
+    newline: bool,
+}
+
+impl std::fmt::Debug for LogRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogRecords")
+            .field("log_type", &self.parser.log_type().as_str())
+            .field("source", &self.source)
+            .field("key", &self.key.name())
+            .field("validator", &self.validator.as_ref().map(Validator::name))
+            .field("masker", &self.masker.is_some())
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("newline", &self.newline)
+            .finish()
+    }
+}
+
+impl LogRecords {
+    /// Lines parsed by `parser`, keyed by `key`, unchecked and unmasked.
+    pub fn new(parser: LogParser, source: SourceName, key: Box<dyn PartitionKeyStrategy>) -> Self {
+        LogRecords {
+            parser,
+            source,
+            key,
+            validator: None,
+            masker: None,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            newline: false,
+        }
+    }
+
+    /// Check each record against a schema; a failing one is rejected.
+    pub fn validator(mut self, validator: Option<Validator>) -> Self {
+        self.validator = validator;
+        self
+    }
+
+    /// Mask fields before sending (after keying: the key may use a field
+    /// masking hides, and the key itself is a hash).
+    pub fn masker(mut self, masker: Option<Masker>) -> Self {
+        self.masker = masker;
+        self
+    }
+
+    /// A line this long may have been cut by the reader: rejected.
+    pub fn max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes;
+        self
+    }
+
+    /// End each record with `\n`, so the objects Firehose writes to S3 hold
+    /// one JSON document per line (as Kinesis Agent's lines do).
+    pub fn newline_delimited(mut self, on: bool) -> Self {
+        self.newline = on;
+        self
+    }
+
+    fn key(&self, fields: &dyn shardline_partition_key::Fields) -> PartitionKey {
+        match self.key.key(fields) {
+            Ok(choice) => choice.partition_key,
+            // A line without the key's field still goes: spread at random.
+            Err(_) => RandomKey
+                .key(fields)
+                .map(|c| c.partition_key)
+                .unwrap_or_else(|_| PartitionKey::new_or_hashed("-")),
+        }
+    }
+}
+
+/// A parsed line's field by name, as the key strategies read it.
+fn field(record: &LogRecord<'_>, path: &str) -> Option<String> {
+    match record {
+        LogRecord::Access(access) => match path {
+            "ip_address" => access.ip_address.map(str::to_owned),
+            "timestamp" => access.timestamp.map(|t| t.to_string()),
+            "method" => access.method.as_deref().map(str::to_owned),
+            "path" => access.path.as_deref().map(str::to_owned),
+            "status_code" => access.status_code.map(|s| s.to_string()),
+            "user_agent" => access.user_agent.as_deref().map(str::to_owned),
+            "remote_user" => access.remote_user.as_deref().map(str::to_owned),
+            other => access.extra(other).and_then(|v| {
+                serde_json::to_value(v).ok().and_then(|v| match v {
+                    Value::Null => None,
+                    Value::String(s) => Some(s),
+                    v => Some(v.to_string()),
+                })
+            }),
+        },
+        LogRecord::Application(app) => {
+            let raw = app.get(path)?;
+            match serde_json::from_str::<Value>(raw).ok()? {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                v => Some(v.to_string()),
+            }
+        }
+    }
+}
+
+impl Process for LogRecords {
+    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return Processed::Skip;
+        }
+        // The tailer keeps at most `max_line_bytes` of a line: one that
+        // reaches it was (or may have been) longer. Its dead letter keeps
+        // those bytes; the context's `dropped_bytes` says how many more.
+        if data.len() >= self.max_line_bytes {
+            return Processed::Rejected(format!(
+                "line reaches max_line_bytes ({}): longer than one record may be",
+                self.max_line_bytes
+            ));
+        }
+        let record = match self.parser.parse_bytes(data) {
+            Ok(record) => record,
+            Err(e) => {
+                return Processed::Rejected(format!(
+                    "not a {} line: {e}",
+                    self.parser.log_type().as_str()
+                ));
+            }
+        };
+        let mut json = Vec::with_capacity(data.len() + 96);
+        if let Err(e) = record.write_json(&mut json) {
+            return Processed::Rejected(format!("cannot write the record as JSON: {e}"));
+        }
+        let key = if self.validator.is_none() && self.masker.is_none() {
+            let fields = |path: &str| field(&record, path);
+            self.key(&fields)
+        } else {
+            let mut value: Value = match serde_json::from_slice(&json) {
+                Ok(value) => value,
+                Err(e) => return Processed::Rejected(format!("record is not JSON: {e}")),
+            };
+            if let Some(validator) = &self.validator
+                && let Err(violations) = validator.validate(&value)
+            {
+                return Processed::Rejected(validator.explain(&violations));
+            }
+            // Keyed before masking: the key may use a field masking hides
+            // (the key itself is a hash).
+            let key = self.key(&value);
+            if let Some(masker) = &self.masker {
+                masker.apply(&mut value);
+                json.clear();
+                if let Err(e) = serde_json::to_writer(&mut json, &value) {
+                    return Processed::Rejected(format!("cannot write the record as JSON: {e}"));
+                }
+            }
+            key
+        };
+        if self.newline {
+            json.push(b'\n');
+        }
+        Processed::Record(Record::new(json, key, self.source.clone()))
+    }
+}
