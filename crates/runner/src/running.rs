@@ -57,6 +57,8 @@ pub struct Running {
     prometheus: Option<JoinHandle<()>>,
     signals: Signals,
     stop_tx: watch::Sender<bool>,
+    /// One per pipeline: it has stopped reading and sent all it read.
+    reading: Vec<tokio::sync::oneshot::Receiver<()>>,
     done_tx: mpsc::UnboundedSender<PipelineResult>,
     done_rx: mpsc::UnboundedReceiver<PipelineResult>,
     results: Vec<PipelineResult>,
@@ -121,6 +123,7 @@ impl Running {
             prometheus,
             signals: Signals::new()?,
             stop_tx: watch::channel(false).0,
+            reading: Vec::new(),
             done_tx,
             done_rx,
             results: Vec::new(),
@@ -169,6 +172,9 @@ impl Running {
         let done = self.done_tx.clone();
         let name = name.to_owned();
         self.spawned += 1;
+        let (reading_done, reading) = tokio::sync::oneshot::channel();
+        self.reading.push(reading);
+        let pipeline = pipeline.reading_done(reading_done);
         tokio::spawn(async move {
             let result = pipeline.run(stop).await;
             let _ = done.send((name, result));
@@ -208,7 +214,18 @@ impl Running {
         let _ = self.stop_tx.send(true);
         let sink = self.sink.clone();
         let timeout = self.settings.shutdown_timeout;
-        let shutdown = async {
+        // Pipelines first hand what they read to the producer (a send
+        // after shutdown would be refused, its record neither sent nor
+        // failed); a pipeline stuck behind a full queue gets the shutdown
+        // timeout, no more.
+        let reading = std::mem::take(&mut self.reading);
+        let shutdown = async move {
+            let _ = tokio::time::timeout(timeout, async {
+                for done in reading {
+                    let _ = done.await;
+                }
+            })
+            .await;
             if let Sink::Producer(producer) = &sink {
                 producer.shutdown(timeout).await;
             }

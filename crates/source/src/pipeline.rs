@@ -127,6 +127,7 @@ pub struct Pipeline<S: Source> {
     counters: Arc<SourceCounters>,
     workers: usize,
     checkpoint_interval: Duration,
+    reading_done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl<S: Source> std::fmt::Debug for Pipeline<S> {
@@ -154,7 +155,17 @@ impl<S: Source> Pipeline<S> {
             counters,
             workers: 1,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            reading_done: None,
         }
+    }
+
+    /// Told once the pipeline has stopped reading and has handed every
+    /// input it read to the sink: from then on the producer's owner may
+    /// shut it down without leaving a read batch half sent (and the
+    /// counters unreconciled).
+    pub fn reading_done(mut self, done: tokio::sync::oneshot::Sender<()>) -> Self {
+        self.reading_done = Some(done);
+        self
     }
 
     /// Threads that process a batch's inputs at once (the seeds'
@@ -198,6 +209,9 @@ impl<S: Source> Pipeline<S> {
                     Err(e) => { failure = Some(e.into()); break; }
                 },
             }
+        }
+        if let Some(done) = self.reading_done.take() {
+            let _ = done.send(());
         }
         let finish = acks.finish();
         tokio::pin!(finish);
