@@ -363,3 +363,59 @@ fn keys_reports_how_readings_spread_over_shards() -> TestResult {
     assert_eq!(hottest["records"], 100, "{report:#}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtts_with_a_client_certificate_and_refused_without_one() -> TestResult {
+    let broker = Mosquitto::start_tls()?;
+    let url = broker.tls_url().unwrap();
+    let files = broker.tls_files().unwrap();
+    let setup = Setup::new(1).await?;
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca, cert, key) = (
+        path(&files.ca),
+        path(&files.client_cert),
+        path(&files.client_key),
+    );
+
+    // Without a client certificate the broker refuses: a clear error at start.
+    let output = setup
+        .command(&url, &["--mqtt-ca-file", &ca, "--duration", "5"])
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting to the broker"), "{stderr}");
+    // mqtts:// without the CA: refused before connecting.
+    let output = setup.command(&url, &["--duration", "5"]).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CA certificate"), "{stderr}");
+
+    let mut child = setup
+        .command(
+            &url,
+            &[
+                "--mqtt-ca-file",
+                &ca,
+                "--mqtt-cert-file",
+                &cert,
+                "--mqtt-key-file",
+                &key,
+            ],
+        )
+        .spawn()?;
+    let (_, stderr) = binary::wait_for_stderr(&mut child, "dead letters in")?;
+    let messages: Vec<(String, String)> = (0..10)
+        .map(|n| (setup.topic("secure-room"), reading("sensor-tls", n, 22.0)))
+        .collect();
+    // Published over the plain listener: the forwarder reads over TLS.
+    publish(broker.port(), &messages).await?;
+    let records = setup.read(10).await?;
+    let summary = stop(child)?;
+    drop(stderr);
+    assert_eq!(records.len(), 10);
+    assert!(records.iter().all(|r| r["location"] == "secure-room"));
+    assert_eq!(
+        summary["by_source"]["iot_sensors"]["sent"], 10,
+        "{summary:#}"
+    );
+    Ok(())
+}

@@ -57,7 +57,7 @@ pub use fault_proxy::{
     EntryFault, FaultCode, FaultProxy, ProxyAction, ProxyEvent, RequestFault, Selection,
 };
 pub use kinesalite::Kinesalite;
-pub use mosquitto::Mosquitto;
+pub use mosquitto::{Mosquitto, TlsTestFiles};
 pub use moto::Moto;
 pub use postgres::Postgres;
 

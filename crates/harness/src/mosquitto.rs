@@ -4,6 +4,7 @@
 //! free port so they can restart it (QoS 1 redelivery tests) without
 //! disturbing anything else.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -29,8 +30,19 @@ const PORT_ATTEMPTS: usize = 3;
 pub struct Mosquitto {
     process: Mutex<Option<ServiceProcess>>,
     port: u16,
+    /// A second listener with TLS ([`Mosquitto::start_tls`]).
+    tls_port: Option<u16>,
     run_dir: tempfile::TempDir,
     user: Option<(u32, u32)>,
+}
+
+/// PEM files of a TLS broker's test PKI: a CA, and a client certificate
+/// the CA signed (the broker requires one).
+#[derive(Debug, Clone)]
+pub struct TlsTestFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl Mosquitto {
@@ -52,6 +64,17 @@ impl Mosquitto {
 
     /// Starts a broker of its own.
     pub fn start() -> Result<Mosquitto, Error> {
+        Mosquitto::start_with(false)
+    }
+
+    /// Starts a broker of its own with a second, TLS listener
+    /// ([`Mosquitto::tls_url`]) that requires a client certificate; the
+    /// certificates are made for the occasion ([`Mosquitto::tls_files`]).
+    pub fn start_tls() -> Result<Mosquitto, Error> {
+        Mosquitto::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Mosquitto, Error> {
         install::ensure_mosquitto()?;
         let run_dir = run_dir("mosquitto")?;
         // Started as root, Mosquitto switches to its own account itself, and
@@ -66,14 +89,19 @@ impl Mosquitto {
         } else {
             None
         };
+        if tls {
+            write_test_pki(run_dir.path(), user)?;
+        }
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            match launch(&run_dir, port, user) {
+            let tls_port = if tls { Some(free_port()?) } else { None };
+            match launch(&run_dir, port, tls_port, user) {
                 Ok(process) => {
                     return Ok(Mosquitto {
                         process: Mutex::new(Some(process)),
                         port,
+                        tls_port,
                         run_dir,
                         user,
                     });
@@ -99,6 +127,25 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// The TLS listener's URL (`mqtts://127.0.0.1:PORT`), for a broker
+    /// from [`Mosquitto::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("mqtts://127.0.0.1:{port}"))
+    }
+
+    /// The test PKI of a broker from [`Mosquitto::start_tls`].
+    pub fn tls_files(&self) -> Option<TlsTestFiles> {
+        self.tls_port.map(|_| {
+            let dir = self.run_dir.path();
+            TlsTestFiles {
+                ca: dir.join("ca.pem"),
+                client_cert: dir.join("client.pem"),
+                client_key: dir.join("client.key"),
+            }
+        })
+    }
+
     /// Stops the broker gracefully (it saves its persistence file) and
     /// starts it again on the same port.
     pub fn restart(&self) -> Result<(), Error> {
@@ -106,14 +153,60 @@ impl Mosquitto {
         if let Some(mut process) = guard.take() {
             process.stop();
         }
-        *guard = Some(launch(&self.run_dir, self.port, self.user)?);
+        *guard = Some(launch(&self.run_dir, self.port, self.tls_port, self.user)?);
         Ok(())
     }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, and a client
+/// certificate, all PEM, in `dir` (readable by the broker's account).
+fn write_test_pki(dir: &Path, user: Option<(u32, u32)>) -> Result<(), Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let pki = |e: rcgen::Error| Error::io("making test certificates", std::io::Error::other(e));
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "shardline test CA");
+    let ca_key = KeyPair::generate().map_err(pki)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(pki)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, common_name: &str| -> Result<(String, String), Error> {
+        let mut params = CertificateParams::new(names).map_err(pki)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let key = KeyPair::generate().map_err(pki)?;
+        let cert = params.signed_by(&key, &issuer).map_err(pki)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (server_cert, server_key) = leaf(
+        vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+        "127.0.0.1",
+    )?;
+    let (client_cert, client_key) = leaf(Vec::new(), "shardline test client")?;
+    for (name, text) in [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", server_cert),
+        ("server.key", server_key),
+        ("client.pem", client_cert),
+        ("client.key", client_key),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                .map_err(|e| Error::io(format!("chown {}", path.display()), e))?;
+        }
+    }
+    Ok(())
 }
 
 fn launch(
     run_dir: &tempfile::TempDir,
     port: u16,
+    tls_port: Option<u16>,
     user: Option<(u32, u32)>,
 ) -> Result<ServiceProcess, Error> {
     let binary = install::ensure_mosquitto()?;
@@ -131,6 +224,17 @@ fn launch(
          log_type notice\n",
         dir.display()
     );
+    let text = match tls_port {
+        None => text,
+        Some(tls_port) => format!(
+            "{text}listener {tls_port} 127.0.0.1\n\
+             cafile {dir}/ca.pem\n\
+             certfile {dir}/server.pem\n\
+             keyfile {dir}/server.key\n\
+             require_certificate true\n",
+            dir = dir.display()
+        ),
+    };
     std::fs::write(&config, text)
         .map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
     let mut command = Command::new(binary);
@@ -142,7 +246,11 @@ fn launch(
     let log = dir.join(format!("mosquitto-{port}.log"));
     let mut process = ServiceProcess::spawn("Mosquitto", command, &log, false, libc::SIGTERM)?;
     let ready = poll_until(START_TIMEOUT, || {
-        process.is_running() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        process.is_running()
+            && [Some(port), tls_port]
+                .into_iter()
+                .flatten()
+                .all(|port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
     });
     if !ready {
         return Err(process.not_ready(START_TIMEOUT));
