@@ -71,8 +71,8 @@ impl LogRecords {
         self
     }
 
-    /// Mask fields before sending (after keying: the key may use a field
-    /// masking hides, and the key itself is a hash).
+    /// Mask fields before keying and sending: the key is made from the
+    /// masked record (`docs/validation.md`).
     pub fn masker(mut self, masker: Option<Masker>) -> Self {
         self.masker = masker;
         self
@@ -173,9 +173,8 @@ impl Process for LogRecords {
             {
                 return Processed::Rejected(validator.explain(&violations));
             }
-            // Keyed before masking: the key may use a field masking hides
-            // (the key itself is a hash).
-            let key = self.key(&value);
+            // Masked before keying: a masked value never reaches a key
+            // (a hash of a full IPv4 address is no secret: 2^32 guesses).
             if let Some(masker) = &self.masker {
                 masker.apply(&mut value);
                 json.clear();
@@ -183,11 +182,53 @@ impl Process for LogRecords {
                     return Processed::Rejected(format!("cannot write the record as JSON: {e}"));
                 }
             }
-            key
+            self.key(&value)
         };
         if self.newline {
             json.push(b'\n');
         }
         Processed::Record(Record::new(json, key, self.source.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardline_partition_key::WebLogKey;
+    use shardline_validate::MaskRule;
+
+    fn key_of(records: &LogRecords, line: &[u8]) -> (String, Value) {
+        match records.process(line, Origin::default()) {
+            Processed::Record(record) => (
+                record.partition_key.as_str().to_owned(),
+                serde_json::from_slice(&record.data).unwrap_or_default(),
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_key_is_made_from_the_masked_record() {
+        let records = || {
+            LogRecords::new(
+                LogParser::apache(),
+                SourceName::new("web_logs"),
+                Box::new(WebLogKey::default()),
+            )
+        };
+        let masked = records().masker(Some(
+            Masker::new(b"k".to_vec()).rule("ip_address", MaskRule::TruncateIp),
+        ));
+        let line = |ip: &str| {
+            format!(r#"{ip} - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200 1 "-" "curl""#)
+        };
+        let (key, sent) = key_of(&masked, line("203.0.113.77").as_bytes());
+        assert_eq!(sent["ip_address"], "203.0.113.0");
+        // The same key as the truncated address unmasked: the full address
+        // never reached the key.
+        let (plain, _) = key_of(&records(), line("203.0.113.0").as_bytes());
+        assert_eq!(key, plain);
+        let (other, _) = key_of(&records(), line("203.0.113.77").as_bytes());
+        assert_ne!(key, other);
     }
 }
