@@ -1,14 +1,13 @@
 //! `cdc-forwarder keys`: how a key strategy spreads sample changes over
 //! N shards.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use shardline_cdc::{ChangeEvent, Decoded, Decoder, Format, KeyBy, KeyColumns};
-use shardline_partition_key::{Fields, ShardMap, shard_report};
+use shardline_partition_key::{Fields, shard_report};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct KeysArgs {
@@ -29,9 +28,7 @@ pub(crate) struct KeysArgs {
 }
 
 pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
-    if args.report.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
+    let map = args.report.shard_map()?;
     let format: Format = args.input.parse().map_err(anyhow::Error::msg)?;
     let key_by: KeyBy = args.partition_key.parse().map_err(anyhow::Error::msg)?;
     let key_columns = match &args.key_columns {
@@ -39,18 +36,9 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         None => KeyColumns::new(),
     };
     let mut decoder = Decoder::new(format).key_columns(key_columns);
-    let reader: Box<dyn BufRead> = if args.from.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.from)
-                .with_context(|| format!("opening {}", args.from.display()))?,
-        ))
-    };
     let mut events: Vec<ChangeEvent> = Vec::new();
     let mut undecodable = 0u64;
-    for line in reader.split(b'\n').take(args.report.sample) {
-        let line = line.with_context(|| format!("reading {}", args.from.display()))?;
+    for line in args.report.sample(&args.from)? {
         match decoder.decode(&line) {
             Ok(Decoded::Change(event)) => events.push(*event),
             Ok(_) => {}
@@ -60,31 +48,14 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
     let report = shard_report(
         &key_by,
         events.iter().map(|e| e as &dyn Fields),
-        &ShardMap::even(args.report.shards),
+        &map,
         args.report.top,
     );
-    if args.report.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "input": args.from,
-                "changes": events.len(),
-                "undecodable_lines": undecodable,
-                "report": report,
-            }))?
-        );
-    } else {
-        println!(
-            "== {} ({} changes{})",
-            args.from.display(),
-            events.len(),
-            if undecodable > 0 {
-                format!(", {undecodable} lines that do not decode")
-            } else {
-                String::new()
-            }
-        );
-        print!("{}", report.to_text());
-    }
+    args.report.print(
+        &args.from,
+        ("changes", events.len()),
+        ("undecodable", undecodable),
+        &report,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

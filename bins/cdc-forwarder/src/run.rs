@@ -217,11 +217,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
         None => (CommonConfig::default(), ConfigFile::default()),
     };
     let plan = Plan::new(&args, common, config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(forward(plan))
+    shardline_runner::block_on(forward(plan))
 }
 
 async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {

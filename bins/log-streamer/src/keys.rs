@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 use shardline_log_parser::LogParser;
-use shardline_partition_key::{Fields, ShardMap, shard_report};
+use shardline_partition_key::{Fields, shard_report};
 
 use crate::process::{key_for, parser_for};
 use crate::settings::{ConfigFile, parse_log_files};
@@ -33,10 +33,7 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --log-files or --config"),
     };
-    if args.report.shards == 0 {
-        anyhow::bail!("--shards must be at least 1");
-    }
-    let map = ShardMap::even(args.report.shards);
+    let map = args.report.shard_map()?;
     let mut reports = Vec::new();
     for file in &files {
         let parser: LogParser = parser_for(file)?;

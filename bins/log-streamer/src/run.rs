@@ -172,11 +172,7 @@ pub(crate) fn validate_config(path: &Path) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = load(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(stream(args, plan))
+    shardline_runner::block_on(stream(args, plan))
 }
 
 async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use shardline_cdc::{ChangeRecords, Decoder, Format, KeyBy};
 use shardline_generate::{Generated, Kind};
@@ -84,11 +83,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => CommonConfig::default(),
     };
     let settings = Settings::new(&args.common, common, DEFAULTS)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(forward(args, settings))
+    shardline_runner::block_on(forward(args, settings))
 }
 
 /// The config file holds only the shared keys: any other is an error.

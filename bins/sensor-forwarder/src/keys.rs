@@ -1,14 +1,12 @@
 //! `sensor-forwarder keys`: how a key strategy spreads sample readings
 //! over N shards.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
-use shardline_partition_key::{Fields, ShardMap, shard_report};
+use shardline_partition_key::{Fields, shard_report};
 use shardline_source::Origin;
 
 use crate::run::{SensorsSection, key_for, processor};
@@ -34,9 +32,7 @@ pub(crate) struct KeysArgs {
 }
 
 pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
-    if args.report.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
+    let map = args.report.shard_map()?;
     let strategy = key_for(&args.partition_key)?;
     let sensors = SensorsSection {
         topic_template: args.topic_template.clone(),
@@ -48,18 +44,9 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         Some(topic) => Origin::topic(topic),
         None => Origin::default(),
     };
-    let reader: Box<dyn BufRead> = if args.from.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.from)
-                .with_context(|| format!("opening {}", args.from.display()))?,
-        ))
-    };
     let mut readings: Vec<Value> = Vec::new();
     let mut unreadable = 0u64;
-    for line in reader.split(b'\n').take(args.report.sample) {
-        let line = line.with_context(|| format!("reading {}", args.from.display()))?;
+    for line in args.report.sample(&args.from)? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -71,31 +58,14 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
     let report = shard_report(
         strategy.as_ref(),
         readings.iter().map(|r| r as &dyn Fields),
-        &ShardMap::even(args.report.shards),
+        &map,
         args.report.top,
     );
-    if args.report.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "input": args.from,
-                "readings": readings.len(),
-                "unreadable_lines": unreadable,
-                "report": report,
-            }))?
-        );
-    } else {
-        println!(
-            "== {} ({} readings{})",
-            args.from.display(),
-            readings.len(),
-            if unreadable > 0 {
-                format!(", {unreadable} lines that are not JSON objects")
-            } else {
-                String::new()
-            }
-        );
-        print!("{}", report.to_text());
-    }
+    args.report.print(
+        &args.from,
+        ("readings", readings.len()),
+        ("unreadable", unreadable),
+        &report,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,11 @@
 //! The flags every binary takes.
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
+use shardline_partition_key::{ShardMap, ShardReport};
 
 /// Destination, files, statistics, metrics and producer tuning: flattened
 /// into each binary's own flags.
@@ -74,4 +77,60 @@ pub struct ReportArgs {
     pub top: usize,
     #[arg(long)]
     pub json: bool,
+}
+
+impl ReportArgs {
+    /// The shard layout to report on: `--shards` even hash-key ranges.
+    pub fn shard_map(&self) -> anyhow::Result<ShardMap> {
+        if self.shards == 0 {
+            anyhow::bail!("--shards must be at least 1");
+        }
+        Ok(ShardMap::even(self.shards))
+    }
+
+    /// At most `--sample` lines of `from`, a file or `-` for stdin.
+    pub fn sample(&self, from: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+        let reader: Box<dyn BufRead> = if from.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?,
+            ))
+        };
+        reader
+            .split(b'\n')
+            .take(self.sample)
+            .map(|line| line.with_context(|| format!("reading {}", from.display())))
+            .collect()
+    }
+
+    /// Prints the report of the sample in `from`: `items` of what was read
+    /// (e.g. `changes`), `left_out` lines that could not be keyed and why.
+    pub fn print(
+        &self,
+        from: &Path,
+        items: (&str, usize),
+        left_out: (&str, u64),
+        report: &ShardReport,
+    ) -> anyhow::Result<()> {
+        let (noun, count) = items;
+        let (why, skipped) = left_out;
+        if self.json {
+            let mut out = serde_json::Map::new();
+            out.insert("input".into(), serde_json::json!(from));
+            out.insert(noun.into(), count.into());
+            out.insert(format!("{why}_lines"), skipped.into());
+            out.insert("report".into(), serde_json::to_value(report)?);
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            let skipped = if skipped > 0 {
+                format!(", {skipped} lines {}", why.replace('_', " "))
+            } else {
+                String::new()
+            };
+            println!("== {} ({count} {noun}{skipped})", from.display());
+            print!("{}", report.to_text());
+        }
+        Ok(())
+    }
 }

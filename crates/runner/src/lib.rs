@@ -27,7 +27,7 @@ pub use aws::{describe_aws_error, sdk_config, sink};
 pub use config::{
     COMMON_KEYS, CommonConfig, MetricsSection, ProducerSection, load_config, seconds,
 };
-pub use running::{PipelineResult, Running, Signals, StopReason, sleep_or_forever};
+pub use running::{PipelineResult, Running, Signals, StopReason, block_on, sleep_or_forever};
 pub use settings::{Defaults, Destination, Settings};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).

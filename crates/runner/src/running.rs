@@ -334,3 +334,14 @@ impl Signals {
         }
     }
 }
+
+/// Runs a binary's async main on a multi-threaded runtime.
+pub fn block_on<T>(
+    main: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
+        .block_on(main)
+}
