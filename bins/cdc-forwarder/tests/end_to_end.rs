@@ -105,22 +105,8 @@ impl Setup {
     }
 
     async fn read(&self, expected: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
-        let records = streams::read_at_least(
-            &self.client,
-            &self.stream,
-            expected,
-            Duration::from_secs(60),
-        )
-        .await?;
-        Ok(records
-            .iter()
-            .map(|r| {
-                let mut event: Value = serde_json::from_slice(&r.data).unwrap();
-                event["_shard"] = Value::from(r.shard_id.clone());
-                event["_key"] = Value::from(r.partition_key.clone());
-                event
-            })
-            .collect())
+        let timeout = Duration::from_secs(60);
+        Ok(streams::read_json_at_least(&self.client, &self.stream, expected, timeout).await?)
     }
 }
 

@@ -130,21 +130,8 @@ impl Setup {
     }
 
     async fn read(&self, expected: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
-        let records = streams::read_at_least(
-            &self.client,
-            &self.stream,
-            expected,
-            Duration::from_secs(60),
-        )
-        .await?;
-        Ok(records
-            .iter()
-            .map(|r| {
-                let mut reading: Value = serde_json::from_slice(&r.data).unwrap();
-                reading["_key"] = Value::from(r.partition_key.clone());
-                reading
-            })
-            .collect())
+        let timeout = Duration::from_secs(60);
+        Ok(streams::read_json_at_least(&self.client, &self.stream, expected, timeout).await?)
     }
 
     fn topic(&self, location: &str) -> String {

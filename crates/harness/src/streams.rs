@@ -224,6 +224,35 @@ pub async fn read_at_least(
     }
 }
 
+/// [`read_at_least`] for records that are JSON objects: each parsed, with
+/// the shard it was read from as `_shard` and its partition key as `_key`.
+pub async fn read_json_at_least(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<serde_json::Value>, Error> {
+    read_at_least(client, stream, expected, timeout)
+        .await?
+        .into_iter()
+        .map(|record| {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(&record.data).map_err(|e| {
+                    Error::call(
+                        "Kinesis",
+                        format!("reading {stream}"),
+                        format!("a record is not JSON: {e}"),
+                    )
+                })?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("_shard".into(), record.shard_id.into());
+                object.insert("_key".into(), record.partition_key.into());
+            }
+            Ok(value)
+        })
+        .collect()
+}
+
 /// An S3 bucket name for a [`crate::unique_name`]: S3 allows no `_`.
 pub fn bucket_name(unique: &str) -> String {
     unique.replace('_', "-")
