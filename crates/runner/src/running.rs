@@ -204,8 +204,9 @@ impl Running {
         }
     }
 
-    /// Stops reading, gives delivery `shutdown_timeout` (what is left is
-    /// dead-lettered), waits for every pipeline's last checkpoint, reports
+    /// Stops reading, waits (at most `shutdown_timeout`) until every
+    /// pipeline has handed what it read to the producer, gives delivery
+    /// `shutdown_timeout` (what is left is dead-lettered), waits for every pipeline's last checkpoint, reports
     /// the last interval, and prints the statistics JSON (stdout, or
     /// stderr when records go to stdout). A second signal exits at once:
     /// the checkpoints hold only settled input.
