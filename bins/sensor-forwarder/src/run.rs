@@ -255,6 +255,7 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
             "redelivered": stats.redelivered.load(Ordering::Relaxed),
             "acknowledged": stats.acknowledged.load(Ordering::Relaxed),
             "reconnections": stats.reconnections.load(Ordering::Relaxed),
+            "stale": stats.stale.load(Ordering::Relaxed),
         })
     );
     Ok(code)

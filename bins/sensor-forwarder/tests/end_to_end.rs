@@ -301,6 +301,9 @@ async fn a_broker_restart_loses_nothing_the_broker_had_accepted() -> TestResult 
     )?;
     assert!(mqtt["reconnections"].as_u64().unwrap() >= 1, "{mqtt}");
     assert!(mqtt["redelivered"].as_u64().unwrap() >= 1, "{mqtt}");
+    // What was in flight on the lost connection is not acknowledged on the
+    // new one: its copies are.
+    assert!(mqtt["stale"].as_u64().unwrap() >= 1, "{mqtt}");
     assert!(mqtt["acknowledged"].as_u64().unwrap() >= 400, "{mqtt}");
     Ok(())
 }

@@ -106,13 +106,20 @@ pub struct MqttStats {
     pub acknowledged: AtomicU64,
     /// Connections made after a lost one.
     pub reconnections: AtomicU64,
+    /// Settled messages not acknowledged because the connection they came
+    /// on was lost since: the broker sends them again (under a packet id
+    /// it may by then have given to another message, which an
+    /// acknowledgement of the old one must not settle).
+    pub stale: AtomicU64,
 }
 
-/// One message's place: read order, topic and packet id.
+/// One message's place: read order, topic and packet id, and the
+/// connection it came on.
 #[derive(Debug, Clone)]
 pub struct MqttPosition {
     seq: u64,
     publish: Arc<Publish>,
+    connection: u64,
 }
 
 impl MqttPosition {
@@ -196,9 +203,11 @@ fn transport(url: &str, tls: bool, files: Option<&TlsFiles>) -> Result<Transport
 #[derive(Debug)]
 pub struct MqttSource {
     client: AsyncClient,
-    messages: mpsc::Receiver<Publish>,
+    messages: mpsc::Receiver<(Publish, u64)>,
     /// Messages that arrived while subscribing, read first.
-    early: std::collections::VecDeque<Publish>,
+    early: std::collections::VecDeque<(Publish, u64)>,
+    /// Counts lost connections: a message keeps the count it came with.
+    connection: Arc<AtomicU64>,
     next_seq: u64,
     stats: Arc<MqttStats>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -261,7 +270,7 @@ impl MqttSource {
                         if publish.dup {
                             stats.redelivered.fetch_add(1, Ordering::Relaxed);
                         }
-                        early.push_back(publish);
+                        early.push_back((publish, 0));
                     }
                     _ => {}
                 }
@@ -272,6 +281,8 @@ impl MqttSource {
             .await
             .map_err(|_| MqttError::Timeout(START_TIMEOUT))??;
         let counters = stats.clone();
+        let connection = Arc::new(AtomicU64::new(0));
+        let lost = connection.clone();
         let resubscribe = client.clone();
         let topics = config.topics.clone();
         let task = tokio::spawn(async move {
@@ -284,7 +295,8 @@ impl MqttSource {
                         if publish.dup {
                             counters.redelivered.fetch_add(1, Ordering::Relaxed);
                         }
-                        if tx.send(publish).await.is_err() {
+                        let on = lost.load(Ordering::Acquire);
+                        if tx.send((publish, on)).await.is_err() {
                             return;
                         }
                     }
@@ -307,6 +319,9 @@ impl MqttSource {
                     Ok(_) => {}
                     Err(_) if closing => return,
                     Err(e) => {
+                        // Messages received so far are the old
+                        // connection's: the broker sends them again.
+                        lost.fetch_add(1, Ordering::AcqRel);
                         tracing::warn!("MQTT: {e}; reconnecting in {delay:?}");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(RECONNECT_MAX);
@@ -318,6 +333,7 @@ impl MqttSource {
             client,
             messages,
             early,
+            connection,
             next_seq: 1,
             stats,
             task: Some(task),
@@ -358,13 +374,17 @@ impl Source for MqttSource {
         };
         let mut batch = Vec::new();
         let mut next = Some(first);
-        while let Some(publish) = next.take() {
+        while let Some((publish, connection)) = next.take() {
             let seq = self.next_seq;
             self.next_seq += 1;
             let publish = Arc::new(publish);
             batch.push(Input {
                 data: publish.payload.to_vec(),
-                position: MqttPosition { seq, publish },
+                position: MqttPosition {
+                    seq,
+                    publish,
+                    connection,
+                },
             });
             if batch.len() < MAX_BATCH {
                 next = self
@@ -379,7 +399,14 @@ impl Source for MqttSource {
     fn settler(&self) -> Box<dyn FnMut(MqttPosition) + Send> {
         let client = self.client.clone();
         let stats = self.stats.clone();
+        let connection = self.connection.clone();
         Box::new(move |position: MqttPosition| {
+            // A message of a lost connection is the broker's to send again;
+            // its packet id may name another message now.
+            if position.connection != connection.load(Ordering::Acquire) {
+                stats.stale.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             // The broker forgets the message only now.
             match client.try_ack(&position.publish) {
                 Ok(()) => {
