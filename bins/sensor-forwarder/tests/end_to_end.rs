@@ -27,7 +27,19 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 /// has acknowledged every one (PUBACK): from then on they are the
 /// broker's to keep.
 async fn publish(port: u16, messages: &[(String, String)]) -> TestResult {
-    let options = MqttOptions::new(unique_name("publisher"), "127.0.0.1", port);
+    publish_as(port, None, messages).await
+}
+
+/// [`publish`], logged in as `login` (user, password).
+async fn publish_as(
+    port: u16,
+    login: Option<(&str, &str)>,
+    messages: &[(String, String)],
+) -> TestResult {
+    let mut options = MqttOptions::new(unique_name("publisher"), "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
     let (client, mut events) = AsyncClient::new(options, messages.len().max(1) + 8);
     let expected = messages.len();
     let acks = tokio::spawn(async move {
@@ -403,6 +415,45 @@ async fn mqtts_with_a_client_certificate_and_refused_without_one() -> TestResult
     drop(stderr);
     assert_eq!(records.len(), 10);
     assert!(records.iter().all(|r| r["location"] == "secure-room"));
+    assert_eq!(
+        summary["by_source"]["iot_sensors"]["sent"], 10,
+        "{summary:#}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_wants_a_password_gets_it_and_refuses_without() -> TestResult {
+    let broker = Mosquitto::start_with_password("plant-7", "s3cret-pass")?;
+    let setup = Setup::new(1).await?;
+    // No login: the broker refuses, and start-up says so.
+    let output = setup
+        .command(&broker.url(), &["--duration", "5"])
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting to the broker"), "{stderr}");
+    let wrong = setup
+        .command(
+            &broker.url(),
+            &["--mqtt-username", "plant-7", "--mqtt-password", "guess"],
+        )
+        .output()?;
+    assert!(!wrong.status.success());
+
+    let mut child = setup
+        .command(&broker.url(), &["--mqtt-username", "plant-7"])
+        .env("SHARDLINE_MQTT_PASSWORD", "s3cret-pass")
+        .spawn()?;
+    let (_, stderr) = binary::wait_for_stderr(&mut child, "dead letters in")?;
+    let messages: Vec<(String, String)> = (0..10)
+        .map(|n| (setup.topic("locked-room"), reading("sensor-pw", n, 22.0)))
+        .collect();
+    publish_as(broker.port(), Some(("plant-7", "s3cret-pass")), &messages).await?;
+    let records = setup.read(10).await?;
+    let summary = stop(child)?;
+    drop(stderr);
+    assert_eq!(records.len(), 10);
     assert_eq!(
         summary["by_source"]["iot_sensors"]["sent"], 10,
         "{summary:#}"

@@ -32,6 +32,8 @@ pub struct Mosquitto {
     port: u16,
     /// A second listener with TLS ([`Mosquitto::start_tls`]).
     tls_port: Option<u16>,
+    /// Clients must log in ([`Mosquitto::start_with_password`]).
+    password: bool,
     run_dir: tempfile::TempDir,
     user: Option<(u32, u32)>,
 }
@@ -64,17 +66,23 @@ impl Mosquitto {
 
     /// Starts a broker of its own.
     pub fn start() -> Result<Mosquitto, Error> {
-        Mosquitto::start_with(false)
+        Mosquitto::start_with(false, None)
     }
 
     /// Starts a broker of its own with a second, TLS listener
     /// ([`Mosquitto::tls_url`]) that requires a client certificate; the
     /// certificates are made for the occasion ([`Mosquitto::tls_files`]).
     pub fn start_tls() -> Result<Mosquitto, Error> {
-        Mosquitto::start_with(true)
+        Mosquitto::start_with(true, None)
     }
 
-    fn start_with(tls: bool) -> Result<Mosquitto, Error> {
+    /// Starts a broker of its own that admits only `user` with `password`
+    /// (a password file made with `mosquitto_passwd`).
+    pub fn start_with_password(user: &str, password: &str) -> Result<Mosquitto, Error> {
+        Mosquitto::start_with(false, Some((user, password)))
+    }
+
+    fn start_with(tls: bool, login: Option<(&str, &str)>) -> Result<Mosquitto, Error> {
         install::ensure_mosquitto()?;
         let run_dir = run_dir("mosquitto")?;
         // Started as root, Mosquitto switches to its own account itself, and
@@ -92,16 +100,20 @@ impl Mosquitto {
         if tls {
             write_test_pki(run_dir.path(), user)?;
         }
+        if let Some((name, password)) = login {
+            write_password_file(run_dir.path(), name, password, user)?;
+        }
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let tls_port = if tls { Some(free_port()?) } else { None };
-            match launch(&run_dir, port, tls_port, user) {
+            match launch(&run_dir, port, tls_port, login.is_some(), user) {
                 Ok(process) => {
                     return Ok(Mosquitto {
                         process: Mutex::new(Some(process)),
                         port,
                         tls_port,
+                        password: login.is_some(),
                         run_dir,
                         user,
                     });
@@ -153,7 +165,13 @@ impl Mosquitto {
         if let Some(mut process) = guard.take() {
             process.stop();
         }
-        *guard = Some(launch(&self.run_dir, self.port, self.tls_port, self.user)?);
+        *guard = Some(launch(
+            &self.run_dir,
+            self.port,
+            self.tls_port,
+            self.password,
+            self.user,
+        )?);
         Ok(())
     }
 }
@@ -203,10 +221,41 @@ fn write_test_pki(dir: &Path, user: Option<(u32, u32)>) -> Result<(), Error> {
     Ok(())
 }
 
+/// `passwd` in `dir`: one user, hashed by `mosquitto_passwd`.
+fn write_password_file(
+    dir: &Path,
+    name: &str,
+    password: &str,
+    user: Option<(u32, u32)>,
+) -> Result<(), Error> {
+    let path = dir.join("passwd");
+    let status = Command::new("mosquitto_passwd")
+        .arg("-c")
+        .arg("-b")
+        .arg(&path)
+        .args([name, password])
+        .status()
+        .map_err(|e| Error::io("running mosquitto_passwd", e))?;
+    if !status.success() {
+        return Err(Error::io(
+            "mosquitto_passwd",
+            std::io::Error::other(status.to_string()),
+        ));
+    }
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+            .map_err(|e| Error::io(format!("chown {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
 fn launch(
     run_dir: &tempfile::TempDir,
     port: u16,
     tls_port: Option<u16>,
+    password: bool,
     user: Option<(u32, u32)>,
 ) -> Result<ServiceProcess, Error> {
     let binary = install::ensure_mosquitto()?;
@@ -214,7 +263,7 @@ fn launch(
     let config = dir.join("mosquitto.conf");
     let text = format!(
         "listener {port} 127.0.0.1\n\
-         allow_anonymous true\n\
+         allow_anonymous {anonymous}\n\
          persistence true\n\
          max_queued_messages {MAX_QUEUED_MESSAGES}\n\
          persistence_location {}/\n\
@@ -222,8 +271,14 @@ fn launch(
          log_type error\n\
          log_type warning\n\
          log_type notice\n",
-        dir.display()
+        dir.display(),
+        anonymous = !password,
     );
+    let text = if password {
+        format!("{text}password_file {}/passwd\n", dir.display())
+    } else {
+        text
+    };
     let text = match tls_port {
         None => text,
         Some(tls_port) => format!(
