@@ -234,7 +234,8 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
     let name = plan.source_name.clone();
     let source = MqttSource::start(plan.mqtt.clone())
         .await
-        .with_context(|| format!("MQTT broker {}", plan.mqtt.url))?;
+        .with_context(|| format!("MQTT broker {}", plan.mqtt.url))?
+        .report_redeliveries(running.counters(&name));
     let stats = source.stats();
     let pipeline = running.pipeline(&name, source, Arc::new(plan.records));
     running.spawn(&name, pipeline);

@@ -233,6 +233,7 @@ async fn readings_arrive_with_topic_fields_and_device_keys_and_bad_ones_are_dead
     assert_eq!(source["skipped"], 4, "{summary:#}");
     assert_eq!(source["invalid"], 3, "{summary:#}");
     assert_eq!(source["dead_lettered"], 3, "{summary:#}");
+    assert_eq!(source["redelivered"], 0, "{summary:#}");
     assert_eq!(summary["total_failed"], 0, "{summary:#}");
 
     let letters: Vec<Value> = std::fs::read_to_string(setup.dead_letters())?
@@ -303,6 +304,8 @@ async fn a_broker_restart_loses_nothing_the_broker_had_accepted() -> TestResult 
     let summary = stop(child)?;
     let stderr = stderr.join().unwrap_or_default();
     assert_eq!(summary["total_failed"], 0, "{summary:#}");
+    let redelivered = summary["by_source"]["iot_sensors"]["redelivered"].as_u64();
+    assert!(redelivered.is_some_and(|n| n >= 1), "{summary:#}");
     // It noticed the restart, came back, and the broker sent again what
     // was in flight.
     let mqtt: Value = serde_json::from_str(

@@ -57,6 +57,9 @@ pub struct SourceCounters {
     /// Age of the newest point settled upstream, in ms; `NOT_REPORTED`
     /// until a source says.
     backlog_age: AtomicU64,
+    /// Inputs the upstream sent again (MQTT DUP); `NOT_REPORTED` until a
+    /// source that can tell counts one.
+    redelivered: AtomicU64,
     latency: Latency,
 }
 
@@ -73,6 +76,7 @@ impl Default for SourceCounters {
             skipped: AtomicU64::new(0),
             backlog: AtomicU64::new(NOT_REPORTED),
             backlog_age: AtomicU64::new(NOT_REPORTED),
+            redelivered: AtomicU64::new(NOT_REPORTED),
             latency: Latency::default(),
         }
     }
@@ -116,6 +120,24 @@ impl SourceCounters {
         let ms = u64::try_from(age.as_millis()).unwrap_or(NOT_REPORTED - 1);
         self.backlog_age
             .store(ms.min(NOT_REPORTED - 1), Ordering::Relaxed);
+    }
+
+    /// `items` inputs were copies the upstream sent again (an MQTT broker
+    /// after a reconnection: the DUP flag). Sources that can tell call it,
+    /// with 0 at start so that the figure shows from the first snapshot.
+    pub fn redelivered(&self, items: u64) {
+        let _ = self.redelivered.compare_exchange(
+            NOT_REPORTED,
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.redelivered.fetch_add(items, Ordering::Relaxed);
+    }
+
+    /// Redeliveries counted, if the source counts them.
+    pub fn redeliveries(&self) -> Option<u64> {
+        Some(self.redelivered.load(Ordering::Relaxed)).filter(|n| *n != NOT_REPORTED)
     }
 
     /// The last backlog reported, if any.
@@ -245,6 +267,7 @@ impl Metrics {
                     alarms_raised: raised.get(name).copied().unwrap_or(0),
                     backlog_bytes: counters.backlog_bytes(),
                     backlog_seconds: counters.backlog_age().map(|a| a.as_secs_f64()),
+                    redelivered: counters.redeliveries(),
                 };
                 (name.clone(), reading)
             })

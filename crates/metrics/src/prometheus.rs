@@ -198,6 +198,18 @@ impl Collector for Exporter {
             }
         }
         let mut metric = encoder.encode_descriptor(
+            "shardline_source_redelivered",
+            "Inputs a source's upstream sent again (MQTT redeliveries).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, s) in &snapshot.by_source {
+            if let Some(count) = s.redelivered {
+                let labels = [("source", source.as_str())];
+                ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
             "shardline_latency_seconds",
             "Read to settled (delivered or dead-lettered), per source.",
             None,
@@ -303,6 +315,29 @@ mod tests {
             format!("[::1]:{DEFAULT_METRICS_PORT}")
         );
         assert!(parse_addr("localhost:x").is_err());
+    }
+
+    #[test]
+    fn redeliveries_are_a_counter_for_sources_that_count_them() {
+        use shardline_producer::ProducerStats;
+        let metrics = Arc::new(Metrics::new());
+        metrics.source("files");
+        metrics.source("iot_sensors").redelivered(0);
+        metrics.source("iot_sensors").redelivered(3);
+        let exporter = Arc::new(Exporter::new(
+            metrics.clone(),
+            Arc::new(ProducerStats::default),
+        ));
+        let text = exporter.encode().unwrap();
+        assert!(
+            text.contains("shardline_source_redelivered_total{source=\"iot_sensors\"} 3"),
+            "{text}"
+        );
+        assert!(!text.contains("shardline_source_redelivered_total{source=\"files\"}"));
+        let snapshot = metrics.snapshot(&ProducerStats::default());
+        assert_eq!(snapshot.by_source["iot_sensors"].redelivered, Some(3));
+        let json = serde_json::to_value(snapshot.by_source["files"]).unwrap();
+        assert!(json.get("redelivered").is_none());
     }
 
     #[test]

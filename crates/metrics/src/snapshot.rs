@@ -17,6 +17,7 @@ pub(crate) struct Reading {
     pub(crate) alarms_raised: u64,
     pub(crate) backlog_bytes: Option<u64>,
     pub(crate) backlog_seconds: Option<f64>,
+    pub(crate) redelivered: Option<u64>,
 }
 
 /// One source's figures: what it read, and what the producer did with it.
@@ -55,6 +56,10 @@ pub struct SourceSnapshot {
     /// settled upstream (a slot: the last settled commit's time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog_seconds: Option<f64>,
+    /// Inputs the upstream sent again (an MQTT broker's redeliveries),
+    /// for sources that can tell; each may be stored twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redelivered: Option<u64>,
 }
 
 impl SourceSnapshot {
@@ -75,6 +80,7 @@ impl SourceSnapshot {
             alarms_raised: reading.alarms_raised,
             backlog_bytes: reading.backlog_bytes,
             backlog_seconds: reading.backlog_seconds,
+            redelivered: reading.redelivered,
         }
     }
 }

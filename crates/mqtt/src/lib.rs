@@ -20,6 +20,7 @@ use std::time::Duration;
 use std::path::{Path, PathBuf};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use shardline_metrics::SourceCounters;
 use shardline_source::{Input, Origin, Position, Source, SourceError};
 use tokio::sync::mpsc;
 
@@ -208,6 +209,8 @@ pub struct MqttSource {
     early: std::collections::VecDeque<(Publish, u64)>,
     /// Counts lost connections: a message keeps the count it came with.
     connection: Arc<AtomicU64>,
+    /// The pipeline's counters, for redeliveries in the statistics.
+    report: Option<Arc<SourceCounters>>,
     next_seq: u64,
     stats: Arc<MqttStats>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -334,6 +337,7 @@ impl MqttSource {
             messages,
             early,
             connection,
+            report: None,
             next_seq: 1,
             stats,
             task: Some(task),
@@ -351,6 +355,14 @@ impl MqttSource {
         self.client.disconnect().await?;
         let _ = tokio::time::timeout(timeout, task).await;
         Ok(())
+    }
+
+    /// Counts redeliveries (the DUP flag) into `counters` too, so that the
+    /// statistics, CloudWatch and Prometheus show them per source.
+    pub fn report_redeliveries(mut self, counters: Arc<SourceCounters>) -> Self {
+        counters.redelivered(0);
+        self.report = Some(counters);
+        self
     }
 
     pub fn stats(&self) -> Arc<MqttStats> {
@@ -375,6 +387,11 @@ impl Source for MqttSource {
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some((publish, connection)) = next.take() {
+            if publish.dup
+                && let Some(counters) = &self.report
+            {
+                counters.redelivered(1);
+            }
             let seq = self.next_seq;
             self.next_seq += 1;
             let publish = Arc::new(publish);
