@@ -212,10 +212,7 @@ impl Plan {
 }
 
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let (common, config) = match &args.common.config {
-        Some(path) => shardline_runner::load_config::<ConfigFile>(path)?,
-        None => (CommonConfig::default(), ConfigFile::default()),
-    };
+    let (common, config) = args.common.config::<ConfigFile>()?;
     let plan = Plan::new(&args, common, config)?;
     shardline_runner::block_on(forward(plan))
 }

@@ -133,10 +133,7 @@ fn masker(config: &ConfigFile) -> anyhow::Result<Option<Masker>> {
 }
 
 fn load(args: &RunArgs) -> anyhow::Result<Plan> {
-    let (common, config) = match &args.common.config {
-        Some(path) => shardline_runner::load_config::<ConfigFile>(path)?,
-        None => (CommonConfig::default(), ConfigFile::default()),
-    };
+    let (common, config) = args.common.config::<ConfigFile>()?;
     Plan::new(args, common, config)
 }
 

@@ -23,7 +23,7 @@ use shardline_iot::SensorRecords;
 use shardline_log_parser::{LogParser, LogRecords};
 use shardline_partition_key::WebLogKey;
 use shardline_producer::SourceName;
-use shardline_runner::{CommonArgs, CommonConfig, Defaults, Destination, Running, Settings};
+use shardline_runner::{CommonArgs, Defaults, Destination, Running, Settings};
 use shardline_validate::{IotLimits, Validator};
 
 /// Per-key order through retries, for the database changes (each row in
@@ -78,10 +78,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let common = match &args.common.config {
-        Some(path) => shardline_runner::load_config::<NoOwnKeys>(path)?.0,
-        None => CommonConfig::default(),
-    };
+    let (common, NoOwnKeys {}) = args.common.config()?;
     let settings = Settings::new(&args.common, common, DEFAULTS)?;
     shardline_runner::block_on(forward(args, settings))
 }

@@ -61,6 +61,19 @@ pub struct CommonArgs {
     pub queue_maxsize: Option<usize>,
 }
 
+impl CommonArgs {
+    /// The config file of `--config` ([`crate::load_config`]), or the
+    /// defaults without one.
+    pub fn config<S: serde::de::DeserializeOwned + Default>(
+        &self,
+    ) -> anyhow::Result<(crate::CommonConfig, S)> {
+        match &self.config {
+            Some(path) => crate::load_config(path),
+            None => Ok((crate::CommonConfig::default(), S::default())),
+        }
+    }
+}
+
 /// The flags of a `keys` subcommand (the shard report), flattened into
 /// each binary's own.
 #[derive(Debug, Clone, Args)]
