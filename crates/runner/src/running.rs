@@ -253,7 +253,14 @@ impl Running {
         }
         for (name, result) in &self.results {
             match result {
-                Ok(PipelineSummary { acks, .. }) if acks.failed == 0 => {}
+                Ok(PipelineSummary { acks, unsent, .. }) if acks.failed == 0 && *unsent == 0 => {}
+                Ok(summary) if summary.unsent > 0 => {
+                    failed = true;
+                    eprintln!(
+                        "{binary}: {name}: {} input(s) read but not sent before the producer shut down; they are not checkpointed and will be read again",
+                        summary.unsent
+                    );
+                }
                 Ok(summary) => {
                     failed = true;
                     eprintln!(

@@ -51,6 +51,9 @@ pub struct PipelineSummary {
     pub rejected: u64,
     /// Inputs with nothing to send.
     pub skipped: u64,
+    /// Inputs read but never handed to the producer, which had shut down
+    /// or refused them: not settled, so never checkpointed.
+    pub unsent: u64,
     /// How the receipts resolved.
     pub acks: AckSummary,
 }
@@ -260,7 +263,8 @@ impl<S: Source> Pipeline<S> {
         summary.skipped += skipped;
         match &self.sink {
             Sink::Producer(producer) => {
-                for (input, outcome) in processed {
+                let count = processed.len();
+                for (i, (input, outcome)) in processed.into_iter().enumerate() {
                     let receipt = match outcome {
                         Processed::Record(record) => producer.send(record).await,
                         Processed::Rejected(message) => {
@@ -272,14 +276,24 @@ impl<S: Source> Pipeline<S> {
                             continue;
                         }
                     };
-                    match receipt {
-                        Ok(receipt) => acks.push(receipt, input.position, read_at),
-                        Err(SendError::Closed(_)) => return Ok(false),
-                        Err(e) => {
-                            tracing::error!("the producer refused a record: {e}");
-                            return Ok(false);
+                    let refused = match receipt {
+                        Ok(receipt) => {
+                            acks.push(receipt, input.position, read_at);
+                            continue;
                         }
-                    }
+                        Err(SendError::Closed(_)) => "it has shut down".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    // This input and the rest of the batch are not settled:
+                    // never checkpointed, read again after a restart — and
+                    // counted, so that the run does not look complete.
+                    let unsent = (count - i) as u64;
+                    summary.unsent += unsent;
+                    tracing::error!(
+                        "the producer refused {unsent} input(s) read from {}: {refused}",
+                        self.name.as_str()
+                    );
+                    return Ok(false);
                 }
             }
             Sink::Stdout(stdout) => {

@@ -1,0 +1,88 @@
+//! A pipeline's accounting when its producer is gone before it has sent
+//! what it read.
+
+// Test code: a failed unwrap is the test failing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardline_metrics::SourceCounters;
+use shardline_partition_key::PartitionKey;
+use shardline_producer::{
+    BatchLimits, DeadLetterFile, Delivery, Destination, Entry, EntryError, Producer, PutError,
+    Record, SourceName,
+};
+use shardline_source::{LinesSource, Origin, Pipeline, PipelineSummary, Process, Processed, Sink};
+
+/// Accepts everything.
+struct Accept;
+
+#[async_trait::async_trait]
+impl Destination for Accept {
+    fn name(&self) -> &str {
+        "accept"
+    }
+    fn limits(&self) -> BatchLimits {
+        BatchLimits::KINESIS
+    }
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        Ok(entries.iter().map(|_| Ok(Delivery::default())).collect())
+    }
+}
+
+/// Each line is a record keyed by itself.
+struct Lines;
+
+impl Process for Lines {
+    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
+        let key = PartitionKey::new_or_hashed(&String::from_utf8_lossy(data));
+        Processed::Record(Record::new(data.to_vec(), key, SourceName::new("lines")))
+    }
+}
+
+async fn run(shut_down_first: bool) -> PipelineSummary {
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letters = DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap();
+    let producer = Producer::builder(Accept, dead_letters)
+        .linger(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    if shut_down_first {
+        producer.shutdown(Duration::from_millis(100)).await;
+    }
+    let source = LinesSource::new(&b"a\nb\nc\nd\ne\n"[..], "test");
+    let pipeline = Pipeline::new(
+        source,
+        Arc::new(Lines),
+        Sink::Producer(producer.clone()),
+        SourceName::new("lines"),
+        Arc::new(SourceCounters::default()),
+    );
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let summary = pipeline.run(stop).await.unwrap();
+    producer.shutdown(Duration::from_secs(5)).await;
+    summary
+}
+
+#[tokio::test]
+async fn what_a_shut_down_producer_refuses_is_counted_as_unsent() {
+    let summary = run(true).await;
+    assert_eq!(summary.read, 5);
+    assert_eq!(summary.records, 5);
+    assert_eq!(summary.unsent, 5, "{summary:?}");
+    assert_eq!(summary.acks.failed, 0);
+}
+
+#[tokio::test]
+async fn a_live_producer_leaves_nothing_unsent() {
+    let summary = run(false).await;
+    assert_eq!(summary.read, 5);
+    assert_eq!(summary.unsent, 0, "{summary:?}");
+    assert_eq!(summary.acks.delivered, 5, "{summary:?}");
+}
