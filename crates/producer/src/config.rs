@@ -14,9 +14,24 @@ pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 /// Records the producer holds at most (queued, retrying, in flight).
 pub const DEFAULT_QUEUE_MAX_RECORDS: usize = 100_000;
-/// Bytes of record data the producer holds at most: what keeps memory
-/// bounded when the destination is slow or down.
+/// Memory the producer holds at most for records — their data and
+/// bookkeeping, and the copies requests in flight make of them: what keeps
+/// memory bounded when the destination is slow or down.
 pub const DEFAULT_QUEUE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// What one record costs beyond its data and partition key while the
+/// producer holds it: its place in the queue, its receipt's channel, its
+/// delivery history, its place in the sets that track what is unsettled.
+/// An upper bound on 64-bit targets: the queue's `Pending` is 272 bytes
+/// (`size_of`, checked by a test), the receipt channel's allocation about
+/// 150.
+pub const RECORD_OVERHEAD_BYTES: usize = 512;
+
+/// What one entry of a request costs beyond its data and key while the
+/// request is in flight: the JSON framing around it (`{"Data":"",
+/// "PartitionKey":"","ExplicitHashKey":""}`, a 39-digit hash key) and its
+/// share of the response (a 56-digit sequence number and a shard id).
+pub const REQUEST_ENTRY_OVERHEAD_BYTES: usize = 256;
 
 /// The smallest aggregate worth the framing (20 bytes of magic and MD5).
 pub const MIN_AGGREGATE_BYTES: usize = 1024;
@@ -34,8 +49,17 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// Records held at most; `send` waits while it is reached.
     pub queue_max_records: usize,
-    /// Bytes held at most; `send` waits while it is reached.
+    /// Memory held at most, in bytes: records (data, key and
+    /// [`RECORD_OVERHEAD_BYTES`] each) while queued, retrying or in flight,
+    /// plus the copies requests in flight make ([`Self::request_budget`]
+    /// of it). `send` waits while the records' share is used up.
     pub queue_max_bytes: usize,
+    /// The share of `queue_max_bytes` set aside for the copies requests in
+    /// flight make (see [`Self::request_copy_bytes`]); a request waits
+    /// while the copies of those already in flight leave no room for its
+    /// own. `None`: a quarter of `queue_max_bytes`, or one full batch's
+    /// copies if that is more.
+    pub request_memory_bytes: Option<usize>,
     pub retry: RetryPolicy,
     /// Keep each partition key's records in order through retries: at most
     /// one record per key is in flight or waiting to retry at a time.
@@ -63,12 +87,55 @@ impl ProducerConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             queue_max_records: DEFAULT_QUEUE_MAX_RECORDS,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            request_memory_bytes: None,
             retry: RetryPolicy::default(),
             strict_ordering: false,
             aggregate_max_bytes: None,
             pack_max_bytes: None,
             rate_limit_percent: None,
         }
+    }
+
+    /// Whether request entries are new buffers (KPL aggregates, Firehose
+    /// packs) rather than shared references to the records' data.
+    fn entries_are_copies(&self) -> bool {
+        self.aggregate_max_bytes.is_some() || self.pack_max_bytes.is_some()
+    }
+
+    /// The memory a request of `entries` entries holding `entry_bytes` of
+    /// data and keys takes while in flight, beyond the records it carries.
+    /// Kinesis and Firehose speak JSON through the SDK: each entry's data is
+    /// copied into the request (a `Blob`), then base64-encoded into the
+    /// body; an aggregate or a pack is a third copy.
+    pub fn request_copy_bytes(&self, entry_bytes: usize, entries: usize) -> usize {
+        let base64 = entry_bytes.div_ceil(3).saturating_mul(4);
+        let fresh = if self.entries_are_copies() {
+            entry_bytes
+        } else {
+            0
+        };
+        entry_bytes
+            .saturating_add(base64)
+            .saturating_add(fresh)
+            .saturating_add(entries.saturating_mul(REQUEST_ENTRY_OVERHEAD_BYTES))
+    }
+
+    /// The copies a request of a full batch makes.
+    pub fn full_request_copy_bytes(&self) -> usize {
+        self.request_copy_bytes(self.batch_bytes, self.batch_records)
+    }
+
+    /// The bytes set aside for requests in flight (see
+    /// [`ProducerConfig::request_memory_bytes`]).
+    pub fn request_budget(&self) -> usize {
+        self.request_memory_bytes
+            .unwrap_or_else(|| (self.queue_max_bytes / 4).max(self.full_request_copy_bytes()))
+    }
+
+    /// The bytes records may take: `queue_max_bytes` less the request
+    /// budget.
+    pub fn record_budget(&self) -> usize {
+        self.queue_max_bytes.saturating_sub(self.request_budget())
     }
 
     /// Checks the settings against the destination's limits.
@@ -92,10 +159,18 @@ impl ProducerConfig {
         if self.queue_max_records == 0 {
             return Err(ConfigError::Zero("queue_max_records"));
         }
-        if self.queue_max_bytes < limits.max_record_bytes {
+        let full_request = self.full_request_copy_bytes();
+        if self.request_budget() < full_request {
+            return Err(ConfigError::RequestMemory {
+                value: self.request_budget(),
+                min: full_request,
+            });
+        }
+        let largest_record = limits.max_record_bytes + RECORD_OVERHEAD_BYTES;
+        if self.record_budget() < largest_record {
             return Err(ConfigError::QueueBytes {
                 value: self.queue_max_bytes,
-                min: limits.max_record_bytes,
+                min: self.request_budget().saturating_add(largest_record),
             });
         }
         if u32::try_from(self.queue_max_bytes).is_err() {
@@ -156,8 +231,14 @@ pub enum ConfigError {
     },
     #[error("{0} must be at least 1")]
     Zero(&'static str),
-    #[error("queue_max_bytes must hold at least one largest record ({min} bytes), not {value}")]
+    #[error(
+        "queue_max_bytes must hold the request budget and one largest record ({min} bytes), not {value}"
+    )]
     QueueBytes { value: usize, min: usize },
+    #[error(
+        "request_memory_bytes must hold the copies of one full batch ({min} bytes: lower batch_bytes or raise the budget), not {value}"
+    )]
+    RequestMemory { value: usize, min: usize },
     #[error("queue_max_bytes must be below 4 GiB, not {value}")]
     QueueBytesTooLarge { value: usize },
     #[error("aggregate_max_bytes must be {min} to {max} (one Kinesis record), not {value}")]
@@ -223,6 +304,15 @@ mod tests {
                 queue_max_bytes: 1024,
                 ..base.clone()
             },
+            // A full 5 MiB batch alone needs more than 8 MiB of copies.
+            ProducerConfig {
+                queue_max_bytes: 8 * 1024 * 1024,
+                ..base.clone()
+            },
+            ProducerConfig {
+                request_memory_bytes: Some(1024 * 1024),
+                ..base.clone()
+            },
         ];
         for config in cases {
             assert!(config.validate(limits).is_err(), "{config:?}");
@@ -235,5 +325,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(message.contains("1 to 500"), "{message}");
+    }
+
+    #[test]
+    fn the_memory_cap_is_split_between_records_and_requests() {
+        let limits = BatchLimits::KINESIS;
+        let plain = ProducerConfig::defaults_for(limits);
+        // 5 MiB of data, its base64 and 500 entries' framing: under the
+        // default quarter of 64 MiB.
+        let full = plain.request_copy_bytes(plain.batch_bytes, plain.batch_records);
+        assert_eq!(full, 5 * 1024 * 1024 * 7 / 3 + 2 + 500 * 256);
+        assert_eq!(plain.request_budget(), 16 * 1024 * 1024);
+        assert_eq!(plain.record_budget(), 48 * 1024 * 1024);
+        // Aggregates are copies too: a full batch of them needs more than
+        // the quarter, and gets it.
+        let aggregated = ProducerConfig {
+            aggregate_max_bytes: Some(51_200),
+            ..plain.clone()
+        };
+        let full = aggregated.request_copy_bytes(plain.batch_bytes, plain.batch_records);
+        assert!(full > 16 * 1024 * 1024);
+        assert_eq!(aggregated.request_budget(), full);
+        assert_eq!(aggregated.record_budget(), 64 * 1024 * 1024 - full);
+        assert_eq!(aggregated.validate(limits), Ok(()));
     }
 }

@@ -166,6 +166,9 @@ impl Unit {
 struct InFlight {
     members: Vec<Vec<Pending>>,
     predicted: Vec<Option<String>>,
+    /// The memory its request's copies take (see
+    /// [`ProducerConfig::request_copy_bytes`]).
+    copy_bytes: usize,
 }
 type DeadLetterJob = (Box<dyn DeadLetterSink>, Vec<Pending>, std::io::Result<()>);
 
@@ -192,6 +195,11 @@ pub(crate) struct Dispatcher {
     blocked: HashMap<PartitionKey, VecDeque<Pending>>,
     in_flight: JoinSet<(PutResult, Duration)>,
     in_flight_batches: HashMap<tokio::task::Id, InFlight>,
+    /// What the requests in flight copy, against the request budget.
+    request_bytes_in_flight: usize,
+    /// The next batch did not fit in the request budget: nothing goes out
+    /// before a request in flight comes back.
+    request_budget_full: bool,
     /// With aggregation: the open shards, and whether to ask again.
     shard_map: Option<ShardMap>,
     refresh_shard_map: bool,
@@ -244,6 +252,8 @@ impl Dispatcher {
             blocked: HashMap::new(),
             in_flight: JoinSet::new(),
             in_flight_batches: HashMap::new(),
+            request_bytes_in_flight: 0,
+            request_budget_full: false,
             shard_map: None,
             refresh_shard_map: needs_shard_map,
             rate_limiter,
@@ -375,7 +385,9 @@ impl Dispatcher {
     /// The next time something is due: a batch's linger, a retry, the
     /// shutdown deadline.
     fn next_wake(&self) -> Option<Instant> {
-        let linger = (self.in_flight_batches.len() < self.config.max_in_flight)
+        let room =
+            self.in_flight_batches.len() < self.config.max_in_flight && !self.request_budget_full;
+        let linger = room
             .then(|| {
                 self.ready
                     .front()
@@ -452,7 +464,10 @@ impl Dispatcher {
     /// lingered long enough, or wanted now (flush, shutdown).
     fn dispatch(&mut self, now: Instant) {
         let hurry = !self.flushes.is_empty() || self.shutdown.is_some();
-        while self.in_flight_batches.len() < self.config.max_in_flight && !self.ready.is_empty() {
+        while self.in_flight_batches.len() < self.config.max_in_flight
+            && !self.request_budget_full
+            && !self.ready.is_empty()
+        {
             // With aggregation many records make one entry: a batch is full
             // by bytes, so aggregates are not cut short by a record count.
             let packs =
@@ -476,6 +491,24 @@ impl Dispatcher {
                 // Everything ready is held back by the rate limiter.
                 break;
             }
+            let (entry_bytes, entry_count) = units.iter().fold((0, 0), |(bytes, count), unit| {
+                (
+                    bytes + unit.entry.data.len() + unit.entry.partition_key.len_bytes(),
+                    count + 1,
+                )
+            });
+            let copy_bytes = self.config.request_copy_bytes(entry_bytes, entry_count);
+            if !self.in_flight_batches.is_empty()
+                && self.request_bytes_in_flight + copy_bytes > self.config.request_budget()
+            {
+                // Its copies would take memory past the cap: it waits for a
+                // request in flight to come back. (Alone in flight, a batch
+                // always fits: the budget holds a full one.)
+                self.put_back(units);
+                self.request_budget_full = true;
+                break;
+            }
+            self.request_bytes_in_flight += copy_bytes;
             let at = SystemTime::now();
             let mut entries = Vec::with_capacity(units.len());
             let mut predicted = Vec::with_capacity(units.len());
@@ -498,8 +531,25 @@ impl Dispatcher {
                 let result = destination.put(&entries).await;
                 (result, started.elapsed())
             });
-            self.in_flight_batches
-                .insert(handle.id(), InFlight { members, predicted });
+            self.in_flight_batches.insert(
+                handle.id(),
+                InFlight {
+                    members,
+                    predicted,
+                    copy_bytes,
+                },
+            );
+        }
+    }
+
+    /// Returns a batch's records to the front of the ready queue, in their
+    /// order, unsent.
+    fn put_back(&mut self, units: Vec<Unit>) {
+        for unit in units.into_iter().rev() {
+            for pending in unit.members.into_iter().rev() {
+                self.ready_bytes += pending.size(&self.limits);
+                self.ready.push_front(pending);
+            }
         }
     }
 
@@ -775,9 +825,16 @@ impl Dispatcher {
     }
 
     fn batch_done(&mut self, id: tokio::task::Id, output: Option<(PutResult, Duration)>) {
-        let Some(InFlight { members, predicted }) = self.in_flight_batches.remove(&id) else {
+        let Some(InFlight {
+            members,
+            predicted,
+            copy_bytes,
+        }) = self.in_flight_batches.remove(&id)
+        else {
             return; // cut off at the shutdown deadline; already dead-lettered
         };
+        self.request_bytes_in_flight = self.request_bytes_in_flight.saturating_sub(copy_bytes);
+        self.request_budget_full = false;
         let (mut result, latency) = output.unwrap_or_else(|| {
             (
                 Err(PutError {
@@ -1061,6 +1118,8 @@ impl Dispatcher {
         // Dropping the set aborts the requests still in flight.
         self.in_flight = JoinSet::new();
         let mut left_behind: Vec<Pending> = Vec::new();
+        self.request_bytes_in_flight = 0;
+        self.request_budget_full = false;
         for (_, batch) in self.in_flight_batches.drain() {
             self.counters.request_aborted();
             for mut pending in batch.members.into_iter().flatten() {
@@ -1089,5 +1148,28 @@ impl Dispatcher {
             }
             self.dead_letter(pending, DeadLetterReason::ShutdownDeadline);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RECORD_OVERHEAD_BYTES;
+
+    #[test]
+    fn a_records_bookkeeping_fits_its_overhead_allowance() {
+        // The queue's box and the receipt channel's allocation: two
+        // reference counts, a state word, the outcome and two wakers.
+        let channel = size_of::<Outcome>() + 3 * size_of::<usize>() + 2 * 3 * size_of::<usize>();
+        let used = size_of::<Pending>() + channel;
+        assert!(
+            used <= RECORD_OVERHEAD_BYTES,
+            "{used} bytes a record, {RECORD_OVERHEAD_BYTES} allowed"
+        );
+        eprintln!(
+            "Pending {} bytes, Outcome {} bytes",
+            size_of::<Pending>(),
+            size_of::<Outcome>()
+        );
     }
 }

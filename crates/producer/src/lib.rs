@@ -15,8 +15,11 @@
 //! at-least-once guarantee every shardline binary relies on.
 //!
 //! Memory is bounded: the producer holds at most `queue_max_records` records
-//! and `queue_max_bytes` bytes (64 MiB by default); `send` waits while it is
-//! full, `try_send` hands the record back.
+//! and `queue_max_bytes` bytes (64 MiB by default). The bytes count
+//! everything a record costs while held — data, key, bookkeeping — and the
+//! copies each request in flight makes for the SDK (a share of the cap set
+//! aside for them, [`ProducerConfig::request_budget`]); `send` waits while
+//! the records' share is used up, `try_send` hands the record back.
 //!
 //! # Example
 //!
@@ -78,6 +81,7 @@ mod stats;
 pub use config::{
     ConfigError, DEFAULT_BATCH_RECORDS, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, MIN_AGGREGATE_BYTES, ProducerConfig,
+    RECORD_OVERHEAD_BYTES, REQUEST_ENTRY_OVERHEAD_BYTES,
 };
 pub use dead_letter::{
     DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterSink, ReplayError,

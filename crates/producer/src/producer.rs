@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::config::{ConfigError, ProducerConfig};
+use crate::config::{ConfigError, ProducerConfig, RECORD_OVERHEAD_BYTES};
 use shardline_partition_key::PartitionKey;
 
 use crate::dead_letter::{DeadLetter, DeadLetterSink, ReplayError};
@@ -90,8 +90,16 @@ impl ProducerBuilder {
         self
     }
 
+    /// The memory cap (see [`ProducerConfig::queue_max_bytes`]).
     pub fn queue_max_bytes(mut self, bytes: usize) -> Self {
         self.config.queue_max_bytes = bytes;
+        self
+    }
+
+    /// The share of the memory cap set aside for requests in flight (see
+    /// [`ProducerConfig::request_memory_bytes`]).
+    pub fn request_memory_bytes(mut self, bytes: usize) -> Self {
+        self.config.request_memory_bytes = Some(bytes);
         self
     }
 
@@ -130,6 +138,11 @@ impl ProducerBuilder {
         self
     }
 
+    /// The settings so far (checked only by [`ProducerBuilder::build`]).
+    pub fn current_config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
     /// Replaces all settings at once.
     pub fn config(mut self, config: ProducerConfig) -> Self {
         self.config = config;
@@ -156,7 +169,7 @@ impl ProducerBuilder {
         let (control, control_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let records = Arc::new(Semaphore::new(config.queue_max_records));
-        let bytes = Arc::new(Semaphore::new(config.queue_max_bytes));
+        let bytes = Arc::new(Semaphore::new(config.record_budget()));
         let dispatcher = Dispatcher::new(
             self.destination.clone(),
             self.dead_letters,
@@ -222,11 +235,18 @@ impl Producer {
         &self.shared.config
     }
 
-    /// How many record and byte permits a record takes. A record larger than
-    /// the whole byte budget (it is dead-lettered as too large anyway) takes
-    /// the whole budget.
-    fn cost(&self, record: &Record) -> u32 {
-        let bytes = record.data.len().min(self.shared.config.queue_max_bytes);
+    /// How many byte permits a record takes: its data, its key and its
+    /// bookkeeping, plus `extra` (a rejected record's letter). A record
+    /// larger than the whole budget (it is dead-lettered as too large
+    /// anyway) takes the whole budget.
+    fn cost(&self, record: &Record, extra: usize) -> u32 {
+        let bytes = record
+            .data
+            .len()
+            .saturating_add(record.partition_key.len_bytes())
+            .saturating_add(RECORD_OVERHEAD_BYTES)
+            .saturating_add(extra)
+            .min(self.shared.config.record_budget());
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
@@ -236,7 +256,7 @@ impl Producer {
         if self.is_closed() {
             return Err(SendError::Closed(Box::new(record)));
         }
-        match self.permits(&record).await {
+        match self.permits(&record, 0).await {
             Some(permits) => self.enqueue(record, permits).map_err(SendError::Closed),
             None => Err(SendError::Closed(Box::new(record))),
         }
@@ -248,7 +268,7 @@ impl Producer {
             return Err(TrySendError::Closed(Box::new(record)));
         }
         let shared = &self.shared;
-        let cost = self.cost(&record);
+        let cost = self.cost(&record, 0);
         let Ok(records) = shared.records.clone().try_acquire_owned() else {
             return Err(TrySendError::Full(Box::new(record)));
         };
@@ -277,7 +297,9 @@ impl Producer {
         if self.is_closed() {
             return Err(SendError::Closed(Box::new(record)));
         }
-        let Some(permits) = self.permits(&record).await else {
+        // The letter is a second copy of the data, held until it is written.
+        let letter_bytes = letter_bytes(&letter);
+        let Some(permits) = self.permits(&record, letter_bytes).await else {
             return Err(SendError::Closed(Box::new(record)));
         };
         self.enqueue_with(record, permits, |record, seq, reply, permits| {
@@ -286,9 +308,9 @@ impl Producer {
         .map_err(SendError::Closed)
     }
 
-    async fn permits(&self, record: &Record) -> Option<Permits> {
+    async fn permits(&self, record: &Record, extra: usize) -> Option<Permits> {
         let shared = &self.shared;
-        let cost = self.cost(record);
+        let cost = self.cost(record, extra);
         let records = shared.records.clone().acquire_owned().await.ok()?;
         let bytes = shared.bytes.clone().acquire_many_owned(cost).await.ok()?;
         Some(Permits { records, bytes })
@@ -403,4 +425,16 @@ impl Producer {
     pub fn stats(&self) -> ProducerStats {
         self.shared.counters.snapshot()
     }
+}
+
+/// The memory a dead letter's text takes until it is written.
+fn letter_bytes(letter: &DeadLetter) -> usize {
+    letter.data.len()
+        + letter.partition_key.len()
+        + letter.error_message.as_ref().map_or(0, String::len)
+        + letter
+            .context
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }

@@ -109,6 +109,23 @@ impl PackOption for shardline_producer::ProducerBuilder {
     }
 }
 
+/// With `tight`, the request budget holds one full batch's copies and no
+/// more, so batches often wait for room and are put back unsent.
+trait TightRequests {
+    fn config_tight_requests(self, tight: bool) -> Self;
+}
+
+impl TightRequests for shardline_producer::ProducerBuilder {
+    fn config_tight_requests(self, tight: bool) -> Self {
+        if !tight {
+            return self;
+        }
+        let config = self.current_config();
+        let full = config.request_copy_bytes(config.batch_bytes, config.batch_records);
+        self.request_memory_bytes(full)
+    }
+}
+
 /// Records carry their id before the first `|`, padding after it.
 fn id_of(data: &[u8]) -> String {
     String::from_utf8_lossy(data)
@@ -129,6 +146,7 @@ proptest! {
         batch_bytes in 2_000usize..=10_000,
         strict in any::<bool>(),
         pack in proptest::option::of(prop_oneof![100usize..=2_000, 1_950usize..=2_000]),
+        tight_requests in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let dir = tempfile::tempdir()?;
@@ -143,6 +161,7 @@ proptest! {
             .linger(Duration::from_millis(1))
             .strict_ordering(strict)
             .config_pack(pack)
+            .config_tight_requests(tight_requests)
             .queue_max_records(40)
             .retry(RetryPolicy {
                 initial_delay: Duration::from_micros(100),
@@ -193,4 +212,95 @@ proptest! {
             prop_assert!(total.retried as usize >= seen.failed_once.len());
         }
     }
+}
+
+/// Counts the requests in flight at once; every entry is delivered.
+#[derive(Default)]
+struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    delivered: std::sync::atomic::AtomicUsize,
+}
+
+struct Counting(Arc<Concurrency>);
+
+#[async_trait::async_trait]
+impl Destination for Counting {
+    fn name(&self) -> &str {
+        "concurrency"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        LIMITS
+    }
+
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let counts = &self.0;
+        let now = counts.now.fetch_add(1, SeqCst) + 1;
+        counts.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        counts.now.fetch_sub(1, SeqCst);
+        counts.delivered.fetch_add(entries.len(), SeqCst);
+        Ok(entries.iter().map(|_| Ok(Delivery::default())).collect())
+    }
+}
+
+/// The request budget bounds the requests in flight by the memory their
+/// copies take, below `max_in_flight`; with the default budget the same
+/// records go out eight at a time.
+#[tokio::test]
+async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn std::error::Error>> {
+    // 22 full batches of twenty 500-byte records (data and key): a batch
+    // goes out only when full, and its copies are exactly a full batch's.
+    const RECORDS: usize = 22 * 20;
+    let mut most = Vec::new();
+    for two_batches in [true, false] {
+        let dir = tempfile::tempdir()?;
+        let destination = Arc::new(Concurrency::default());
+        let builder = Producer::builder(
+            Counting(destination.clone()),
+            DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
+        )
+        .linger(Duration::from_secs(60))
+        .max_in_flight(8)
+        .queue_max_bytes(1024 * 1024);
+        let builder = if two_batches {
+            // Room for the copies of two full batches: a third must wait.
+            let config = builder.current_config();
+            let full = config.request_copy_bytes(config.batch_bytes, config.batch_records);
+            builder.request_memory_bytes(2 * full)
+        } else {
+            builder
+        };
+        let producer = builder.build()?;
+        let source = SourceName::new("budget");
+        let mut receipts = Vec::new();
+        for i in 0..RECORDS {
+            let key = PartitionKey::new(&format!("k{}", i % 10))?;
+            let data = vec![b'x'; 498];
+            receipts.push(
+                producer
+                    .send(Record::new(data, key, source.clone()))
+                    .await?,
+            );
+        }
+        for receipt in receipts {
+            assert!(matches!(receipt.await, Outcome::Delivered(_)));
+        }
+        producer.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(
+            destination
+                .delivered
+                .load(std::sync::atomic::Ordering::SeqCst),
+            RECORDS
+        );
+        most.push(destination.most.load(std::sync::atomic::Ordering::SeqCst));
+    }
+    assert_eq!(
+        most,
+        [2, 8],
+        "requests in flight at most: tight budget, default"
+    );
+    Ok(())
 }

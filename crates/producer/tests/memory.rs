@@ -1,6 +1,8 @@
 //! Memory stays bounded when the destination is blocked: a sender trying to
-//! push 1 GiB through `send` is held at the queue's byte cap, and the
-//! process's resident memory grows by little more than that cap.
+//! push 1 GiB through `send` is held once the records' share of the memory
+//! cap is used up, and the process's resident memory — the records, the
+//! request in flight, and even the in-process fault proxy's copy of it —
+//! grows by less than the cap.
 //!
 //! Alone in its own test binary, so the resident set measured is this
 //! test's.
@@ -14,16 +16,12 @@ use shardline_harness::{FaultProxy, Kinesalite, RequestFault, sdk_config, stream
 use shardline_partition_key::PartitionKey;
 use shardline_producer::{
     DEFAULT_QUEUE_MAX_BYTES, DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome,
-    Producer, Record, SourceName,
+    Producer, RECORD_OVERHEAD_BYTES, Record, SourceName,
 };
 
 /// What the sender tries to push.
 const PUSH_BYTES: usize = 1 << 30;
 const RECORD_BYTES: usize = 64 * 1024;
-/// Memory beyond the queue cap that one in-flight batch of 1 MiB may hold
-/// at once: the SDK's copy of the entries, the base64 JSON request body,
-/// the in-process fault proxy's copy of that body, allocator slack.
-const IN_FLIGHT_ALLOWANCE: u64 = 24 * 1024 * 1024;
 
 fn resident_bytes() -> Result<u64, Box<dyn Error>> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -106,17 +104,21 @@ async fn a_blocked_destination_holds_the_sender_at_the_byte_cap() -> Result<(), 
     }
     let held = pushed.load(Ordering::Relaxed);
     let cap = DEFAULT_QUEUE_MAX_BYTES as u64;
-    assert!(held <= cap, "{held} bytes accepted past the {cap}-byte cap");
-    assert!(
-        held >= cap - 2 * RECORD_BYTES as u64,
-        "held at only {held} bytes"
+    // Each record costs its data, its one-byte key and its bookkeeping.
+    let cost = (RECORD_BYTES + 1 + RECORD_OVERHEAD_BYTES) as u64;
+    let records_share = producer.config().record_budget() as u64;
+    assert!(records_share < cap);
+    assert_eq!(
+        held,
+        records_share / cost * RECORD_BYTES as u64,
+        "the sender is held exactly when the records' share is used up"
     );
     assert!(held < PUSH_BYTES as u64);
     let stats = producer.stats();
     assert_eq!(stats.queued_bytes, held);
     let growth = peak.saturating_sub(baseline);
     assert!(
-        growth <= cap + IN_FLIGHT_ALLOWANCE,
+        growth <= cap,
         "resident memory grew by {} MiB with a {} MiB cap",
         growth >> 20,
         cap >> 20
@@ -138,8 +140,10 @@ async fn a_blocked_destination_holds_the_sender_at_the_byte_cap() -> Result<(), 
     assert_eq!(stats.total.records_in, stats.total.dead_lettered);
     assert_eq!(stats.queued_records, 0);
     eprintln!(
-        "held {} MiB of a 1 GiB push; resident memory grew by {} MiB",
+        "held {} MiB of a 1 GiB push (records' share {} MiB of {} MiB); resident memory grew by {} MiB",
         held >> 20,
+        records_share >> 20,
+        cap >> 20,
         growth >> 20
     );
     Ok(())

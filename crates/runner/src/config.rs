@@ -18,6 +18,9 @@ pub struct ProducerSection {
     pub batch_timeout: Option<f64>,
     /// Records held in the producer at most (seed: 1000).
     pub queue_maxsize: Option<usize>,
+    /// The producer's memory cap in bytes: records held plus the copies
+    /// requests in flight make (default: 8 MiB of records plus one full
+    /// request's copies).
     pub queue_max_bytes: Option<usize>,
     /// Threads parsing at once (seed: 4).
     pub parse_workers: Option<usize>,

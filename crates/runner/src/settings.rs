@@ -21,9 +21,10 @@ pub(crate) const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// Bytes of records the producer holds at most, by default: far more than
 /// 8 requests in flight need (8 × 500 records of ~400 bytes ≈ 1.6 MB), and
 /// small enough that a blocked destination keeps the whole process within
-/// 64 MiB (issue 7's goal; `docs/benchmarks.md`). The producer's own
-/// default (64 MiB) suits a library user with memory to spare.
-const DEFAULT_QUEUE_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// 64 MiB (issue 7's goal; `docs/benchmarks.md`). The producer's memory
+/// cap is this plus the copies of one full batch request; its own default
+/// (64 MiB in all) suits a library user with memory to spare.
+const DEFAULT_RECORD_MEMORY: usize = 8 * 1024 * 1024;
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +106,6 @@ impl Settings {
         if let Some(n) = args.queue_maxsize.or(p.queue_maxsize) {
             producer.queue_max_records = n;
         }
-        producer.queue_max_bytes = p.queue_max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES);
         if let Some(n) = p.max_in_flight {
             producer.max_in_flight = n;
         }
@@ -132,6 +132,11 @@ impl Settings {
         producer.retry = retry;
         producer.strict_ordering = p.strict_ordering.unwrap_or(defaults.strict_ordering);
         producer.rate_limit_percent = p.rate_limit_percent;
+        // Set last: the copies a full request makes depend on aggregation
+        // and packing.
+        producer.queue_max_bytes = p
+            .queue_max_bytes
+            .unwrap_or_else(|| DEFAULT_RECORD_MEMORY + producer.full_request_copy_bytes());
         producer.validate(limits).context("producer settings")?;
 
         let state = || {
