@@ -139,6 +139,24 @@ mod tests {
     }
 
     #[test]
+    fn the_first_byte_to_escape_is_found_at_every_position_and_length() {
+        for len in 0..50 {
+            assert_eq!(first_to_escape(&vec![b'a'; len]), None);
+            for position in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[position] = special;
+                    // A later special byte does not change the answer.
+                    if position + 1 < len {
+                        bytes[len - 1] = b'"';
+                    }
+                    assert_eq!(first_to_escape(&bytes), Some(position), "{len} {position}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn swar_check_finds_every_special_byte_in_every_position() {
         for position in 0..8 {
             for special in [b'"', b'\\', 0x00, 0x1f] {
