@@ -62,7 +62,9 @@ pub struct ProducerConfig {
     pub request_memory_bytes: Option<usize>,
     pub retry: RetryPolicy,
     /// Keep each partition key's records in order through retries: at most
-    /// one record per key is in flight or waiting to retry at a time.
+    /// one entry per key is in flight or waiting to retry at a time. Without
+    /// aggregation that entry is one record; with it, one aggregate, which
+    /// takes the key's queued records that fit.
     pub strict_ordering: bool,
     /// KPL aggregation (Kinesis only): user records bound for the same
     /// shard share one Kinesis record of at most this many bytes. `None`:

@@ -53,6 +53,9 @@ pub(crate) struct Pending {
     /// A record a source rejected: goes straight to the dead-letter sink
     /// with this letter.
     rejected: Option<Box<DeadLetter>>,
+    /// With strict ordering: it is one of its key's active records (see
+    /// [`KeyTurn`]), so its leaving lets the next one go.
+    holds_turn: bool,
 }
 
 impl Pending {
@@ -74,6 +77,7 @@ impl Pending {
             unknown_attempts: 0,
             ready_since: Instant::now(),
             rejected: None,
+            holds_turn: false,
         }
     }
 
@@ -163,6 +167,20 @@ impl Unit {
 
 /// A batch in flight: each entry's records, and the shard each entry was
 /// expected to land in.
+/// With strict ordering, one key's place in the producer.
+///
+/// One record of the key is *active* — ready, in flight or awaiting a
+/// retry — and the rest wait. With aggregation, the active record's
+/// aggregate also takes the waiting records that fit into it (they become
+/// active too): an aggregate succeeds or fails as a whole, so they stay in
+/// order, and a key's records are never in two entries of one request. The
+/// next waiting record goes when every active one has left.
+#[derive(Default)]
+struct KeyTurn {
+    active: usize,
+    waiting: VecDeque<Pending>,
+}
+
 struct InFlight {
     members: Vec<Vec<Pending>>,
     predicted: Vec<Option<String>>,
@@ -192,7 +210,7 @@ pub(crate) struct Dispatcher {
     retries: BTreeMap<(Instant, u64), Pending>,
     /// With strict ordering: keys with a record in the producer, and the
     /// later records of that key waiting their turn.
-    blocked: HashMap<PartitionKey, VecDeque<Pending>>,
+    blocked: HashMap<PartitionKey, KeyTurn>,
     in_flight: JoinSet<(PutResult, Duration)>,
     in_flight_batches: HashMap<tokio::task::Id, InFlight>,
     /// What the requests in flight copy, against the request budget.
@@ -214,7 +232,7 @@ pub(crate) struct Dispatcher {
     sink_job_letters: Vec<DeadLetter>,
     /// Sequence number and key of each record in the sink job, to release
     /// them even if the job panics and takes the records with it.
-    sink_job_records: Vec<(u64, PartitionKey)>,
+    sink_job_records: Vec<(u64, PartitionKey, bool)>,
 
     /// Every sequence number below this has reached the dispatcher; those
     /// above it that arrived early (sends race) wait in `admitted_ahead`.
@@ -344,7 +362,7 @@ impl Dispatcher {
             && self.records_closed
             && self.ready.is_empty()
             && self.retries.is_empty()
-            && self.blocked.values().all(VecDeque::is_empty)
+            && self.blocked.values().all(|turn| turn.waiting.is_empty())
             && self.in_flight_batches.is_empty()
             && self.dead_letter_queue.is_empty()
             && self.sink_job.is_none()
@@ -429,12 +447,19 @@ impl Dispatcher {
         if self.config.strict_ordering {
             let key = pending.record.partition_key.clone();
             match self.blocked.get_mut(&key) {
-                Some(waiting) => {
-                    waiting.push_back(pending);
+                Some(turn) => {
+                    turn.waiting.push_back(pending);
                     return;
                 }
                 None => {
-                    self.blocked.insert(key, VecDeque::new());
+                    self.blocked.insert(
+                        key,
+                        KeyTurn {
+                            active: 1,
+                            waiting: VecDeque::new(),
+                        },
+                    );
+                    pending.holds_turn = true;
                 }
             }
         }
@@ -543,13 +568,25 @@ impl Dispatcher {
     }
 
     /// Returns a batch's records to the front of the ready queue, in their
-    /// order, unsent.
+    /// order, unsent. Records an aggregate took from their key's waiting
+    /// line go back to it, so that only one record per key is ready.
     fn put_back(&mut self, units: Vec<Unit>) {
-        for unit in units.into_iter().rev() {
-            for pending in unit.members.into_iter().rev() {
-                self.ready_bytes += pending.size(&self.limits);
-                self.ready.push_front(pending);
+        let mut first_of_key: HashSet<PartitionKey> = HashSet::new();
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for pending in units.into_iter().flat_map(|unit| unit.members) {
+            let pulled = self.config.strict_ordering
+                && !first_of_key.insert(pending.record.partition_key.clone());
+            if pulled {
+                waiting.push(pending);
+            } else {
+                ready.push(pending);
             }
+        }
+        self.return_to_waiting(waiting);
+        for pending in ready.into_iter().rev() {
+            self.ready_bytes += pending.size(&self.limits);
+            self.ready.push_front(pending);
         }
     }
 
@@ -707,14 +744,21 @@ impl Dispatcher {
                 continue;
             }
             self.ready_bytes = self.ready_bytes.saturating_sub(plain_size);
+            let strict = self.config.strict_ordering;
             let (aggregate, members) = open.entry(group).or_default();
             let before = entry_size(aggregate, members);
-            aggregate.push(
-                &pending.record.partition_key,
-                pending.record.explicit_hash_key,
-                pending.record.data.clone(),
-            );
+            let key = pending.record.partition_key.clone();
+            aggregate.push(&key, explicit, pending.record.data.clone());
             members.push(pending);
+            if strict {
+                // The key's waiting records join its aggregate while they
+                // fit (see `KeyTurn`).
+                let room = self
+                    .config
+                    .batch_bytes
+                    .saturating_sub(closed_bytes + open_bytes.saturating_sub(before));
+                self.pull_waiting(&key, aggregate, members, max_bytes, room, shard, now);
+            }
             open_bytes = open_bytes.saturating_sub(before) + entry_size(aggregate, members);
         }
         for ((shard, _), (aggregate, members)) in open {
@@ -722,6 +766,49 @@ impl Dispatcher {
         }
         self.hold_back(held, now);
         closed
+    }
+
+    /// Moves `key`'s waiting records into its aggregate, in order, while
+    /// the aggregate stays within `max_bytes`, its entry within `room`
+    /// bytes of the batch, and the shard's rate limit allows.
+    #[allow(clippy::too_many_arguments)]
+    fn pull_waiting(
+        &mut self,
+        key: &PartitionKey,
+        aggregate: &mut Aggregate,
+        members: &mut Vec<Pending>,
+        max_bytes: usize,
+        room: usize,
+        shard: Option<usize>,
+        now: Instant,
+    ) {
+        let Some(turn) = self.blocked.get_mut(key) else {
+            return;
+        };
+        let first_key = members
+            .first()
+            .map_or(0, |p| p.record.partition_key.len_bytes());
+        while let Some(next) = turn.waiting.front() {
+            let explicit = next.record.explicit_hash_key;
+            let data_len = next.record.data.len();
+            let grown = aggregate.encoded_len_with(key, explicit, data_len) + first_key;
+            if grown > max_bytes || grown > room || !aggregate.accepts(explicit) {
+                break;
+            }
+            let size = next.size(&self.limits);
+            if let (Some(limiter), Some(shard)) = (self.rate_limiter.as_mut(), shard)
+                && !limiter.try_take(shard, 0.0, size as f64, now)
+            {
+                break;
+            }
+            let Some(mut next) = turn.waiting.pop_front() else {
+                break;
+            };
+            next.holds_turn = true;
+            turn.active += 1;
+            aggregate.push(key, explicit, next.record.data.clone());
+            members.push(next);
+        }
     }
 
     /// Newline-delimited records packed into entries of at most `max_bytes`,
@@ -879,15 +966,13 @@ impl Dispatcher {
                         }
                         Err(error) => {
                             let class = classify(&error.code, None);
-                            for pending in unit {
-                                self.failed(
-                                    pending,
-                                    class,
-                                    Some(error.code.clone()),
-                                    error.message.clone(),
-                                    false,
-                                );
-                            }
+                            self.failed_together(
+                                unit,
+                                class,
+                                Some(error.code.clone()),
+                                &error.message,
+                                false,
+                            );
                         }
                     }
                 }
@@ -899,15 +984,13 @@ impl Dispatcher {
                     error = %error.message,
                     "batch request failed"
                 );
-                for pending in members.into_iter().flatten() {
-                    self.failed(
-                        pending,
-                        error.class,
-                        error.code.clone(),
-                        error.message.clone(),
-                        error.outcome_unknown,
-                    );
-                }
+                self.failed_together(
+                    members.into_iter().flatten().collect(),
+                    error.class,
+                    error.code.clone(),
+                    &error.message,
+                    error.outcome_unknown,
+                );
             }
         }
     }
@@ -922,6 +1005,58 @@ impl Dispatcher {
             let _ = reply.send(Outcome::Delivered(delivery));
         }
         self.left(pending);
+    }
+
+    /// Records that failed together: one entry, or one request. With
+    /// strict ordering and aggregation a key may have several records in
+    /// one aggregate: only the first of them to be retried waits for its
+    /// retry; the key's others go back to the front of its waiting line,
+    /// to join that retry's aggregate when it goes out again. Each failure
+    /// is recorded on every record.
+    fn failed_together(
+        &mut self,
+        pendings: Vec<Pending>,
+        class: ErrorClass,
+        code: Option<String>,
+        message: &str,
+        outcome_unknown: bool,
+    ) {
+        let regroup = self.config.strict_ordering && self.config.aggregate_max_bytes.is_some();
+        let mut retrying: HashSet<PartitionKey> = HashSet::new();
+        let mut back = Vec::new();
+        for mut pending in pendings {
+            let retry = class == ErrorClass::Retryable
+                && self.config.retry.may_retry(pending.attempts)
+                && !self.cut_off;
+            if regroup && retry && !retrying.insert(pending.record.partition_key.clone()) {
+                pending.unknown_attempts += u32::from(outcome_unknown);
+                pending.last_error = Some((code.clone(), message.to_owned()));
+                self.counters.retried(&pending.record.source);
+                back.push(pending);
+                continue;
+            }
+            self.failed(
+                pending,
+                class,
+                code.clone(),
+                message.to_owned(),
+                outcome_unknown,
+            );
+        }
+        self.return_to_waiting(back);
+    }
+
+    /// Puts active records of their keys back at the front of the keys'
+    /// waiting lines, in order: they stop holding a turn.
+    fn return_to_waiting(&mut self, records: Vec<Pending>) {
+        for mut pending in records.into_iter().rev() {
+            let Some(turn) = self.blocked.get_mut(&pending.record.partition_key) else {
+                continue; // never happens: an active record's key has a turn
+            };
+            turn.active = turn.active.saturating_sub(1);
+            pending.holds_turn = false;
+            turn.waiting.push_front(pending);
+        }
     }
 
     fn failed(
@@ -996,7 +1131,7 @@ impl Dispatcher {
         self.sink_job_letters = letters.clone();
         self.sink_job_records = pendings
             .iter()
-            .map(|p| (p.seq, p.record.partition_key.clone()))
+            .map(|p| (p.seq, p.record.partition_key.clone(), p.holds_turn))
             .collect();
         self.sink_job = Some(tokio::task::spawn_blocking(move || {
             let written = sink.write(&letters);
@@ -1044,11 +1179,11 @@ impl Dispatcher {
                 tracing::error!("the dead-letter sink panicked: {e}");
                 // The records went down with the job; their receipts were
                 // dropped and report the producer stopped. Count them.
-                for (letter, (seq, key)) in letters.into_iter().zip(records) {
+                for (letter, (seq, key, holds_turn)) in letters.into_iter().zip(records) {
                     let source = crate::record::SourceName::new(&letter.source);
                     let bytes = letter.data_bytes().map_or(0, |d| d.len());
                     self.counters.failed(&source, bytes);
-                    self.left_seq(seq, &key);
+                    self.left_seq(seq, &key, holds_turn);
                 }
             }
         }
@@ -1068,14 +1203,28 @@ impl Dispatcher {
     /// A record leaves the producer: its key's next record may go, its
     /// sequence number no longer holds up flushes, its queue room is freed.
     fn left(&mut self, pending: Pending) {
-        self.left_seq(pending.seq, &pending.record.partition_key);
+        self.left_seq(
+            pending.seq,
+            &pending.record.partition_key,
+            pending.holds_turn,
+        );
     }
 
-    fn left_seq(&mut self, seq: u64, key: &PartitionKey) {
-        if self.config.strict_ordering {
-            let next = self.blocked.get_mut(key).and_then(VecDeque::pop_front);
+    fn left_seq(&mut self, seq: u64, key: &PartitionKey, holds_turn: bool) {
+        if self.config.strict_ordering && holds_turn {
+            let next = match self.blocked.get_mut(key) {
+                Some(turn) if turn.active > 1 => {
+                    // Records of its aggregate are still inside.
+                    turn.active -= 1;
+                    self.unsettled.remove(&seq);
+                    return;
+                }
+                Some(turn) => turn.waiting.pop_front(),
+                None => None,
+            };
             match next {
                 Some(mut next) => {
+                    next.holds_turn = true;
                     next.ready_since = Instant::now()
                         .checked_sub(self.config.linger)
                         .unwrap_or_else(Instant::now);
@@ -1130,8 +1279,8 @@ impl Dispatcher {
         left_behind.extend(self.ready.drain(..));
         self.ready_bytes = 0;
         left_behind.extend(std::mem::take(&mut self.retries).into_values());
-        for (_, waiting) in self.blocked.drain() {
-            left_behind.extend(waiting);
+        for (_, turn) in self.blocked.drain() {
+            left_behind.extend(turn.waiting);
         }
         if !left_behind.is_empty() {
             tracing::warn!(

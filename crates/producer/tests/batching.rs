@@ -30,6 +30,8 @@ struct Seen {
     delivered: BTreeMap<String, usize>,
     /// Ids that have already failed once.
     failed_once: HashSet<String>,
+    /// Ids in the order they were delivered.
+    arrivals: Vec<String>,
 }
 
 /// Checks limits; fails the first attempt of records whose id ends in `7`.
@@ -86,7 +88,8 @@ impl Destination for Checking {
                 }));
             } else {
                 for id in ids {
-                    *seen.delivered.entry(id).or_insert(0) += 1;
+                    *seen.delivered.entry(id.clone()).or_insert(0) += 1;
+                    seen.arrivals.push(id);
                 }
                 results.push(Ok(Delivery::default()));
             }
@@ -203,6 +206,16 @@ proptest! {
                 prop_assert_eq!(seen.delivered.get(&id), Some(&1), "record {} delivered once", i);
             }
         }
+        if strict {
+            // Each key's records arrived in the order they were sent.
+            let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+            for id in &seen.arrivals {
+                let i: usize = id.parse().map_err(|_| TestCaseError::fail(format!("id {id}")))?;
+                if let Some(previous) = last.insert(i % keys.len(), i) {
+                    prop_assert!(previous < i, "key {}: {} after {}", i % keys.len(), i, previous);
+                }
+            }
+        }
         let total = stats.total;
         prop_assert_eq!(total.records_in, sizes.len() as u64);
         prop_assert_eq!(total.records_in, total.delivered + total.dead_lettered + total.failed);
@@ -303,4 +316,242 @@ async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn st
         "requests in flight at most: tight budget, default"
     );
     Ok(())
+}
+
+/// Notes which keys are in requests in flight at once, and the order each
+/// key's records arrive in; every entry is delivered after a pause.
+#[derive(Default)]
+struct KeysInFlight {
+    in_flight: Mutex<BTreeMap<String, usize>>,
+    overlaps: Mutex<Vec<String>>,
+    arrived: Mutex<Vec<String>>,
+}
+
+struct Overlapping(Arc<KeysInFlight>);
+
+#[async_trait::async_trait]
+impl Destination for Overlapping {
+    fn name(&self) -> &str {
+        "overlapping"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        LIMITS
+    }
+
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        let seen = &self.0;
+        for entry in entries {
+            let key = entry.partition_key.as_str().to_owned();
+            let mut in_flight = seen.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let count = in_flight.entry(key.clone()).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                seen.overlaps
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(key);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for entry in entries {
+            let key = entry.partition_key.as_str().to_owned();
+            let mut in_flight = seen.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = in_flight.get_mut(&key) {
+                *count -= 1;
+            }
+            seen.arrived
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(id_of(&entry.data));
+        }
+        Ok(entries.iter().map(|_| Ok(Delivery::default())).collect())
+    }
+}
+
+/// Strict ordering: a record of a key that never goes out (too large, so
+/// dead-lettered on arrival) does not let the key's next record overtake
+/// the one in flight.
+#[tokio::test]
+async fn a_dead_lettered_record_does_not_release_its_keys_next_record()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let seen = Arc::new(KeysInFlight::default());
+    let producer = Producer::builder(
+        Overlapping(seen.clone()),
+        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
+    )
+    .linger(Duration::from_millis(1))
+    .strict_ordering(true)
+    .build()?;
+    let source = SourceName::new("order");
+    let key = PartitionKey::new("k")?;
+    let send = |id: &str, size: usize| {
+        let mut data = format!("{id}|").into_bytes();
+        data.resize(size, b'.');
+        Record::new(data, key.clone(), source.clone())
+    };
+    let first = producer.send(send("1", 100)).await?;
+    // The first record is in flight (the destination takes 200 ms).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let too_large = producer.send(send("big", 3_000)).await?;
+    assert!(matches!(
+        too_large.await,
+        Outcome::DeadLettered {
+            reason: DeadLetterReason::RecordTooLarge,
+            ..
+        }
+    ));
+    let second = producer.send(send("2", 100)).await?;
+    let third = producer.send(send("3", 100)).await?;
+    for receipt in [first, second, third] {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(5)).await;
+    let overlaps = seen.overlaps.lock().unwrap().clone();
+    assert!(
+        overlaps.is_empty(),
+        "keys in two requests at once: {overlaps:?}"
+    );
+    assert_eq!(*seen.arrived.lock().unwrap(), ["1", "2", "3"]);
+    Ok(())
+}
+
+/// Takes KPL aggregates: fails, once, every entry holding a record whose id
+/// ends in `7` and, when asked, every third request whole; notes the order
+/// user records arrive in.
+struct Aggregating {
+    seen: Arc<Mutex<Seen>>,
+    fail_requests: bool,
+    requests: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Destination for Aggregating {
+    fn name(&self) -> &str {
+        "aggregating"
+    }
+
+    fn limits(&self) -> BatchLimits {
+        LIMITS
+    }
+
+    fn supports_aggregation(&self) -> bool {
+        true
+    }
+
+    async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
+        let request = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.fail_requests && request % 3 == 2 {
+            return Err(PutError {
+                class: shardline_producer::ErrorClass::Retryable,
+                code: Some("ServiceUnavailable".into()),
+                message: "every third request fails".into(),
+                outcome_unknown: false,
+            });
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut results = Vec::new();
+        for entry in entries {
+            let ids: Vec<String> = match shardline_producer::aggregation::deaggregate(&entry.data) {
+                Ok(Some(users)) => users.iter().map(|u| id_of(&u.data)).collect(),
+                Ok(None) => vec![id_of(&entry.data)],
+                Err(e) => {
+                    seen.violations.push(format!("a bad aggregate: {e}"));
+                    Vec::new()
+                }
+            };
+            let fail = ids
+                .iter()
+                .any(|id| id.ends_with('7') && !seen.failed_once.contains(id));
+            if fail {
+                for id in ids.iter().filter(|id| id.ends_with('7')) {
+                    seen.failed_once.insert(id.clone());
+                }
+                results.push(Err(EntryError {
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "first try fails".into(),
+                }));
+            } else {
+                for id in ids {
+                    *seen.delivered.entry(id.clone()).or_insert(0) += 1;
+                    seen.arrivals.push(id);
+                }
+                results.push(Ok(Delivery::default()));
+            }
+        }
+        Ok(results)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Strict ordering with aggregation, through failed entries, failed
+    /// requests and a tight request budget: every record is delivered once
+    /// and each key's records arrive in the order they were sent.
+    #[test]
+    fn strict_ordering_with_aggregation_keeps_each_keys_order(
+        sizes in proptest::collection::vec(0usize..700, 1..150),
+        keys in 1usize..4,
+        aggregate in 1_024usize..=2_000,
+        batch_bytes in 2_000usize..=10_000,
+        fail_requests in any::<bool>(),
+        tight_requests in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let dir = tempfile::tempdir()?;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let outcomes = runtime.block_on(async {
+            let producer = Producer::builder(
+                Aggregating {
+                    seen: seen.clone(),
+                    fail_requests,
+                    requests: std::sync::atomic::AtomicUsize::new(0),
+                },
+                DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
+            )
+            .batch_bytes(batch_bytes)
+            .linger(Duration::from_millis(1))
+            .strict_ordering(true)
+            .aggregate(aggregate)
+            .config_tight_requests(tight_requests)
+            .retry(RetryPolicy {
+                initial_delay: Duration::from_micros(100),
+                max_delay: Duration::from_millis(1),
+                max_retries: None,
+            })
+            .build()?;
+            let source = SourceName::new("prop");
+            let mut receipts = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let key = PartitionKey::new(&format!("k{}", i % keys))?;
+                let mut data = format!("{i}|").into_bytes();
+                data.resize(data.len().max(*size), b'.');
+                receipts.push(producer.send(Record::new(data, key, source.clone())).await?);
+            }
+            let mut outcomes = Vec::new();
+            for receipt in receipts {
+                outcomes.push(receipt.await);
+            }
+            producer.shutdown(Duration::from_secs(5)).await;
+            Ok::<_, Box<dyn std::error::Error>>(outcomes)
+        }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+        let seen = seen.lock().unwrap();
+        prop_assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            prop_assert!(matches!(outcome, Outcome::Delivered(_)), "{}: {:?}", i, outcome);
+            prop_assert_eq!(seen.delivered.get(&i.to_string()), Some(&1), "record {} once", i);
+        }
+        let mut last: BTreeMap<usize, usize> = BTreeMap::new();
+        for id in &seen.arrivals {
+            let i: usize = id.parse().map_err(|_| TestCaseError::fail(format!("id {id}")))?;
+            if let Some(previous) = last.insert(i % keys, i) {
+                prop_assert!(previous < i, "key {}: {} after {}", i % keys, i, previous);
+            }
+        }
+    }
 }

@@ -506,6 +506,67 @@ async fn strict_ordering_keeps_each_keys_order_through_retries() -> TestResult {
     assert_keys_in_order(&read)
 }
 
+/// Strict ordering with aggregation: a hot key's queued records share one
+/// aggregate (one entry per key per request), and a failed aggregate is
+/// retried whole before the key's next records — so every key's records
+/// arrive in order, once each, in far fewer Kinesis records.
+#[tokio::test]
+async fn strict_ordering_with_aggregation_puts_a_keys_run_in_one_aggregate() -> TestResult {
+    let stream = new_stream("producer_ordering_agg", 3).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    proxy.set_entry_fault(Some(EntryFault {
+        selection: Selection::Share(0.3),
+        code: FaultCode::InternalFailure,
+    }));
+    proxy.set_random_request_fault(Some((RequestFault::Unavailable, 0.1)));
+    let dir = tempfile::tempdir()?;
+    let producer = builder(&proxy.endpoint(), &stream, dir.path())?
+        .linger(Duration::from_millis(5))
+        .strict_ordering(true)
+        .aggregate(8 * 1024)
+        .retry(fast_retries(None))
+        .build()?;
+    let sent = records("orderagg", 3000, 6)?;
+    for receipt in send_all(&producer, sent.clone()).await? {
+        assert!(matches!(receipt.await, Outcome::Delivered(_)));
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    let stats = producer.stats();
+    assert_reconciles(&stats);
+    assert!(stats.total.retried > 0);
+
+    let read = streams::read_all(&Kinesalite::shared()?.kinesis_client(), &stream).await?;
+    // One user record per key per aggregate would need at least 1,500
+    // Kinesis records for six keys on three shards.
+    assert!(
+        read.len() < 600,
+        "{} Kinesis records for {} user records",
+        read.len(),
+        sent.len()
+    );
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = 0;
+    for (user, _) in user_records(&read)? {
+        let index = index_of(&user.data)?;
+        if let Some(previous) = last.insert(user.partition_key.clone(), index) {
+            assert!(
+                previous < index,
+                "{}: {index} after {previous}",
+                user.partition_key
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, sent.len(), "every user record once");
+    eprintln!(
+        "{} user records over 6 keys in {} Kinesis records; {} retries",
+        sent.len(),
+        read.len(),
+        stats.total.retried
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn shutdown_deadline_dead_letters_what_a_stalled_destination_holds() -> TestResult {
     let stream = new_stream("producer_shutdown", 1).await?;
