@@ -17,16 +17,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use shardline_harness::binary::StreamRun;
 use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, Selection};
-use shardline_harness::{AwsEndpoints, Kinesalite, Postgres, binary, streams, unique_name};
+use shardline_harness::{Kinesalite, Postgres, binary, streams, unique_name};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 struct Setup {
-    dir: tempfile::TempDir,
-    stream: String,
-    client: aws_sdk_kinesis::Client,
-    endpoints: AwsEndpoints,
+    run: StreamRun,
     database: String,
     url: String,
     slot: String,
@@ -38,18 +36,12 @@ impl Setup {
         shards: i32,
         schema: &str,
     ) -> Result<Setup, Box<dyn std::error::Error>> {
-        let kinesalite = Kinesalite::shared()?;
-        let client = kinesalite.kinesis_client();
-        let stream = unique_name("cdc");
-        streams::create_stream(&client, &stream, shards).await?;
+        let run = StreamRun::new("cdc", shards).await?;
         let database = unique_name("cdc");
         pg.create_database(&database)?;
         pg.psql(&database, schema)?;
         Ok(Setup {
-            dir: tempfile::tempdir()?,
-            stream,
-            client,
-            endpoints: kinesalite.endpoints(),
+            run,
             url: pg.url(&database),
             database,
             slot: unique_name("slot"),
@@ -57,24 +49,18 @@ impl Setup {
     }
 
     fn config(&self) -> PathBuf {
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            "[producer]\nbatch_timeout = 0.05\nmax_retries = -1\nretry_initial_delay = 0.01\n\
+        self.run
+            .write_config(
+                "[producer]\nbatch_timeout = 0.05\nmax_retries = -1\nretry_initial_delay = 0.01\n\
              retry_max_delay = 0.2\n\n[postgres]\npoll_interval = 0.05\n\n\
              [cdc]\ncheckpoint_interval = 0.1\n",
-        )
-        .unwrap();
-        path
+            )
+            .unwrap()
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cdc-forwarder"));
+        let mut command = self.run.command(env!("CARGO_BIN_EXE_cdc-forwarder"));
         command
-            .envs(self.endpoints.env())
-            .env("RUST_LOG", "warn")
-            .arg("--stream-name")
-            .arg(&self.stream)
             .arg("--config")
             .arg(self.config())
             .arg("--postgres-url")
@@ -82,12 +68,6 @@ impl Setup {
             .arg("--slot")
             .arg(&self.slot)
             .arg("--create-slot")
-            .arg("--checkpoint-file")
-            .arg(self.dir.path().join("checkpoint.json"))
-            .arg("--dead-letter-file")
-            .arg(self.dir.path().join("dead-letters.ndjson"))
-            .arg("--stats-interval")
-            .arg("0")
             .args(args);
         command
     }
@@ -106,7 +86,8 @@ impl Setup {
 
     async fn read(&self, expected: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
         let timeout = Duration::from_secs(60);
-        Ok(streams::read_json_at_least(&self.client, &self.stream, expected, timeout).await?)
+        let run = &self.run;
+        Ok(streams::read_json_at_least(&run.client, &run.stream, expected, timeout).await?)
     }
 }
 
@@ -289,7 +270,7 @@ async fn throttled_entries_are_retried_without_reordering_any_row() -> TestResul
         selection: Selection::Share(0.3),
         code: FaultCode::Throttled,
     }));
-    setup.endpoints.kinesis = Some(proxy.endpoint());
+    setup.run.endpoints.kinesis = Some(proxy.endpoint());
     setup.run(&["--once"])?;
     updates(pg, &setup.database, ROWS, UPDATES)?;
     let summary = setup.run(&["--once", "--batch-size", "7"])?;
@@ -321,8 +302,8 @@ async fn kill_9_mid_stream_loses_no_change() -> TestResult {
     // Killed once part of it is in the stream, mid-batch and
     // mid-transaction as it happens.
     let some = streams::read_at_least(
-        &setup.client,
-        &setup.stream,
+        &setup.run.client,
+        &setup.run.stream,
         total / 4,
         Duration::from_secs(60),
     )
@@ -379,8 +360,13 @@ async fn a_database_crash_mid_run_loses_no_change() -> TestResult {
     for id in 1..=100 {
         pg.psql(&setup.database, &format!("INSERT INTO t VALUES ({id}, 0)"))?;
     }
-    let before =
-        streams::read_at_least(&setup.client, &setup.stream, 100, Duration::from_secs(60)).await?;
+    let before = streams::read_at_least(
+        &setup.run.client,
+        &setup.run.stream,
+        100,
+        Duration::from_secs(60),
+    )
+    .await?;
     assert_eq!(before.len(), 100);
     pg.restart_immediate()?;
     for id in 101..=200 {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
+use shardline_harness::binary::StreamRun;
 use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, RequestFault, Selection};
-use shardline_harness::{AwsEndpoints, Kinesalite, Moto, binary, sdk_config, streams, unique_name};
+use shardline_harness::{Kinesalite, Moto, binary, sdk_config, streams, unique_name};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -57,25 +58,26 @@ fn duplicates(counts: &BTreeMap<u64, usize>) -> usize {
     counts.values().map(|c| c - 1).sum()
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    stream: String,
-    client: aws_sdk_kinesis::Client,
-    endpoints: AwsEndpoints,
+/// A run against its own stream, with an access log to follow.
+struct Setup(StreamRun);
+
+impl std::ops::Deref for Setup {
+    type Target = StreamRun;
+
+    fn deref(&self) -> &StreamRun {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Setup {
+    fn deref_mut(&mut self) -> &mut StreamRun {
+        &mut self.0
+    }
 }
 
 impl Setup {
     async fn new(shards: i32) -> Result<Setup, Box<dyn std::error::Error>> {
-        let kinesalite = Kinesalite::shared()?;
-        let client = kinesalite.kinesis_client();
-        let stream = unique_name("e2e");
-        streams::create_stream(&client, &stream, shards).await?;
-        Ok(Setup {
-            dir: tempfile::tempdir()?,
-            stream,
-            client,
-            endpoints: kinesalite.endpoints(),
-        })
+        Ok(Setup(StreamRun::new("e2e", shards).await?))
     }
 
     fn log(&self) -> PathBuf {
@@ -84,8 +86,7 @@ impl Setup {
 
     /// The config every test runs with: fast polling and checkpoints,
     /// short batches.
-    fn config(&self, extra: &str) -> Result<PathBuf, std::io::Error> {
-        let path = self.dir.path().join("config.toml");
+    fn config(&self, extra: &str) -> Result<PathBuf, shardline_harness::Error> {
         let batch = if extra.contains("batch_timeout") {
             ""
         } else {
@@ -97,26 +98,12 @@ impl Setup {
              [[log_files]]\npath = {:?}\ntype = \"apache\"\n",
             self.log().display().to_string()
         );
-        std::fs::write(&path, text)?;
-        Ok(path)
+        self.write_config(&text)
     }
 
     fn command(&self, config: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_log-streamer"));
-        command
-            .envs(self.endpoints.env())
-            .env("RUST_LOG", "warn")
-            .arg("--stream-name")
-            .arg(&self.stream)
-            .arg("--config")
-            .arg(config)
-            .arg("--checkpoint-file")
-            .arg(self.dir.path().join("checkpoint.json"))
-            .arg("--dead-letter-file")
-            .arg(self.dir.path().join("dead-letters.ndjson"))
-            .arg("--stats-interval")
-            .arg("0")
-            .args(args);
+        let mut command = self.0.command(env!("CARGO_BIN_EXE_log-streamer"));
+        command.arg("--config").arg(config).args(args);
         command
     }
 
@@ -146,7 +133,7 @@ impl Setup {
         use std::os::unix::fs::MetadataExt;
         let metadata = std::fs::metadata(path)?;
         let (inode, len) = (metadata.ino(), metadata.len().min(256));
-        let checkpoint = self.dir.path().join("checkpoint.json");
+        let checkpoint = self.checkpoint_file();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let followed = std::fs::read(&checkpoint)
@@ -174,7 +161,7 @@ impl Setup {
     }
 
     fn dead_letters(&self) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
-        let path = self.dir.path().join("dead-letters.ndjson");
+        let path = self.dead_letter_file();
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardline_harness::{Kinesalite, binary, streams, unique_name};
+use shardline_harness::binary::StreamRun;
+use shardline_harness::{binary, streams};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -34,25 +35,11 @@ fn source_of(record: &Value) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timed_all_sources_run_reconciles_per_source() -> TestResult {
-    let kinesalite = Kinesalite::shared()?;
-    let client = kinesalite.kinesis_client();
-    let stream = unique_name("multi");
-    streams::create_stream(&client, &stream, 2).await?;
-    let dir = tempfile::tempdir()?;
-    let output = Command::new(env!("CARGO_BIN_EXE_multi-source"))
-        .envs(kinesalite.endpoints().env())
-        .env("RUST_LOG", "warn")
-        .args([
-            "--stream-name",
-            &stream,
-            "--source",
-            "all",
-            "--duration",
-            "3",
-        ])
+    let run = StreamRun::new("multi", 2).await?;
+    let output = run
+        .command(env!("CARGO_BIN_EXE_multi-source"))
+        .args(["--source", "all", "--duration", "3"])
         .args(["--web-rate", "200", "--iot-rate", "100", "--db-rate", "60"])
-        .args(["--stats-interval", "0", "--dead-letter-file"])
-        .arg(dir.path().join("dead-letters.ndjson"))
         .output()?;
     let summary = binary::summary("multi-source", &output)?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -82,14 +69,13 @@ async fn a_timed_all_sources_run_reconciles_per_source() -> TestResult {
     }
     assert_eq!(summary["total_sent"], total_sent, "{summary:#}");
     assert_eq!(summary["total_failed"], 0);
-    let letters =
-        std::fs::read_to_string(dir.path().join("dead-letters.ndjson")).unwrap_or_default();
+    let letters = std::fs::read_to_string(run.dead_letter_file()).unwrap_or_default();
     assert_eq!(letters.lines().count() as u64, dead);
 
     // The stream holds exactly what was sent, per source.
     let records = streams::read_at_least(
-        &client,
-        &stream,
+        &run.client,
+        &run.stream,
         total_sent as usize,
         Duration::from_secs(60),
     )

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{Value, json};
+use shardline_harness::binary::StreamRun;
 use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, Selection};
 use shardline_harness::{Kinesalite, Mosquitto, binary, streams, unique_name};
 use shardline_partition_key::{IotKey, PartitionKeyStrategy};
@@ -80,47 +81,33 @@ async fn client_done(mut events: rumqttc::EventLoop) {
 }
 
 struct Setup {
-    dir: tempfile::TempDir,
-    stream: String,
-    client: aws_sdk_kinesis::Client,
-    endpoints: shardline_harness::AwsEndpoints,
+    run: StreamRun,
     /// This test's own first topic level: tests share the broker.
     prefix: String,
 }
 
 impl Setup {
     async fn new(shards: i32) -> Result<Setup, Box<dyn std::error::Error>> {
-        let kinesalite = Kinesalite::shared()?;
-        let client = kinesalite.kinesis_client();
-        let stream = unique_name("iot");
-        streams::create_stream(&client, &stream, shards).await?;
         Ok(Setup {
-            dir: tempfile::tempdir()?,
-            stream,
-            client,
-            endpoints: kinesalite.endpoints(),
+            run: StreamRun::new("iot", shards).await?,
             prefix: unique_name("plant"),
         })
     }
 
     fn dead_letters(&self) -> PathBuf {
-        self.dir.path().join("dead-letters.ndjson")
+        self.run.dead_letter_file()
     }
 
     fn command(&self, url: &str, args: &[&str]) -> Command {
-        let config = self.dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            "[producer]\nbatch_timeout = 0.02\nmax_retries = -1\nretry_initial_delay = 0.01\n\
-             retry_max_delay = 0.2\n",
-        )
-        .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sensor-forwarder"));
+        let config = self
+            .run
+            .write_config(
+                "[producer]\nbatch_timeout = 0.02\nmax_retries = -1\nretry_initial_delay = 0.01\n\
+                 retry_max_delay = 0.2\n",
+            )
+            .unwrap();
+        let mut command = self.run.command(env!("CARGO_BIN_EXE_sensor-forwarder"));
         command
-            .envs(self.endpoints.env())
-            .env("RUST_LOG", "warn")
-            .arg("--stream-name")
-            .arg(&self.stream)
             .arg("--config")
             .arg(config)
             .arg("--mqtt-url")
@@ -131,10 +118,6 @@ impl Setup {
             .arg(format!("{}/+/+", self.prefix))
             .arg("--topic-template")
             .arg(format!("{}/<location>/<metric>", self.prefix))
-            .arg("--dead-letter-file")
-            .arg(self.dead_letters())
-            .arg("--stats-interval")
-            .arg("0")
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -143,7 +126,8 @@ impl Setup {
 
     async fn read(&self, expected: usize) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
         let timeout = Duration::from_secs(60);
-        Ok(streams::read_json_at_least(&self.client, &self.stream, expected, timeout).await?)
+        let run = &self.run;
+        Ok(streams::read_json_at_least(&run.client, &run.stream, expected, timeout).await?)
     }
 
     fn topic(&self, location: &str) -> String {
@@ -273,7 +257,7 @@ async fn a_broker_restart_loses_nothing_the_broker_had_accepted() -> TestResult 
         selection: Selection::Share(1.0),
         code: FaultCode::Throttled,
     }));
-    setup.endpoints.kinesis = Some(proxy.endpoint());
+    setup.run.endpoints.kinesis = Some(proxy.endpoint());
     let mut child = setup.command(&broker.url(), &[]).spawn()?;
     let (_, stderr) = binary::wait_for_stderr(&mut child, "dead letters in")?;
 

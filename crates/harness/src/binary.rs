@@ -82,3 +82,66 @@ pub fn wait_for_stderr(
         "the process ended without printing {marker:?}: {seen}"
     )))
 }
+
+/// One run of a project binary against a stream of its own in the shared
+/// kinesalite: the stream, a temporary directory for the run's state, and
+/// a [`Command`] with the endpoints and the state flags every binary takes.
+#[derive(Debug)]
+pub struct StreamRun {
+    pub dir: tempfile::TempDir,
+    pub stream: String,
+    pub client: aws_sdk_kinesis::Client,
+    pub endpoints: crate::AwsEndpoints,
+}
+
+impl StreamRun {
+    /// Creates a stream named after `prefix` with `shards` shards.
+    pub async fn new(prefix: &str, shards: i32) -> Result<StreamRun, Error> {
+        let kinesalite = crate::Kinesalite::shared()?;
+        let client = kinesalite.kinesis_client();
+        let stream = crate::unique_name(prefix);
+        crate::streams::create_stream(&client, &stream, shards).await?;
+        Ok(StreamRun {
+            dir: tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?,
+            stream,
+            client,
+            endpoints: kinesalite.endpoints(),
+        })
+    }
+
+    /// Where the run keeps its checkpoint.
+    pub fn checkpoint_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("checkpoint.json")
+    }
+
+    /// Where the run writes its dead letters.
+    pub fn dead_letter_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("dead-letters.ndjson")
+    }
+
+    /// Writes `text` as the run's `config.toml` and returns its path.
+    pub fn write_config(&self, text: &str) -> Result<std::path::PathBuf, Error> {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, text).map_err(|e| Error::io("writing config.toml", e))?;
+        Ok(path)
+    }
+
+    /// `exe` with the endpoints in its environment, warnings only in its
+    /// log, and `--stream-name`, `--checkpoint-file`, `--dead-letter-file`
+    /// and `--stats-interval 0` (statistics only at exit) set.
+    pub fn command(&self, exe: &str) -> Command {
+        let mut command = Command::new(exe);
+        command
+            .envs(self.endpoints.env())
+            .env("RUST_LOG", "warn")
+            .arg("--stream-name")
+            .arg(&self.stream)
+            .arg("--checkpoint-file")
+            .arg(self.checkpoint_file())
+            .arg("--dead-letter-file")
+            .arg(self.dead_letter_file())
+            .arg("--stats-interval")
+            .arg("0");
+        command
+    }
+}
