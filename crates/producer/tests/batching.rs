@@ -227,9 +227,12 @@ proptest! {
     }
 }
 
-/// Counts the requests in flight at once; every entry is delivered.
+/// Counts the requests in flight at once; every entry is delivered. A
+/// request is answered once `target` requests are in flight together (or
+/// after a second), so the count does not depend on timing.
 #[derive(Default)]
 struct Concurrency {
+    target: usize,
     now: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
     delivered: std::sync::atomic::AtomicUsize,
@@ -252,7 +255,11 @@ impl Destination for Counting {
         let counts = &self.0;
         let now = counts.now.fetch_add(1, SeqCst) + 1;
         counts.most.fetch_max(now, SeqCst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiting = tokio::time::Instant::now();
+        while counts.now.load(SeqCst) < counts.target && waiting.elapsed() < Duration::from_secs(1)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         counts.now.fetch_sub(1, SeqCst);
         counts.delivered.fetch_add(entries.len(), SeqCst);
         Ok(entries.iter().map(|_| Ok(Delivery::default())).collect())
@@ -270,7 +277,10 @@ async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn st
     let mut most = Vec::new();
     for two_batches in [true, false] {
         let dir = tempfile::tempdir()?;
-        let destination = Arc::new(Concurrency::default());
+        let destination = Arc::new(Concurrency {
+            target: if two_batches { 2 } else { 8 },
+            ..Concurrency::default()
+        });
         let builder = Producer::builder(
             Counting(destination.clone()),
             DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
