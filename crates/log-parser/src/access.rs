@@ -61,6 +61,32 @@ pub struct AccessRecord<'a> {
     /// A custom format's other fields, in format order.
     pub extra: Vec<(&'a str, FieldValue<'a>)>,
     pub log_type: LogType,
+    /// Which text fields the JSON writer may copy without looking for
+    /// bytes to escape.
+    verbatim: Verbatim,
+}
+
+/// Text fields known to need no JSON escaping: they came from a quoted
+/// field with no `\` in it (so no `"` or `\` either) on a line with no
+/// control bytes. A hint for the writer, not part of the record's value:
+/// any two compare equal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Verbatim(u8);
+
+impl Verbatim {
+    const REQUEST: u8 = 1;
+    const REFERER: u8 = 2;
+    const USER_AGENT: u8 = 4;
+
+    fn has(self, field: u8) -> bool {
+        self.0 & field != 0
+    }
+}
+
+impl PartialEq for Verbatim {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl<'a> AccessRecord<'a> {
@@ -80,6 +106,7 @@ impl<'a> AccessRecord<'a> {
             user_agent: None,
             extra: Vec::new(),
             log_type,
+            verbatim: Verbatim::default(),
         }
     }
 
@@ -142,12 +169,13 @@ impl AccessRecord<'_> {
             buf.extend_from_slice(b",\"remote_user\":");
             json::string(buf, user);
         }
+        let request = self.verbatim.has(Verbatim::REQUEST);
         buf.extend_from_slice(b",\"method\":");
-        json::opt_string(buf, self.method.as_deref());
+        json::opt_string_as(buf, self.method.as_deref(), request);
         buf.extend_from_slice(b",\"path\":");
-        json::opt_string(buf, self.path.as_deref());
+        json::opt_string_as(buf, self.path.as_deref(), request);
         buf.extend_from_slice(b",\"protocol\":");
-        json::opt_string(buf, self.protocol.as_deref());
+        json::opt_string_as(buf, self.protocol.as_deref(), request);
         if let Some(request) = &self.request {
             buf.extend_from_slice(b",\"request\":");
             json::string(buf, request);
@@ -163,9 +191,17 @@ impl AccessRecord<'_> {
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"referer\":");
-        json::opt_string(buf, self.referer.as_deref());
+        json::opt_string_as(
+            buf,
+            self.referer.as_deref(),
+            self.verbatim.has(Verbatim::REFERER),
+        );
         buf.extend_from_slice(b",\"user_agent\":");
-        json::opt_string(buf, self.user_agent.as_deref());
+        json::opt_string_as(
+            buf,
+            self.user_agent.as_deref(),
+            self.verbatim.has(Verbatim::USER_AGENT),
+        );
         for (key, value) in &self.extra {
             buf.push(b',');
             json::string(buf, key);
@@ -192,6 +228,7 @@ impl AccessFormat {
     /// Parses `line` (without its line ending) against this format.
     pub(crate) fn parse<'a>(&'a self, line: &'a str) -> Result<AccessRecord<'a>, ParseError> {
         let mut record = AccessRecord::empty(self.log_type);
+        let clean = !json::has_control_bytes(line.as_bytes());
         let mut rest = line;
         let offset = |rest: &str| line.len() - rest.len();
         for (index, item) in self.items.iter().enumerate() {
@@ -220,6 +257,14 @@ impl AccessFormat {
                     store(&mut record, field.kind, &field.name, value, escaped).map_err(
                         |(within, expected)| ParseError::at(line, offset(rest) + within, expected),
                     )?;
+                    if clean && !escaped && field.delim == Delim::Quoted {
+                        record.verbatim.0 |= match field.kind {
+                            Kind::Request => Verbatim::REQUEST,
+                            Kind::Referer => Verbatim::REFERER,
+                            Kind::UserAgent => Verbatim::USER_AGENT,
+                            _ => 0,
+                        };
+                    }
                     rest = after;
                 }
             }

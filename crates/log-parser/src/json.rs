@@ -102,6 +102,32 @@ pub(crate) fn key(buf: &mut Vec<u8>, first: bool, key: &str) {
     buf.extend_from_slice(b"\":");
 }
 
+/// Appends a string or `null`; with `verbatim`, the caller knows the text
+/// holds nothing to escape and it is copied as is.
+pub(crate) fn opt_string_as(buf: &mut Vec<u8>, value: Option<&str>, verbatim: bool) {
+    match value {
+        Some(text) if verbatim => {
+            buf.reserve(text.len() + 2);
+            buf.push(b'"');
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(b'"');
+        }
+        _ => opt_string(buf, value),
+    }
+}
+
+/// Whether any byte is a control byte (below 0x20), which JSON escapes.
+/// Sixteen bytes at a time without branching, so the compiler can use
+/// vector compares.
+pub(crate) fn has_control_bytes(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(16);
+    let mut found = false;
+    for chunk in &mut chunks {
+        found |= chunk.iter().fold(false, |any, &b| any | (b < 0x20));
+    }
+    found || chunks.remainder().iter().any(|&b| b < 0x20)
+}
+
 /// Appends a string or `null`.
 pub(crate) fn opt_string(buf: &mut Vec<u8>, value: Option<&str>) {
     match value {
@@ -151,6 +177,20 @@ mod tests {
                         bytes[len - 1] = b'"';
                     }
                     assert_eq!(first_to_escape(&bytes), Some(position), "{len} {position}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn control_bytes_are_found_anywhere() {
+        for len in 0..40 {
+            assert!(!has_control_bytes(&vec![b' '; len]));
+            for position in 0..len {
+                for control in [0x00, 0x09, 0x1f] {
+                    let mut bytes = vec![0x7f; len];
+                    bytes[position] = control;
+                    assert!(has_control_bytes(&bytes), "{len} {position}");
                 }
             }
         }

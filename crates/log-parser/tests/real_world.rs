@@ -357,3 +357,36 @@ fn application_logs_from_the_seed() -> TestResult {
     );
     Ok(())
 }
+
+/// Raw control bytes inside quoted fields (a server that does not escape
+/// them) come out escaped in the JSON, exactly as `serde_json` writes them,
+/// whether or not the field also held escapes.
+#[test]
+fn raw_control_bytes_in_quoted_fields_are_escaped_in_json() -> TestResult {
+    let parser = LogParser::apache();
+    let lines = [
+        "1.2.3.4 - - [15/Jan/2024:10:30:45 +0000] \"GET /a\tb HTTP/1.1\" 200 5 \"-\" \"agent\"",
+        "1.2.3.4 - - [15/Jan/2024:10:30:45 +0000] \"GET / HTTP/1.1\" 200 5 \"ref\u{1}\" \"agent\"",
+        "1.2.3.4 - - [15/Jan/2024:10:30:45 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"a\tgent\"",
+        "1.2.3.4 - - [15/Jan/2024:10:30:45 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"a\\\"b\tc\"",
+    ];
+    let expected = [
+        ("path", "/a\tb"),
+        ("referer", "ref\u{1}"),
+        ("user_agent", "a\tgent"),
+        ("user_agent", "a\"b\tc"),
+    ];
+    for (line, (key, value)) in lines.iter().zip(expected) {
+        let record = parser.parse(line)?;
+        let mut ours = Vec::new();
+        record.write_json(&mut ours)?;
+        assert_eq!(
+            String::from_utf8(ours.clone())?,
+            serde_json::to_string(&record)?,
+            "{line:?}"
+        );
+        let parsed: Value = serde_json::from_slice(&ours)?;
+        assert_eq!(parsed[key], value, "{line:?}");
+    }
+    Ok(())
+}
