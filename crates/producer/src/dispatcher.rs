@@ -771,7 +771,10 @@ impl Dispatcher {
     /// Moves `key`'s waiting records into its aggregate, in order, while
     /// the aggregate stays within `max_bytes`, its entry within `room`
     /// bytes of the batch, and the shard's rate limit allows.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the open aggregate's parts and limits, lent by take_aggregated's loop"
+    )]
     fn pull_waiting(
         &mut self,
         key: &PartitionKey,
