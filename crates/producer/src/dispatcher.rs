@@ -1053,12 +1053,22 @@ impl Dispatcher {
     /// waiting lines, in order: they stop holding a turn.
     fn return_to_waiting(&mut self, records: Vec<Pending>) {
         for mut pending in records.into_iter().rev() {
-            let Some(turn) = self.blocked.get_mut(&pending.record.partition_key) else {
-                continue; // never happens: an active record's key has a turn
-            };
-            turn.active = turn.active.saturating_sub(1);
-            pending.holds_turn = false;
-            turn.waiting.push_front(pending);
+            match self.blocked.get_mut(&pending.record.partition_key) {
+                Some(turn) if turn.active > 1 => {
+                    turn.active -= 1;
+                    pending.holds_turn = false;
+                    turn.waiting.push_front(pending);
+                }
+                // Its key has no other active record (it cannot happen: the
+                // record's aggregate left one behind): it stays active and
+                // goes out again, rather than waiting for a turn that would
+                // never come.
+                _ => {
+                    pending.ready_since = Instant::now();
+                    self.ready_bytes += pending.size(&self.limits);
+                    self.ready.push_front(pending);
+                }
+            }
         }
     }
 
