@@ -34,6 +34,31 @@ struct Seen {
     arrivals: Vec<String>,
 }
 
+impl Seen {
+    /// The outcome of one entry holding the records `ids`: it fails, as a
+    /// whole, while one of them ends in `7` and has not failed before;
+    /// otherwise every record in it is delivered.
+    fn settle(&mut self, ids: Vec<String>) -> Result<Delivery, EntryError> {
+        let fail = ids
+            .iter()
+            .any(|id| id.ends_with('7') && !self.failed_once.contains(id));
+        if fail {
+            for id in ids.iter().filter(|id| id.ends_with('7')) {
+                self.failed_once.insert(id.clone());
+            }
+            return Err(EntryError {
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "first try fails".into(),
+            });
+        }
+        for id in ids {
+            *self.delivered.entry(id.clone()).or_insert(0) += 1;
+            self.arrivals.push(id);
+        }
+        Ok(Delivery::default())
+    }
+}
+
 /// Checks limits; fails the first attempt of records whose id ends in `7`.
 struct Checking {
     seen: Arc<Mutex<Seen>>,
@@ -75,24 +100,7 @@ impl Destination for Checking {
                 .filter(|part| !part.is_empty())
                 .map(id_of)
                 .collect();
-            let fail = ids
-                .iter()
-                .any(|id| id.ends_with('7') && !seen.failed_once.contains(id));
-            if fail {
-                for id in ids.iter().filter(|id| id.ends_with('7')) {
-                    seen.failed_once.insert(id.clone());
-                }
-                results.push(Err(EntryError {
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "first try fails".into(),
-                }));
-            } else {
-                for id in ids {
-                    *seen.delivered.entry(id.clone()).or_insert(0) += 1;
-                    seen.arrivals.push(id);
-                }
-                results.push(Ok(Delivery::default()));
-            }
+            results.push(seen.settle(ids));
         }
         Ok(results)
     }
@@ -473,24 +481,7 @@ impl Destination for Aggregating {
                     Vec::new()
                 }
             };
-            let fail = ids
-                .iter()
-                .any(|id| id.ends_with('7') && !seen.failed_once.contains(id));
-            if fail {
-                for id in ids.iter().filter(|id| id.ends_with('7')) {
-                    seen.failed_once.insert(id.clone());
-                }
-                results.push(Err(EntryError {
-                    code: "ProvisionedThroughputExceededException".into(),
-                    message: "first try fails".into(),
-                }));
-            } else {
-                for id in ids {
-                    *seen.delivered.entry(id.clone()).or_insert(0) += 1;
-                    seen.arrivals.push(id);
-                }
-                results.push(Ok(Delivery::default()));
-            }
+            results.push(seen.settle(ids));
         }
         Ok(results)
     }

@@ -64,6 +64,22 @@ async fn send_all(
     Ok(receipts)
 }
 
+/// Sends every record, expects each to be delivered, shuts the producer
+/// down and checks its counters reconcile; returns them.
+async fn deliver_all(
+    producer: &Producer,
+    records: Vec<Record>,
+) -> Result<ProducerStats, Box<dyn Error>> {
+    for receipt in send_all(producer, records).await? {
+        let outcome = receipt.await;
+        assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
+    }
+    producer.shutdown(Duration::from_secs(10)).await;
+    let stats = producer.stats();
+    assert_reconciles(&stats);
+    Ok(stats)
+}
+
 /// Counts of each data value in the stream.
 async fn stream_counts(
     stream: &str,
@@ -212,11 +228,7 @@ async fn thirty_percent_failing_entries_are_retried_alone_until_delivered() -> T
         .retry(fast_retries(None))
         .build()?;
     let sent = records("partial", 2000, 40)?;
-    let receipts = send_all(&producer, sent.clone()).await?;
-    for receipt in receipts {
-        assert!(matches!(receipt.await, Outcome::Delivered(_)));
-    }
-    producer.shutdown(Duration::from_secs(10)).await;
+    deliver_all(&producer, sent.clone()).await?;
 
     // Every record exactly once: a partial failure never resends the rest.
     let (counts, _) = stream_counts(&stream, sent.len()).await?;
@@ -271,13 +283,7 @@ async fn request_faults_throttling_5xx_resets_and_timeouts_lose_nothing() -> Tes
         .retry(fast_retries(None))
         .build()?;
     let sent = records("faults", 1000, 30)?;
-    let receipts = send_all(&producer, sent.clone()).await?;
-    for receipt in receipts {
-        assert!(matches!(receipt.await, Outcome::Delivered(_)));
-    }
-    producer.shutdown(Duration::from_secs(10)).await;
-    let stats = producer.stats();
-    assert_reconciles(&stats);
+    let stats = deliver_all(&producer, sent.clone()).await?;
     assert_eq!(stats.total.delivered, 1000);
     assert!(stats.request_errors >= 7, "{stats:?}");
 
@@ -493,11 +499,7 @@ async fn strict_ordering_keeps_each_keys_order_through_retries() -> TestResult {
         .retry(fast_retries(None))
         .build()?;
     let sent = records("order", 600, 12)?;
-    for receipt in send_all(&producer, sent.clone()).await? {
-        assert!(matches!(receipt.await, Outcome::Delivered(_)));
-    }
-    producer.shutdown(Duration::from_secs(10)).await;
-    assert_reconciles(&producer.stats());
+    deliver_all(&producer, sent.clone()).await?;
 
     let (counts, read) = stream_counts(&stream, sent.len()).await?;
     assert_eq!(counts.len(), sent.len());
@@ -527,12 +529,7 @@ async fn strict_ordering_with_aggregation_puts_a_keys_run_in_one_aggregate() -> 
         .retry(fast_retries(None))
         .build()?;
     let sent = records("orderagg", 3000, 6)?;
-    for receipt in send_all(&producer, sent.clone()).await? {
-        assert!(matches!(receipt.await, Outcome::Delivered(_)));
-    }
-    producer.shutdown(Duration::from_secs(10)).await;
-    let stats = producer.stats();
-    assert_reconciles(&stats);
+    let stats = deliver_all(&producer, sent.clone()).await?;
     assert!(stats.total.retried > 0);
 
     let read = streams::read_all(&Kinesalite::shared()?.kinesis_client(), &stream).await?;
@@ -708,12 +705,7 @@ async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled()
         .retry(fast_retries(None))
         .build()?;
     let sent = records("aggfault", 3000, 90)?;
-    for receipt in send_all(&producer, sent.clone()).await? {
-        assert!(matches!(receipt.await, Outcome::Delivered(_)));
-    }
-    producer.shutdown(Duration::from_secs(10)).await;
-    let stats = producer.stats();
-    assert_reconciles(&stats);
+    let stats = deliver_all(&producer, sent.clone()).await?;
     assert!(stats.total.retried > 0);
 
     let read = streams::read_all(&Kinesalite::shared()?.kinesis_client(), &stream).await?;
