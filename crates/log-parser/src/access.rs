@@ -7,9 +7,10 @@ use serde::ser::{SerializeMap, Serializer};
 
 use crate::LogType;
 use crate::error::ParseError;
-use crate::field::{dash_or, number, quoted_body, request_line, status, unescape};
-use crate::format::{AccessFormat, Delim, Item, Kind};
+use crate::field::{dash_or, number, request_line, status, unescape};
+use crate::format::{AccessFormat, Delim, Kind, Step};
 use crate::json;
+use crate::scan;
 use crate::time::{Timestamp, clf, iso8601};
 
 /// A field of a custom format that is not one of the fixed record fields.
@@ -218,113 +219,84 @@ impl AccessRecord<'_> {
                 FieldValue::Null => buf.extend_from_slice(b"null"),
             }
         }
-        buf.extend_from_slice(b",\"log_type\":");
-        json::string(buf, self.log_type.as_str());
-        buf.push(b'}');
+        buf.extend_from_slice(self.log_type.json_tail());
     }
 }
 
 impl AccessFormat {
     /// Parses `line` (without its line ending) against this format.
     pub(crate) fn parse<'a>(&'a self, line: &'a str) -> Result<AccessRecord<'a>, ParseError> {
+        let bytes = line.as_bytes();
         let mut record = AccessRecord::empty(self.log_type);
-        let clean = !json::has_control_bytes(line.as_bytes());
-        let mut rest = line;
-        let offset = |rest: &str| line.len() - rest.len();
-        for (index, item) in self.items.iter().enumerate() {
-            if rest.is_empty() && self.optional_from == Some(index) {
-                break;
-            }
-            match item {
-                Item::Literal(text) => {
-                    let literal = text.as_bytes();
-                    // Most literals are one byte: compare it without memcmp.
-                    let found = match literal {
-                        [byte] => rest.as_bytes().first() == Some(byte),
-                        _ => rest.as_bytes().starts_with(literal),
-                    };
-                    match rest.get(literal.len()..) {
-                        Some(after) if found => rest = after,
-                        _ => {
-                            return Err(ParseError::at(line, offset(rest), format!("`{text}`")));
-                        }
-                    }
-                }
-                Item::Field(field) => {
-                    let line_may_end_next = self.optional_from == Some(index + 1);
-                    let (value, escaped, after) = split_value(rest, field.delim, line_may_end_next)
-                        .map_err(|expected| ParseError::at(line, offset(rest), expected))?;
-                    store(&mut record, field.kind, &field.name, value, escaped).map_err(
-                        |(within, expected)| ParseError::at(line, offset(rest) + within, expected),
-                    )?;
-                    if clean && !escaped && field.delim == Delim::Quoted {
-                        record.verbatim.0 |= match field.kind {
-                            Kind::Request => Verbatim::REQUEST,
-                            Kind::Referer => Verbatim::REFERER,
-                            Kind::UserAgent => Verbatim::USER_AGENT,
-                            _ => 0,
-                        };
-                    }
-                    rest = after;
-                }
-            }
+        let walk = &self.walk;
+        if !walk.lead.is_at(bytes, 0) {
+            return Err(ParseError::at(line, 0, format!("`{}`", walk.lead.text)));
         }
-        if !rest.is_empty() {
-            return Err(ParseError::at(line, offset(rest), "the end of the line"));
+        let mut at = walk.lead.len();
+        for step in &walk.steps {
+            let start = at;
+            let (end, escaped, clean) = value_end(bytes, start, step)
+                .map_err(|(offset, expected)| ParseError::at(line, offset, expected))?;
+            // Fields end at ASCII delimiters: always character boundaries.
+            let value = line.get(start..end).unwrap_or_default();
+            store(&mut record, step.kind, &step.name, value, escaped)
+                .map_err(|(within, expected)| ParseError::at(line, start + within, expected))?;
+            if clean {
+                record.verbatim.0 |= match step.kind {
+                    Kind::Request => Verbatim::REQUEST,
+                    Kind::Referer => Verbatim::REFERER,
+                    Kind::UserAgent => Verbatim::USER_AGENT,
+                    _ => 0,
+                };
+            }
+            if let Some(within) = step.line_may_end
+                && end + within == bytes.len()
+                && bytes.get(end..) == step.after.text.as_bytes().get(..within)
+            {
+                return Ok(record);
+            }
+            if !step.after.is_at(bytes, end) {
+                return Err(ParseError::at(line, end, format!("`{}`", step.after.text)));
+            }
+            at = end + step.after.len();
+        }
+        if at != bytes.len() {
+            return Err(ParseError::at(line, at, "the end of the line"));
         }
         Ok(record)
     }
 }
 
-/// Splits a field's value off the front of `rest`: (value, whether it holds
-/// escapes, what follows).
-fn split_value(
-    rest: &str,
-    delim: Delim,
-    line_may_end_next: bool,
-) -> Result<(&str, bool, &str), &'static str> {
-    match delim {
-        Delim::Quoted => match quoted_body(rest) {
-            Ok((after, (body, escaped))) => Ok((body, escaped, after)),
-            Err(_) => Err("a closing `\"`"),
+/// Where the value of `step` that starts at `start` ends, whether it holds
+/// escapes, and whether it is quoted text that JSON can take as it is (no
+/// escapes, no control bytes). An error is (offset, what was expected).
+fn value_end(
+    bytes: &[u8],
+    start: usize,
+    step: &Step,
+) -> Result<(usize, bool, bool), (usize, &'static str)> {
+    let rest = bytes.get(start..).unwrap_or_default();
+    match step.delim {
+        Delim::Quoted => match scan::quoted(bytes, start) {
+            Some(body) => Ok((body.end, body.escaped, !body.escaped && !body.control)),
+            None => Err((start, "a closing `\"`")),
         },
         Delim::Bracketed => {
-            if !rest.starts_with('[') {
-                return Err("`[` opening the time");
+            if rest.first() != Some(&b'[') {
+                return Err((start, "`[` opening the time"));
             }
-            match memchr::memchr(b']', rest.as_bytes()) {
-                Some(end) => Ok((
-                    rest.get(..=end).unwrap_or_default(),
-                    false,
-                    rest.get(end + 1..).unwrap_or_default(),
-                )),
-                None => Err("`]` closing the time"),
+            match scan::find_byte(b']', rest) {
+                Some(close) => Ok((start + close + 1, false, false)),
+                None => Err((start, "`]` closing the time")),
             }
         }
-        Delim::UpTo(byte) => match find_byte(byte, rest.as_bytes()) {
-            Some(end) => Ok((
-                rest.get(..end).unwrap_or_default(),
-                false,
-                rest.get(end..).unwrap_or_default(),
-            )),
-            None if line_may_end_next => Ok((rest, false, "")),
-            None => Err(delimiter_name(byte)),
+        Delim::UpTo(byte) => match scan::find_byte(byte, rest) {
+            Some(found) => Ok((start + found, false, false)),
+            None if step.line_may_end == Some(0) => Ok((bytes.len(), false, false)),
+            None => Err((start, delimiter_name(byte))),
         },
-        Delim::End => Ok((rest, false, "")),
+        Delim::End => Ok((bytes.len(), false, false)),
     }
-}
-
-/// The first `byte` in `haystack`. Most unquoted fields are a few bytes
-/// long, where a plain loop beats memchr's set-up; longer ones go to
-/// memchr.
-fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
-    const SHORT: usize = 16;
-    let head = haystack.get(..SHORT).unwrap_or(haystack);
-    if let Some(at) = head.iter().position(|&b| b == byte) {
-        return Some(at);
-    }
-    let tail = haystack.get(SHORT..)?;
-    memchr::memchr(byte, tail).map(|at| at + SHORT)
 }
 
 fn delimiter_name(byte: u8) -> &'static str {

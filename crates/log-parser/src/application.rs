@@ -149,9 +149,7 @@ impl AppRecord<'_> {
             buf.push(b':');
             buf.extend_from_slice(value.get().as_bytes());
         }
-        json::key(buf, false, "log_type");
-        json::string(buf, LogType::Application.as_str());
-        buf.push(b'}');
+        buf.extend_from_slice(LogType::Application.json_tail());
     }
 }
 

@@ -1,35 +1,7 @@
-//! Inner parsers for the values inside an access-log line: quoted strings
-//! with escapes, numbers, `-`, and the request line.
+//! Inner parsers for the values inside an access-log line: escapes in
+//! quoted strings, numbers, `-`, and the request line.
 
 use std::borrow::Cow;
-
-use crate::nom_error::{PResult, fail};
-
-/// The body of a quoted field, up to (not including) its closing `"`.
-///
-/// Apache escapes `"` and `\` inside quoted fields as `\"` and `\\` (and
-/// other bytes as `\xhh`); Nginx writes `\x22` and `\x5C`. So the first `"`
-/// not preceded by an escaping backslash closes the field. Returns the raw
-/// body and whether it holds any backslash (then [`unescape`] it).
-pub(crate) fn quoted_body(input: &str) -> PResult<'_, (&str, bool)> {
-    let bytes = input.as_bytes();
-    let mut at = 0;
-    let mut escaped = false;
-    while let Some(found) = bytes
-        .get(at..)
-        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-    {
-        let pos = at + found;
-        if bytes.get(pos) == Some(&b'"') {
-            let body = input.get(..pos).unwrap_or_default();
-            return Ok((input.get(pos..).unwrap_or_default(), (body, escaped)));
-        }
-        // A backslash escapes the next byte (which may be `"`).
-        escaped = true;
-        at = pos + 2;
-    }
-    fail(input, "a closing `\"`")
-}
 
 /// Undoes the escapes Apache and Nginx write inside log fields:
 /// `\"`, `\\`, `\n`, `\r`, `\t`, `\v`, `\b`, `\f` and `\xhh`. Bytes from
@@ -231,28 +203,6 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoted_body_table() {
-        let cases: [(&str, &str, bool, &str); 5] = [
-            (
-                r#"GET / HTTP/1.1" 200"#,
-                "GET / HTTP/1.1",
-                false,
-                r#"" 200"#,
-            ),
-            (r#"a \"b\" c" x"#, r#"a \"b\" c"#, true, r#"" x"#),
-            (r#"ends in \\" x"#, r#"ends in \\"#, true, r#"" x"#),
-            (r#"" empty"#, "", false, r#"" empty"#),
-            (r#"\x16\x03\x01" 400"#, r#"\x16\x03\x01"#, true, r#"" 400"#),
-        ];
-        for (input, body, escaped, rest) in cases {
-            let (r, (b, e)) = quoted_body(input).unwrap();
-            assert_eq!((b, e, r), (body, escaped, rest), "{input}");
-        }
-        assert!(quoted_body("no closing quote").is_err());
-        assert!(quoted_body(r#"escaped at end \""#).is_err());
-    }
 
     #[test]
     fn unescape_table() {

@@ -85,9 +85,81 @@ pub(crate) enum Item {
 pub(crate) struct AccessFormat {
     pub(crate) items: Vec<Item>,
     /// A line may end before this item (the fields from here on are then
-    /// absent): how `apache` reads both common and combined lines.
+    /// absent): how `apache` reads both common and combined lines. Always
+    /// a literal.
     pub(crate) optional_from: Option<usize>,
     pub(crate) log_type: LogType,
+    /// The items as the parser walks them.
+    pub(crate) walk: Walk,
+}
+
+/// The items regrouped for the parser: the text before the first field,
+/// then one step per field with the text that follows it. A line is one
+/// loop over the steps, with no separate turn for each literal.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Walk {
+    pub(crate) lead: Literal,
+    pub(crate) steps: Vec<Step>,
+}
+
+/// A field and the literal text after it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Step {
+    pub(crate) kind: Kind,
+    pub(crate) delim: Delim,
+    pub(crate) name: String,
+    pub(crate) after: Literal,
+    /// The line may end this many bytes into `after` (0: right after the
+    /// value); the fields after it are then absent (from
+    /// [`AccessFormat::optional_from`]).
+    pub(crate) line_may_end: Option<usize>,
+}
+
+/// Literal text between fields, with its first eight bytes packed into a
+/// word so that it is checked with one compare.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Literal {
+    pub(crate) text: String,
+    /// The first `min(len, 8)` bytes, little-endian.
+    word: u64,
+    /// Which bits of `word` are the literal's.
+    mask: u64,
+}
+
+impl Literal {
+    fn new(text: String) -> Self {
+        let mut bytes = [0u8; 8];
+        let len = text.len().min(8);
+        bytes
+            .iter_mut()
+            .zip(text.as_bytes())
+            .for_each(|(slot, &b)| *slot = b);
+        let mask = if len == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * len)) - 1
+        };
+        Literal {
+            word: u64::from_le_bytes(bytes),
+            mask,
+            text,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Whether `line` holds this literal at `at`.
+    pub(crate) fn is_at(&self, line: &[u8], at: usize) -> bool {
+        let rest = line.get(at..).unwrap_or_default();
+        match rest.first_chunk::<8>() {
+            Some(word) if self.text.len() <= 8 => {
+                (u64::from_le_bytes(*word) ^ self.word) & self.mask == 0
+            }
+            _ => rest.starts_with(self.text.as_bytes()),
+        }
+    }
 }
 
 /// The keys of an access record's fixed fields; a custom field never takes
@@ -255,11 +327,45 @@ fn finish(
             }
         };
     }
+    let walk = walk(&merged, optional_from);
     Ok(AccessFormat {
         items: merged,
         optional_from,
         log_type,
+        walk,
     })
+}
+
+/// Regroups finished items into the parser's [`Walk`].
+fn walk(items: &[Item], optional_from: Option<usize>) -> Walk {
+    let mut lead = String::new();
+    let mut steps: Vec<Step> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match item {
+            Item::Literal(text) => match steps.last_mut() {
+                Some(step) => {
+                    if optional_from == Some(index) {
+                        step.line_may_end = Some(step.after.len());
+                    }
+                    let mut joined = std::mem::take(&mut step.after.text);
+                    joined.push_str(text);
+                    step.after = Literal::new(joined);
+                }
+                None => lead.push_str(text),
+            },
+            Item::Field(field) => steps.push(Step {
+                kind: field.kind,
+                delim: field.delim,
+                name: field.name.clone(),
+                after: Literal::default(),
+                line_may_end: None,
+            }),
+        }
+    }
+    Walk {
+        lead: Literal::new(lead),
+        steps,
+    }
 }
 
 fn literal_text(item: &Item) -> Option<&str> {

@@ -5,6 +5,8 @@
 //! several times faster, because it knows its keys need no escaping and
 //! scans strings eight bytes at a time for the few bytes that do.
 
+use crate::scan;
+
 /// Appends `text` as a JSON string, escaped exactly as `serde_json` does:
 /// `"` `\` and control characters; everything else, UTF-8 included, as is.
 pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
@@ -12,7 +14,7 @@ pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
     buf.reserve(bytes.len() + 2);
     buf.push(b'"');
     let mut rest = bytes;
-    while let Some(at) = first_to_escape(rest) {
+    while let Some(at) = scan::first_to_escape(rest) {
         buf.extend_from_slice(rest.get(..at).unwrap_or_default());
         let byte = rest.get(at).copied().unwrap_or_default();
         match escape_for(byte) {
@@ -28,29 +30,6 @@ pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
     }
     buf.extend_from_slice(rest);
     buf.push(b'"');
-}
-
-/// The position of the first byte that needs escaping, checking eight
-/// bytes at a time.
-fn first_to_escape(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if needs_escape_word(u64::from_le_bytes(word)) {
-            return chunk
-                .iter()
-                .position(|&b| escape_for(b).is_some())
-                .map(|i| offset + i);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| escape_for(b).is_some())
-        .map(|i| offset + i)
 }
 
 enum Escape {
@@ -70,20 +49,6 @@ fn escape_for(byte: u8) -> Option<Escape> {
         0x00..=0x1f => Some(Escape::Unicode),
         _ => None,
     }
-}
-
-/// Whether any of the eight bytes is `"`, `\` or below 0x20 (SWAR: a byte
-/// `b` gives a set high bit in `(b - k) & !b & 0x80` exactly when `b < k`,
-/// for `k <= 0x80`, and equality is "`b ^ c` is zero").
-fn needs_escape_word(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let has_quote = quote.wrapping_sub(ONES) & !quote & HIGHS;
-    let has_backslash = backslash.wrapping_sub(ONES) & !backslash & HIGHS;
-    (below_space | has_quote | has_backslash) != 0
 }
 
 /// Appends an unsigned integer.
@@ -114,18 +79,6 @@ pub(crate) fn opt_string_as(buf: &mut Vec<u8>, value: Option<&str>, verbatim: bo
         }
         _ => opt_string(buf, value),
     }
-}
-
-/// Whether any byte is a control byte (below 0x20), which JSON escapes.
-/// Sixteen bytes at a time without branching, so the compiler can use
-/// vector compares.
-pub(crate) fn has_control_bytes(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(16);
-    let mut found = false;
-    for chunk in &mut chunks {
-        found |= chunk.iter().fold(false, |any, &b| any | (b < 0x20));
-    }
-    found || chunks.remainder().iter().any(|&b| b < 0x20)
 }
 
 /// Appends a string or `null`.
@@ -161,54 +114,6 @@ mod tests {
                 String::from_utf8_lossy(&theirs),
                 "{text:?}"
             );
-        }
-    }
-
-    #[test]
-    fn the_first_byte_to_escape_is_found_at_every_position_and_length() {
-        for len in 0..50 {
-            assert_eq!(first_to_escape(&vec![b'a'; len]), None);
-            for position in 0..len {
-                for special in [b'"', b'\\', 0x00, 0x1f] {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[position] = special;
-                    // A later special byte does not change the answer.
-                    if position + 1 < len {
-                        bytes[len - 1] = b'"';
-                    }
-                    assert_eq!(first_to_escape(&bytes), Some(position), "{len} {position}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn control_bytes_are_found_anywhere() {
-        for len in 0..40 {
-            assert!(!has_control_bytes(&vec![b' '; len]));
-            for position in 0..len {
-                for control in [0x00, 0x09, 0x1f] {
-                    let mut bytes = vec![0x7f; len];
-                    bytes[position] = control;
-                    assert!(has_control_bytes(&bytes), "{len} {position}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn swar_check_finds_every_special_byte_in_every_position() {
-        for position in 0..8 {
-            for special in [b'"', b'\\', 0x00, 0x1f] {
-                let mut word = [b'a'; 8];
-                word[position] = special;
-                assert!(needs_escape_word(u64::from_le_bytes(word)));
-            }
-            for plain in [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
-                let mut word = [b'a'; 8];
-                word[position] = plain;
-                assert!(!needs_escape_word(u64::from_le_bytes(word)), "{plain}");
-            }
         }
     }
 }

@@ -57,6 +57,7 @@ mod json;
 mod nom_error;
 #[cfg(feature = "records")]
 mod records;
+mod scan;
 mod time;
 
 pub use access::{AccessRecord, FieldValue};
@@ -84,6 +85,15 @@ impl LogType {
             LogType::ApacheAccess => "apache_access",
             LogType::NginxAccess => "nginx_access",
             LogType::Application => "application",
+        }
+    }
+
+    /// `,"log_type":"…"}`: how every record's JSON ends, as one constant.
+    pub(crate) fn json_tail(self) -> &'static [u8] {
+        match self {
+            LogType::ApacheAccess => br#","log_type":"apache_access"}"#,
+            LogType::NginxAccess => br#","log_type":"nginx_access"}"#,
+            LogType::Application => br#","log_type":"application"}"#,
         }
     }
 }
@@ -152,6 +162,7 @@ impl LogParser {
                     items: Vec::new(),
                     optional_from: None,
                     log_type: LogType::ApacheAccess,
+                    walk: format::Walk::default(),
                 }),
             },
         }
@@ -256,5 +267,13 @@ mod tests {
         assert!(AccessFormat::nginx_builtin().is_ok());
         assert_eq!(LogParser::apache().log_type(), LogType::ApacheAccess);
         assert_eq!(LogParser::nginx().log_type(), LogType::NginxAccess);
+        for log_type in [
+            LogType::ApacheAccess,
+            LogType::NginxAccess,
+            LogType::Application,
+        ] {
+            let tail = format!(r#","log_type":"{}"}}"#, log_type.as_str());
+            assert_eq!(log_type.json_tail(), tail.as_bytes());
+        }
     }
 }
