@@ -332,7 +332,7 @@ fn store<'a>(
     };
     match kind {
         Kind::Client => {
-            if value.is_empty() || value.contains(' ') {
+            if value.is_empty() || scan::find_byte(b' ', value.as_bytes()).is_some() {
                 return Err(at_start("a client address"));
             }
             record.ip_address = Some(value);
@@ -344,10 +344,9 @@ fn store<'a>(
                 .strip_prefix('[')
                 .and_then(|v| v.strip_suffix(']'))
                 .ok_or(at_start("a time in brackets"))?;
-            record.timestamp =
-                Some(whole(clf, inner).map_err(|(within, what)| (within + 1, what))?);
+            record.timestamp = Some(clf(inner).map_err(|(within, what)| (within + 1, what))?);
         }
-        Kind::TimeClf => record.timestamp = Some(whole(clf, value)?),
+        Kind::TimeClf => record.timestamp = Some(clf(value)?),
         Kind::TimeIso => record.timestamp = Some(whole(iso8601, value)?),
         Kind::Request => {
             let parts = request_line(text());

@@ -3,45 +3,86 @@
 
 use std::borrow::Cow;
 
+use crate::scan;
+
 /// Undoes the escapes Apache and Nginx write inside log fields:
 /// `\"`, `\\`, `\n`, `\r`, `\t`, `\v`, `\b`, `\f` and `\xhh`. Bytes from
 /// `\xhh` that do not form UTF-8 (a TLS handshake sent to port 80) become
 /// U+FFFD; an unknown escape is kept as written.
+///
+/// The text between escapes is already UTF-8 and is copied as it is; only
+/// each run of `\xhh` bytes is decoded (a run cannot combine with the text
+/// around it: that text starts and ends on whole characters).
 pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('\\') {
+    let bytes = raw.as_bytes();
+    let Some(mut backslash) = scan::find_byte(b'\\', bytes) else {
         return Cow::Borrowed(raw);
-    }
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut rest = raw.as_bytes();
-    while let Some(pos) = memchr::memchr(b'\\', rest) {
-        bytes.extend_from_slice(rest.get(..pos).unwrap_or_default());
-        let after = rest.get(pos + 1..).unwrap_or_default();
-        let (decoded, used): (Option<u8>, usize) = match after.first() {
-            Some(b'"') => (Some(b'"'), 1),
-            Some(b'\\') => (Some(b'\\'), 1),
-            Some(b'n') => (Some(b'\n'), 1),
-            Some(b'r') => (Some(b'\r'), 1),
-            Some(b't') => (Some(b'\t'), 1),
-            Some(b'v') => (Some(0x0b), 1),
-            Some(b'b') => (Some(0x08), 1),
-            Some(b'f') => (Some(0x0c), 1),
-            Some(b'x') | Some(b'X') => match after.get(1..3).and_then(hex_byte) {
-                Some(byte) => (Some(byte), 3),
+    };
+    let mut out = String::with_capacity(raw.len());
+    // Bytes from a run of `\xhh` escapes, decoded when the run ends.
+    let mut run: Vec<u8> = Vec::new();
+    let mut copied_to = 0;
+    loop {
+        if backslash > copied_to {
+            flush_run(&mut out, &mut run);
+            out.push_str(raw.get(copied_to..backslash).unwrap_or_default());
+        }
+        let after = bytes.get(backslash + 1..).unwrap_or_default();
+        let short = |c: char| (Some(Decoded::Char(c)), 1);
+        let (decoded, used) = match after.first() {
+            Some(b'"') => short('"'),
+            Some(b'\\') => short('\\'),
+            Some(b'n') => short('\n'),
+            Some(b'r') => short('\r'),
+            Some(b't') => short('\t'),
+            Some(b'v') => short('\u{b}'),
+            Some(b'b') => short('\u{8}'),
+            Some(b'f') => short('\u{c}'),
+            Some(b'x' | b'X') => match after.get(1..3).and_then(hex_byte) {
+                Some(byte) => (Some(Decoded::Byte(byte)), 3),
                 None => (None, 0),
             },
             _ => (None, 0),
         };
         match decoded {
-            Some(byte) => bytes.push(byte),
-            None => bytes.push(b'\\'),
+            Some(Decoded::Byte(byte)) => run.push(byte),
+            Some(Decoded::Char(c)) => {
+                flush_run(&mut out, &mut run);
+                out.push(c);
+            }
+            None => {
+                flush_run(&mut out, &mut run);
+                out.push('\\');
+            }
         }
-        rest = after.get(used..).unwrap_or_default();
+        copied_to = backslash + 1 + used;
+        match bytes
+            .get(copied_to..)
+            .and_then(|rest| scan::find_byte(b'\\', rest))
+        {
+            Some(next) => backslash = copied_to + next,
+            None => break,
+        }
     }
-    bytes.extend_from_slice(rest);
-    Cow::Owned(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    flush_run(&mut out, &mut run);
+    out.push_str(raw.get(copied_to..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// What one escape stands for.
+enum Decoded {
+    /// A character (`\"`, `\n`, …).
+    Char(char),
+    /// A byte (`\xhh`), part of a run decoded as UTF-8.
+    Byte(u8),
+}
+
+/// Appends a run of `\xhh` bytes as text (U+FFFD where not UTF-8).
+fn flush_run(out: &mut String, run: &mut Vec<u8>) {
+    if !run.is_empty() {
+        out.push_str(&String::from_utf8_lossy(run));
+        run.clear();
+    }
 }
 
 fn hex_byte(pair: &[u8]) -> Option<u8> {
@@ -98,85 +139,102 @@ pub(crate) fn request_line(line: Cow<'_, str>) -> RequestParts<'_> {
     if line == "-" || line.is_empty() {
         return RequestParts::default();
     }
-    let parts = split_request(&line);
-    match parts {
-        Some((method, path, Some(protocol))) => match line {
-            Cow::Borrowed(text) => {
-                let (m, p, v) = slices(text, method, path, protocol);
-                RequestParts {
-                    method: Some(Cow::Borrowed(m)),
-                    path: Some(Cow::Borrowed(p)),
-                    protocol: Some(Cow::Borrowed(v)),
-                    raw: None,
-                }
-            }
-            Cow::Owned(ref text) => {
-                let (m, p, v) = slices(text, method, path, protocol);
-                RequestParts {
-                    method: Some(Cow::Owned(m.to_owned())),
-                    path: Some(Cow::Owned(p.to_owned())),
-                    protocol: Some(Cow::Owned(v.to_owned())),
-                    raw: None,
-                }
-            }
+    match line {
+        Cow::Borrowed(text) => match split_request(text) {
+            Some((method, path, protocol)) => RequestParts {
+                method: Some(Cow::Borrowed(method)),
+                path: Some(Cow::Borrowed(path)),
+                protocol: protocol.map(Cow::Borrowed),
+                raw: protocol.is_none().then_some(Cow::Borrowed(text)),
+            },
+            None => RequestParts {
+                raw: Some(Cow::Borrowed(text)),
+                ..RequestParts::default()
+            },
         },
-        Some((method, path, None)) => {
-            let m = line.get(method.0..method.1).unwrap_or_default().to_owned();
-            let p = line.get(path.0..path.1).unwrap_or_default().to_owned();
-            RequestParts {
-                method: Some(Cow::Owned(m)),
-                path: Some(Cow::Owned(p)),
-                protocol: None,
-                raw: Some(line),
+        Cow::Owned(text) => {
+            let owned = |part: &str| Some(Cow::Owned(part.to_owned()));
+            match split_request(&text) {
+                Some((method, path, Some(protocol))) => RequestParts {
+                    method: owned(method),
+                    path: owned(path),
+                    protocol: owned(protocol),
+                    raw: None,
+                },
+                Some((method, path, None)) => RequestParts {
+                    method: owned(method),
+                    path: owned(path),
+                    protocol: None,
+                    raw: Some(Cow::Owned(text)),
+                },
+                None => RequestParts {
+                    raw: Some(Cow::Owned(text)),
+                    ..RequestParts::default()
+                },
             }
         }
-        None => RequestParts {
-            raw: Some(line),
-            ..RequestParts::default()
-        },
     }
 }
 
-type Span = (usize, usize);
-
-fn slices(text: &str, m: Span, p: Span, v: Span) -> (&str, &str, &str) {
-    (
-        text.get(m.0..m.1).unwrap_or_default(),
-        text.get(p.0..p.1).unwrap_or_default(),
-        text.get(v.0..v.1).unwrap_or_default(),
-    )
-}
-
-/// Byte spans of method, path and (if present) protocol.
-fn split_request(line: &str) -> Option<(Span, Span, Option<Span>)> {
-    let first_space = memchr::memchr(b' ', line.as_bytes())?;
+/// Method, path and (if present) protocol.
+fn split_request(line: &str) -> Option<(&str, &str, Option<&str>)> {
+    let first_space = scan::find_byte(b' ', line.as_bytes())?;
     let method = line.get(..first_space)?;
-    if method.is_empty() || !method.bytes().all(is_tchar) {
+    let token = method.bytes().fold(true, |all, b| all & is_tchar(b));
+    if method.is_empty() || !token {
         return None;
     }
-    let after_method = first_space + 1;
-    let rest = line.get(after_method..)?;
+    let rest = line.get(first_space + 1..)?;
     if rest.is_empty() {
         return None;
     }
-    match memchr::memrchr(b' ', rest.as_bytes()) {
-        Some(last_space) => {
-            let protocol = rest.get(last_space + 1..)?;
-            if protocol.starts_with("HTTP/") && last_space > 0 {
-                let path = (after_method, after_method + last_space);
-                let version = (after_method + last_space + 1, line.len());
-                Some(((0, first_space), path, Some(version)))
-            } else {
-                // No protocol at the end: a path cut short or with spaces.
-                Some(((0, first_space), (after_method, line.len()), None))
-            }
-        }
-        None => Some(((0, first_space), (after_method, line.len()), None)),
+    if let Some(last_space) = last_space(rest.as_bytes())
+        && last_space > 0
+        && let Some(protocol) = rest.get(last_space + 1..)
+        && protocol.starts_with("HTTP/")
+    {
+        return Some((method, rest.get(..last_space)?, Some(protocol)));
     }
+    // No protocol at the end: a path cut short or with spaces.
+    Some((method, rest, None))
+}
+
+/// The last space in `bytes`. Nearly every request line ends in
+/// ` HTTP/1.1` or ` HTTP/2.0`, checked in place; others are searched.
+fn last_space(bytes: &[u8]) -> Option<usize> {
+    const VERSION_LEN: usize = "HTTP/1.1".len();
+    if let Some(at) = bytes.len().checked_sub(VERSION_LEN + 1)
+        && bytes.get(at) == Some(&b' ')
+        && let Some(version) = bytes.get(at + 1..)
+        && !version.iter().fold(false, |any, &b| any | (b == b' '))
+    {
+        return Some(at);
+    }
+    memchr::memrchr(b' ', bytes)
 }
 
 /// An HTTP token character (RFC 9110 `tchar`): what a method is made of.
 fn is_tchar(b: u8) -> bool {
+    TCHAR.get(usize::from(b)).copied().unwrap_or(false)
+}
+
+/// [`is_tchar_slow`] for every byte, looked up rather than compared.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of range fails the build, never a run"
+)]
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = is_tchar_slow(byte as u8);
+        byte += 1;
+    }
+    table
+};
+
+/// The `tchar` rule as written in RFC 9110.
+const fn is_tchar_slow(b: u8) -> bool {
     matches!(
         b,
         b'0'..=b'9'
@@ -203,6 +261,65 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    /// Unescaping as first written: every escape decoded into one byte
+    /// buffer, then the whole decoded as UTF-8 (lossily).
+    fn unescape_whole(raw: &str) -> String {
+        let mut bytes = Vec::new();
+        let mut rest = raw.as_bytes();
+        while let Some((&first, after)) = rest.split_first() {
+            if first != b'\\' {
+                bytes.push(first);
+                rest = after;
+                continue;
+            }
+            let (decoded, used) = match after.first() {
+                Some(b'"') => (Some(b'"'), 1),
+                Some(b'\\') => (Some(b'\\'), 1),
+                Some(b'n') => (Some(b'\n'), 1),
+                Some(b'r') => (Some(b'\r'), 1),
+                Some(b't') => (Some(b'\t'), 1),
+                Some(b'v') => (Some(0x0b), 1),
+                Some(b'b') => (Some(0x08), 1),
+                Some(b'f') => (Some(0x0c), 1),
+                Some(b'x' | b'X') => match after.get(1..3).and_then(hex_byte) {
+                    Some(byte) => (Some(byte), 3),
+                    None => (None, 0),
+                },
+                _ => (None, 0),
+            };
+            bytes.push(decoded.unwrap_or(b'\\'));
+            rest = &after[used..];
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unescaping_runs_is_unescaping_the_whole(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-z /?=&\\\\]{0,6}",
+                    proptest::string::string_regex("[éж😀]{1,2}").unwrap(),
+                    // A backslash and any of the escape letters, or others.
+                    r#"\\["\\nrtvbfxXq]"#,
+                    proptest::strategy::Just(r"\xZZ".to_owned()),
+                    (0u8..=255).prop_map(|b| format!(r"\x{b:02x}")),
+                    proptest::strategy::Just(r"\xd0\xb0".to_owned()),
+                    proptest::strategy::Just(r"\xe2\x82".to_owned()),
+                ],
+                0..12,
+            ),
+            trailing_backslash in proptest::bool::ANY,
+        ) {
+            let mut raw = parts.concat();
+            if trailing_backslash {
+                raw.push('\\');
+            }
+            proptest::prop_assert_eq!(unescape(&raw).into_owned(), unescape_whole(&raw));
+        }
+    }
 
     #[test]
     fn unescape_table() {
