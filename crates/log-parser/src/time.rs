@@ -238,85 +238,64 @@ pub(crate) fn clf(value: &str) -> Result<Timestamp, (usize, &'static str)> {
 const CLF_LEN: usize = 26;
 
 /// The fixed-layout reading of a CLF time, or `None` if anything is off.
+///
+/// The 26 bytes are read as four words (the last overlapping the third),
+/// and each word's digits and punctuation are checked at once: every digit
+/// place must hold `0`-`9` (high nibble 3, and adding 6 to the low nibble
+/// does not carry) and every punctuation place its character.
 fn clf_fixed(bytes: &[u8]) -> Option<Timestamp> {
-    let head: &[u8; CLF_LEN] = bytes.get(..CLF_LEN)?.try_into().ok()?;
-    let [
-        d0,
-        d1,
-        b'/',
-        m0,
-        m1,
-        m2,
-        b'/',
-        y0,
-        y1,
-        y2,
-        y3,
-        b':',
-        h0,
-        h1,
-        b':',
-        i0,
-        i1,
-        b':',
-        s0,
-        s1,
-        b' ',
-        sign,
-        oh0,
-        oh1,
-        om0,
-        om1,
-    ] = *head
-    else {
-        return None;
+    let head: &[u8; CLF_LEN] = bytes.first_chunk()?;
+    let word = |at: usize| {
+        head.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map(|word| u64::from_le_bytes(*word))
     };
-    // All sixteen digits checked at once (`&`, not `&&`: no branch per
-    // byte, so the check vectorises), then converted without checks.
-    let digits = [
-        d0, d1, y0, y1, y2, y3, h0, h1, i0, i1, s0, s1, oh0, oh1, om0, om1,
-    ];
-    if !digits.iter().fold(true, |all, &b| all & b.is_ascii_digit()) {
-        return None;
-    }
-    let two = |tens: u8, units: u8| (tens & 0x0f) * 10 + (units & 0x0f);
-    let month = match [m0, m1, m2] {
-        [b'J', b'a', b'n'] => 1,
-        [b'F', b'e', b'b'] => 2,
-        [b'M', b'a', b'r'] => 3,
-        [b'A', b'p', b'r'] => 4,
-        [b'M', b'a', b'y'] => 5,
-        [b'J', b'u', b'n'] => 6,
-        [b'J', b'u', b'l'] => 7,
-        [b'A', b'u', b'g'] => 8,
-        [b'S', b'e', b'p'] => 9,
-        [b'O', b'c', b't'] => 10,
-        [b'N', b'o', b'v'] => 11,
-        [b'D', b'e', b'c'] => 12,
+    // dd/Mon/y yyy:HH:M M:SS +hh, and (overlapping) SS +hhmm.
+    let first = CLF_WORDS[0].digits(word(0)?)?;
+    let second = CLF_WORDS[1].digits(word(8)?)?;
+    let third = CLF_WORDS[2].digits(word(16)?)?;
+    let fourth = CLF_WORDS[3].digits(word(18)?)?;
+    let two = |word: u64, tens: u32| lane(word, tens) * 10 + lane(word, tens + 1);
+    let day = two(first, 0);
+    let year = u16::from(lane(first, 7)) * 1000
+        + u16::from(lane(second, 0)) * 100
+        + u16::from(two(second, 1));
+    let hour = two(second, 4);
+    let minute = lane(second, 7) * 10 + lane(third, 0);
+    let second_of_minute = two(third, 2);
+    let offset_hours = two(third, 6);
+    let offset_minutes = two(fourth, 6);
+    let month = match head.get(3..6)? {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
         _ => return None,
     };
-    let day = two(d0, d1);
-    let year = u16::from(two(y0, y1)) * 100 + u16::from(two(y2, y3));
-    let hour = two(h0, h1);
-    let minute = two(i0, i1);
-    let second = two(s0, s1);
-    let offset_hours = two(oh0, oh1);
-    let offset_minutes = two(om0, om1);
     let in_range = (1..=31).contains(&day)
         & (hour <= 23)
         & (minute <= 59)
-        & (second <= 60)
+        & (second_of_minute <= 60)
         & (offset_hours <= 23)
         & (offset_minutes <= 59);
     if !in_range {
         return None;
     }
     let magnitude = i16::from(offset_hours) * 60 + i16::from(offset_minutes);
-    let offset_minutes = match sign {
+    let offset_minutes = match head.get(21)? {
         b'+' => magnitude,
         b'-' => -magnitude,
         _ => return None,
     };
+    let second = second_of_minute;
     Some(Timestamp {
         year,
         month,
@@ -328,6 +307,71 @@ fn clf_fixed(bytes: &[u8]) -> Option<Timestamp> {
         fraction_digits: 0,
         offset_minutes,
     })
+}
+
+/// The places of one eight-byte word of a fixed-layout time.
+#[derive(Debug, Clone, Copy)]
+struct WordLayout {
+    /// `0xff` in each byte that is a digit.
+    digits: u64,
+    /// The punctuation expected, and `0xff` in each byte that has some.
+    punctuation: u64,
+    punctuation_mask: u64,
+}
+
+/// `9` for a digit, `?` for a byte checked elsewhere, anything else for
+/// that character.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of range fails the build, never a run"
+)]
+const fn word_layout(pattern: &[u8; 8]) -> WordLayout {
+    let mut layout = WordLayout {
+        digits: 0,
+        punctuation: 0,
+        punctuation_mask: 0,
+    };
+    let mut i = 0;
+    while i < 8 {
+        let byte = pattern[i];
+        let shift = 8 * i;
+        if byte == b'9' {
+            layout.digits |= 0xff << shift;
+        } else if byte != b'?' {
+            layout.punctuation |= (byte as u64) << shift;
+            layout.punctuation_mask |= 0xff << shift;
+        }
+        i += 1;
+    }
+    layout
+}
+
+/// `dd/Mon/yyyy:HH:MM:SS +hhmm` as the words at 0, 8, 16 and 18.
+const CLF_WORDS: [WordLayout; 4] = [
+    word_layout(b"99/???/9"),
+    word_layout(b"999:99:9"),
+    word_layout(b"9:99 ?99"),
+    word_layout(b"??????99"),
+];
+
+impl WordLayout {
+    /// The word with each digit place turned into its value (other places
+    /// zero), or `None` if a digit or punctuation place is wrong.
+    fn digits(&self, word: u64) -> Option<u64> {
+        const ZEROS: u64 = 0x3030_3030_3030_3030;
+        const HIGH_NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+        const SIXES: u64 = 0x0606_0606_0606_0606;
+        let ascii = (word & self.digits) | (ZEROS & !self.digits);
+        let valid = (word ^ self.punctuation) & self.punctuation_mask == 0
+            && ascii & HIGH_NIBBLES == ZEROS
+            && ascii.wrapping_add(SIXES) & HIGH_NIBBLES == ZEROS;
+        valid.then(|| ascii - ZEROS)
+    }
+}
+
+/// Byte `index` (little-endian) of a word of digit values.
+fn lane(word: u64, index: u32) -> u8 {
+    (word >> (8 * index)) as u8
 }
 
 /// The combinator parser for CLF time, used when the fixed layout does not
