@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::LogType;
+use crate::{LogRecord, LogType};
 use crate::error::ParseError;
 use crate::field::{dash_or, number, request_line, status, unescape};
 use crate::format::{AccessFormat, Delim, Kind, Step};
@@ -152,12 +152,7 @@ impl AccessRecord<'_> {
     pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b"{\"timestamp\":");
         match &self.timestamp {
-            Some(timestamp) => {
-                let mut text = [0u8; crate::time::RFC3339_MAX];
-                buf.push(b'"');
-                buf.extend_from_slice(timestamp.rfc3339_bytes(&mut text));
-                buf.push(b'"');
-            }
+            Some(timestamp) => timestamp.write_json(buf),
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"ip_address\":");
@@ -225,9 +220,19 @@ impl AccessRecord<'_> {
 
 impl AccessFormat {
     /// Parses `line` (without its line ending) against this format.
-    pub(crate) fn parse<'a>(&'a self, line: &'a str) -> Result<AccessRecord<'a>, ParseError> {
+    pub(crate) fn parse<'a>(&'a self, line: &'a str) -> Result<LogRecord<'a>, ParseError> {
+        // Built where it is returned and filled in place: the record is
+        // a few hundred bytes, and each move of it is a copy.
+        let mut parsed = LogRecord::Access(AccessRecord::empty(self.log_type));
+        if let LogRecord::Access(record) = &mut parsed {
+            self.fill(line, record)?;
+        }
+        Ok(parsed)
+    }
+
+    /// Parses `line` into `record`, fresh from [`AccessRecord::empty`].
+    fn fill<'a>(&'a self, line: &'a str, record: &mut AccessRecord<'a>) -> Result<(), ParseError> {
         let bytes = line.as_bytes();
-        let mut record = AccessRecord::empty(self.log_type);
         let walk = &self.walk;
         if !walk.lead.is_at(bytes, 0) {
             return Err(ParseError::at(line, 0, format!("`{}`", walk.lead.text)));
@@ -239,7 +244,7 @@ impl AccessFormat {
                 .map_err(|(offset, expected)| ParseError::at(line, offset, expected))?;
             // Fields end at ASCII delimiters: always character boundaries.
             let value = line.get(start..end).unwrap_or_default();
-            store(&mut record, step.kind, &step.name, value, escaped)
+            store(record, step.kind, &step.name, value, escaped)
                 .map_err(|(within, expected)| ParseError::at(line, start + within, expected))?;
             if clean {
                 record.verbatim.0 |= match step.kind {
@@ -253,7 +258,7 @@ impl AccessFormat {
                 && end + within == bytes.len()
                 && bytes.get(end..) == step.after.text.as_bytes().get(..within)
             {
-                return Ok(record);
+                return Ok(());
             }
             if !step.after.is_at(bytes, end) {
                 return Err(ParseError::at(line, end, format!("`{}`", step.after.text)));
@@ -263,7 +268,7 @@ impl AccessFormat {
         if at != bytes.len() {
             return Err(ParseError::at(line, at, "the end of the line"));
         }
-        Ok(record)
+        Ok(())
     }
 }
 

@@ -206,7 +206,7 @@ impl LogParser {
             return Err(ParseError::at(line, 0, "a log line, not an empty one"));
         }
         match &self.inner {
-            Inner::Access(format) => format.parse(line).map(LogRecord::Access),
+            Inner::Access(format) => format.parse(line),
             Inner::Application => application::AppRecord::parse(line).map(LogRecord::Application),
         }
     }

@@ -85,9 +85,9 @@ impl Needle for Escape {
     #[inline(always)]
     fn any(&self, chunk: &[u8; 16]) -> bool {
         // `|`, not `||`: no branch per byte, so it vectorises.
-        chunk.iter().fold(false, |any, &b| {
-            any | (b == b'"') | (b == b'\\') | (b < 0x20)
-        })
+        chunk
+            .iter()
+            .fold(false, |any, &b| any | control_or_quote(b) | (b == b'\\'))
     }
     fn mask(&self, word: u64) -> u64 {
         escape_mask(word)

@@ -47,19 +47,8 @@ impl Timestamp {
     /// parts at a time rather than byte by byte (this is on every access
     /// line's path to JSON).
     pub(crate) fn rfc3339_bytes<'b>(&self, buf: &'b mut [u8; RFC3339_MAX]) -> &'b [u8] {
-        let [year0, year1] = two_digits_ascii((self.year / 100 % 100) as u8);
-        let [year2, year3] = two_digits_ascii((self.year % 100) as u8);
-        let [month0, month1] = two_digits_ascii(self.month);
-        let [day0, day1] = two_digits_ascii(self.day);
-        let [hour0, hour1] = two_digits_ascii(self.hour);
-        let [minute0, minute1] = two_digits_ascii(self.minute);
-        let [second0, second1] = two_digits_ascii(self.second);
-        let head: [u8; DATE_TIME_LEN] = [
-            year0, year1, year2, year3, b'-', month0, month1, b'-', day0, day1, b'T', hour0, hour1,
-            b':', minute0, minute1, b':', second0, second1,
-        ];
         let (date_time, rest) = buf.split_at_mut(DATE_TIME_LEN);
-        date_time.copy_from_slice(&head);
+        date_time.copy_from_slice(&self.date_time());
         let mut len = DATE_TIME_LEN;
         let digits = usize::from(self.fraction_digits).min(MAX_FRACTION_DIGITS);
         if digits > 0
@@ -75,25 +64,65 @@ impl Timestamp {
             }
             len += 1 + digits;
         }
-        let offset = self.offset_minutes;
-        let abs = offset.unsigned_abs();
-        let [offset_hour0, offset_hour1] = two_digits_ascii((abs / 60 % 100) as u8);
-        let [offset_minute0, offset_minute1] = two_digits_ascii((abs % 60) as u8);
-        let zone = [
-            if offset < 0 { b'-' } else { b'+' },
-            offset_hour0,
-            offset_hour1,
-            b':',
-            offset_minute0,
-            offset_minute1,
-        ];
+        let zone = self.zone();
         if let Some(slot) = buf.get_mut(len..len + zone.len()) {
             slot.copy_from_slice(&zone);
             len += zone.len();
         }
         buf.get(..len).unwrap_or_default()
     }
+
+    /// Appends the RFC 3339 form as a JSON string. A time without
+    /// fractional seconds — every Apache and Nginx `[…]` time — is one
+    /// fixed-size write.
+    pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
+        if self.fraction_digits == 0 {
+            let mut text = [b'"'; DATE_TIME_LEN + ZONE_LEN + 2];
+            let (date_time, rest) = text.split_at_mut(1 + DATE_TIME_LEN);
+            date_time
+                .get_mut(1..)
+                .unwrap_or_default()
+                .copy_from_slice(&self.date_time());
+            rest.get_mut(..ZONE_LEN)
+                .unwrap_or_default()
+                .copy_from_slice(&self.zone());
+            buf.extend_from_slice(&text);
+        } else {
+            let mut text = [0u8; RFC3339_MAX];
+            buf.push(b'"');
+            buf.extend_from_slice(self.rfc3339_bytes(&mut text));
+            buf.push(b'"');
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS`, a digit pair at a time.
+    fn date_time(&self) -> [u8; DATE_TIME_LEN] {
+        let [year0, year1] = two_digits_ascii((self.year / 100 % 100) as u8);
+        let [year2, year3] = two_digits_ascii((self.year % 100) as u8);
+        let [month0, month1] = two_digits_ascii(self.month);
+        let [day0, day1] = two_digits_ascii(self.day);
+        let [hour0, hour1] = two_digits_ascii(self.hour);
+        let [minute0, minute1] = two_digits_ascii(self.minute);
+        let [second0, second1] = two_digits_ascii(self.second);
+        [
+            year0, year1, year2, year3, b'-', month0, month1, b'-', day0, day1, b'T', hour0,
+            hour1, b':', minute0, minute1, b':', second0, second1,
+        ]
+    }
+
+    /// `+HH:MM` or `-HH:MM`.
+    fn zone(&self) -> [u8; ZONE_LEN] {
+        let offset = self.offset_minutes;
+        let abs = offset.unsigned_abs();
+        let [hour0, hour1] = two_digits_ascii((abs / 60 % 100) as u8);
+        let [minute0, minute1] = two_digits_ascii((abs % 60) as u8);
+        let sign = if offset < 0 { b'-' } else { b'+' };
+        [sign, hour0, hour1, b':', minute0, minute1]
+    }
 }
+
+/// `+HH:MM`.
+const ZONE_LEN: usize = 6;
 
 /// `YYYY-MM-DDTHH:MM:SS`.
 const DATE_TIME_LEN: usize = 19;
