@@ -149,11 +149,13 @@ fn locate(needle: &impl Needle, chunk: &[u8; 16]) -> Option<usize> {
 }
 
 /// The position of the first `byte` in `haystack`.
+#[inline]
 pub(crate) fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
     find(&Byte(byte), haystack)
 }
 
 /// The position of the first byte JSON must escape in `bytes`.
+#[inline]
 pub(crate) fn first_to_escape(bytes: &[u8]) -> Option<usize> {
     find(&Escape, bytes)
 }
