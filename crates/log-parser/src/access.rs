@@ -5,13 +5,13 @@ use std::borrow::Cow;
 
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::{LogRecord, LogType};
 use crate::error::ParseError;
 use crate::field::{dash_or, number, request_line, status, unescape};
 use crate::format::{AccessFormat, Delim, Kind, Step};
 use crate::json;
 use crate::scan;
 use crate::time::{Timestamp, clf, iso8601};
+use crate::{LogRecord, LogType};
 
 /// A field of a custom format that is not one of the fixed record fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,10 +67,10 @@ pub struct AccessRecord<'a> {
     verbatim: Verbatim,
 }
 
-/// Text fields known to need no JSON escaping: they came from a quoted
-/// field with no `\` in it (so no `"` or `\` either) on a line with no
-/// control bytes. A hint for the writer, not part of the record's value:
-/// any two compare equal.
+/// Text fields known to need no JSON escaping: the parser saw no `"`, `\`
+/// or control byte in them (a quoted field's escapes are `\` sequences).
+/// A hint for the writer, not part of the record's value: any two compare
+/// equal.
 #[derive(Debug, Clone, Copy, Default)]
 struct Verbatim(u8);
 
@@ -78,6 +78,9 @@ impl Verbatim {
     const REQUEST: u8 = 1;
     const REFERER: u8 = 2;
     const USER_AGENT: u8 = 4;
+    const IP_ADDRESS: u8 = 8;
+    const IDENT: u8 = 16;
+    const REMOTE_USER: u8 = 32;
 
     fn has(self, field: u8) -> bool {
         self.0 & field != 0
@@ -156,14 +159,18 @@ impl AccessRecord<'_> {
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"ip_address\":");
-        json::opt_string(buf, self.ip_address);
+        json::opt_string_as(
+            buf,
+            self.ip_address,
+            self.verbatim.has(Verbatim::IP_ADDRESS),
+        );
         if let Some(ident) = self.ident {
             buf.extend_from_slice(b",\"ident\":");
-            json::string(buf, ident);
+            json::string_as(buf, ident, self.verbatim.has(Verbatim::IDENT));
         }
         if let Some(user) = &self.remote_user {
             buf.extend_from_slice(b",\"remote_user\":");
-            json::string(buf, user);
+            json::string_as(buf, user, self.verbatim.has(Verbatim::REMOTE_USER));
         }
         let request = self.verbatim.has(Verbatim::REQUEST);
         buf.extend_from_slice(b",\"method\":");
@@ -251,6 +258,9 @@ impl AccessFormat {
                     Kind::Request => Verbatim::REQUEST,
                     Kind::Referer => Verbatim::REFERER,
                     Kind::UserAgent => Verbatim::USER_AGENT,
+                    Kind::Client => Verbatim::IP_ADDRESS,
+                    Kind::Ident => Verbatim::IDENT,
+                    Kind::RemoteUser => Verbatim::REMOTE_USER,
                     _ => 0,
                 };
             }
@@ -273,8 +283,8 @@ impl AccessFormat {
 }
 
 /// Where the value of `step` that starts at `start` ends, whether it holds
-/// escapes, and whether it is quoted text that JSON can take as it is (no
-/// escapes, no control bytes). An error is (offset, what was expected).
+/// escapes, and whether it is text that JSON can take as it is (no `"`,
+/// `\` or control bytes). An error is (offset, what was expected).
 fn value_end(
     bytes: &[u8],
     start: usize,
@@ -295,10 +305,10 @@ fn value_end(
                 None => Err((start, "`]` closing the time")),
             }
         }
-        Delim::UpTo(byte) => match scan::find_byte(byte, rest) {
-            Some(found) => Ok((start + found, false, false)),
-            None if step.line_may_end == Some(0) => Ok((bytes.len(), false, false)),
-            None => Err((start, delimiter_name(byte))),
+        Delim::UpTo(byte) => match scan::find_byte_noting_escapes(byte, rest) {
+            (Some(found), clean) => Ok((start + found, false, clean)),
+            (None, clean) if step.line_may_end == Some(0) => Ok((bytes.len(), false, clean)),
+            (None, _) => Err((start, delimiter_name(byte))),
         },
         Delim::End => Ok((bytes.len(), false, false)),
     }

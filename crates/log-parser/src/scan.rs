@@ -97,6 +97,24 @@ impl Needle for Escape {
     }
 }
 
+/// One byte value, or a byte JSON must escape.
+struct ByteOrEscape(u8);
+
+impl Needle for ByteOrEscape {
+    #[inline(always)]
+    fn any(&self, chunk: &[u8; 16]) -> bool {
+        chunk.iter().fold(false, |any, &b| {
+            any | (b == self.0) | control_or_quote(b) | (b == b'\\')
+        })
+    }
+    fn mask(&self, word: u64) -> u64 {
+        zero_bytes(word ^ (ONES * u64::from(self.0))) | escape_mask(word)
+    }
+    fn is(&self, byte: u8) -> bool {
+        byte == self.0 || needs_escape(byte)
+    }
+}
+
 /// The first byte of `haystack` that `needle` looks for.
 #[inline(always)]
 fn find(needle: &impl Needle, haystack: &[u8]) -> Option<usize> {
@@ -152,6 +170,21 @@ fn locate(needle: &impl Needle, chunk: &[u8; 16]) -> Option<usize> {
 #[inline]
 pub(crate) fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
     find(&Byte(byte), haystack)
+}
+
+/// The position of the first `byte` in `haystack` and whether the bytes
+/// before it are free of any JSON must escape (found in the same pass when
+/// they are).
+#[inline]
+pub(crate) fn find_byte_noting_escapes(byte: u8, haystack: &[u8]) -> (Option<usize>, bool) {
+    match find(&ByteOrEscape(byte), haystack) {
+        Some(at) if haystack.get(at) == Some(&byte) => (Some(at), true),
+        Some(at) => {
+            let rest = haystack.get(at..).unwrap_or_default();
+            (find_byte(byte, rest).map(|found| at + found), false)
+        }
+        None => (None, true),
+    }
 }
 
 /// The position of the first byte JSON must escape in `bytes`.
@@ -230,7 +263,11 @@ mod tests {
     #[test]
     fn one_compare_finds_control_bytes_and_quotes() {
         for byte in 0..=255u8 {
-            assert_eq!(control_or_quote(byte), byte < 0x20 || byte == b'"', "{byte}");
+            assert_eq!(
+                control_or_quote(byte),
+                byte < 0x20 || byte == b'"',
+                "{byte}"
+            );
         }
     }
 
@@ -255,6 +292,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_byte_is_found_noting_escapes_before_it() {
+        // (haystack, byte, (where it is, whether nothing before it needs escaping))
+        type Case = (&'static [u8], u8, (Option<usize>, bool));
+        let cases: [Case; 7] = [
+            (b"203.0.113.9 - -", b' ', (Some(11), true)),
+            (b"we\\ird - -", b' ', (Some(6), false)),
+            (b"tab\there x", b' ', (Some(8), false)),
+            (b"quote\"d x", b' ', (Some(7), false)),
+            (b"up to a quote\" x", b'"', (Some(13), true)),
+            (b"no delimiter", b' ', (Some(2), true)),
+            (b"nodelimiter\\", b' ', (None, false)),
+        ];
+        for (haystack, byte, want) in cases {
+            assert_eq!(
+                find_byte_noting_escapes(byte, haystack),
+                want,
+                "{}",
+                String::from_utf8_lossy(haystack)
+            );
+        }
+        assert_eq!(find_byte_noting_escapes(b' ', b"clean"), (None, true));
     }
 
     #[test]

@@ -105,8 +105,8 @@ impl Timestamp {
         let [minute0, minute1] = two_digits_ascii(self.minute);
         let [second0, second1] = two_digits_ascii(self.second);
         [
-            year0, year1, year2, year3, b'-', month0, month1, b'-', day0, day1, b'T', hour0,
-            hour1, b':', minute0, minute1, b':', second0, second1,
+            year0, year1, year2, year3, b'-', month0, month1, b'-', day0, day1, b'T', hour0, hour1,
+            b':', minute0, minute1, b':', second0, second1,
         ]
     }
 

@@ -439,12 +439,36 @@ proptest! {
 
     #[test]
     fn access_like_garbage_never_panics(
-        line in r#"[0-9a-f:.]{0,12} [-a-z]{0,3} [-a-z]{0,3} \[[0-9A-Za-z/: +-]{0,30}\] "[ -~\\]{0,30}" [0-9-]{0,4} [0-9-]{0,6}( "[ -~\\]{0,20}" "[ -~\\]{0,20}")?"#
+        // Unquoted fields may hold `"`, `\` and control bytes too, which
+        // JSON must escape.
+        line in r#"[0-9a-f:."\\\t]{0,12} [-a-z"\\\x01]{0,3} [-a-z"\\\x1f]{0,3} \[[0-9A-Za-z/: +-]{0,30}\] "[ -~\\\t]{0,30}" [0-9-]{0,4} [0-9-]{0,6}( "[ -~\\]{0,20}" "[ -~\\\x7f]{0,20}")?"#
     ) {
         for parser in [LogParser::apache(), LogParser::nginx()] {
             if let Ok(value) = parse_to_json(&parser, &line) {
                 prop_assert!(has_schema(&value, &ACCESS_KEYS), "{}", value);
             }
+        }
+    }
+
+    #[test]
+    fn bytes_json_escapes_are_escaped_in_every_text_field(
+        client in "[a-z0-9.:\"\\\\\t\x01]{1,8}",
+        ident in "[a-z\"\\\\\x1f]{1,4}",
+        user in "[a-z\"\\\\\t]{1,4}",
+        request in "[a-z /\t\x01]{0,20}",
+        agent in "[a-z /\t\x1f]{0,20}",
+    ) {
+        // The writer copies text it saw no such byte in as it is; these
+        // lines hold them in every text field, quoted or not.
+        let line = format!(
+            "{client} {ident} {user} [15/Jan/2024:10:30:45 +0000] \"{request}\" 200 1 \"-\" \"{agent}\""
+        );
+        let parsed = parse_to_json(&LogParser::apache(), &line).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(&parsed["ip_address"], &json!(client));
+        prop_assert_eq!(&parsed["ident"], &json!(ident));
+        prop_assert_eq!(&parsed["remote_user"], &json!(user));
+        if !agent.is_empty() {
+            prop_assert_eq!(&parsed["user_agent"], &json!(agent));
         }
     }
 
