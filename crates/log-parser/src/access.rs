@@ -185,7 +185,7 @@ impl AccessRecord<'_> {
         }
         buf.extend_from_slice(b",\"status_code\":");
         match self.status_code {
-            Some(code) => json::unsigned(buf, u64::from(code)),
+            Some(code) => json::status(buf, code),
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"response_size\":");

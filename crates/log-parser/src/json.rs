@@ -51,6 +51,18 @@ fn escape_for(byte: u8) -> Option<Escape> {
     }
 }
 
+/// Appends an HTTP status code: three digits, written as one fixed-size
+/// copy (the parser admits only 100 to 999; anything else goes the
+/// general way).
+pub(crate) fn status(buf: &mut Vec<u8>, code: u16) {
+    if (100..=999).contains(&code) {
+        let digit = |value: u16| b'0' + (value % 10) as u8;
+        buf.extend_from_slice(&[digit(code / 100), digit(code / 10), digit(code)]);
+    } else {
+        unsigned(buf, u64::from(code));
+    }
+}
+
 /// Appends an unsigned integer.
 pub(crate) fn unsigned(buf: &mut Vec<u8>, value: u64) {
     let mut itoa = itoa::Buffer::new();
@@ -92,6 +104,15 @@ pub(crate) fn opt_string_as(buf: &mut Vec<u8>, value: Option<&str>, verbatim: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_codes_match_serde_json() {
+        for code in [0, 7, 42, 100, 200, 404, 999, 1000, u16::MAX] {
+            let mut ours = Vec::new();
+            status(&mut ours, code);
+            assert_eq!(ours, serde_json::to_vec(&code).unwrap(), "{code}");
+        }
+    }
 
     #[test]
     fn strings_match_serde_json() {
