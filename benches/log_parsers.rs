@@ -6,8 +6,16 @@
 //! Each benchmark parses a corpus of 10,000 generated lines per iteration;
 //! criterion reports lines/s (`elem/s`). `docs/benchmarks.md` has the
 //! figures and the MB/s they correspond to.
+//!
+//! Criterion measures one benchmark after another, so on a shared machine
+//! whose load drifts the two parsers can be timed under different loads.
+//! Before criterion's runs, each format is therefore also timed
+//! *interleaved*: [`ROUNDS`] passes over the corpus, shardline and the
+//! baseline alternately, parse + JSON; the median of the per-round ratios
+//! is the comparison the load cannot skew.
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shardline_benches::corpus;
@@ -15,6 +23,55 @@ use shardline_benches::regex_baseline::{self, RegexParser};
 use shardline_log_parser::LogParser;
 
 const LINES: usize = 10_000;
+/// Passes of the interleaved comparison, each parser once per round.
+const ROUNDS: usize = 31;
+
+/// Times shardline and the baseline alternately (parse + JSON) and prints
+/// each one's median throughput and the median per-round ratio.
+fn interleaved(
+    name: &str,
+    lines: &[String],
+    ours: &LogParser,
+    theirs: &impl Fn(&str, &mut Vec<u8>) -> bool,
+) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut pass = |run: &mut dyn FnMut(&str, &mut Vec<u8>)| {
+        let start = Instant::now();
+        for line in lines {
+            buf.clear();
+            run(black_box(line), &mut buf);
+            black_box(&buf);
+        }
+        lines.len() as f64 / start.elapsed().as_secs_f64()
+    };
+    let mut rounds: Vec<(f64, f64)> = (0..ROUNDS)
+        .map(|_| {
+            let shardline = pass(&mut |line, buf| {
+                if let Ok(record) = ours.parse(line) {
+                    let _ = record.write_json(buf);
+                }
+            });
+            let baseline = pass(&mut |line, buf| {
+                theirs(line, buf);
+            });
+            (shardline, baseline)
+        })
+        .collect();
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or_default()
+    };
+    let mut ratios: Vec<f64> = rounds.iter().map(|(a, b)| a / b).collect();
+    let mut shardline: Vec<f64> = rounds.iter().map(|r| r.0).collect();
+    let mut baseline: Vec<f64> = rounds.drain(..).map(|r| r.1).collect();
+    eprintln!(
+        "{name}: interleaved parse+json over {ROUNDS} rounds: shardline {:.2} M lines/s, \
+         regex {:.3} M lines/s (medians), median ratio {:.2}x",
+        median(&mut shardline) / 1e6,
+        median(&mut baseline) / 1e6,
+        median(&mut ratios),
+    );
+}
 
 /// Checks that both parsers write identical JSON for every line, so the
 /// comparison is of equal work.
@@ -57,6 +114,7 @@ fn bench_format(
         lines.len(),
         corpus::mean_len(lines)
     );
+    interleaved(name, lines, ours, &theirs);
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("shardline/parse", |b| {

@@ -94,6 +94,20 @@ impl Verbatim {
     }
 }
 
+/// The [`Verbatim`] flag of the record field a kind of log field fills
+/// (0 for fields the writer never copies as they are).
+pub(crate) fn verbatim_flag(kind: Kind) -> u8 {
+    match kind {
+        Kind::Request => Verbatim::REQUEST,
+        Kind::Referer => Verbatim::REFERER,
+        Kind::UserAgent => Verbatim::USER_AGENT,
+        Kind::Client => Verbatim::IP_ADDRESS,
+        Kind::Ident => Verbatim::IDENT,
+        Kind::RemoteUser => Verbatim::REMOTE_USER,
+        _ => 0,
+    }
+}
+
 impl PartialEq for Verbatim {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -266,15 +280,7 @@ impl AccessFormat {
             store(record, step.kind, &step.name, value, escaped)
                 .map_err(|(within, expected)| ParseError::at(line, start + within, expected))?;
             if clean {
-                record.verbatim.0 |= match step.kind {
-                    Kind::Request => Verbatim::REQUEST,
-                    Kind::Referer => Verbatim::REFERER,
-                    Kind::UserAgent => Verbatim::USER_AGENT,
-                    Kind::Client => Verbatim::IP_ADDRESS,
-                    Kind::Ident => Verbatim::IDENT,
-                    Kind::RemoteUser => Verbatim::REMOTE_USER,
-                    _ => 0,
-                };
+                record.verbatim.0 |= step.verbatim;
             }
             if let Some(within) = step.line_may_end
                 && end + within == bytes.len()

@@ -108,6 +108,9 @@ pub(crate) struct Step {
     pub(crate) kind: Kind,
     pub(crate) delim: Delim,
     pub(crate) name: String,
+    /// The record's flag for this field's text needing no JSON escaping,
+    /// set when the parser sees none to escape (`access::verbatim_flag`).
+    pub(crate) verbatim: u8,
     pub(crate) after: Literal,
     /// The line may end this many bytes into `after` (0: right after the
     /// value); the fields after it are then absent (from
@@ -357,6 +360,7 @@ fn walk(items: &[Item], optional_from: Option<usize>) -> Walk {
                 kind: field.kind,
                 delim: field.delim,
                 name: field.name.clone(),
+                verbatim: crate::access::verbatim_flag(field.kind),
                 after: Literal::default(),
                 line_may_end: None,
             }),
