@@ -252,14 +252,23 @@ fn offset(colon: bool) -> impl FnMut(&str) -> PResult<'_, i16> {
 pub(crate) fn clf(value: &str) -> Result<Timestamp, (usize, &'static str)> {
     match clf_fixed(value.as_bytes()) {
         Some(timestamp) if value.len() == CLF_LEN => Ok(timestamp),
-        _ => match clf_checked(value) {
-            Ok(("", timestamp)) => Ok(timestamp),
-            Ok((rest, _)) => Err((value.len() - rest.len(), "the end of the time")),
-            Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
-                Err((value.len() - e.input.len(), e.expected))
-            }
-            Err(nom::Err::Incomplete(_)) => Err((value.len(), "a complete time")),
-        },
+        _ => clf_explained(value),
+    }
+}
+
+/// [`clf`] for a value that is not a well-formed CLF time alone: the
+/// combinator parser reads it or says what is wrong. Kept out of line so
+/// that the fast path stays small.
+#[cold]
+#[inline(never)]
+fn clf_explained(value: &str) -> Result<Timestamp, (usize, &'static str)> {
+    match clf_checked(value) {
+        Ok(("", timestamp)) => Ok(timestamp),
+        Ok((rest, _)) => Err((value.len() - rest.len(), "the end of the time")),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+            Err((value.len() - e.input.len(), e.expected))
+        }
+        Err(nom::Err::Incomplete(_)) => Err((value.len(), "a complete time")),
     }
 }
 
