@@ -11,7 +11,7 @@ use crate::field::{dash_or, number, request_line, status, unescape};
 use crate::format::{AccessFormat, Delim, Kind, Step};
 use crate::json;
 use crate::scan;
-use crate::time::{Timestamp, clf, iso8601};
+use crate::time::{Timestamp, clf, iso8601, whole};
 use crate::{LogRecord, LogType};
 
 /// How many of a custom format's other fields a record holds without
@@ -426,20 +426,4 @@ fn store<'a>(
         }
     }
     Ok(())
-}
-
-/// Runs a time parser that must consume the whole value; an error carries
-/// the offset in `value` where it stopped.
-fn whole(
-    parser: fn(&str) -> crate::nom_error::PResult<'_, Timestamp>,
-    value: &str,
-) -> Result<Timestamp, (usize, &'static str)> {
-    match parser(value) {
-        Ok(("", timestamp)) => Ok(timestamp),
-        Ok((rest, _)) => Err((value.len() - rest.len(), "the end of the time")),
-        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
-            Err((value.len() - e.input.len(), e.expected))
-        }
-        Err(nom::Err::Incomplete(_)) => Err((value.len(), "a complete time")),
-    }
 }

@@ -262,7 +262,16 @@ pub(crate) fn clf(value: &str) -> Result<Timestamp, (usize, &'static str)> {
 #[cold]
 #[inline(never)]
 fn clf_explained(value: &str) -> Result<Timestamp, (usize, &'static str)> {
-    match clf_checked(value) {
+    whole(clf_checked, value)
+}
+
+/// Runs a time parser that must consume the whole value; an error carries
+/// the offset in `value` where it stopped and what was expected there.
+pub(crate) fn whole(
+    parser: fn(&str) -> PResult<'_, Timestamp>,
+    value: &str,
+) -> Result<Timestamp, (usize, &'static str)> {
+    match parser(value) {
         Ok(("", timestamp)) => Ok(timestamp),
         Ok((rest, _)) => Err((value.len() - rest.len(), "the end of the time")),
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
