@@ -254,16 +254,19 @@ impl AccessRecord<'_> {
 impl AccessFormat {
     /// Parses `line` (without its line ending) against this format.
     pub(crate) fn parse<'a>(&'a self, line: &'a str) -> Result<LogRecord<'a>, ParseError> {
-        // Built where it is returned and filled in place: the record is
-        // a few hundred bytes, and each move of it is a copy.
-        let mut parsed = LogRecord::Access(AccessRecord::empty(self.log_type));
-        if let LogRecord::Access(record) = &mut parsed {
-            self.fill(line, record)?;
+        // Built where it is returned and filled in place (`fill` inlined):
+        // the record is a few hundred bytes, and each move of it is a copy.
+        let mut parsed = Ok(LogRecord::Access(AccessRecord::empty(self.log_type)));
+        if let Ok(LogRecord::Access(record)) = &mut parsed
+            && let Err(error) = self.fill(line, record)
+        {
+            parsed = Err(error);
         }
-        Ok(parsed)
+        parsed
     }
 
     /// Parses `line` into `record`, fresh from [`AccessRecord::empty`].
+    #[inline(always)]
     fn fill<'a>(&'a self, line: &'a str, record: &mut AccessRecord<'a>) -> Result<(), ParseError> {
         let bytes = line.as_bytes();
         let walk = &self.walk;
