@@ -82,6 +82,7 @@ pub(crate) fn key(buf: &mut Vec<u8>, first: bool, key: &str) {
 
 /// Appends a string; with `verbatim`, the caller knows the text holds
 /// nothing to escape and it is copied as is.
+#[inline(always)]
 pub(crate) fn string_as(buf: &mut Vec<u8>, text: &str, verbatim: bool) {
     if verbatim {
         buf.reserve(text.len() + 2);
