@@ -177,6 +177,7 @@ pub(crate) fn request_line(line: Cow<'_, str>) -> RequestParts<'_> {
 }
 
 /// Method, path and (if present) protocol.
+#[inline(always)]
 fn split_request(line: &str) -> Option<(&str, &str, Option<&str>)> {
     let first_space = scan::find_byte(b' ', line.as_bytes())?;
     let method = line.get(..first_space)?;
