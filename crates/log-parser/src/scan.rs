@@ -8,8 +8,8 @@
 //! than the search itself, and the crate uses no `unsafe` to reach vector
 //! instructions directly. Two things need none: a branch-free "is any of
 //! these sixteen bytes one of those" (`fold` over a `[u8; 16]`, which
-//! LLVM compiles to a compare and a mask on x86-64 and AArch64), and, once
-//! a chunk is known to hold one, the SWAR arithmetic below to say which.
+//! LLVM compiles to SSE2 compares and a `pmovmskb` on x86-64), and, once a
+//! chunk is known to hold one, the SWAR arithmetic below to say which.
 //!
 //! The arithmetic: for a byte `b` and `k <= 0x80`, the high bit of
 //! `(b - k) & !b` is set when `b < k`; a byte equals `c` when `b ^ c` is
@@ -34,7 +34,7 @@ fn needs_escape(byte: u8) -> bool {
 
 /// The high bit of each byte of `word` (little-endian) that JSON must
 /// escape: `"`, `\` or below 0x20 (exact for the lowest).
-pub(crate) fn escape_mask(word: u64) -> u64 {
+fn escape_mask(word: u64) -> u64 {
     // See [`control_or_quote`]: one compare for two of the three.
     let flipped = word ^ (ONES * 0x02);
     let control_or_quote = flipped.wrapping_sub(ONES * 0x21) & !flipped & HIGHS;
@@ -49,7 +49,7 @@ fn control_or_quote(byte: u8) -> bool {
 }
 
 /// The index of the lowest byte flagged in a mask.
-pub(crate) fn first_flagged(mask: u64) -> usize {
+fn first_flagged(mask: u64) -> usize {
     (mask.trailing_zeros() / 8) as usize
 }
 
