@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use crate::error::ParseError;
 use crate::field::{dash_or, number, request_line, status, unescape};
-use crate::format::{AccessFormat, Delim, Kind, Step};
+use crate::format::{AccessFormat, Delim, Field, Kind, Step};
 use crate::json;
 use crate::scan;
 use crate::time::{Timestamp, clf, iso8601, whole};
@@ -280,7 +280,7 @@ impl AccessFormat {
                 .map_err(|(offset, expected)| ParseError::at(line, offset, expected))?;
             // Fields end at ASCII delimiters: always character boundaries.
             let value = line.get(start..end).unwrap_or_default();
-            store(record, step.kind, &step.name, value, escaped)
+            store(record, &step.field, value, escaped)
                 .map_err(|(within, expected)| ParseError::at(line, start + within, expected))?;
             if clean {
                 record.verbatim.0 |= step.verbatim;
@@ -312,7 +312,7 @@ fn value_end(
     step: &Step,
 ) -> Result<(usize, bool, bool), (usize, &'static str)> {
     let rest = bytes.get(start..).unwrap_or_default();
-    match step.delim {
+    match step.field.delim {
         Delim::Quoted => match scan::quoted(bytes, start) {
             Some(body) => Ok((body.end, body.escaped, !body.escaped && !body.control)),
             None => Err((start, "a closing `\"`")),
@@ -353,11 +353,11 @@ fn delimiter_name(byte: u8) -> &'static str {
 /// where in the value it stopped and what it expected.
 fn store<'a>(
     record: &mut AccessRecord<'a>,
-    kind: Kind,
-    name: &'a str,
+    field: &'a Field,
     value: &'a str,
     escaped: bool,
 ) -> Result<(), (usize, &'static str)> {
+    let name = field.name.as_str();
     let at_start = |expected: &'static str| (0, expected);
     let text = || {
         if escaped {
@@ -366,9 +366,13 @@ fn store<'a>(
             Cow::Borrowed(value)
         }
     };
-    match kind {
+    match field.kind {
         Kind::Client => {
-            if value.is_empty() || scan::find_byte(b' ', value.as_bytes()).is_some() {
+            // A value that ends at a space cannot hold one: no second look.
+            let may_hold_space = field.delim != Delim::UpTo(b' ');
+            if value.is_empty()
+                || (may_hold_space && scan::find_byte(b' ', value.as_bytes()).is_some())
+            {
                 return Err(at_start("a client address"));
             }
             record.ip_address = Some(value);

@@ -105,9 +105,7 @@ pub(crate) struct Walk {
 /// A field and the literal text after it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Step {
-    pub(crate) kind: Kind,
-    pub(crate) delim: Delim,
-    pub(crate) name: String,
+    pub(crate) field: Field,
     /// The record's flag for this field's text needing no JSON escaping,
     /// set when the parser sees none to escape (`access::verbatim_flag`).
     pub(crate) verbatim: u8,
@@ -357,9 +355,7 @@ fn walk(items: &[Item], optional_from: Option<usize>) -> Walk {
                 None => lead.push_str(text),
             },
             Item::Field(field) => steps.push(Step {
-                kind: field.kind,
-                delim: field.delim,
-                name: field.name.clone(),
+                field: field.clone(),
                 verbatim: crate::access::verbatim_flag(field.kind),
                 after: Literal::default(),
                 line_may_end: None,

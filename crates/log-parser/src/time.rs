@@ -31,7 +31,7 @@ pub struct Timestamp {
 }
 
 /// The longest RFC 3339 form written: `YYYY-MM-DDTHH:MM:SS.fffffffff+HH:MM`.
-pub(crate) const RFC3339_MAX: usize = 35;
+const RFC3339_MAX: usize = 35;
 /// Fractional digits kept (nanoseconds).
 const MAX_FRACTION_DIGITS: usize = 9;
 
@@ -46,7 +46,7 @@ impl Timestamp {
     /// The RFC 3339 form as ASCII bytes written into `buf`: whole fixed
     /// parts at a time rather than byte by byte (this is on every access
     /// line's path to JSON).
-    pub(crate) fn rfc3339_bytes<'b>(&self, buf: &'b mut [u8; RFC3339_MAX]) -> &'b [u8] {
+    fn rfc3339_bytes<'b>(&self, buf: &'b mut [u8; RFC3339_MAX]) -> &'b [u8] {
         let (date_time, rest) = buf.split_at_mut(DATE_TIME_LEN);
         date_time.copy_from_slice(&self.date_time());
         let mut len = DATE_TIME_LEN;
@@ -203,7 +203,7 @@ fn two_digits<'a>(
 
 /// An English three-letter month abbreviation, as `%t` and `$time_local`
 /// write it whatever the server's locale.
-pub(crate) fn month_name(input: &str) -> PResult<'_, u8> {
+fn month_name(input: &str) -> PResult<'_, u8> {
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
@@ -424,7 +424,7 @@ fn lane(word: u64, index: u32) -> u8 {
 /// The combinator parser for CLF time, used when the fixed layout does not
 /// match: it reads the same times and reports the first thing it did not
 /// expect.
-pub(crate) fn clf_checked(input: &str) -> PResult<'_, Timestamp> {
+fn clf_checked(input: &str) -> PResult<'_, Timestamp> {
     let (rest, day) = two_digits(1, 31, "a day (01-31)")(input)?;
     let (rest, _) = expecting("`/`", char('/')).parse(rest)?;
     let (rest, month) = month_name(rest)?;

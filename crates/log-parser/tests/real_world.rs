@@ -390,3 +390,16 @@ fn raw_control_bytes_in_quoted_fields_are_escaped_in_json() -> TestResult {
     }
     Ok(())
 }
+
+/// A client address ends at a space in the built-in formats, so it never
+/// holds one; in a custom format that quotes it, a space is an error.
+#[test]
+fn a_client_address_with_a_space_is_an_error() -> TestResult {
+    let parser = LogParser::apache_format(r#""%h" %>s"#)?;
+    assert!(parser.parse(r#""203.0.113.9" 200"#).is_ok());
+    let err = parser
+        .parse(r#""203.0.113.9 x" 200"#)
+        .expect_err("a space in the address");
+    assert_eq!((err.offset, err.expected.as_ref()), (1, "a client address"));
+    Ok(())
+}
