@@ -1,16 +1,15 @@
 //! Access-log records (Apache, Nginx, custom formats) and the parser that
 //! walks a compiled format over a line.
 
-use std::borrow::Cow;
-
 use serde::ser::{SerializeMap, Serializer};
 use smallvec::SmallVec;
 
 use crate::error::ParseError;
-use crate::field::{dash_or, number, request_line, status, unescape};
+use crate::field::{dash_or, number, request_line, status};
 use crate::format::{AccessFormat, Delim, Field, Kind, Step};
 use crate::json;
 use crate::scan;
+use crate::text::{Form, Text};
 use crate::time::{Timestamp, clf, iso8601, whole};
 use crate::{LogRecord, LogType};
 
@@ -22,7 +21,7 @@ const INLINE_EXTRAS: usize = 2;
 /// A field of a custom format that is not one of the fixed record fields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue<'a> {
-    Str(Cow<'a, str>),
+    Str(Text<'a>),
     Int(u64),
     Float(f64),
     /// The server logged `-`.
@@ -32,7 +31,7 @@ pub enum FieldValue<'a> {
 impl serde::Serialize for FieldValue<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            FieldValue::Str(text) => serializer.serialize_str(text),
+            FieldValue::Str(text) => text.serialize(serializer),
             FieldValue::Int(n) => serializer.serialize_u64(*n),
             FieldValue::Float(x) => serializer.serialize_f64(*x),
             FieldValue::Null => serializer.serialize_none(),
@@ -40,8 +39,8 @@ impl serde::Serialize for FieldValue<'_> {
     }
 }
 
-/// One access-log line, borrowing from it wherever nothing had to be
-/// unescaped.
+/// One access-log line, borrowing from it: text fields are [`Text`], whose
+/// escapes are undone only when asked for.
 ///
 /// Serializes to the record of `docs/log-schema.md`: `timestamp`,
 /// `ip_address`, `method`, `path`, `protocol`, `status_code`,
@@ -51,67 +50,22 @@ impl serde::Serialize for FieldValue<'_> {
 /// not `METHOD PATH PROTOCOL`; then a custom format's other fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessRecord<'a> {
-    pub timestamp: Option<Timestamp>,
-    pub ip_address: Option<&'a str>,
-    pub ident: Option<&'a str>,
-    pub remote_user: Option<Cow<'a, str>>,
-    pub method: Option<Cow<'a, str>>,
-    pub path: Option<Cow<'a, str>>,
-    pub protocol: Option<Cow<'a, str>>,
-    /// The request line as logged (unescaped), kept only when it is not
-    /// `METHOD PATH PROTOCOL`.
-    pub request: Option<Cow<'a, str>>,
-    pub status_code: Option<u16>,
-    pub response_size: Option<u64>,
-    pub referer: Option<Cow<'a, str>>,
-    pub user_agent: Option<Cow<'a, str>>,
-    /// A custom format's other fields, in format order ([`Self::extras`]):
-    /// the first few inline, so that a line does not allocate for them.
+    timestamp: Option<Timestamp>,
+    ip_address: Option<Text<'a>>,
+    ident: Option<Text<'a>>,
+    remote_user: Option<Text<'a>>,
+    method: Option<Text<'a>>,
+    path: Option<Text<'a>>,
+    protocol: Option<Text<'a>>,
+    request: Option<Text<'a>>,
+    status_code: Option<u16>,
+    response_size: Option<u64>,
+    referer: Option<Text<'a>>,
+    user_agent: Option<Text<'a>>,
+    /// A custom format's other fields, in format order: the first few
+    /// inline, so that a line does not allocate for them.
     extra: SmallVec<[(&'a str, FieldValue<'a>); INLINE_EXTRAS]>,
-    pub log_type: LogType,
-    /// Which text fields the JSON writer may copy without looking for
-    /// bytes to escape.
-    verbatim: Verbatim,
-}
-
-/// Text fields known to need no JSON escaping: the parser saw no `"`, `\`
-/// or control byte in them (a quoted field's escapes are `\` sequences).
-/// A hint for the writer, not part of the record's value: any two compare
-/// equal.
-#[derive(Debug, Clone, Copy, Default)]
-struct Verbatim(u8);
-
-impl Verbatim {
-    const REQUEST: u8 = 1;
-    const REFERER: u8 = 2;
-    const USER_AGENT: u8 = 4;
-    const IP_ADDRESS: u8 = 8;
-    const IDENT: u8 = 16;
-    const REMOTE_USER: u8 = 32;
-
-    fn has(self, field: u8) -> bool {
-        self.0 & field != 0
-    }
-}
-
-/// The [`Verbatim`] flag of the record field a kind of log field fills
-/// (0 for fields the writer never copies as they are).
-pub(crate) fn verbatim_flag(kind: Kind) -> u8 {
-    match kind {
-        Kind::Request => Verbatim::REQUEST,
-        Kind::Referer => Verbatim::REFERER,
-        Kind::UserAgent => Verbatim::USER_AGENT,
-        Kind::Client => Verbatim::IP_ADDRESS,
-        Kind::Ident => Verbatim::IDENT,
-        Kind::RemoteUser => Verbatim::REMOTE_USER,
-        _ => 0,
-    }
-}
-
-impl PartialEq for Verbatim {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+    log_type: LogType,
 }
 
 impl<'a> AccessRecord<'a> {
@@ -131,8 +85,73 @@ impl<'a> AccessRecord<'a> {
             user_agent: None,
             extra: SmallVec::new(),
             log_type,
-            verbatim: Verbatim::default(),
         }
+    }
+
+    /// When the request was received, with the log's own offset.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.timestamp
+    }
+
+    /// The client's address (or host name) as logged.
+    pub fn ip_address(&self) -> Option<&'a str> {
+        self.ip_address.map(|text| text.as_logged())
+    }
+
+    /// The `identd` name (Apache `%l`), when logged and not `-`.
+    pub fn ident(&self) -> Option<&'a str> {
+        self.ident.map(|text| text.as_logged())
+    }
+
+    /// The authenticated user, when logged and not `-`.
+    pub fn remote_user(&self) -> Option<Text<'a>> {
+        self.remote_user
+    }
+
+    /// The request's method, when the request line had one.
+    pub fn method(&self) -> Option<Text<'a>> {
+        self.method
+    }
+
+    /// The request's path (with its query string).
+    pub fn path(&self) -> Option<Text<'a>> {
+        self.path
+    }
+
+    /// The request's protocol (`HTTP/1.1`, `HTTP/2.0`, ...).
+    pub fn protocol(&self) -> Option<Text<'a>> {
+        self.protocol
+    }
+
+    /// The request line as logged, kept only when it is not
+    /// `METHOD PATH PROTOCOL` (so nothing that was logged is lost).
+    pub fn request(&self) -> Option<Text<'a>> {
+        self.request
+    }
+
+    /// The HTTP status code.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status_code
+    }
+
+    /// The response size in bytes; `None` where the server logged `-`.
+    pub fn response_size(&self) -> Option<u64> {
+        self.response_size
+    }
+
+    /// The `Referer` header, when logged and not `-`.
+    pub fn referer(&self) -> Option<Text<'a>> {
+        self.referer
+    }
+
+    /// The `User-Agent` header, when logged and not `-`.
+    pub fn user_agent(&self) -> Option<Text<'a>> {
+        self.user_agent
+    }
+
+    /// `apache_access` or `nginx_access`.
+    pub fn log_type(&self) -> LogType {
+        self.log_type
     }
 
     /// A custom format's other fields (keys and values), in format order.
@@ -151,7 +170,7 @@ impl serde::Serialize for AccessRecord<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("timestamp", &self.timestamp)?;
         map.serialize_entry("ip_address", &self.ip_address)?;
-        if let Some(ident) = self.ident {
+        if let Some(ident) = &self.ident {
             map.serialize_entry("ident", ident)?;
         }
         if let Some(user) = &self.remote_user {
@@ -175,6 +194,14 @@ impl serde::Serialize for AccessRecord<'_> {
     }
 }
 
+/// Appends a text field's JSON, or `null`.
+fn opt_text(buf: &mut Vec<u8>, text: Option<Text<'_>>) {
+    match text {
+        Some(text) => text.write_json(buf),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
 impl AccessRecord<'_> {
     /// Appends the record's JSON to `buf`: the same bytes as its `Serialize`
     /// implementation gives `serde_json`, written directly.
@@ -185,29 +212,24 @@ impl AccessRecord<'_> {
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"ip_address\":");
-        json::opt_string_as(
-            buf,
-            self.ip_address,
-            self.verbatim.has(Verbatim::IP_ADDRESS),
-        );
+        opt_text(buf, self.ip_address);
         if let Some(ident) = self.ident {
             buf.extend_from_slice(b",\"ident\":");
-            json::string_as(buf, ident, self.verbatim.has(Verbatim::IDENT));
+            ident.write_json(buf);
         }
-        if let Some(user) = &self.remote_user {
+        if let Some(user) = self.remote_user {
             buf.extend_from_slice(b",\"remote_user\":");
-            json::string_as(buf, user, self.verbatim.has(Verbatim::REMOTE_USER));
+            user.write_json(buf);
         }
-        let request = self.verbatim.has(Verbatim::REQUEST);
         buf.extend_from_slice(b",\"method\":");
-        json::opt_string_as(buf, self.method.as_deref(), request);
+        opt_text(buf, self.method);
         buf.extend_from_slice(b",\"path\":");
-        json::opt_string_as(buf, self.path.as_deref(), request);
+        opt_text(buf, self.path);
         buf.extend_from_slice(b",\"protocol\":");
-        json::opt_string_as(buf, self.protocol.as_deref(), request);
-        if let Some(request) = &self.request {
+        opt_text(buf, self.protocol);
+        if let Some(request) = self.request {
             buf.extend_from_slice(b",\"request\":");
-            json::string(buf, request);
+            request.write_json(buf);
         }
         buf.extend_from_slice(b",\"status_code\":");
         match self.status_code {
@@ -220,23 +242,15 @@ impl AccessRecord<'_> {
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"referer\":");
-        json::opt_string_as(
-            buf,
-            self.referer.as_deref(),
-            self.verbatim.has(Verbatim::REFERER),
-        );
+        opt_text(buf, self.referer);
         buf.extend_from_slice(b",\"user_agent\":");
-        json::opt_string_as(
-            buf,
-            self.user_agent.as_deref(),
-            self.verbatim.has(Verbatim::USER_AGENT),
-        );
+        opt_text(buf, self.user_agent);
         for (key, value) in &self.extra {
             buf.push(b',');
             json::string(buf, key);
             buf.push(b':');
             match value {
-                FieldValue::Str(text) => json::string(buf, text),
+                FieldValue::Str(text) => text.write_json(buf),
                 FieldValue::Int(n) => json::unsigned(buf, *n),
                 FieldValue::Float(x) => {
                     // serde_json's float formatting (ryu), for identical output.
@@ -276,15 +290,12 @@ impl AccessFormat {
         let mut at = walk.lead.len();
         for step in &walk.steps {
             let start = at;
-            let (end, escaped, clean) = value_end(bytes, start, step)
+            let (end, form) = value_end(bytes, start, step)
                 .map_err(|(offset, expected)| ParseError::at(line, offset, expected))?;
             // Fields end at ASCII delimiters: always character boundaries.
             let value = line.get(start..end).unwrap_or_default();
-            store(record, &step.field, value, escaped)
+            store(record, &step.field, Text::new(value, form))
                 .map_err(|(within, expected)| ParseError::at(line, start + within, expected))?;
-            if clean {
-                record.verbatim.0 |= step.verbatim;
-            }
             if let Some(within) = step.line_may_end
                 && end + within == bytes.len()
                 && bytes.get(end..) == step.after.text.as_bytes().get(..within)
@@ -303,18 +314,27 @@ impl AccessFormat {
     }
 }
 
-/// Where the value of `step` that starts at `start` ends, whether it holds
-/// escapes, and whether it is text that JSON can take as it is (no `"`,
-/// `\` or control bytes). An error is (offset, what was expected).
+/// Where the value of `step` that starts at `start` ends, and its
+/// [`Form`]: whether it holds escapes to undo or bytes JSON escapes. An
+/// error is (offset, what was expected).
 fn value_end(
     bytes: &[u8],
     start: usize,
     step: &Step,
-) -> Result<(usize, bool, bool), (usize, &'static str)> {
+) -> Result<(usize, Form), (usize, &'static str)> {
     let rest = bytes.get(start..).unwrap_or_default();
+    let unquoted = |clean: bool| if clean { Form::Plain } else { Form::Unescaped };
     match step.field.delim {
         Delim::Quoted => match scan::quoted(bytes, start) {
-            Some(body) => Ok((body.end, body.escaped, !body.escaped && !body.control)),
+            Some(body) => {
+                let form = match (body.escaped, body.other_escapes || body.control) {
+                    (false, false) => Form::Plain,
+                    (false, true) => Form::Unescaped,
+                    (true, false) => Form::JsonEscapes,
+                    (true, true) => Form::Escaped,
+                };
+                Ok((body.end, form))
+            }
             None => Err((start, "a closing `\"`")),
         },
         Delim::Bracketed => {
@@ -322,16 +342,16 @@ fn value_end(
                 return Err((start, "`[` opening the time"));
             }
             match scan::find_byte(b']', rest) {
-                Some(close) => Ok((start + close + 1, false, false)),
+                Some(close) => Ok((start + close + 1, Form::Unescaped)),
                 None => Err((start, "`]` closing the time")),
             }
         }
         Delim::UpTo(byte) => match scan::find_byte_noting_escapes(byte, rest) {
-            (Some(found), clean) => Ok((start + found, false, clean)),
-            (None, clean) if step.line_may_end == Some(0) => Ok((bytes.len(), false, clean)),
+            (Some(found), clean) => Ok((start + found, unquoted(clean))),
+            (None, clean) if step.line_may_end == Some(0) => Ok((bytes.len(), unquoted(clean))),
             (None, _) => Err((start, delimiter_name(byte))),
         },
-        Delim::End => Ok((bytes.len(), false, false)),
+        Delim::End => Ok((bytes.len(), Form::Unescaped)),
     }
 }
 
@@ -354,18 +374,11 @@ fn delimiter_name(byte: u8) -> &'static str {
 fn store<'a>(
     record: &mut AccessRecord<'a>,
     field: &'a Field,
-    value: &'a str,
-    escaped: bool,
+    text: Text<'a>,
 ) -> Result<(), (usize, &'static str)> {
-    let name = field.name.as_str();
+    let value = text.as_logged();
     let at_start = |expected: &'static str| (0, expected);
-    let text = || {
-        if escaped {
-            unescape(value)
-        } else {
-            Cow::Borrowed(value)
-        }
-    };
+    let unless_dash = || dash_or(value, |_| text);
     match field.kind {
         Kind::Client => {
             // A value that ends at a space cannot hold one: no second look.
@@ -375,10 +388,10 @@ fn store<'a>(
             {
                 return Err(at_start("a client address"));
             }
-            record.ip_address = Some(value);
+            record.ip_address = Some(text);
         }
-        Kind::Ident => record.ident = dash_or(value, |v| v),
-        Kind::RemoteUser => record.remote_user = dash_or(value, |_| text()),
+        Kind::Ident => record.ident = unless_dash(),
+        Kind::RemoteUser => record.remote_user = unless_dash(),
         Kind::TimeBracketed => {
             let inner = value
                 .strip_prefix('[')
@@ -389,30 +402,31 @@ fn store<'a>(
         Kind::TimeClf => record.timestamp = Some(clf(value)?),
         Kind::TimeIso => record.timestamp = Some(whole(iso8601, value)?),
         Kind::Request => {
-            let parts = request_line(text());
+            let parts = request_line(text);
             record.method = parts.method;
             record.path = parts.path;
             record.protocol = parts.protocol;
             record.request = parts.raw;
         }
-        Kind::Method => record.method = dash_or(value, |_| text()),
-        Kind::Path => record.path = dash_or(value, |_| text()),
-        Kind::Protocol => record.protocol = dash_or(value, |_| text()),
+        Kind::Method => record.method = unless_dash(),
+        Kind::Path => record.path = unless_dash(),
+        Kind::Protocol => record.protocol = unless_dash(),
         Kind::Status => record.status_code = Some(status(value).map_err(at_start)?),
         Kind::Size => {
             record.response_size = dash_or(value, |v| number(v, "a size in bytes or `-`"))
                 .transpose()
                 .map_err(at_start)?;
         }
-        Kind::Referer => record.referer = dash_or(value, |_| text()),
-        Kind::UserAgent => record.user_agent = dash_or(value, |_| text()),
+        Kind::Referer => record.referer = unless_dash(),
+        Kind::UserAgent => record.user_agent = unless_dash(),
         Kind::Int => {
             let parsed = dash_or(value, |v| number(v, "a whole number or `-`"))
                 .transpose()
                 .map_err(at_start)?;
-            record
-                .extra
-                .push((name, parsed.map_or(FieldValue::Null, FieldValue::Int)));
+            record.extra.push((
+                &field.name,
+                parsed.map_or(FieldValue::Null, FieldValue::Int),
+            ));
         }
         Kind::Float => {
             let parsed = dash_or(value, |v| {
@@ -423,13 +437,14 @@ fn store<'a>(
             })
             .transpose()
             .map_err(at_start)?;
-            record
-                .extra
-                .push((name, parsed.map_or(FieldValue::Null, FieldValue::Float)));
+            record.extra.push((
+                &field.name,
+                parsed.map_or(FieldValue::Null, FieldValue::Float),
+            ));
         }
         Kind::Str => {
-            let value = dash_or(value, |_| text()).map_or(FieldValue::Null, FieldValue::Str);
-            record.extra.push((name, value));
+            let value = unless_dash().map_or(FieldValue::Null, FieldValue::Str);
+            record.extra.push((&field.name, value));
         }
     }
     Ok(())

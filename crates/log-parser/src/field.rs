@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::scan;
+use crate::text::Text;
 
 /// Undoes the escapes Apache and Nginx write inside log fields:
 /// `\"`, `\\`, `\n`, `\r`, `\t`, `\v`, `\b`, `\f` and `\xhh`. Bytes from
@@ -116,63 +117,42 @@ pub(crate) fn status(input: &str) -> Result<u16, &'static str> {
 /// The parts of a request line, as far as they could be made out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RequestParts<'a> {
-    pub(crate) method: Option<Cow<'a, str>>,
-    pub(crate) path: Option<Cow<'a, str>>,
-    pub(crate) protocol: Option<Cow<'a, str>>,
+    pub(crate) method: Option<Text<'a>>,
+    pub(crate) path: Option<Text<'a>>,
+    pub(crate) protocol: Option<Text<'a>>,
     /// The whole request line, set when it is not `METHOD PATH PROTOCOL`
     /// (so nothing that was logged is lost).
-    pub(crate) raw: Option<Cow<'a, str>>,
+    pub(crate) raw: Option<Text<'a>>,
 }
 
-/// Splits a request line (`%r`, `$request`), already unescaped.
+/// Splits a request line (`%r`, `$request`) at its spaces as logged: the
+/// servers escape no space, so these are the request's own.
 ///
 /// - `GET /index.html HTTP/1.1` → method, path, protocol;
 /// - `-` (nothing was received) → all absent;
 /// - `GET /` (HTTP/0.9, or a line cut short) → method and path, no protocol,
 ///   and the raw line;
 /// - anything else (TLS handshake bytes sent to a plain-HTTP port, a bare
-///   word) → only the raw line.
+///   word, a method with escapes in it) → only the raw line.
 ///
 /// A path with spaces in it (a broken client) stays whole: the method is
 /// the first word, the protocol the last when it starts with `HTTP/`.
-pub(crate) fn request_line(line: Cow<'_, str>) -> RequestParts<'_> {
-    if line == "-" || line.is_empty() {
+pub(crate) fn request_line(line: Text<'_>) -> RequestParts<'_> {
+    let logged = line.as_logged();
+    if logged == "-" || logged.is_empty() {
         return RequestParts::default();
     }
-    match line {
-        Cow::Borrowed(text) => match split_request(text) {
-            Some((method, path, protocol)) => RequestParts {
-                method: Some(Cow::Borrowed(method)),
-                path: Some(Cow::Borrowed(path)),
-                protocol: protocol.map(Cow::Borrowed),
-                raw: protocol.is_none().then_some(Cow::Borrowed(text)),
-            },
-            None => RequestParts {
-                raw: Some(Cow::Borrowed(text)),
-                ..RequestParts::default()
-            },
+    match split_request(logged) {
+        Some((method, path, protocol)) => RequestParts {
+            method: Some(line.part(method)),
+            path: Some(line.part(path)),
+            protocol: protocol.map(|protocol| line.part(protocol)),
+            raw: protocol.is_none().then_some(line),
         },
-        Cow::Owned(text) => {
-            let owned = |part: &str| Some(Cow::Owned(part.to_owned()));
-            match split_request(&text) {
-                Some((method, path, Some(protocol))) => RequestParts {
-                    method: owned(method),
-                    path: owned(path),
-                    protocol: owned(protocol),
-                    raw: None,
-                },
-                Some((method, path, None)) => RequestParts {
-                    method: owned(method),
-                    path: owned(path),
-                    protocol: None,
-                    raw: Some(Cow::Owned(text)),
-                },
-                None => RequestParts {
-                    raw: Some(Cow::Owned(text)),
-                    ..RequestParts::default()
-                },
-            }
-        }
+        None => RequestParts {
+            raw: Some(line),
+            ..RequestParts::default()
+        },
     }
 }
 
@@ -262,6 +242,7 @@ const fn is_tchar_slow(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::Form;
     use proptest::strategy::Strategy;
 
     /// Unescaping as first written: every escape decoded into one byte
@@ -351,7 +332,7 @@ mod tests {
             Option<&'static str>,
             bool,
         );
-        let cases: [(&str, Want); 9] = [
+        let cases: [(&str, Want); 11] = [
             (
                 "GET /index.html HTTP/1.1",
                 (Some("GET"), Some("/index.html"), Some("HTTP/1.1"), false),
@@ -381,12 +362,19 @@ mod tests {
             ("-", (None, None, None, false)),
             ("\u{16}\u{3}\u{1}\u{0}", (None, None, None, true)),
             ("hello", (None, None, None, true)),
+            // Split at spaces as logged: an escaped one is not one.
+            (r"GET\x20/a HTTP/1.1", (None, None, None, true)),
+            (
+                r"GET /a\x20b HTTP/1.1",
+                (Some("GET"), Some(r"/a\x20b"), Some("HTTP/1.1"), false),
+            ),
         ];
         for (input, (method, path, protocol, raw)) in cases {
-            let parts = request_line(Cow::Borrowed(input));
-            assert_eq!(parts.method.as_deref(), method, "{input}");
-            assert_eq!(parts.path.as_deref(), path, "{input}");
-            assert_eq!(parts.protocol.as_deref(), protocol, "{input}");
+            let parts = request_line(Text::new(input, Form::Escaped));
+            let logged = |text: Option<Text<'static>>| text.map(|t| t.as_logged());
+            assert_eq!(logged(parts.method), method, "{input}");
+            assert_eq!(logged(parts.path), path, "{input}");
+            assert_eq!(logged(parts.protocol), protocol, "{input}");
             assert_eq!(parts.raw.is_some(), raw, "{input}");
         }
     }

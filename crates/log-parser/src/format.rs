@@ -106,9 +106,6 @@ pub(crate) struct Walk {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Step {
     pub(crate) field: Field,
-    /// The record's flag for this field's text needing no JSON escaping,
-    /// set when the parser sees none to escape (`access::verbatim_flag`).
-    pub(crate) verbatim: u8,
     pub(crate) after: Literal,
     /// The line may end this many bytes into `after` (0: right after the
     /// value); the fields after it are then absent (from
@@ -356,7 +353,6 @@ fn walk(items: &[Item], optional_from: Option<usize>) -> Walk {
             },
             Item::Field(field) => steps.push(Step {
                 field: field.clone(),
-                verbatim: crate::access::verbatim_flag(field.kind),
                 after: Literal::default(),
                 line_may_end: None,
             }),

@@ -80,27 +80,14 @@ pub(crate) fn key(buf: &mut Vec<u8>, first: bool, key: &str) {
     buf.extend_from_slice(b"\":");
 }
 
-/// Appends a string; with `verbatim`, the caller knows the text holds
-/// nothing to escape and it is copied as is.
+/// Appends text the caller knows holds nothing JSON escapes (or only
+/// escapes JSON writes the same way) as a JSON string, copied as it is.
 #[inline(always)]
-pub(crate) fn string_as(buf: &mut Vec<u8>, text: &str, verbatim: bool) {
-    if verbatim {
-        buf.reserve(text.len() + 2);
-        buf.push(b'"');
-        buf.extend_from_slice(text.as_bytes());
-        buf.push(b'"');
-    } else {
-        string(buf, text);
-    }
-}
-
-/// Appends a string or `null`; with `verbatim`, the caller knows the text
-/// holds nothing to escape and it is copied as is.
-pub(crate) fn opt_string_as(buf: &mut Vec<u8>, value: Option<&str>, verbatim: bool) {
-    match value {
-        Some(text) => string_as(buf, text, verbatim),
-        None => buf.extend_from_slice(b"null"),
-    }
+pub(crate) fn verbatim(buf: &mut Vec<u8>, text: &str) {
+    buf.reserve(text.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(text.as_bytes());
+    buf.push(b'"');
 }
 
 #[cfg(test)]

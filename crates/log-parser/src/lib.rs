@@ -7,8 +7,10 @@
 //! `ip_address`, `method`, `path`, `protocol`, `status_code`,
 //! `response_size`, `referer`, `user_agent`, `log_type`, …).
 //!
-//! - Records borrow from the line; only fields that had escapes (`\"`,
-//!   `\\`, `\xhh`) are copied, unescaped.
+//! - Records borrow from the line, escapes and all: a [`Text`] field's
+//!   escapes (`\"`, `\\`, `\xhh`) are undone only when its value is asked
+//!   for. Text whose only escapes are `\"` and `\\` is copied into the JSON
+//!   as logged.
 //! - The parsers are nom `complete` parsers and never panic: a line that
 //!   does not match is a [`ParseError`] with the byte offset, what was
 //!   expected and a short snippet — the reason a caller dead-letters it with.
@@ -43,8 +45,8 @@
 //! let shardline_log_parser::LogRecord::Access(access) = record else {
 //!     return Err("an access-log parser makes access records".into());
 //! };
-//! assert_eq!(access.ip_address, Some("2001:db8::1"));
-//! assert_eq!(access.timestamp.map(|t| t.to_string()).as_deref(), Some("2024-01-15T19:30:45+09:00"));
+//! assert_eq!(access.ip_address(), Some("2001:db8::1"));
+//! assert_eq!(access.timestamp().map(|t| t.to_string()).as_deref(), Some("2024-01-15T19:30:45+09:00"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -58,6 +60,7 @@ mod nom_error;
 #[cfg(feature = "records")]
 mod records;
 mod scan;
+mod text;
 mod time;
 
 pub use access::{AccessRecord, FieldValue};
@@ -65,6 +68,7 @@ pub use application::{AppRecord, ORIGINAL_LOG_TYPE_KEY, RECOGNISED_KEYS};
 pub use error::{FormatError, ParseError};
 #[cfg(feature = "records")]
 pub use records::{DEFAULT_MAX_LINE_BYTES, LogRecords};
+pub use text::Text;
 pub use time::Timestamp;
 
 use format::AccessFormat;
@@ -242,7 +246,7 @@ impl LogRecord<'_> {
     /// The record's `log_type`.
     pub fn log_type(&self) -> LogType {
         match self {
-            LogRecord::Access(access) => access.log_type,
+            LogRecord::Access(access) => access.log_type(),
             LogRecord::Application(_) => LogType::Application,
         }
     }

@@ -107,13 +107,13 @@ impl LogRecords {
 fn field(record: &LogRecord<'_>, path: &str) -> Option<String> {
     match record {
         LogRecord::Access(access) => match path {
-            "ip_address" => access.ip_address.map(str::to_owned),
-            "timestamp" => access.timestamp.map(|t| t.to_string()),
-            "method" => access.method.as_deref().map(str::to_owned),
-            "path" => access.path.as_deref().map(str::to_owned),
-            "status_code" => access.status_code.map(|s| s.to_string()),
-            "user_agent" => access.user_agent.as_deref().map(str::to_owned),
-            "remote_user" => access.remote_user.as_deref().map(str::to_owned),
+            "ip_address" => access.ip_address().map(str::to_owned),
+            "timestamp" => access.timestamp().map(|t| t.to_string()),
+            "method" => access.method().map(|t| t.to_string()),
+            "path" => access.path().map(|t| t.to_string()),
+            "status_code" => access.status_code().map(|s| s.to_string()),
+            "user_agent" => access.user_agent().map(|t| t.to_string()),
+            "remote_user" => access.remote_user().map(|t| t.to_string()),
             other => access.extra(other).and_then(|v| {
                 serde_json::to_value(v).ok().and_then(|v| match v {
                     Value::Null => None,

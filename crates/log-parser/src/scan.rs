@@ -200,6 +200,9 @@ pub(crate) struct Quoted {
     pub(crate) end: usize,
     /// The body holds a backslash: it has escapes to undo.
     pub(crate) escaped: bool,
+    /// The body holds an escape other than `\"` and `\\` (which JSON
+    /// writes the same way).
+    pub(crate) other_escapes: bool,
     /// The body holds a control byte (below 0x20), which JSON escapes.
     pub(crate) control: bool,
 }
@@ -215,6 +218,7 @@ pub(crate) fn quoted(bytes: &[u8], start: usize) -> Option<Quoted> {
     let mut body = Quoted {
         end: start,
         escaped: false,
+        other_escapes: false,
         control: false,
     };
     let mut at = start;
@@ -227,6 +231,7 @@ pub(crate) fn quoted(bytes: &[u8], start: usize) -> Option<Quoted> {
             }
             Some(b'\\') => {
                 body.escaped = true;
+                body.other_escapes |= !matches!(bytes.get(position + 1), Some(b'"' | b'\\'));
                 at = position + 2;
             }
             _ => {
@@ -320,21 +325,24 @@ mod tests {
 
     #[test]
     fn quoted_bodies_end_at_the_first_unescaped_quote() {
-        // (input, (end, escaped, control) or None when nothing closes it)
-        type Case = (&'static [u8], Option<(usize, bool, bool)>);
-        let cases: [Case; 9] = [
-            (br#"GET / HTTP/1.1" 200"#, Some((14, false, false))),
-            (br#"a \"b\" c" x"#, Some((9, true, false))),
-            (br#"ends in \\" x"#, Some((10, true, false))),
-            (br#"" empty"#, Some((0, false, false))),
-            (br#"\x16\x03\x01" 400"#, Some((12, true, false))),
-            (b"tab\there\" x", Some((8, false, true))),
+        // (input, (end, escaped, other escapes, control) or None when nothing
+        // closes it)
+        type Case = (&'static [u8], Option<(usize, bool, bool, bool)>);
+        let cases: [Case; 11] = [
+            (br#"GET / HTTP/1.1" 200"#, Some((14, false, false, false))),
+            (br#"a \"b\" c" x"#, Some((9, true, false, false))),
+            (br#"ends in \\" x"#, Some((10, true, false, false))),
+            (br#"" empty"#, Some((0, false, false, false))),
+            (br#"\x16\x03\x01" 400"#, Some((12, true, true, false))),
+            (br#"\"quote\" then \t" x"#, Some((17, true, true, false))),
+            (b"tab\there\" x", Some((8, false, false, true))),
+            (b"\\\"\x01\" x", Some((3, true, false, true))),
             (b"no closing quote", None),
             (br#"escaped at end \""#, None),
             (br#"a backslash last \"#, None),
         ];
         for (input, want) in cases {
-            let got = quoted(input, 0).map(|q| (q.end, q.escaped, q.control));
+            let got = quoted(input, 0).map(|q| (q.end, q.escaped, q.other_escapes, q.control));
             assert_eq!(got, want, "{}", String::from_utf8_lossy(input));
         }
         // From an offset, at every alignment.

@@ -325,7 +325,7 @@ fn custom_nginx_format_with_iso_time_and_upstream_times() -> TestResult {
     let LogRecord::Access(access) = &record else {
         return Err("expected an access record".into());
     };
-    assert_eq!(access.log_type, LogType::NginxAccess);
+    assert_eq!(access.log_type(), LogType::NginxAccess);
     let value = to_json(&parser, line)?;
     assert_eq!(value["timestamp"], "2024-01-15T10:30:45+09:00");
     assert_eq!(value["request_time"], 0.012);
