@@ -95,12 +95,21 @@ impl<'a> Text<'a> {
         }
     }
 
-    /// Appends the value as a JSON string.
+    /// Appends the value as a JSON string: inline where it is a copy (the
+    /// common case), out of line where it is escaped.
+    #[inline(always)]
     pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
         match self.form {
             Form::Plain | Form::JsonEscapes => json::verbatim(buf, self.logged),
-            Form::Unescaped => json::string(buf, self.logged),
+            Form::Unescaped | Form::Escaped => self.write_json_escaped(buf),
+        }
+    }
+
+    #[inline(never)]
+    fn write_json_escaped(&self, buf: &mut Vec<u8>) {
+        match self.form {
             Form::Escaped => json::string(buf, &unescape(self.logged)),
+            _ => json::string(buf, self.logged),
         }
     }
 }
