@@ -107,13 +107,19 @@ impl LogRecords {
 fn field(record: &LogRecord<'_>, path: &str) -> Option<String> {
     match record {
         LogRecord::Access(access) => match path {
-            "ip_address" => access.ip_address().map(str::to_owned),
             "timestamp" => access.timestamp().map(|t| t.to_string()),
+            "ip_address" => access.ip_address().map(str::to_owned),
+            "ident" => access.ident().map(str::to_owned),
+            "remote_user" => access.remote_user().map(|t| t.to_string()),
             "method" => access.method().map(|t| t.to_string()),
             "path" => access.path().map(|t| t.to_string()),
+            "protocol" => access.protocol().map(|t| t.to_string()),
+            "request" => access.request().map(|t| t.to_string()),
             "status_code" => access.status_code().map(|s| s.to_string()),
+            "response_size" => access.response_size().map(|s| s.to_string()),
+            "referer" => access.referer().map(|t| t.to_string()),
             "user_agent" => access.user_agent().map(|t| t.to_string()),
-            "remote_user" => access.remote_user().map(|t| t.to_string()),
+            "log_type" => Some(access.log_type().as_str().to_owned()),
             other => access.extra(other).and_then(|v| {
                 serde_json::to_value(v).ok().and_then(|v| match v {
                     Value::Null => None,
@@ -204,6 +210,40 @@ mod tests {
                 serde_json::from_slice(&record.data).unwrap_or_default(),
             ),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Without a validator or masker, keys read the parsed record; with
+    /// one, the JSON. Both must see the same value for every key.
+    #[test]
+    fn every_schema_key_reads_the_same_from_the_record_as_from_its_json() {
+        use shardline_partition_key::Fields;
+        let lines = [
+            (
+                LogParser::apache(),
+                r#"::1 ident bob [15/Jan/2024:19:30:45 +0900] "GET /a\"b HTTP/2.0" 304 - "https://r/\x41" "say \"hi\"""#,
+            ),
+            (
+                LogParser::apache(),
+                r#"10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] "\x16\x03\x01" 400 226 "-" "-""#,
+            ),
+            (
+                LogParser::nginx(),
+                r#"10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200 5 "-" "curl" "203.0.113.9""#,
+            ),
+        ];
+        for (parser, line) in lines {
+            let record = parser.parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let mut json = Vec::new();
+            record.write_json(&mut json).unwrap_or_default();
+            let value: Value = serde_json::from_slice(&json).unwrap_or_default();
+            let Value::Object(map) = &value else {
+                panic!("{line}: not an object");
+            };
+            for key in map.keys() {
+                let from_json = value.text(key).map(|t| t.into_owned());
+                assert_eq!(field(&record, key), from_json, "{key} in {line}");
+            }
         }
     }
 
