@@ -10,7 +10,7 @@ use crate::format::{AccessFormat, Delim, Field, Kind, Step};
 use crate::json;
 use crate::scan;
 use crate::text::{Form, Text};
-use crate::time::{Timestamp, clf, iso8601, whole};
+use crate::time::{Timestamp, clf, iso};
 use crate::{LogRecord, LogType};
 
 /// How many of a custom format's other fields a record holds without
@@ -400,7 +400,7 @@ fn store<'a>(
             record.timestamp = Some(clf(inner).map_err(|(within, what)| (within + 1, what))?);
         }
         Kind::TimeClf => record.timestamp = Some(clf(value)?),
-        Kind::TimeIso => record.timestamp = Some(whole(iso8601, value)?),
+        Kind::TimeIso => record.timestamp = Some(iso(value)?),
         Kind::Request => {
             let parts = request_line(text);
             record.method = parts.method;

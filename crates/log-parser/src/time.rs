@@ -356,6 +356,91 @@ fn clf_fixed(bytes: &[u8]) -> Option<Timestamp> {
     })
 }
 
+/// ISO 8601 time that is the whole of `value`, as Nginx's `$time_iso8601`
+/// writes it (`2024-01-15T10:30:45+09:00`) or with fractional seconds or
+/// `Z`. An error is the offset in `value` where it went wrong and what was
+/// expected there.
+///
+/// Nginx always writes the 25-byte form, read by a straight-line check as
+/// [`clf`] reads its layout; anything else goes to the combinator parser
+/// [`iso8601`]. A unit test and a property test hold the two to the same
+/// answers.
+pub(crate) fn iso(value: &str) -> Result<Timestamp, (usize, &'static str)> {
+    match iso_fixed(value.as_bytes()) {
+        Some(timestamp) if value.len() == ISO_LEN => Ok(timestamp),
+        _ => iso_explained(value),
+    }
+}
+
+/// [`iso`] for a value not in the fixed layout, out of line.
+#[cold]
+#[inline(never)]
+fn iso_explained(value: &str) -> Result<Timestamp, (usize, &'static str)> {
+    whole(iso8601, value)
+}
+
+/// The length of `yyyy-mm-ddTHH:MM:SS+hh:mm`.
+const ISO_LEN: usize = 25;
+
+/// `yyyy-mm-ddTHH:MM:SS+hh:mm` as the words at 0, 8, 16 and 17.
+const ISO_WORDS: [WordLayout; 4] = [
+    word_layout(b"9999-99-"),
+    word_layout(b"99T99:99"),
+    word_layout(b":99?99:9"),
+    word_layout(b"??????99"),
+];
+
+/// The fixed-layout reading of an ISO 8601 time with a numeric offset and
+/// no fractional seconds, or `None` if anything is off.
+fn iso_fixed(bytes: &[u8]) -> Option<Timestamp> {
+    let head: &[u8; ISO_LEN] = bytes.first_chunk()?;
+    let word = |at: usize| {
+        head.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map(|word| u64::from_le_bytes(*word))
+    };
+    let first = ISO_WORDS[0].digits(word(0)?)?;
+    let second = ISO_WORDS[1].digits(word(8)?)?;
+    let third = ISO_WORDS[2].digits(word(16)?)?;
+    let fourth = ISO_WORDS[3].digits(word(17)?)?;
+    let two = |word: u64, tens: u32| lane(word, tens) * 10 + lane(word, tens + 1);
+    let year = u16::from(two(first, 0)) * 100 + u16::from(two(first, 2));
+    let month = two(first, 5);
+    let day = two(second, 0);
+    let hour = two(second, 3);
+    let minute = two(second, 6);
+    let second_of_minute = two(third, 1);
+    let offset_hours = two(third, 4);
+    let offset_minutes = two(fourth, 6);
+    let in_range = (1..=12).contains(&month)
+        & (1..=31).contains(&day)
+        & (hour <= 23)
+        & (minute <= 59)
+        & (second_of_minute <= 60)
+        & (offset_hours <= 23)
+        & (offset_minutes <= 59);
+    if !in_range {
+        return None;
+    }
+    let magnitude = i16::from(offset_hours) * 60 + i16::from(offset_minutes);
+    let offset_minutes = match head.get(19)? {
+        b'+' => magnitude,
+        b'-' => -magnitude,
+        _ => return None,
+    };
+    Some(Timestamp {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second: second_of_minute,
+        fraction: 0,
+        fraction_digits: 0,
+        offset_minutes,
+    })
+}
+
 /// The places of one eight-byte word of a fixed-layout time.
 #[derive(Debug, Clone, Copy)]
 struct WordLayout {
@@ -579,6 +664,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn fast_and_checked_iso_agree_on_near_misses(
+            year in 0u16..=9999, month in 0u8..=13, day in 0u8..=32,
+            hour in 0u8..=25, minute in 0u8..=61, second in 0u8..=61,
+            sign in "[-+*Z]", offset_hours in 0u8..=24, offset_minutes in 0u8..=60,
+            damage in proptest::option::of((0usize..25, "[-+:T 0-9a.Z]")),
+        ) {
+            let mut input = format!(
+                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}\
+                 {sign}{offset_hours:02}:{offset_minutes:02}"
+            );
+            if let Some((at, with)) = damage {
+                input.replace_range(at..=at, &with);
+            }
+            if let Some(fast) = iso_fixed(input.as_bytes()) {
+                let checked = iso8601(&input).ok().map(|(_, ts)| ts);
+                proptest::prop_assert_eq!(Some(fast), checked);
+            }
+            proptest::prop_assert_eq!(iso(&input), whole(iso8601, &input));
+        }
+    }
+
     #[test]
     fn clf_errors_say_what_was_expected() {
         let cases = [
@@ -591,6 +699,39 @@ mod tests {
         ];
         for (input, expected, offset) in cases {
             assert_eq!(clf(input), Err((offset, expected)), "{input}");
+        }
+    }
+
+    /// The fixed layout reads what it reads as the combinator parser does,
+    /// and [`iso`] answers as the combinator parser alone would.
+    #[test]
+    fn fast_and_checked_iso_agree() {
+        // (input, whether the fixed layout reads it)
+        let cases = [
+            ("2024-01-15T10:30:45+00:00", true),
+            ("2024-01-15T19:30:45+09:00", true),
+            ("1999-12-31T23:59:60-05:30", true),
+            ("0000-02-31T00:00:00+23:59", true),
+            ("2024-01-15T10:30:45Z", false),
+            ("2024-01-15T10:30:45.123+00:00", false),
+            ("2024-00-15T10:30:45+00:00", false),
+            ("2024-13-15T10:30:45+00:00", false),
+            ("2024-01-32T10:30:45+00:00", false),
+            ("2024-01-15 10:30:45+00:00", false),
+            ("2024-01-15T24:30:45+00:00", false),
+            ("2024-01-15T10:30:45*00:00", false),
+            ("2024-01-15T10:30:45+0000", false),
+            ("2024-01-15T10:30:45+00:60", false),
+            ("2024-01-15T10:3a:45+00:00", false),
+            ("2024-01-15T10:30:45+00:00 tail", true),
+        ];
+        for (input, fixed) in cases {
+            let fast = iso_fixed(input.as_bytes());
+            assert_eq!(fast.is_some(), fixed, "{input}");
+            if fast.is_some() {
+                assert_eq!(fast, iso8601(input).ok().map(|(_, ts)| ts), "{input}");
+            }
+            assert_eq!(iso(input), whole(iso8601, input), "{input}");
         }
     }
 
