@@ -245,29 +245,47 @@ fn offset(colon: bool) -> impl FnMut(&str) -> PResult<'_, i16> {
 /// `15/Jan/2024:10:30:45 +0000` (no brackets). An error is the offset in
 /// `value` where it went wrong and what was expected there.
 ///
-/// Every such time is 26 bytes in one fixed layout, so a straight-line
-/// check reads the well-formed ones; anything else goes to the combinator
-/// parser [`clf_checked`], which says what is wrong and where. A unit test
-/// and a property test hold the two to the same answers.
+/// Every such time is 26 bytes in one fixed layout, read by
+/// [`clf_fixed`]; anything else goes to the combinator parser
+/// [`clf_checked`], which says what is wrong and where.
 pub(crate) fn clf(value: &str) -> Result<Timestamp, (usize, &'static str)> {
-    match clf_fixed(value.as_bytes()) {
-        Some(timestamp) if value.len() == CLF_LEN => Ok(timestamp),
-        _ => clf_explained(value),
-    }
+    fixed_or_whole(value, CLF_LEN, clf_fixed, clf_checked)
 }
 
-/// [`clf`] for a value that is not a well-formed CLF time alone: the
-/// combinator parser reads it or says what is wrong. Kept out of line so
-/// that the fast path stays small.
-#[cold]
-#[inline(never)]
-fn clf_explained(value: &str) -> Result<Timestamp, (usize, &'static str)> {
-    whole(clf_checked, value)
+/// ISO 8601 time that is the whole of `value`, as Nginx's `$time_iso8601`
+/// writes it (`2024-01-15T10:30:45+09:00`) or with fractional seconds or
+/// `Z`. An error is the offset in `value` where it went wrong and what was
+/// expected there.
+///
+/// Nginx always writes the 25-byte form, read by [`iso_fixed`]; anything
+/// else goes to the combinator parser [`iso8601`].
+pub(crate) fn iso(value: &str) -> Result<Timestamp, (usize, &'static str)> {
+    fixed_or_whole(value, ISO_LEN, iso_fixed, iso8601)
+}
+
+/// A time of one fixed layout `len` bytes long, read by the straight-line
+/// `fixed`; any other value goes to the combinator parser `checked`, which
+/// reads the other forms or says what is wrong. Unit and property tests
+/// hold each pair to the same answers.
+#[inline(always)]
+fn fixed_or_whole(
+    value: &str,
+    len: usize,
+    fixed: impl Fn(&[u8]) -> Option<Timestamp>,
+    checked: fn(&str) -> PResult<'_, Timestamp>,
+) -> Result<Timestamp, (usize, &'static str)> {
+    match fixed(value.as_bytes()) {
+        Some(timestamp) if value.len() == len => Ok(timestamp),
+        _ => whole(checked, value),
+    }
 }
 
 /// Runs a time parser that must consume the whole value; an error carries
 /// the offset in `value` where it stopped and what was expected there.
-pub(crate) fn whole(
+/// Out of line: the fixed layouts read nearly every time.
+#[cold]
+#[inline(never)]
+fn whole(
     parser: fn(&str) -> PResult<'_, Timestamp>,
     value: &str,
 ) -> Result<Timestamp, (usize, &'static str)> {
@@ -284,35 +302,18 @@ pub(crate) fn whole(
 /// The length of `dd/Mon/yyyy:HH:MM:SS +hhmm`.
 const CLF_LEN: usize = 26;
 
+/// `dd/Mon/yyyy:HH:MM:SS +hhmm` as the words at 0, 8, 16 and 18.
+const CLF_WORDS: [(usize, WordLayout); 4] = [
+    (0, word_layout(b"99/???/9")),
+    (8, word_layout(b"999:99:9")),
+    (16, word_layout(b"9:99 ?99")),
+    (18, word_layout(b"??????99")),
+];
+
 /// The fixed-layout reading of a CLF time, or `None` if anything is off.
-///
-/// The 26 bytes are read as four words (the last overlapping the third),
-/// and each word's digits and punctuation are checked at once: every digit
-/// place must hold `0`-`9` (high nibble 3, and adding 6 to the low nibble
-/// does not carry) and every punctuation place its character.
 fn clf_fixed(bytes: &[u8]) -> Option<Timestamp> {
-    let head: &[u8; CLF_LEN] = bytes.first_chunk()?;
-    let word = |at: usize| {
-        head.get(at..)
-            .and_then(<[u8]>::first_chunk::<8>)
-            .map(|word| u64::from_le_bytes(*word))
-    };
-    // dd/Mon/y yyy:HH:M M:SS +hh, and (overlapping) SS +hhmm.
-    let first = CLF_WORDS[0].digits(word(0)?)?;
-    let second = CLF_WORDS[1].digits(word(8)?)?;
-    let third = CLF_WORDS[2].digits(word(16)?)?;
-    let fourth = CLF_WORDS[3].digits(word(18)?)?;
-    let two = |word: u64, tens: u32| lane(word, tens) * 10 + lane(word, tens + 1);
-    let day = two(first, 0);
-    let year = u16::from(lane(first, 7)) * 1000
-        + u16::from(lane(second, 0)) * 100
-        + u16::from(two(second, 1));
-    let hour = two(second, 4);
-    let minute = lane(second, 7) * 10 + lane(third, 0);
-    let second_of_minute = two(third, 2);
-    let offset_hours = two(third, 6);
-    let offset_minutes = two(fourth, 6);
-    let month = match head.get(3..6)? {
+    let [first, second, third, fourth] = fixed_words(bytes, &CLF_WORDS)?;
+    let month = match bytes.get(3..6)? {
         b"Jan" => 1,
         b"Feb" => 2,
         b"Mar" => 3,
@@ -327,118 +328,121 @@ fn clf_fixed(bytes: &[u8]) -> Option<Timestamp> {
         b"Dec" => 12,
         _ => return None,
     };
-    let in_range = (1..=31).contains(&day)
-        & (hour <= 23)
-        & (minute <= 59)
-        & (second_of_minute <= 60)
-        & (offset_hours <= 23)
-        & (offset_minutes <= 59);
-    if !in_range {
-        return None;
-    }
-    let magnitude = i16::from(offset_hours) * 60 + i16::from(offset_minutes);
-    let offset_minutes = match head.get(21)? {
-        b'+' => magnitude,
-        b'-' => -magnitude,
-        _ => return None,
-    };
-    let second = second_of_minute;
-    Some(Timestamp {
-        year,
+    FixedFields {
+        year: u16::from(lane(first, 7)) * 1000
+            + u16::from(lane(second, 0)) * 100
+            + u16::from(two(second, 1)),
         month,
-        day,
-        hour,
-        minute,
-        second,
-        fraction: 0,
-        fraction_digits: 0,
-        offset_minutes,
-    })
-}
-
-/// ISO 8601 time that is the whole of `value`, as Nginx's `$time_iso8601`
-/// writes it (`2024-01-15T10:30:45+09:00`) or with fractional seconds or
-/// `Z`. An error is the offset in `value` where it went wrong and what was
-/// expected there.
-///
-/// Nginx always writes the 25-byte form, read by a straight-line check as
-/// [`clf`] reads its layout; anything else goes to the combinator parser
-/// [`iso8601`]. A unit test and a property test hold the two to the same
-/// answers.
-pub(crate) fn iso(value: &str) -> Result<Timestamp, (usize, &'static str)> {
-    match iso_fixed(value.as_bytes()) {
-        Some(timestamp) if value.len() == ISO_LEN => Ok(timestamp),
-        _ => iso_explained(value),
+        day: two(first, 0),
+        hour: two(second, 4),
+        minute: lane(second, 7) * 10 + lane(third, 0),
+        second: two(third, 2),
+        offset_sign: *bytes.get(21)?,
+        offset_hours: two(third, 6),
+        offset_minutes: two(fourth, 6),
     }
-}
-
-/// [`iso`] for a value not in the fixed layout, out of line.
-#[cold]
-#[inline(never)]
-fn iso_explained(value: &str) -> Result<Timestamp, (usize, &'static str)> {
-    whole(iso8601, value)
+    .timestamp()
 }
 
 /// The length of `yyyy-mm-ddTHH:MM:SS+hh:mm`.
 const ISO_LEN: usize = 25;
 
 /// `yyyy-mm-ddTHH:MM:SS+hh:mm` as the words at 0, 8, 16 and 17.
-const ISO_WORDS: [WordLayout; 4] = [
-    word_layout(b"9999-99-"),
-    word_layout(b"99T99:99"),
-    word_layout(b":99?99:9"),
-    word_layout(b"??????99"),
+const ISO_WORDS: [(usize, WordLayout); 4] = [
+    (0, word_layout(b"9999-99-")),
+    (8, word_layout(b"99T99:99")),
+    (16, word_layout(b":99?99:9")),
+    (17, word_layout(b"??????99")),
 ];
 
 /// The fixed-layout reading of an ISO 8601 time with a numeric offset and
 /// no fractional seconds, or `None` if anything is off.
 fn iso_fixed(bytes: &[u8]) -> Option<Timestamp> {
-    let head: &[u8; ISO_LEN] = bytes.first_chunk()?;
-    let word = |at: usize| {
-        head.get(at..)
-            .and_then(<[u8]>::first_chunk::<8>)
-            .map(|word| u64::from_le_bytes(*word))
-    };
-    let first = ISO_WORDS[0].digits(word(0)?)?;
-    let second = ISO_WORDS[1].digits(word(8)?)?;
-    let third = ISO_WORDS[2].digits(word(16)?)?;
-    let fourth = ISO_WORDS[3].digits(word(17)?)?;
-    let two = |word: u64, tens: u32| lane(word, tens) * 10 + lane(word, tens + 1);
-    let year = u16::from(two(first, 0)) * 100 + u16::from(two(first, 2));
-    let month = two(first, 5);
-    let day = two(second, 0);
-    let hour = two(second, 3);
-    let minute = two(second, 6);
-    let second_of_minute = two(third, 1);
-    let offset_hours = two(third, 4);
-    let offset_minutes = two(fourth, 6);
-    let in_range = (1..=12).contains(&month)
-        & (1..=31).contains(&day)
-        & (hour <= 23)
-        & (minute <= 59)
-        & (second_of_minute <= 60)
-        & (offset_hours <= 23)
-        & (offset_minutes <= 59);
-    if !in_range {
-        return None;
+    let [first, second, third, fourth] = fixed_words(bytes, &ISO_WORDS)?;
+    FixedFields {
+        year: u16::from(two(first, 0)) * 100 + u16::from(two(first, 2)),
+        month: two(first, 5),
+        day: two(second, 0),
+        hour: two(second, 3),
+        minute: two(second, 6),
+        second: two(third, 1),
+        offset_sign: *bytes.get(19)?,
+        offset_hours: two(third, 4),
+        offset_minutes: two(fourth, 6),
     }
-    let magnitude = i16::from(offset_hours) * 60 + i16::from(offset_minutes);
-    let offset_minutes = match head.get(19)? {
-        b'+' => magnitude,
-        b'-' => -magnitude,
-        _ => return None,
-    };
-    Some(Timestamp {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second: second_of_minute,
-        fraction: 0,
-        fraction_digits: 0,
-        offset_minutes,
-    })
+    .timestamp()
+}
+
+/// The four words of a fixed-layout time, each with its digit places
+/// turned into their values, or `None` if `bytes` is too short or a digit
+/// or punctuation place is wrong.
+///
+/// Each word's places are checked at once: every digit place must hold
+/// `0`-`9` (high nibble 3, and adding 6 to the low nibble does not carry)
+/// and every punctuation place its character.
+#[inline(always)]
+fn fixed_words(bytes: &[u8], layout: &[(usize, WordLayout); 4]) -> Option<[u64; 4]> {
+    let mut words = [0; 4];
+    for (word, (at, places)) in words.iter_mut().zip(layout) {
+        let raw = bytes.get(*at..).and_then(<[u8]>::first_chunk::<8>)?;
+        *word = places.digits(u64::from_le_bytes(*raw))?;
+    }
+    Some(words)
+}
+
+/// Two digit values at lanes `tens` and `tens + 1` of a word, as a number.
+fn two(word: u64, tens: u32) -> u8 {
+    lane(word, tens) * 10 + lane(word, tens + 1)
+}
+
+/// The fields of a fixed-layout time as read, before their ranges are
+/// checked.
+struct FixedFields {
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    /// `+` or `-` when well formed.
+    offset_sign: u8,
+    offset_hours: u8,
+    offset_minutes: u8,
+}
+
+impl FixedFields {
+    /// The timestamp, or `None` if a field is out of the range the
+    /// combinator parsers accept.
+    #[inline(always)]
+    fn timestamp(self) -> Option<Timestamp> {
+        let in_range = (1..=12).contains(&self.month)
+            & (1..=31).contains(&self.day)
+            & (self.hour <= 23)
+            & (self.minute <= 59)
+            & (self.second <= 60)
+            & (self.offset_hours <= 23)
+            & (self.offset_minutes <= 59);
+        if !in_range {
+            return None;
+        }
+        let magnitude = i16::from(self.offset_hours) * 60 + i16::from(self.offset_minutes);
+        let offset_minutes = match self.offset_sign {
+            b'+' => magnitude,
+            b'-' => -magnitude,
+            _ => return None,
+        };
+        Some(Timestamp {
+            year: self.year,
+            month: self.month,
+            day: self.day,
+            hour: self.hour,
+            minute: self.minute,
+            second: self.second,
+            fraction: 0,
+            fraction_digits: 0,
+            offset_minutes,
+        })
+    }
 }
 
 /// The places of one eight-byte word of a fixed-layout time.
@@ -477,14 +481,6 @@ const fn word_layout(pattern: &[u8; 8]) -> WordLayout {
     }
     layout
 }
-
-/// `dd/Mon/yyyy:HH:MM:SS +hhmm` as the words at 0, 8, 16 and 18.
-const CLF_WORDS: [WordLayout; 4] = [
-    word_layout(b"99/???/9"),
-    word_layout(b"999:99:9"),
-    word_layout(b"9:99 ?99"),
-    word_layout(b"??????99"),
-];
 
 impl WordLayout {
     /// The word with each digit place turned into its value (other places
