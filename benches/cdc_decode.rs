@@ -11,8 +11,8 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shardline_cdc::{ChangeRecords, Classifier, Decoded, Decoder, Format, KeyBy};
+use shardline_core::{Origin, Process, Processed};
 use shardline_producer::SourceName;
-use shardline_source::{Origin, Process, Processed};
 
 const LINES: usize = 1_000;
 const FORMATS: [Format; 4] = [

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use shardline_cdc::{ChangeEvent, Decoded, Decoder, Format, KeyBy, KeyColumns};
-use shardline_partition_key::{Fields, shard_report};
+use shardline_cdc::{Decoded, Decoder, Format, KeyBy, KeyColumns};
+use shardline_cli::{ReportArgs, SampleKind};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct KeysArgs {
     #[command(flatten)]
-    report: shardline_runner::ReportArgs,
+    report: ReportArgs,
     /// The format of the sample.
     #[arg(long, value_parser = ["debezium", "dms", "maxwell", "wal2json", "shardline"])]
     input: String,
@@ -27,8 +27,13 @@ pub(crate) struct KeysArgs {
     key_columns: Option<String>,
 }
 
+/// Changes are keyed; lines that do not decode are left out.
+const CHANGES: SampleKind = SampleKind {
+    items: "changes",
+    left_out: "undecodable",
+};
+
 pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
-    let map = args.report.shard_map()?;
     let format: Format = args.input.parse().map_err(anyhow::Error::msg)?;
     let key_by: KeyBy = args.partition_key.parse().map_err(anyhow::Error::msg)?;
     let key_columns = match &args.key_columns {
@@ -36,26 +41,13 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         None => KeyColumns::new(),
     };
     let mut decoder = Decoder::new(format).key_columns(key_columns);
-    let mut events: Vec<ChangeEvent> = Vec::new();
-    let mut undecodable = 0u64;
-    for line in args.report.sample(&args.from)? {
-        match decoder.decode(&line) {
-            Ok(Decoded::Change(event)) => events.push(*event),
-            Ok(_) => {}
-            Err(_) => undecodable += 1,
+    let report = args.report.report(&args.from, CHANGES, &key_by, |line| {
+        match decoder.decode(line) {
+            Ok(Decoded::Change(event)) => Some(Ok(*event)),
+            Ok(_) => None,
+            Err(_) => Some(Err(())),
         }
-    }
-    let report = shard_report(
-        &key_by,
-        events.iter().map(|e| e as &dyn Fields),
-        &map,
-        args.report.top,
-    );
-    args.report.print(
-        &args.from,
-        ("changes", events.len()),
-        ("undecodable", undecodable),
-        &report,
-    )?;
+    })?;
+    args.report.print(&report)?;
     Ok(ExitCode::SUCCESS)
 }

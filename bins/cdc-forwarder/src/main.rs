@@ -5,10 +5,11 @@
 //! stdin.
 //!
 //! This binary only reads settings and wires crates together: the slot is
-//! `shardline-postgres`, decoding, classification and keys
-//! `shardline-cdc`, delivery `shardline-producer`, acknowledgements and
-//! checkpoints `shardline-source`, everything around them
-//! `shardline-runner`.
+//! `shardline-postgres`, files and stdin `shardline-tail`, decoding,
+//! classification and keys `shardline-cdc`, the pipeline and its
+//! acknowledgements `shardline-pipeline`, delivery `shardline-producer`,
+//! the run `shardline-runner`, the shared flags and exit codes
+//! `shardline-cli`.
 
 mod keys;
 mod run;
@@ -43,7 +44,7 @@ enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    pub(crate) common: shardline_runner::CommonArgs,
+    pub(crate) common: shardline_cli::CommonArgs,
     /// Read this database's logical replication slot
     /// (`postgres://user@host:port/database`).
     #[arg(long, env = "SHARDLINE_POSTGRES_URL", conflicts_with = "from")]
@@ -77,7 +78,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) key_columns: Option<String>,
     /// `pk` (table + primary key: each row in order; default), `table`, or
-    /// `table-txid` (the seeds' strategy; see docs/cdc.md for its caveat).
+    /// `table-txid` (table + transaction id; see docs/cdc.md for its
+    /// caveat).
     #[arg(long)]
     pub(crate) partition_key: Option<String>,
     /// The JSON of each record: `normalized` (default) or `debezium`.
@@ -89,17 +91,11 @@ pub(crate) struct Args {
 }
 
 fn main() -> ExitCode {
-    shardline_runner::init_tracing();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Keys(args)) => keys::run(&args),
-        None => run::main(cli.run),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cdc-forwarder: {e:#}");
-            ExitCode::FAILURE
+    shardline_cli::main("cdc-forwarder", || {
+        let cli = Cli::parse();
+        match cli.command {
+            Some(Command::Keys(args)) => keys::run(&args),
+            None => run::main(cli.run),
         }
-    }
+    })
 }

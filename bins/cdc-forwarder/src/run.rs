@@ -8,18 +8,19 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use shardline_cdc::{ChangeRecords, Classifier, Decoder, Encoding, Format, KeyBy, TableFilter};
+use shardline_cli::{CommonConfig, Defaults, Settings, seconds};
+use shardline_core::{CheckpointFile, SourceName};
+use shardline_pipeline::DEFAULT_CHECKPOINT_INTERVAL;
 use shardline_postgres::{SlotConfig, SlotSource};
-use shardline_producer::SourceName;
-use shardline_runner::{CommonConfig, Defaults, Destination, Running, Settings, seconds};
-use shardline_source::{CheckpointFile, DEFAULT_CHECKPOINT_INTERVAL, LinesSource};
-use shardline_tail::{StartAt, TailCheckpoints, TailConfig, TailSource};
+use shardline_runner::{Destination, Runner};
+use shardline_tail::{LinesSource, StartAt, TailCheckpoints, TailConfig, TailSource};
 
 use crate::Args;
 
 /// Each row's changes must stay in order through retries: at most one
 /// batch in flight per partition key (the producer's strict ordering).
 /// Batches wait at most 100 ms to fill — the KPL's `RecordMaxBufferedTime`
-/// default — rather than the seeds' 5 s for logs: change consumers expect
+/// default — rather than the 5 s log-streamer waits: change consumers expect
 /// seconds at most, and a slot round waits for what it read to settle
 /// before peeking far ahead (`docs/benchmarks.md`: 5 s made aggregated
 /// runs of small transactions 30× slower).
@@ -28,7 +29,7 @@ const DEFAULTS: Defaults = Defaults {
     strict_ordering: true,
     linger: Some(Duration::from_millis(100)),
 };
-/// The seeds' `by_source` name for database changes.
+/// The source's name in statistics (`by_source`) and dead letters.
 const DEFAULT_SOURCE_NAME: &str = "database_cdc";
 /// The slot read when none is named.
 const DEFAULT_SLOT: &str = "shardline";
@@ -214,11 +215,13 @@ impl Plan {
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let (common, config) = args.common.config::<ConfigFile>()?;
     let plan = Plan::new(&args, common, config)?;
-    shardline_runner::block_on(forward(plan))
+    shardline_cli::block_on(forward(plan))
 }
 
 async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
-    let mut running = Running::start(&plan.settings).await?;
+    let mut running = Runner::start(plan.settings.runner()).await?;
+    shardline_cli::announce_metrics("cdc-forwarder", &running);
+    let shutdown = shardline_cli::shutdown("cdc-forwarder", plan.settings.duration)?;
     let name = plan.source_name.clone();
     let checkpoint_file = &plan.settings.checkpoint_file;
     let mut slot_status = None;
@@ -266,8 +269,8 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
         checkpoint_file.display(),
         plan.settings.dead_letter_file.display()
     );
-    running.wait().await;
-    let (code, _) = running.stop().await?;
+    let summary = running.run(shutdown).await?;
+    let code = shardline_cli::finish("cdc-forwarder", &plan.settings.destination, &summary);
     if let Some(status) = slot_status {
         let status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
         eprintln!("cdc-forwarder: slot {}", serde_json::to_string(&status)?);

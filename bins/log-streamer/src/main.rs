@@ -1,13 +1,13 @@
 //! `log-streamer`: tails Apache, Nginx and application logs into Amazon
 //! Kinesis Data Streams or Amazon Data Firehose (or stdout), through
-//! rotation and crashes, with nothing lost. The seeds' log-streaming lab,
-//! with its flags.
+//! rotation and crashes, with nothing lost.
 //!
 //! This binary only reads settings and wires crates together: tailing is
 //! `shardline-tail`, parsing `shardline-log-parser`, validation and masking
-//! `shardline-validate`, keys `shardline-partition-key`, delivery
-//! `shardline-producer`, acknowledgements and checkpoints
-//! `shardline-source`, statistics `shardline-metrics`.
+//! `shardline-validate`, keys `shardline-partition-key`, the pipeline and
+//! its acknowledgements `shardline-pipeline`, delivery
+//! `shardline-producer`, the run `shardline-runner`, the shared flags and
+//! exit codes `shardline-cli`.
 
 mod generate;
 mod keys;
@@ -48,8 +48,8 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RunArgs {
     #[command(flatten)]
-    pub(crate) common: shardline_runner::CommonArgs,
-    /// The seed's JSON list: [{"path": "...", "type": "apache"|"nginx"|"application"|"custom", "format": "..."}].
+    pub(crate) common: shardline_cli::CommonArgs,
+    /// The files to follow, as a JSON list: [{"path": "...", "type": "apache"|"nginx"|"application"|"custom", "format": "..."}].
     #[arg(long)]
     pub(crate) log_files: Option<String>,
     /// Read the files to their current end, deliver, checkpoint, exit.
@@ -72,18 +72,12 @@ pub(crate) struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    shardline_runner::init_tracing();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::ValidateConfig { file }) => run::validate_config(&file),
-        Some(Command::Keys(args)) => keys::run(&args),
-        None => run::main(cli.run),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("log-streamer: {e:#}");
-            ExitCode::FAILURE
+    shardline_cli::main("log-streamer", || {
+        let cli = Cli::parse();
+        match cli.command {
+            Some(Command::ValidateConfig { file }) => run::validate_config(&file),
+            Some(Command::Keys(args)) => keys::run(&args),
+            None => run::main(cli.run),
         }
-    }
+    })
 }

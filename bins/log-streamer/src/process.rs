@@ -1,12 +1,10 @@
 //! A `--log-files` entry → its parser, key strategy, schema, and the
 //! records step (`shardline_log_parser::LogRecords`).
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use shardline_core::SourceName;
 use shardline_log_parser::{LogParser, LogRecords};
-use shardline_partition_key::{
-    FieldKey, FixedKey, PartitionKey, PartitionKeyStrategy, RandomKey, WebLogKey,
-};
-use shardline_producer::SourceName;
+use shardline_partition_key::{KeySpec, PartitionKeyStrategy};
 use shardline_validate::{Masker, Validator};
 
 use crate::settings::{LogFile, LogKind};
@@ -49,23 +47,15 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
     })
 }
 
-/// The key strategy of an entry: `web`, `field:<path>`, `fixed:<key>`,
-/// `random`.
+/// The key strategy of an entry ([`KeySpec`]; by default `web` for
+/// access logs, `field:request_id` for application logs).
 pub(crate) fn key_for(file: &LogFile) -> anyhow::Result<Box<dyn PartitionKeyStrategy>> {
-    let default = match file.kind {
-        LogKind::Application => "field:request_id",
-        _ => "web",
+    let spec = match (&file.key, file.kind) {
+        (Some(spec), _) => spec.parse::<KeySpec>()?,
+        (None, LogKind::Application) => KeySpec::Field("request_id".to_owned()),
+        (None, _) => KeySpec::Web,
     };
-    let spec = file.key.as_deref().unwrap_or(default);
-    Ok(match spec.split_once(':') {
-        None if spec == "web" => Box::new(WebLogKey::default()),
-        None if spec == "random" => Box::new(RandomKey),
-        Some(("field", path)) if !path.is_empty() => Box::new(FieldKey(path.to_owned())),
-        Some(("fixed", key)) => Box::new(FixedKey(
-            PartitionKey::new(key).with_context(|| format!("key {spec:?}"))?,
-        )),
-        _ => bail!("unknown key strategy {spec:?}: use web, field:<path>, fixed:<key> or random"),
-    })
+    Ok(spec.strategy())
 }
 
 /// The validator of an entry: `builtin` (default), `none`, or a schema file.
@@ -86,7 +76,7 @@ mod tests {
     use super::*;
     use crate::settings::parse_log_files;
     use serde_json::Value;
-    use shardline_source::{Origin, Process, Processed};
+    use shardline_core::{Origin, Process, Processed};
 
     fn processor(json: &str) -> LogRecords {
         let file = parse_log_files(json).unwrap().remove(0);

@@ -1,5 +1,5 @@
 //! The streamer: settings → runner → one pipeline per log file →
-//! shutdown.
+//! shutdown → summary.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shardline_runner::{
-    CommonArgs, CommonConfig, Defaults, Destination, Running, Settings, seconds,
-};
-use shardline_source::{CheckpointFile, DEFAULT_CHECKPOINT_INTERVAL};
+use shardline_cli::{CommonArgs, CommonConfig, Defaults, Settings, seconds};
+use shardline_core::CheckpointFile;
+use shardline_pipeline::DEFAULT_CHECKPOINT_INTERVAL;
+use shardline_runner::{Destination, Runner};
 use shardline_tail::{CHECKPOINT_KIND, StartAt, TailCheckpoints, TailConfig, TailSource};
 use shardline_validate::{MaskRule, Masker};
 
@@ -20,7 +20,7 @@ use crate::process::records_for;
 use crate::settings::{ConfigFile, LogFile, parse_log_files};
 use shardline_log_parser::LogRecords;
 
-/// The seed's `parse_workers`.
+/// Threads parsing a batch at once by default (`parse_workers`).
 const DEFAULT_PARSE_WORKERS: usize = 4;
 /// Log lines are independent: no per-key order to keep by default.
 const DEFAULTS: Defaults = Defaults {
@@ -169,11 +169,13 @@ pub(crate) fn validate_config(path: &Path) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = load(&args)?;
-    shardline_runner::block_on(stream(args, plan))
+    shardline_cli::block_on(stream(args, plan))
 }
 
 async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
-    let mut running = Running::start(&plan.settings).await?;
+    let mut running = Runner::start(plan.settings.runner()).await?;
+    shardline_cli::announce_metrics("log-streamer", &running);
+    let shutdown = shardline_cli::shutdown("log-streamer", plan.settings.duration)?;
     let checkpoint = CheckpointFile::new(&plan.settings.checkpoint_file, CHECKPOINT_KIND);
     let checkpoints = Arc::new(if args.resume_from_checkpoint {
         TailCheckpoints::open(checkpoint)?
@@ -222,14 +224,22 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         plan.settings.dead_letter_file.display()
     );
 
-    running.wait().await;
-    // Stop writing test lines first, then reading; deliver what is read.
+    // Test lines stop first, then reading; what was read is delivered.
+    let generated = generating.clone();
+    let stopping = async move {
+        shutdown.await;
+        generated.store(false, Ordering::Relaxed);
+    };
+    let summary = running.run(stopping).await?;
     generating.store(false, Ordering::Relaxed);
     for generator in generators {
         if let Ok(Err(e)) = generator.join() {
             tracing::error!("generating test logs failed: {e}");
         }
     }
-    let (code, _) = running.stop().await?;
-    Ok(code)
+    Ok(shardline_cli::finish(
+        "log-streamer",
+        &plan.settings.destination,
+        &summary,
+    ))
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use shardline_validate::MaskRule;
 use std::collections::BTreeMap;
 
-/// The log types of `--log-files` (the seed's `type`).
+/// The log types of `--log-files` (each entry's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum LogKind {
@@ -40,9 +40,9 @@ pub(crate) struct LogFile {
     pub(crate) format: Option<String>,
     /// The source name in statistics and dead letters (default: the type).
     pub(crate) name: Option<String>,
-    /// Partition-key strategy: `web`, `field:<path>`, `fixed:<key>`,
-    /// `random` (default: `web` for access logs, `field:request_id` for
-    /// application logs).
+    /// Partition-key strategy (`shardline_partition_key::KeySpec`: `web`,
+    /// `field:<path>`, `fixed:<key>`, `random`, …; default: `web` for
+    /// access logs, `field:request_id` for application logs).
     pub(crate) key: Option<String>,
     /// Validation: `builtin` (default), `none`, or a JSON Schema file.
     pub(crate) schema: Option<String>,
@@ -79,7 +79,7 @@ pub(crate) struct MaskingSection {
 
 /// log-streamer's own keys of the config file; the shared ones
 /// (destination, `[producer]`, `[metrics]`, …) are the runner's
-/// [`shardline_runner::CommonConfig`].
+/// [`shardline_cli::CommonConfig`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
@@ -91,7 +91,7 @@ pub(crate) struct ConfigFile {
     pub(crate) masking: MaskingSection,
 }
 
-/// Parses `--log-files` (the seed's JSON list).
+/// Parses `--log-files` (a JSON list of files).
 pub(crate) fn parse_log_files(json: &str) -> anyhow::Result<Vec<LogFile>> {
     serde_json::from_str(json).context(
         "--log-files takes a JSON list like \
@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_log_files_and_tuning_names_parse() {
+    fn log_files_and_config_sections_parse() {
         let files = parse_log_files(
             r#"[{"path": "/tmp/streaming-logs/apache/access.log", "type": "apache"},
                 {"path": "/tmp/a.log", "type": "custom", "format": "%h %t \"%r\" %>s"}]"#,

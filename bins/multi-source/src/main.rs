@@ -1,8 +1,8 @@
-//! `multi-source`: the seeds' `data-sources-integration.py` — web logs,
-//! IoT readings and database changes, generated at a steady rate, through
-//! their own records steps into ONE producer, with the seeds' statistics
-//! and their `by_source` figures (`web_logs`, `iot_sensors`,
-//! `database_cdc`).
+//! `multi-source`: web logs, IoT readings and database changes, generated
+//! at a steady rate, each through its own records step into ONE producer,
+//! with statistics per source (`web_logs`, `iot_sensors`,
+//! `database_cdc`): a rehearsal of a multi-source deployment against a
+//! real stream.
 //!
 //! It is also the worked example of embedding shardline in a Rust
 //! program: each source is a `Source` (here `shardline-generate`; a file
@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use shardline_cdc::{ChangeRecords, Decoder, Format, KeyBy};
+use shardline_cli::{CommonArgs, Defaults, Settings};
+use shardline_core::SourceName;
 use shardline_generate::{Generated, Kind};
 use shardline_iot::SensorRecords;
 use shardline_log_parser::{LogParser, LogRecords};
 use shardline_partition_key::WebLogKey;
-use shardline_producer::SourceName;
-use shardline_runner::{CommonArgs, Defaults, Destination, Running, Settings};
+use shardline_runner::{Destination, Runner};
 use shardline_validate::{IotLimits, Validator};
 
 /// Per-key order through retries, for the database changes (each row in
@@ -33,7 +34,7 @@ const DEFAULTS: Defaults = Defaults {
     strict_ordering: true,
     linger: Some(Duration::from_millis(100)),
 };
-/// The seeds' source names.
+/// The sources' names in statistics and dead letters.
 const WEB: &str = "web_logs";
 const IOT: &str = "iot_sensors";
 const DB: &str = "database_cdc";
@@ -54,8 +55,8 @@ struct Args {
     /// Which generators to run.
     #[arg(long, value_enum, default_value = "all")]
     source: Which,
-    /// Web log lines a second (default in the seeds' proportions: 8,500
-    /// web : 4,200 IoT : 2,720 database of 15,420 sent).
+    /// Web log lines a second (the defaults keep the proportions of a
+    /// typical mix: 8,500 web : 4,200 IoT : 2,720 database).
     #[arg(long, default_value_t = 30)]
     web_rate: u32,
     /// IoT readings a second.
@@ -67,20 +68,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    shardline_runner::init_tracing();
-    match run(Args::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("multi-source: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shardline_cli::main("multi-source", || run(Args::parse()))
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (common, NoOwnKeys {}) = args.common.config()?;
     let settings = Settings::new(&args.common, common, DEFAULTS)?;
-    shardline_runner::block_on(forward(args, settings))
+    shardline_cli::block_on(forward(args, settings))
 }
 
 /// The config file holds only the shared keys: any other is an error.
@@ -90,7 +84,9 @@ struct NoOwnKeys {}
 
 async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     let firehose = matches!(settings.destination, Destination::Firehose(_));
-    let mut running = Running::start(&settings).await?;
+    let mut running = Runner::start(settings.runner()).await?;
+    shardline_cli::announce_metrics("multi-source", &running);
+    let shutdown = shardline_cli::shutdown("multi-source", settings.duration)?;
     let mut made: Vec<(&str, Arc<AtomicU64>)> = Vec::new();
     let wanted = |which: Which| args.source == which || args.source == Which::All;
     if wanted(Which::Web) {
@@ -138,8 +134,8 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         settings.destination,
         settings.dead_letter_file.display()
     );
-    running.wait().await;
-    let (code, _) = running.stop().await?;
+    let summary = running.run(shutdown).await?;
+    let code = shardline_cli::finish("multi-source", &settings.destination, &summary);
     let generated: serde_json::Map<String, serde_json::Value> = made
         .iter()
         .map(|(name, count)| ((*name).to_owned(), count.load(Ordering::Relaxed).into()))

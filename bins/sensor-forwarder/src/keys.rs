@@ -6,15 +6,15 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::Value;
-use shardline_partition_key::{Fields, shard_report};
-use shardline_source::Origin;
+use shardline_cli::{ReportArgs, SampleKind};
+use shardline_core::Origin;
 
 use crate::run::{SensorsSection, key_for, processor};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct KeysArgs {
     #[command(flatten)]
-    report: shardline_runner::ReportArgs,
+    report: ReportArgs,
     /// The sample: readings as NDJSON (one message payload per line), or
     /// `-` for stdin.
     #[arg(long)]
@@ -31,8 +31,13 @@ pub(crate) struct KeysArgs {
     partition_key: String,
 }
 
+/// Readings are keyed; lines that are not one are left out.
+const READINGS: SampleKind = SampleKind {
+    items: "readings",
+    left_out: "unreadable",
+};
+
 pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
-    let map = args.report.shard_map()?;
     let strategy = key_for(&args.partition_key)?;
     let sensors = SensorsSection {
         topic_template: args.topic_template.clone(),
@@ -44,28 +49,19 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         Some(topic) => Origin::topic(topic),
         None => Origin::default(),
     };
-    let mut readings: Vec<Value> = Vec::new();
-    let mut unreadable = 0u64;
-    for line in args.report.sample(&args.from)? {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match records.reading(&line, origin) {
-            Ok(reading) => readings.push(Value::Object(reading)),
-            Err(_) => unreadable += 1,
-        }
-    }
-    let report = shard_report(
-        strategy.as_ref(),
-        readings.iter().map(|r| r as &dyn Fields),
-        &map,
-        args.report.top,
-    );
-    args.report.print(
-        &args.from,
-        ("readings", readings.len()),
-        ("unreadable", unreadable),
-        &report,
-    )?;
+    let report = args
+        .report
+        .report(&args.from, READINGS, strategy.as_ref(), |line| {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return None;
+            }
+            Some(
+                records
+                    .reading(line, origin)
+                    .map(Value::Object)
+                    .map_err(|_| ()),
+            )
+        })?;
+    args.report.print(&report)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,13 @@
 //! `sensor-forwarder`: IoT sensor readings from MQTT topics into Amazon
-//! Kinesis Data Streams or Amazon Data Firehose (or stdout), as the seeds'
+//! Kinesis Data Streams or Amazon Data Firehose (or stdout), as an AWS
 //! IoT Core rule does it, each message acknowledged to the broker only
 //! once its record is settled.
 //!
 //! This binary only reads settings and wires crates together: the
 //! subscription is `shardline-mqtt`, readings → records `shardline-iot`,
-//! delivery `shardline-producer`, acknowledgements `shardline-source`,
-//! everything around them `shardline-runner`.
+//! the pipeline and its acknowledgements `shardline-pipeline`, delivery
+//! `shardline-producer`, the run `shardline-runner`, the shared flags and
+//! exit codes `shardline-cli`.
 
 mod keys;
 mod run;
@@ -41,13 +42,13 @@ enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
-    pub(crate) common: shardline_runner::CommonArgs,
+    pub(crate) common: shardline_cli::CommonArgs,
     /// The broker: `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` with
     /// --mqtt-ca-file (default mqtt://127.0.0.1:1883).
     #[arg(long, env = "SHARDLINE_MQTT_URL")]
     pub(crate) mqtt_url: Option<String>,
     /// A topic filter to subscribe to with QoS 1; repeatable (default
-    /// `sensors/+/temperature`, the seeds' rule).
+    /// `sensors/+/temperature`).
     #[arg(long = "topic", value_name = "FILTER")]
     pub(crate) topics: Vec<String>,
     /// The session's client id: the broker keeps the subscriptions and
@@ -86,24 +87,19 @@ pub(crate) struct Args {
     pub(crate) temperature_min: Option<f64>,
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) temperature_max: Option<f64>,
-    /// `iot` (device id + location hash: the seeds'; default), `device`
-    /// (device id: IoT Core's `${device_id}`), `field:<path>` or `random`.
+    /// `iot` (device id + location hash; default), `device` (device id:
+    /// IoT Core's `${device_id}`), `field:<path>`, `fixed:<key>` or
+    /// `random`.
     #[arg(long)]
     pub(crate) partition_key: Option<String>,
 }
 
 fn main() -> ExitCode {
-    shardline_runner::init_tracing();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Keys(args)) => keys::run(&args),
-        None => run::main(cli.run),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("sensor-forwarder: {e:#}");
-            ExitCode::FAILURE
+    shardline_cli::main("sensor-forwarder", || {
+        let cli = Cli::parse();
+        match cli.command {
+            Some(Command::Keys(args)) => keys::run(&args),
+            None => run::main(cli.run),
         }
-    }
+    })
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use shardline_cli::{CommonConfig, Defaults, Settings};
+use shardline_core::SourceName;
 use shardline_iot::{Filter, SensorRecords, TopicTemplate};
 use shardline_mqtt::{MqttConfig, MqttSource, TlsFiles};
-use shardline_partition_key::{FieldKey, IotKey, PartitionKey, PartitionKeyStrategy, RandomKey};
-use shardline_producer::SourceName;
-use shardline_runner::{CommonConfig, Defaults, Destination, Running, Settings};
+use shardline_partition_key::{KeySpec, PartitionKeyStrategy};
+use shardline_runner::{Destination, Runner};
 use shardline_validate::{IotLimits, Validator};
 
 use crate::Args;
@@ -20,18 +21,18 @@ use crate::Args;
 /// A message is acknowledged to the broker only once its record is
 /// settled, so the time a batch may wait to fill is time the broker holds
 /// the message unacknowledged (and may send it again). 50 ms, half the
-/// KPL's `RecordMaxBufferedTime`, keeps that short; the seeds' 5 s is for
-/// logs. Measured in docs/benchmarks.md: 10 ms and 50 ms deliver at the
+/// KPL's `RecordMaxBufferedTime`, keeps that short; log-streamer's 5 s is
+/// for logs. Measured in docs/benchmarks.md: 10 ms and 50 ms deliver at the
 /// same rate into kinesalite.
 const DEFAULTS: Defaults = Defaults {
     binary: "sensor-forwarder",
     strict_ordering: false,
     linger: Some(Duration::from_millis(50)),
 };
-/// The seeds' `by_source` name for sensor readings.
+/// The source's name in statistics (`by_source`) and dead letters.
 pub(crate) const DEFAULT_SOURCE_NAME: &str = "iot_sensors";
 const DEFAULT_MQTT_URL: &str = "mqtt://127.0.0.1:1883";
-/// The seeds' rule: `FROM 'sensors/+/temperature'`.
+/// The topics of a temperature rule: `FROM 'sensors/+/temperature'`.
 const DEFAULT_TOPIC: &str = "sensors/+/temperature";
 const DEFAULT_CLIENT_ID: &str = "shardline-sensor-forwarder";
 
@@ -72,20 +73,9 @@ struct ConfigFile {
     sensors: SensorsSection,
 }
 
-/// The key strategy of `--partition-key`.
+/// The key strategy of `--partition-key` ([`KeySpec`]).
 pub(crate) fn key_for(spec: &str) -> anyhow::Result<Box<dyn PartitionKeyStrategy>> {
-    Ok(match spec.split_once(':') {
-        None if spec == "iot" => Box::new(IotKey::default()),
-        None if spec == "device" => Box::new(FieldKey("device_id".to_owned())),
-        None if spec == "random" => Box::new(RandomKey),
-        Some(("field", path)) if !path.is_empty() => Box::new(FieldKey(path.to_owned())),
-        Some(("fixed", key)) => Box::new(shardline_partition_key::FixedKey(
-            PartitionKey::new(key).with_context(|| format!("key {spec:?}"))?,
-        )),
-        _ => bail!(
-            "unknown partition key {spec:?}: iot, device, field:<path>, fixed:<key> or random"
-        ),
-    })
+    Ok(spec.parse::<KeySpec>()?.strategy())
 }
 
 /// Readings → records, as the flags and `[sensors]` say.
@@ -223,11 +213,13 @@ impl Plan {
 pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let (common, config) = args.common.config::<ConfigFile>()?;
     let plan = Plan::new(&args, common, config)?;
-    shardline_runner::block_on(forward(plan))
+    shardline_cli::block_on(forward(plan))
 }
 
 async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
-    let mut running = Running::start(&plan.settings).await?;
+    let mut running = Runner::start(plan.settings.runner()).await?;
+    shardline_cli::announce_metrics("sensor-forwarder", &running);
+    let shutdown = shardline_cli::shutdown("sensor-forwarder", plan.settings.duration)?;
     let name = plan.source_name.clone();
     let source = MqttSource::start(plan.mqtt.clone())
         .await
@@ -244,8 +236,8 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
         plan.settings.destination,
         plan.settings.dead_letter_file.display()
     );
-    running.wait().await;
-    let (code, _) = running.stop().await?;
+    let summary = running.run(shutdown).await?;
+    let code = shardline_cli::finish("sensor-forwarder", &plan.settings.destination, &summary);
     eprintln!(
         "sensor-forwarder: mqtt {}",
         serde_json::json!({

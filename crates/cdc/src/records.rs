@@ -8,11 +8,10 @@ use std::sync::Mutex;
 
 use std::borrow::Cow;
 
+use shardline_core::{Origin, Process, Processed, Record, SourceName};
 use shardline_partition_key::{
     Fields, KeyChoice, PartitionKey, PartitionKeyStrategy, RowKey, StrategyError, TransactionKey,
 };
-use shardline_producer::{Record, SourceName};
-use shardline_source::{Origin, Process, Processed};
 
 use crate::decode::{Decoded, Decoder};
 use crate::encode;

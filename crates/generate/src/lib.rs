@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde_json::json;
-use shardline_source::{Input, Origin, Position, Source, SourceError};
+use shardline_core::{Input, Origin, Position, Source, SourceError};
 
 /// The share of generated inputs that are bad on purpose (1 in 50):
 /// enough to see dead letters in every run, well under the lab's 5 %

@@ -8,7 +8,7 @@
 //!
 //! - [`TopicTemplate`]: topic levels as fields (`sensors/<location>/<metric>`);
 //! - [`Filter`]: the WHERE clause in a small documented form;
-//! - [`SensorRecords`]: the [`Process`](shardline_source::Process) step of
+//! - [`SensorRecords`]: the [`Process`](shardline_core::Process) step of
 //!   a sensor pipeline — parse, add topic fields, check the IoT schema,
 //!   filter, stamp `ingestion_time`, key by device and location.
 

@@ -2,9 +2,8 @@
 //! pipeline.
 
 use serde_json::{Map, Value};
+use shardline_core::{Origin, Process, Processed, Record, SourceName};
 use shardline_partition_key::{IotKey, PartitionKeyStrategy};
-use shardline_producer::{Record, SourceName};
-use shardline_source::{Origin, Process, Processed};
 use shardline_validate::Validator;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -33,8 +32,7 @@ pub const INGESTION_TIME_FIELD: &str = "ingestion_time";
 /// ```
 /// use serde_json::Value;
 /// use shardline_iot::SensorRecords;
-/// use shardline_producer::SourceName;
-/// use shardline_source::{Origin, Process, Processed};
+/// use shardline_core::{Origin, Process, Processed, SourceName};
 ///
 /// let records = SensorRecords::new(SourceName::new("iot_sensors"), None);
 /// let reading = br#"{"device_id": "sensor-001", "temperature": 25.5, "humidity": 60}"#;

@@ -9,9 +9,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use shardline_core::{Origin, Process, Processed, SourceName};
 use shardline_iot::{Filter, SensorRecords, TopicTemplate};
-use shardline_producer::SourceName;
-use shardline_source::{Origin, Process, Processed};
 use shardline_validate::{IotLimits, Validator};
 
 fn json_value() -> impl Strategy<Value = Value> {

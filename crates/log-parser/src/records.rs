@@ -2,15 +2,14 @@
 //! [`Process`] step of every log pipeline (feature `records`).
 
 use serde_json::Value;
+use shardline_core::{Origin, Process, Processed, Record, SourceName};
 use shardline_partition_key::{PartitionKey, PartitionKeyStrategy, RandomKey};
-use shardline_producer::{Record, SourceName};
-use shardline_source::{Origin, Process, Processed};
 use shardline_validate::{Masker, Validator};
 
 use crate::{LogParser, LogRecord};
 
 /// The longest line kept by default, in bytes: one Kinesis record's 1 MiB
-/// (data and key; `shardline_producer`'s limits) is the most a line may
+/// (data and key; `shardline-producer`'s limits) is the most a line may
 /// become.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 
@@ -19,8 +18,7 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 /// ```
 /// use shardline_log_parser::{LogParser, LogRecords};
 /// use shardline_partition_key::WebLogKey;
-/// use shardline_producer::SourceName;
-/// use shardline_source::{Origin, Process, Processed};
+/// use shardline_core::{Origin, Process, Processed, SourceName};
 ///
 /// let records = LogRecords::new(LogParser::apache(), SourceName::new("web_logs"), Box::new(WebLogKey::default()));
 /// let line = br#"203.0.113.10 - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200 12 "-" "curl/8""#;

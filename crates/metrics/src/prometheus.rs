@@ -23,8 +23,29 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::latency::prometheus_buckets;
 use crate::{Metrics, SourceSnapshot, StatsProvider};
+
+/// The bucket bounds, in seconds, of the Prometheus latency histogram.
+pub const PROMETHEUS_BUCKETS_SECONDS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// Cumulative counts at each of [`PROMETHEUS_BUCKETS_SECONDS`], the sum in
+/// seconds (from the histogram's recorded values) and the total count.
+fn prometheus_buckets(histogram: &hdrhistogram::Histogram<u64>) -> (Vec<(f64, u64)>, f64, u64) {
+    let buckets = PROMETHEUS_BUCKETS_SECONDS
+        .iter()
+        .map(|&le| {
+            let micros = (le * 1e6) as u64;
+            (le, histogram.count_between(0, micros))
+        })
+        .collect();
+    let sum: f64 = histogram
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() as f64 / 1e6 * v.count_at_value() as f64)
+        .sum();
+    (buckets, sum, histogram.len())
+}
 
 /// The port a metrics address given as a bare host listens on (Vector's
 /// exporter uses 9598; shardline takes the next).
@@ -306,6 +327,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latencies_past_every_bucket_count_only_in_the_sum() {
+        let latency = shardline_core::Latency::default();
+        latency.record(std::time::Duration::from_secs(7200), 1);
+        let interval = latency.take_interval().unwrap();
+        let (buckets, sum, count) = prometheus_buckets(&interval);
+        assert_eq!(count, 1);
+        assert!(buckets.iter().all(|(_, n)| *n == 0), "{buckets:?}");
+        assert!(sum >= 3600.0, "{sum}");
+    }
+
+    #[test]
     fn metrics_addresses() {
         assert_eq!(parse_addr("9100").unwrap().to_string(), "127.0.0.1:9100");
         assert_eq!(parse_addr(":9100").unwrap().to_string(), "127.0.0.1:9100");
@@ -319,22 +351,19 @@ mod tests {
 
     #[test]
     fn redeliveries_are_a_counter_for_sources_that_count_them() {
-        use shardline_producer::ProducerStats;
+        use shardline_core::SinkStats;
         let metrics = Arc::new(Metrics::new());
         metrics.source("files");
         metrics.source("iot_sensors").redelivered(0);
         metrics.source("iot_sensors").redelivered(3);
-        let exporter = Arc::new(Exporter::new(
-            metrics.clone(),
-            Arc::new(ProducerStats::default),
-        ));
+        let exporter = Arc::new(Exporter::new(metrics.clone(), Arc::new(SinkStats::default)));
         let text = exporter.encode().unwrap();
         assert!(
             text.contains("shardline_source_redelivered_total{source=\"iot_sensors\"} 3"),
             "{text}"
         );
         assert!(!text.contains("shardline_source_redelivered_total{source=\"files\"}"));
-        let snapshot = metrics.snapshot(&ProducerStats::default());
+        let snapshot = metrics.snapshot(&SinkStats::default());
         assert_eq!(snapshot.by_source["iot_sensors"].redelivered, Some(3));
         let json = serde_json::to_value(snapshot.by_source["files"]).unwrap();
         assert!(json.get("redelivered").is_none());
@@ -342,17 +371,14 @@ mod tests {
 
     #[test]
     fn a_reported_backlog_is_a_gauge_and_in_the_snapshot() {
-        use shardline_producer::ProducerStats;
+        use shardline_core::SinkStats;
         let metrics = Arc::new(Metrics::new());
         metrics.source("files");
         metrics.source("database_cdc").set_backlog_bytes(4096);
         metrics
             .source("database_cdc")
             .set_backlog_age(std::time::Duration::from_millis(1500));
-        let exporter = Arc::new(Exporter::new(
-            metrics.clone(),
-            Arc::new(ProducerStats::default),
-        ));
+        let exporter = Arc::new(Exporter::new(metrics.clone(), Arc::new(SinkStats::default)));
         let text = exporter.encode().unwrap();
         assert!(
             text.contains("shardline_source_backlog_bytes{source=\"database_cdc\"} 4096"),
@@ -363,7 +389,7 @@ mod tests {
             text.contains("shardline_source_backlog_seconds{source=\"database_cdc\"} 1.5"),
             "{text}"
         );
-        let snapshot = metrics.snapshot(&ProducerStats::default());
+        let snapshot = metrics.snapshot(&SinkStats::default());
         assert_eq!(snapshot.by_source["database_cdc"].backlog_bytes, Some(4096));
         let json = serde_json::to_value(snapshot.by_source["files"]).unwrap();
         assert!(json.get("backlog_bytes").is_none());

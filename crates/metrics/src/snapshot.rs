@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use shardline_producer::{ProducerStats, SourceStats};
-
-use crate::LatencySummary;
+use shardline_core::{DeliveryStats, LatencySummary, SinkStats};
 
 /// What a source's own counters hold when a snapshot is taken.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,7 +61,7 @@ pub struct SourceSnapshot {
 }
 
 impl SourceSnapshot {
-    fn new(reading: Reading, producer: SourceStats) -> Self {
+    fn new(reading: Reading, producer: DeliveryStats) -> Self {
         let [read, bytes_read, parsed, invalid, skipped] = reading.counters;
         SourceSnapshot {
             read,
@@ -145,7 +143,7 @@ fn per_second(count: u64, elapsed: f64) -> f64 {
 impl Snapshot {
     pub(crate) fn build(
         sources: &[(String, Reading)],
-        producer: &ProducerStats,
+        producer: &SinkStats,
         elapsed: Duration,
     ) -> Snapshot {
         let mut by_source = BTreeMap::new();
@@ -226,16 +224,16 @@ mod tests {
 
     #[test]
     fn joins_source_and_producer_counts() {
-        let mut producer = ProducerStats::default();
+        let mut producer = SinkStats::default();
         producer.by_source.insert(
             "web_logs".into(),
-            SourceStats {
+            DeliveryStats {
                 records_in: 100,
                 delivered: 90,
                 dead_lettered: 10,
                 rejected: 6,
                 retried: 5,
-                ..SourceStats::default()
+                ..DeliveryStats::default()
             },
         );
         producer.queued_records = 0;
@@ -263,7 +261,7 @@ mod tests {
 
     #[test]
     fn nothing_settled_is_zero_percent_as_in_the_seeds() {
-        let snapshot = Snapshot::build(&[], &ProducerStats::default(), Duration::ZERO);
+        let snapshot = Snapshot::build(&[], &SinkStats::default(), Duration::ZERO);
         assert_eq!(snapshot.success_rate, 0.0);
         assert_eq!(snapshot.throughput_per_sec, 0.0);
     }

@@ -18,8 +18,8 @@ use shardline_metrics::{
 };
 use shardline_partition_key::PartitionKey;
 use shardline_producer::{
-    DeadLetterFile, KinesisDestination, Outcome, Producer, ProducerStats, Record, RetryPolicy,
-    SourceName, SourceStats,
+    DeadLetterFile, DeliveryStats, KinesisDestination, Outcome, Producer, Record, RetryPolicy,
+    SinkStats, SourceName,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -273,14 +273,14 @@ async fn cloudwatch_data_points_reach_moto_with_the_data_source_dimension() -> T
     iot.read(100, 10_000);
     iot.parsed(100);
     iot.settled(&[Duration::from_millis(12); 90]);
-    let mut producer = ProducerStats::default();
+    let mut producer = SinkStats::default();
     producer.by_source.insert(
         "iot_sensors".into(),
-        SourceStats {
+        DeliveryStats {
             records_in: 100,
             delivered: 90,
             dead_lettered: 10,
-            ..SourceStats::default()
+            ..DeliveryStats::default()
         },
     );
     // Some time passes, so the interval has a throughput.

@@ -20,8 +20,7 @@ use std::time::Duration;
 use std::path::{Path, PathBuf};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
-use shardline_metrics::SourceCounters;
-use shardline_source::{Input, Origin, Position, Source, SourceError};
+use shardline_core::{Input, Origin, Position, Source, SourceCounters, SourceError};
 use tokio::sync::mpsc;
 
 /// Messages read from the broker and not yet taken by the pipeline, at

@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, MqttOptions, QoS};
+use shardline_core::{Input, Source};
 use shardline_harness::{Mosquitto, unique_name};
 use shardline_mqtt::{MqttConfig, MqttPosition, MqttSource};
-use shardline_source::{Input, Source};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -27,11 +27,13 @@
 //! ```
 
 mod report;
+mod spec;
 mod strategy;
 
 pub use report::{
     HOT_KEY_FACTOR, HOT_SHARD_FACTOR, KeyShare, ShardReport, ShardShare, shard_report,
 };
+pub use spec::{KeySpec, KeySpecError};
 pub use strategy::{
     ExplicitKey, FieldKey, Fields, FixedKey, IotKey, KeyChoice, PartitionKeyStrategy, RandomKey,
     RowKey, StrategyError, TransactionKey, WebLogKey,

@@ -36,4 +36,4 @@ pub use slot::{
 };
 
 #[doc(no_inline)]
-pub use shardline_source::Source;
+pub use shardline_core::Source;

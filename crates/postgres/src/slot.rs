@@ -11,8 +11,7 @@ use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 use shardline_cdc::TableFilter;
 use shardline_cdc::decode::{lsn_text, parse_lsn};
-use shardline_metrics::SourceCounters;
-use shardline_source::{CheckpointFile, Input, Position, Source, SourceError};
+use shardline_core::{CheckpointFile, Input, Position, Source, SourceCounters, SourceError};
 use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls, RowStream};
 
@@ -135,7 +134,7 @@ pub enum SlotError {
     #[error("wal2json sent {0}")]
     Protocol(String),
     #[error(transparent)]
-    Checkpoint(#[from] shardline_source::CheckpointError),
+    Checkpoint(#[from] shardline_core::CheckpointError),
 }
 
 impl From<SlotError> for SourceError {

@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
+use shardline_core::{CheckpointFile, Input, Position};
 use shardline_harness::{Postgres, unique_name};
 use shardline_postgres::{SlotConfig, SlotPosition, SlotSource, Source};
-use shardline_source::{CheckpointFile, Input, Position};
 use tokio_postgres::NoTls;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

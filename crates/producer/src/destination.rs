@@ -7,7 +7,7 @@ use bytes::Bytes;
 use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardMap};
 
 use crate::limits::BatchLimits;
-use crate::record::Delivery;
+use shardline_core::Delivery;
 
 /// One entry of a batch call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use shardline_core::{
+    DeadLetter, DeadLetterReason, DeadLetterSink, Delivery, Outcome, Record, Reply, SinkCounters,
+    SourceName,
+};
 use shardline_partition_key::{PartitionKey, ShardMap};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
@@ -16,12 +20,9 @@ use tokio::time::Instant;
 
 use crate::aggregation::Aggregate;
 use crate::config::ProducerConfig;
-use crate::dead_letter::{DeadLetter, DeadLetterSink, rfc3339};
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 use crate::limits::BatchLimits;
 use crate::rate_limit::RateLimiter;
-use crate::record::{DeadLetterReason, Delivery, Outcome, Record};
-use crate::stats::Counters;
 
 /// The queue room a record holds until it leaves the producer.
 #[derive(Debug)]
@@ -39,7 +40,7 @@ pub(crate) struct Permits {
 pub(crate) struct Pending {
     record: Record,
     seq: u64,
-    reply: Option<oneshot::Sender<Outcome>>,
+    reply: Option<Reply>,
     _permits: Permits,
     attempts: u32,
     first_attempt: Option<SystemTime>,
@@ -59,12 +60,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    pub(crate) fn new(
-        record: Record,
-        seq: u64,
-        reply: oneshot::Sender<Outcome>,
-        permits: Permits,
-    ) -> Self {
+    pub(crate) fn new(record: Record, seq: u64, reply: Reply, permits: Permits) -> Self {
         Pending {
             record,
             seq,
@@ -87,7 +83,7 @@ impl Pending {
         record: Record,
         letter: DeadLetter,
         seq: u64,
-        reply: oneshot::Sender<Outcome>,
+        reply: Reply,
         permits: Permits,
     ) -> Self {
         let mut pending = Pending::new(record, seq, reply, permits);
@@ -202,7 +198,7 @@ pub(crate) struct Dispatcher {
     destination: Arc<dyn Destination>,
     limits: BatchLimits,
     config: ProducerConfig,
-    counters: Arc<Counters>,
+    counters: Arc<SinkCounters>,
     rng: StdRng,
 
     ready: VecDeque<Pending>,
@@ -253,7 +249,7 @@ impl Dispatcher {
         destination: Arc<dyn Destination>,
         sink: Box<dyn DeadLetterSink>,
         config: ProducerConfig,
-        counters: Arc<Counters>,
+        counters: Arc<SinkCounters>,
     ) -> Self {
         let needs_shard_map =
             config.aggregate_max_bytes.is_some() || config.rate_limit_percent.is_some();
@@ -1005,7 +1001,7 @@ impl Dispatcher {
             pending.unknown_attempts,
         );
         if let Some(reply) = pending.reply.take() {
-            let _ = reply.send(Outcome::Delivered(delivery));
+            reply.send(Outcome::Delivered(delivery));
         }
         self.left(pending);
     }
@@ -1118,9 +1114,9 @@ impl Dispatcher {
             error_code,
             error_message,
             attempts: pending.attempts,
-            first_attempt: pending.first_attempt.map(rfc3339),
-            last_attempt: pending.last_attempt.map(rfc3339),
-            dead_lettered_at: rfc3339(SystemTime::now()),
+            first_attempt: pending.first_attempt.map(DeadLetter::format_time),
+            last_attempt: pending.last_attempt.map(DeadLetter::format_time),
+            dead_lettered_at: DeadLetter::format_time(SystemTime::now()),
             context: BTreeMap::new(),
         };
         self.dead_letter_queue.push((pending, letter));
@@ -1172,7 +1168,7 @@ impl Dispatcher {
                         "record dead-lettered"
                     );
                     if let Some(reply) = pending.reply.take() {
-                        let _ = reply.send(Outcome::DeadLettered {
+                        reply.send(Outcome::DeadLettered {
                             reason: letter.reason,
                             error_code: letter.error_code,
                         });
@@ -1193,7 +1189,7 @@ impl Dispatcher {
                 // The records went down with the job; their receipts were
                 // dropped and report the producer stopped. Count them.
                 for (letter, (seq, key, holds_turn)) in letters.into_iter().zip(records) {
-                    let source = crate::record::SourceName::new(&letter.source);
+                    let source = SourceName::new(&letter.source);
                     let bytes = letter.data_bytes().map_or(0, |d| d.len());
                     self.counters.failed(&source, bytes);
                     self.left_seq(seq, &key, holds_turn);
@@ -1206,7 +1202,7 @@ impl Dispatcher {
         self.counters
             .failed(&pending.record.source, pending.record.data.len());
         if let Some(reply) = pending.reply.take() {
-            let _ = reply.send(Outcome::Failed {
+            reply.send(Outcome::Failed {
                 message: message.to_owned(),
             });
         }

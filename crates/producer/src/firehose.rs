@@ -10,7 +10,7 @@ use aws_sdk_firehose::types::Record as FirehoseRecord;
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
 use crate::kinesis::DEFAULT_REQUEST_TIMEOUT;
 use crate::limits::BatchLimits;
-use crate::record::Delivery;
+use shardline_core::Delivery;
 
 /// A Firehose delivery stream. Firehose has no partition keys: records'
 /// keys only matter to the producer's per-key ordering.

@@ -11,7 +11,7 @@ use shardline_partition_key::{ShardMap, ShardRange};
 
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
 use crate::limits::BatchLimits;
-use crate::record::Delivery;
+use shardline_core::Delivery;
 
 /// How long one `PutRecords` attempt may take before it counts as failed
 /// (with an unknown outcome) and is retried by the producer.

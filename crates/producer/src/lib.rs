@@ -66,7 +66,6 @@
 
 pub mod aggregation;
 mod config;
-mod dead_letter;
 mod destination;
 mod dispatcher;
 mod firehose;
@@ -74,18 +73,12 @@ mod kinesis;
 pub mod limits;
 mod producer;
 mod rate_limit;
-mod record;
 mod retry;
-mod stats;
 
 pub use config::{
     ConfigError, DEFAULT_BATCH_RECORDS, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, MIN_AGGREGATE_BYTES, ProducerConfig,
     RECORD_OVERHEAD_BYTES, REQUEST_ENTRY_OVERHEAD_BYTES,
-};
-pub use dead_letter::{
-    DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterSink, ReplayError,
-    replay,
 };
 pub use destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 pub use firehose::FirehoseDestination;
@@ -93,6 +86,12 @@ pub use kinesis::{DEFAULT_REQUEST_TIMEOUT, KinesisDestination};
 pub use limits::BatchLimits;
 pub use producer::{Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError};
 pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
-pub use record::{DeadLetterReason, Delivery, Outcome, Receipt, Record, SourceName};
 pub use retry::RetryPolicy;
-pub use stats::{ProducerStats, SourceStats};
+
+// What the producer's API takes and returns, from the contract crate, so
+// that sending records needs this crate alone.
+pub use shardline_core::{
+    DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterReason,
+    DeadLetterSink, Delivery, DeliveryStats, ExplicitHashKey, Outcome, PartitionKey, Receipt,
+    Record, ReplayError, SinkStats, SourceName, replay,
+};

@@ -7,14 +7,15 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{ConfigError, ProducerConfig, RECORD_OVERHEAD_BYTES};
+use shardline_core::{
+    Accepted, DeadLetter, DeadLetterSink, Item, Outcome, Receipt, Record, ReplayError, Reply, Sink,
+    SinkCounters, SinkError, SinkStats, SourceName,
+};
 use shardline_partition_key::PartitionKey;
 
-use crate::dead_letter::{DeadLetter, DeadLetterSink, ReplayError};
 use crate::destination::Destination;
 use crate::dispatcher::{Control, Dispatcher, Pending, Permits};
-use crate::record::{Receipt, Record, SourceName};
 use crate::retry::RetryPolicy;
-use crate::stats::{Counters, ProducerStats};
 
 /// Why a record was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +168,7 @@ impl ProducerBuilder {
         let config = self.config;
         let (tx, records_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(SinkCounters::default());
         let records = Arc::new(Semaphore::new(config.queue_max_records));
         let bytes = Arc::new(Semaphore::new(config.record_budget()));
         let dispatcher = Dispatcher::new(
@@ -188,6 +189,7 @@ impl ProducerBuilder {
                 next_seq: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
                 task: std::sync::Mutex::new(Some(task)),
+                name: self.destination.name().to_owned(),
             }),
         })
     }
@@ -199,11 +201,13 @@ struct Shared {
     control: mpsc::UnboundedSender<Control>,
     records: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
-    counters: Arc<Counters>,
+    counters: Arc<SinkCounters>,
     config: ProducerConfig,
     next_seq: AtomicU64,
     closed: AtomicBool,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The destination's name (`kinesis:orders`).
+    name: String,
 }
 
 /// Sends records to one destination in batches, retrying what fails and
@@ -324,7 +328,7 @@ impl Producer {
         &self,
         record: Record,
         permits: Permits,
-        pending: impl FnOnce(Record, u64, oneshot::Sender<crate::Outcome>, Permits) -> Pending,
+        pending: impl FnOnce(Record, u64, Reply, Permits) -> Pending,
     ) -> Result<Receipt, Box<Record>> {
         let shared = &self.shared;
         let (reply, receipt) = Receipt::new();
@@ -393,13 +397,13 @@ impl Producer {
     }
 
     /// Sends every line of a dead-letter file again (see
-    /// [`crate::DeadLetter::to_record`]) and waits for their outcomes;
+    /// [`DeadLetter::to_record`]) and waits for their outcomes;
     /// returns how many were delivered. A letter that cannot be decoded is
     /// an error before anything is sent.
     pub async fn replay_file(&self, path: &std::path::Path) -> Result<ReplaySummary, ReplayError> {
-        let records = crate::dead_letter::replay(path)?
+        let records = shardline_core::replay(path)?
             .iter()
-            .map(crate::DeadLetter::to_record)
+            .map(DeadLetter::to_record)
             .collect::<Result<Vec<_>, _>>()?;
         let mut receipts = Vec::with_capacity(records.len());
         for record in records {
@@ -413,17 +417,56 @@ impl Producer {
         let mut summary = ReplaySummary::default();
         for receipt in receipts {
             match receipt.await {
-                crate::Outcome::Delivered(_) => summary.delivered += 1,
-                crate::Outcome::DeadLettered { .. } => summary.dead_lettered += 1,
-                crate::Outcome::Failed { .. } => summary.failed += 1,
+                Outcome::Delivered(_) => summary.delivered += 1,
+                Outcome::DeadLettered { .. } => summary.dead_lettered += 1,
+                Outcome::Failed { .. } => summary.failed += 1,
             }
         }
         Ok(summary)
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> ProducerStats {
+    pub fn stats(&self) -> SinkStats {
         self.shared.counters.snapshot()
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for Producer {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Sends each record and writes each rejection in turn, waiting for
+    /// room as [`Producer::send`] does. Once the producer is shut down, the
+    /// rest of the batch is refused.
+    async fn send(&self, items: Vec<Item>) -> Result<Accepted, SinkError> {
+        let mut accepted = Accepted {
+            receipts: Vec::with_capacity(items.len()),
+            refused: None,
+        };
+        for item in items {
+            let receipt = match item {
+                Item::Record(record) => Producer::send(self, record).await,
+                Item::Rejected(letter) => self.reject(letter).await,
+            };
+            match receipt {
+                Ok(receipt) => accepted.receipts.push(receipt),
+                Err(SendError::Closed(_)) => {
+                    accepted.refused = Some("it has shut down".to_owned());
+                    break;
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    fn stats(&self) -> SinkStats {
+        Producer::stats(self)
+    }
+
+    async fn shutdown(&self, deadline: Duration) {
+        Producer::shutdown(self, deadline).await;
     }
 }
 

@@ -12,8 +12,8 @@ use shardline_harness::{
 };
 use shardline_partition_key::PartitionKey;
 use shardline_producer::{
-    DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome, Producer, ProducerStats,
-    Receipt, Record, RetryPolicy, SourceName, replay,
+    DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome, Producer, Receipt, Record,
+    RetryPolicy, SinkStats, SourceName, replay,
 };
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -69,7 +69,7 @@ async fn send_all(
 async fn deliver_all(
     producer: &Producer,
     records: Vec<Record>,
-) -> Result<ProducerStats, Box<dyn Error>> {
+) -> Result<SinkStats, Box<dyn Error>> {
     for receipt in send_all(producer, records).await? {
         let outcome = receipt.await;
         assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
@@ -96,7 +96,7 @@ async fn stream_counts(
     Ok((counts, read))
 }
 
-fn assert_reconciles(stats: &ProducerStats) {
+fn assert_reconciles(stats: &SinkStats) {
     let t = stats.total;
     assert_eq!(
         t.records_in,

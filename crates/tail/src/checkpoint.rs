@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use shardline_source::{CheckpointError, CheckpointFile};
+use shardline_core::{CheckpointError, CheckpointFile};
 
 use crate::identity::{Fingerprint, Inode};
 

@@ -27,6 +27,7 @@
 
 mod checkpoint;
 mod identity;
+mod lines;
 mod source;
 mod tailer;
 
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 pub use checkpoint::{CHECKPOINT_KIND, FileCheckpoint, TailCheckpoints};
 pub use identity::{FINGERPRINT_BYTES, Fingerprint, Inode};
+pub use lines::{LinePosition, LinesSource};
 pub use source::TailSource;
 pub use tailer::is_glob;
 
@@ -113,7 +115,7 @@ pub struct TailPosition {
     pub dropped: u64,
 }
 
-impl shardline_source::Position for TailPosition {
+impl shardline_core::Position for TailPosition {
     fn describe(&self) -> BTreeMap<String, String> {
         let mut context = BTreeMap::new();
         context.insert("file".to_owned(), self.path.display().to_string());

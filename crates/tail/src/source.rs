@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use shardline_source::{Input, Source, SourceError};
+use shardline_core::{Input, Source, SourceError};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::TailCheckpoints;

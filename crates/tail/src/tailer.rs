@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use shardline_source::Input;
+use shardline_core::Input;
 
 use crate::checkpoint::FileCheckpoint;
 use crate::identity::{FINGERPRINT_BYTES, Fingerprint, Inode};

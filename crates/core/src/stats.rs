@@ -1,5 +1,5 @@
-//! The producer's counters, read by the metrics layer through
-//! [`crate::Producer::stats`].
+//! What a sink counts of the records it was given: [`SinkCounters`],
+//! read as [`SinkStats`] by the metrics layer.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,13 +9,13 @@ use crate::record::SourceName;
 
 /// Counts for one source, or for all of them.
 ///
-/// They reconcile: once the producer is idle,
+/// They reconcile: once the sink is idle,
 /// `records_in == delivered + dead_lettered + failed` — every record that
 /// entered was delivered, dead-lettered, or reported failed (dead-letter
 /// sink unwritable).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SourceStats {
-    /// Records accepted by `send`.
+pub struct DeliveryStats {
+    /// Records the sink took in.
     pub records_in: u64,
     /// Their bytes (data only).
     pub bytes_in: u64,
@@ -27,8 +27,7 @@ pub struct SourceStats {
     /// Records written to the dead-letter sink (rejected ones included).
     pub dead_lettered: u64,
     /// Of those, records a source rejected before sending (a line that did
-    /// not parse, a reading that failed validation): see
-    /// [`crate::Producer::reject`].
+    /// not parse, a reading that failed validation).
     pub rejected: u64,
     /// Records neither delivered nor dead-lettered (the sink failed).
     pub failed: u64,
@@ -38,9 +37,9 @@ pub struct SourceStats {
     pub possibly_duplicated: u64,
 }
 
-impl SourceStats {
+impl DeliveryStats {
     /// Adds `other`'s counts to these.
-    pub fn add(&mut self, other: &SourceStats) {
+    pub fn add(&mut self, other: &DeliveryStats) {
         self.records_in += other.records_in;
         self.bytes_in += other.bytes_in;
         self.delivered += other.delivered;
@@ -53,12 +52,12 @@ impl SourceStats {
     }
 }
 
-/// A snapshot of everything the producer counts.
+/// A snapshot of everything a sink counts.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct ProducerStats {
-    pub total: SourceStats,
-    pub by_source: BTreeMap<String, SourceStats>,
-    /// Records in the producer now: queued, waiting to retry, or in flight.
+pub struct SinkStats {
+    pub total: DeliveryStats,
+    pub by_source: BTreeMap<String, DeliveryStats>,
+    /// Records in the sink now: queued, waiting to retry, or in flight.
     pub queued_records: u64,
     pub queued_bytes: u64,
     /// Batch requests in flight now.
@@ -74,7 +73,7 @@ pub struct ProducerStats {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_source: BTreeMap<SourceName, SourceStats>,
+    by_source: BTreeMap<SourceName, DeliveryStats>,
     queued_records: u64,
     queued_bytes: u64,
     in_flight_requests: u64,
@@ -85,23 +84,47 @@ struct Inner {
     latency_max_us: u64,
 }
 
-/// Shared counters, updated by `send` and the dispatcher.
+/// A sink's counters, shared between whoever takes records in and whoever
+/// settles them; [`SinkCounters::snapshot`] reads them all at once.
+///
+/// ```
+/// use shardline_core::{SinkCounters, SourceName};
+///
+/// let counters = SinkCounters::default();
+/// let web = SourceName::new("web_logs");
+/// counters.accepted(&web, 120);
+/// counters.accepted(&web, 80);
+/// counters.delivered(&web, 120, 0);
+/// counters.dead_lettered(&web, 80, true);
+/// let stats = counters.snapshot();
+/// assert_eq!(stats.total.records_in, stats.total.delivered + stats.total.dead_lettered);
+/// assert_eq!(stats.by_source["web_logs"].rejected, 1);
+/// assert_eq!(stats.queued_records, 0);
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub struct SinkCounters {
     inner: Mutex<Inner>,
 }
 
-impl Counters {
+impl SinkCounters {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut inner)
     }
 
-    fn source<T>(&self, source: &SourceName, f: impl FnOnce(&mut SourceStats) -> T) -> T {
+    fn source<T>(&self, source: &SourceName, f: impl FnOnce(&mut DeliveryStats) -> T) -> T {
         self.with(|inner| f(inner.by_source.entry(source.clone()).or_default()))
     }
 
-    pub(crate) fn accepted(&self, source: &SourceName, bytes: usize) {
+    /// Counts records of `source` that entered and settled in one go (a
+    /// sink that writes a whole batch at once, such as stdout): one lock
+    /// for all of them, and nothing is left queued.
+    pub fn settled_at_once(&self, source: &SourceName, stats: &DeliveryStats) {
+        self.source(source, |total| total.add(stats));
+    }
+
+    /// A record of `bytes` bytes entered the sink.
+    pub fn accepted(&self, source: &SourceName, bytes: usize) {
         self.with(|inner| {
             let stats = inner.by_source.entry(source.clone()).or_default();
             stats.records_in += 1;
@@ -111,9 +134,9 @@ impl Counters {
         });
     }
 
-    /// Takes back [`Counters::accepted`] for a record the producer turned
+    /// Takes back [`SinkCounters::accepted`] for a record the sink turned
     /// away after all (it was shutting down).
-    pub(crate) fn not_accepted(&self, source: &SourceName, bytes: usize) {
+    pub fn not_accepted(&self, source: &SourceName, bytes: usize) {
         self.with(|inner| {
             let stats = inner.by_source.entry(source.clone()).or_default();
             stats.records_in = stats.records_in.saturating_sub(1);
@@ -122,13 +145,13 @@ impl Counters {
         });
     }
 
-    /// A record left the producer (settled or failed).
+    /// A record left the sink (settled or failed).
     fn left(inner: &mut Inner, bytes: usize) {
         inner.queued_records = inner.queued_records.saturating_sub(1);
         inner.queued_bytes = inner.queued_bytes.saturating_sub(bytes as u64);
     }
 
-    pub(crate) fn delivered(&self, source: &SourceName, bytes: usize, unknown_attempts: u32) {
+    pub fn delivered(&self, source: &SourceName, bytes: usize, unknown_attempts: u32) {
         self.with(|inner| {
             Self::left(inner, bytes);
             let stats = inner.by_source.entry(source.clone()).or_default();
@@ -138,11 +161,11 @@ impl Counters {
         });
     }
 
-    pub(crate) fn retried(&self, source: &SourceName) {
+    pub fn retried(&self, source: &SourceName) {
         self.source(source, |stats| stats.retried += 1);
     }
 
-    pub(crate) fn dead_lettered(&self, source: &SourceName, bytes: usize, rejected: bool) {
+    pub fn dead_lettered(&self, source: &SourceName, bytes: usize, rejected: bool) {
         self.with(|inner| {
             Self::left(inner, bytes);
             let stats = inner.by_source.entry(source.clone()).or_default();
@@ -151,21 +174,21 @@ impl Counters {
         });
     }
 
-    pub(crate) fn failed(&self, source: &SourceName, bytes: usize) {
+    pub fn failed(&self, source: &SourceName, bytes: usize) {
         self.with(|inner| {
             Self::left(inner, bytes);
             inner.by_source.entry(source.clone()).or_default().failed += 1;
         });
     }
 
-    pub(crate) fn request_started(&self) {
+    pub fn request_started(&self) {
         self.with(|inner| {
             inner.requests += 1;
             inner.in_flight_requests += 1;
         });
     }
 
-    pub(crate) fn request_finished(&self, latency: Duration, failed: bool) {
+    pub fn request_finished(&self, latency: Duration, failed: bool) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.with(|inner| {
             inner.in_flight_requests = inner.in_flight_requests.saturating_sub(1);
@@ -179,22 +202,22 @@ impl Counters {
     }
 
     /// A request cut off at the shutdown deadline: no answer, no latency.
-    pub(crate) fn request_aborted(&self) {
+    pub fn request_aborted(&self) {
         self.with(|inner| {
             inner.in_flight_requests = inner.in_flight_requests.saturating_sub(1);
             inner.request_errors += 1;
         });
     }
 
-    pub(crate) fn snapshot(&self) -> ProducerStats {
+    pub fn snapshot(&self) -> SinkStats {
         self.with(|inner| {
-            let mut total = SourceStats::default();
+            let mut total = DeliveryStats::default();
             let mut by_source = BTreeMap::new();
             for (source, stats) in &inner.by_source {
                 total.add(stats);
                 by_source.insert(source.as_str().to_owned(), *stats);
             }
-            ProducerStats {
+            SinkStats {
                 total,
                 by_source,
                 queued_records: inner.queued_records,

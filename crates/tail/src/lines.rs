@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::{Input, Position, Source, SourceError};
+use shardline_core::{Input, Position, Source, SourceError};
 
 /// Lines handed to the pipeline at once at most.
 const MAX_BATCH_LINES: usize = 1024;

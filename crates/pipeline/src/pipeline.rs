@@ -1,19 +1,15 @@
-//! Source → process → producer or stdout → acknowledgements → checkpoint.
+//! Source → process → sink → acknowledgements → checkpoint.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use shardline_metrics::SourceCounters;
-use shardline_producer::{
-    DeadLetter, DeadLetterFile, DeadLetterSink, Producer, ProducerStats, SendError, SourceName,
-    SourceStats,
+use shardline_core::{
+    DeadLetter, Input, Item, Position, Process, Processed, Sink, SinkError, Source, SourceCounters,
+    SourceError, SourceName,
 };
 use tokio::sync::watch;
 
-use crate::{
-    AckSummary, Acknowledgements, Input, Position, Process, Processed, Source, SourceError,
-};
+use crate::acks::{AckSummary, Acknowledgements};
 
 /// How often a pipeline persists its source's settled positions while it
 /// runs (and once more at the end). Kinesis Agent checkpoints on a similar
@@ -30,10 +26,9 @@ const MIN_INPUTS_PER_WORKER: usize = 256;
 pub enum PipelineError {
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("writing records to stdout: {0}")]
-    Stdout(std::io::Error),
-    #[error("writing the dead-letter file: {0}")]
-    DeadLetter(std::io::Error),
+    /// The sink could not take a batch (writing to stdout failed).
+    #[error(transparent)]
+    Sink(#[from] SinkError),
     /// Processing a batch failed as a whole; nothing of it or after it is
     /// settled, so it is read again after a restart.
     #[error("processing a batch failed: {0}")]
@@ -51,73 +46,11 @@ pub struct PipelineSummary {
     pub rejected: u64,
     /// Inputs with nothing to send.
     pub skipped: u64,
-    /// Inputs read but never handed to the producer, which had shut down
-    /// or refused them: not settled, so never checkpointed.
+    /// Inputs read but never handed to the sink, which had shut down and
+    /// refused them: not settled, so never checkpointed.
     pub unsent: u64,
     /// How the receipts resolved.
     pub acks: AckSummary,
-}
-
-struct StdoutInner {
-    out: Box<dyn Write + Send>,
-    dead_letters: DeadLetterFile,
-    stats: ProducerStats,
-}
-
-impl std::fmt::Debug for StdoutInner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StdoutInner")
-            .field("dead_letters", &self.dead_letters)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `--sink stdout`: each record's data, exactly, one per line; nothing is
-/// sent. Rejected input still goes to the dead-letter file. A record
-/// counts as delivered once written and flushed. Clones share one output.
-#[derive(Debug, Clone)]
-pub struct StdoutSink {
-    inner: Arc<Mutex<StdoutInner>>,
-}
-
-impl StdoutSink {
-    /// Writes to the process's standard output.
-    pub fn new(dead_letters: DeadLetterFile) -> Self {
-        Self::with_writer(Box::new(std::io::stdout()), dead_letters)
-    }
-
-    /// Writes to `out` (a file, a buffer in tests).
-    pub fn with_writer(out: Box<dyn Write + Send>, dead_letters: DeadLetterFile) -> Self {
-        StdoutSink {
-            inner: Arc::new(Mutex::new(StdoutInner {
-                out: Box::new(std::io::BufWriter::with_capacity(1 << 16, out)),
-                dead_letters,
-                stats: ProducerStats::default(),
-            })),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, StdoutInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Where a pipeline's records go.
-#[derive(Debug, Clone)]
-pub enum Sink {
-    Producer(Producer),
-    Stdout(StdoutSink),
-}
-
-impl Sink {
-    /// The sink's counters, in the producer's terms (`delivered` = written
-    /// for stdout).
-    pub fn stats(&self) -> ProducerStats {
-        match self {
-            Sink::Producer(producer) => producer.stats(),
-            Sink::Stdout(stdout) => stdout.lock().stats.clone(),
-        }
-    }
 }
 
 /// One source's path to the sink: read → process (on `workers` threads) →
@@ -125,7 +58,7 @@ impl Sink {
 pub struct Pipeline<S: Source> {
     source: S,
     processor: Arc<dyn Process>,
-    sink: Sink,
+    sink: Arc<dyn Sink>,
     name: SourceName,
     counters: Arc<SourceCounters>,
     workers: usize,
@@ -146,7 +79,7 @@ impl<S: Source> Pipeline<S> {
     pub fn new(
         source: S,
         processor: Arc<dyn Process>,
-        sink: Sink,
+        sink: Arc<dyn Sink>,
         name: SourceName,
         counters: Arc<SourceCounters>,
     ) -> Self {
@@ -163,7 +96,7 @@ impl<S: Source> Pipeline<S> {
     }
 
     /// Told once the pipeline has stopped reading and has handed every
-    /// input it read to the sink: from then on the producer's owner may
+    /// input it read to the sink: from then on the sink's owner may
     /// shut it down without leaving a read batch half sent (and the
     /// counters unreconciled).
     pub fn reading_done(mut self, done: tokio::sync::oneshot::Sender<()>) -> Self {
@@ -184,8 +117,8 @@ impl<S: Source> Pipeline<S> {
     }
 
     /// Runs until the source ends or `stop` turns true, then waits for every
-    /// record read to settle (the producer's owner bounds that with
-    /// `Producer::shutdown`), and checkpoints a last time.
+    /// record read to settle (the sink's owner bounds that with
+    /// [`Sink::shutdown`]), and checkpoints a last time.
     pub async fn run(
         mut self,
         mut stop: watch::Receiver<bool>,
@@ -235,7 +168,7 @@ impl<S: Source> Pipeline<S> {
         }
     }
 
-    /// Hands one batch to the sink. `Ok(false)`: the producer is shut down.
+    /// Hands one batch to the sink. `Ok(false)`: the sink is shut down.
     async fn forward(
         &mut self,
         batch: Vec<Input<S::Position>>,
@@ -261,88 +194,44 @@ impl<S: Source> Pipeline<S> {
         summary.records += records;
         summary.rejected += rejected;
         summary.skipped += skipped;
-        match &self.sink {
-            Sink::Producer(producer) => {
-                let count = processed.len();
-                for (i, (input, outcome)) in processed.into_iter().enumerate() {
-                    let receipt = match outcome {
-                        Processed::Record(record) => producer.send(record).await,
-                        Processed::Rejected(message) => {
-                            let letter = rejection(&input, &self.name, message);
-                            producer.reject(letter).await
-                        }
-                        Processed::Skip => {
-                            acks.settled(input.position, read_at);
-                            continue;
-                        }
-                    };
-                    let refused = match receipt {
-                        Ok(receipt) => {
-                            acks.push(receipt, input.position, read_at);
-                            continue;
-                        }
-                        Err(SendError::Closed(_)) => "it has shut down".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    // This input and the rest of the batch are not settled:
-                    // never checkpointed, read again after a restart — and
-                    // counted, so that the run does not look complete.
-                    let unsent = (count - i) as u64;
-                    summary.unsent += unsent;
-                    tracing::error!(
-                        "the producer refused {unsent} input(s) read from {}: {refused}",
-                        self.name.as_str()
-                    );
-                    return Ok(false);
+        // The items for the sink, in read order; each input's turn among
+        // them, or its position settled at once if it held nothing.
+        let count = processed.len();
+        let mut items = Vec::with_capacity(count);
+        let mut turns = Vec::with_capacity(count);
+        for (input, outcome) in processed {
+            let item = match outcome {
+                Processed::Record(record) => Some(Item::Record(record)),
+                Processed::Rejected(message) => {
+                    Some(Item::Rejected(rejection(&input, &self.name, message)))
                 }
+                Processed::Skip => None,
+            };
+            turns.push((input.position, item.is_some()));
+            items.extend(item);
+        }
+        let accepted = self.sink.send(items).await?;
+        let mut receipts = accepted.receipts.into_iter();
+        for (i, (position, has_item)) in turns.into_iter().enumerate() {
+            if !has_item {
+                acks.settled(position, read_at);
+                continue;
             }
-            Sink::Stdout(stdout) => {
-                let mut letters = Vec::new();
-                let mut positions = Vec::with_capacity(processed.len());
-                let mut inner = stdout.lock();
-                let mut written = SourceStats::default();
-                for (input, outcome) in processed {
-                    match outcome {
-                        Processed::Record(record) => {
-                            inner
-                                .out
-                                .write_all(&record.data)
-                                .and_then(|()| inner.out.write_all(b"\n"))
-                                .map_err(PipelineError::Stdout)?;
-                            written.records_in += 1;
-                            written.bytes_in += record.data.len() as u64;
-                            written.delivered += 1;
-                            written.bytes_delivered += record.data.len() as u64;
-                        }
-                        Processed::Rejected(message) => {
-                            letters.push(rejection(&input, &self.name, message));
-                            written.records_in += 1;
-                            written.dead_lettered += 1;
-                            written.rejected += 1;
-                        }
-                        Processed::Skip => {}
-                    }
-                    positions.push(input.position);
-                }
-                inner.out.flush().map_err(PipelineError::Stdout)?;
-                if !letters.is_empty() {
-                    inner
-                        .dead_letters
-                        .write(&letters)
-                        .map_err(PipelineError::DeadLetter)?;
-                }
-                let stats = inner
-                    .stats
-                    .by_source
-                    .entry(self.name.as_str().to_owned())
-                    .or_default();
-                stats.add(&written);
-                inner.stats.total.add(&written);
-                drop(inner);
-                for position in positions {
-                    acks.settled(position, read_at);
-                }
+            if let Some(receipt) = receipts.next() {
+                acks.push(receipt, position, read_at);
+                continue;
             }
+            // This input and the rest of the batch are not settled: never
+            // checkpointed, read again after a restart — and counted, so
+            // that the run does not look complete.
+            let unsent = (count - i) as u64;
+            summary.unsent += unsent;
+            tracing::error!(
+                "the sink refused {unsent} input(s) read from {}: {}",
+                self.name.as_str(),
+                accepted.refused.as_deref().unwrap_or("no reason given")
+            );
+            return Ok(false);
         }
         Ok(true)
     }

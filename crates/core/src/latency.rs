@@ -14,11 +14,6 @@ const MAX_LATENCY_MICROS: u64 = 3_600_000_000;
 /// Significant decimal digits kept: values are exact to 0.1 %.
 const SIGNIFICANT_DIGITS: u8 = 3;
 
-/// The bucket bounds, in seconds, of the Prometheus latency histogram.
-pub const PROMETHEUS_BUCKETS_SECONDS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
-];
-
 fn histogram() -> Option<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, SIGNIFICANT_DIGITS).ok()
 }
@@ -34,7 +29,7 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |micros: u64| (micros as f64 / 10.0).round() / 100.0;
         if histogram.is_empty() {
             return LatencySummary::default();
@@ -92,7 +87,7 @@ impl Latency {
         }
     }
 
-    pub(crate) fn with_total<T>(&self, f: impl FnOnce(&Histogram<u64>) -> T) -> Option<T> {
+    pub fn with_total<T>(&self, f: impl FnOnce(&Histogram<u64>) -> T) -> Option<T> {
         let inner = self.inner.as_ref()?;
         let h = inner.lock().unwrap_or_else(|e| e.into_inner());
         Some(f(&h.total))
@@ -104,30 +99,13 @@ impl Latency {
     }
 
     /// The distribution since the last call, then starts a new interval.
-    pub(crate) fn take_interval(&self) -> Option<Histogram<u64>> {
+    pub fn take_interval(&self) -> Option<Histogram<u64>> {
         let inner = self.inner.as_ref()?;
         let mut h = inner.lock().unwrap_or_else(|e| e.into_inner());
         let taken = h.interval.clone();
         h.interval.reset();
         Some(taken)
     }
-}
-
-/// Cumulative counts at each of [`PROMETHEUS_BUCKETS_SECONDS`], the sum in
-/// seconds (from the histogram's recorded values) and the total count.
-pub(crate) fn prometheus_buckets(histogram: &Histogram<u64>) -> (Vec<(f64, u64)>, f64, u64) {
-    let buckets = PROMETHEUS_BUCKETS_SECONDS
-        .iter()
-        .map(|&le| {
-            let micros = (le * 1e6) as u64;
-            (le, histogram.count_between(0, micros))
-        })
-        .collect();
-    let sum: f64 = histogram
-        .iter_recorded()
-        .map(|v| v.value_iterated_to() as f64 / 1e6 * v.count_at_value() as f64)
-        .sum();
-    (buckets, sum, histogram.len())
 }
 
 #[cfg(test)]
@@ -152,9 +130,5 @@ mod tests {
             interval.max(),
             interval.highest_equivalent(MAX_LATENCY_MICROS)
         );
-        let (buckets, sum, count) = prometheus_buckets(&interval);
-        assert_eq!(count, 1);
-        assert!(buckets.iter().all(|(_, n)| *n == 0), "{buckets:?}");
-        assert!(sum >= 3600.0, "{sum}");
     }
 }

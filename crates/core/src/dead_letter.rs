@@ -12,7 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use shardline_partition_key::{ExplicitHashKey, PartitionKey};
 
-use crate::record::{DeadLetterReason, Record, SourceName};
+use crate::outcome::DeadLetterReason;
+use crate::record::{Record, SourceName};
 
 /// The file mode of a dead-letter file: it holds record data, so only its
 /// owner may read it.
@@ -58,13 +59,19 @@ pub struct DeadLetter {
 }
 
 /// Formats a time as RFC 3339 UTC, e.g. `2026-11-22T00:30:00.123Z`.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
+fn rfc3339(time: SystemTime) -> String {
     let time: time::OffsetDateTime = time.into();
     time.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
 impl DeadLetter {
+    /// A time as dead letters write it: RFC 3339 in UTC, e.g.
+    /// `2026-11-22T00:30:00.123Z`.
+    pub fn format_time(time: SystemTime) -> String {
+        rfc3339(time)
+    }
+
     /// Encodes `data` as text when it is UTF-8, as base64 otherwise.
     pub fn encode_data(data: &[u8]) -> (String, DataEncoding) {
         match std::str::from_utf8(data) {
@@ -197,7 +204,7 @@ pub enum ReplayError {
 }
 
 /// Reads a dead-letter file back, one [`DeadLetter`] per line, to replay
-/// them into a producer (`to_record`, then `send`).
+/// them into a sink (`to_record`, then send).
 pub fn replay(path: &Path) -> Result<Vec<DeadLetter>, ReplayError> {
     let reader = BufReader::new(File::open(path)?);
     let mut letters = Vec::new();

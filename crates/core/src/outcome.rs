@@ -1,64 +1,11 @@
-//! What goes in (a [`Record`]) and what comes back (an [`Outcome`] through
-//! a [`Receipt`]).
+//! What comes back for a record: an [`Outcome`], through a [`Receipt`].
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use shardline_partition_key::{ExplicitHashKey, PartitionKey};
 use tokio::sync::oneshot;
-
-/// The name of the source a record came from (`web_logs`, `iot_sensors`,
-/// `database_cdc`, …): counted separately in the statistics and written
-/// into dead letters. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceName(Arc<str>);
-
-impl SourceName {
-    pub fn new(name: &str) -> Self {
-        SourceName(Arc::from(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SourceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for SourceName {
-    fn from(name: &str) -> Self {
-        SourceName::new(name)
-    }
-}
-
-/// One record to deliver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub data: Bytes,
-    pub partition_key: PartitionKey,
-    pub explicit_hash_key: Option<ExplicitHashKey>,
-    pub source: SourceName,
-}
-
-impl Record {
-    /// A record with data, key and source, and no explicit hash key.
-    pub fn new(data: impl Into<Bytes>, partition_key: PartitionKey, source: SourceName) -> Self {
-        Record {
-            data: data.into(),
-            partition_key,
-            explicit_hash_key: None,
-            source,
-        }
-    }
-}
 
 /// Why a record went to the dead-letter sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -119,7 +66,7 @@ pub enum Outcome {
         error_code: Option<String>,
     },
     /// Neither delivered nor dead-lettered — the dead-letter sink could not
-    /// be written, or the producer stopped. The record must be read again
+    /// be written, or the sink stopped. The record must be read again
     /// (a source keeps its checkpoint before it).
     Failed {
         message: String,
@@ -134,30 +81,86 @@ impl Outcome {
 }
 
 /// The future outcome of one sent record.
+///
+/// A sink makes one with [`Receipt::new`], keeps the [`Reply`] with the
+/// record, and answers through it once the record settles or fails; a
+/// reply dropped unanswered makes the receipt resolve to
+/// [`Outcome::Failed`].
+///
+/// ```
+/// use shardline_core::{Delivery, Outcome, Receipt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (reply, receipt) = Receipt::new();
+/// reply.send(Outcome::Delivered(Delivery::default()));
+/// assert!(receipt.await.is_settled());
+///
+/// let (reply, receipt) = Receipt::new();
+/// drop(reply);
+/// assert!(!receipt.await.is_settled());
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Receipt {
-    rx: oneshot::Receiver<Outcome>,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Resolved when it was made; taken by the first poll.
+    Ready(Option<Outcome>),
+    Waiting(oneshot::Receiver<Outcome>),
+}
+
+/// The sink's end of a [`Receipt`]: answered once, with the record's
+/// outcome.
+#[derive(Debug)]
+pub struct Reply(oneshot::Sender<Outcome>);
+
+impl Reply {
+    /// Resolves the receipt. Nobody waiting for it is not an error.
+    pub fn send(self, outcome: Outcome) {
+        let _ = self.0.send(outcome);
+    }
 }
 
 impl Receipt {
-    pub(crate) fn new() -> (oneshot::Sender<Outcome>, Receipt) {
+    /// A receipt and the reply that resolves it.
+    pub fn new() -> (Reply, Receipt) {
         let (tx, rx) = oneshot::channel();
-        (tx, Receipt { rx })
+        let receipt = Receipt {
+            state: State::Waiting(rx),
+        };
+        (Reply(tx), receipt)
+    }
+
+    /// A receipt that has resolved already (a record written to stdout, a
+    /// rejection written to the dead-letter file); it allocates nothing.
+    pub fn ready(outcome: Outcome) -> Receipt {
+        Receipt {
+            state: State::Ready(Some(outcome)),
+        }
     }
 
     /// The outcome if the record has settled or failed, without waiting.
+    /// A receipt answers once: after it has given its outcome, here or as a
+    /// future, it reports the record failed.
     pub fn try_outcome(&mut self) -> Option<Outcome> {
-        match self.rx.try_recv() {
-            Ok(outcome) => Some(outcome),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(stopped()),
+        match &mut self.state {
+            State::Ready(outcome) => Some(outcome.take().unwrap_or_else(stopped)),
+            State::Waiting(rx) => match rx.try_recv() {
+                Ok(outcome) => Some(outcome),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(stopped()),
+            },
         }
     }
 }
 
 fn stopped() -> Outcome {
     Outcome::Failed {
-        message: "the producer stopped before the record settled".into(),
+        message: "the sink stopped before the record settled".into(),
     }
 }
 
@@ -165,8 +168,11 @@ impl Future for Receipt {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|result| result.unwrap_or_else(|_| stopped()))
+        match &mut self.state {
+            State::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or_else(stopped)),
+            State::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|result| result.unwrap_or_else(|_| stopped())),
+        }
     }
 }

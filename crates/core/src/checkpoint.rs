@@ -66,7 +66,7 @@ struct EnvelopeIn {
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let dir = tempfile::tempdir()?;
-/// use shardline_source::CheckpointFile;
+/// use shardline_core::CheckpointFile;
 ///
 /// let file = CheckpointFile::new(dir.path().join("positions.json"), "example");
 /// assert_eq!(file.load::<Vec<u64>>()?, None);

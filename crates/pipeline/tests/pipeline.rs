@@ -12,13 +12,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shardline_metrics::SourceCounters;
+use shardline_core::{Origin, Process, Processed, SourceCounters};
 use shardline_partition_key::PartitionKey;
+use shardline_pipeline::{Pipeline, PipelineSummary};
 use shardline_producer::{
     BatchLimits, DeadLetterFile, Delivery, Destination, Entry, EntryError, Producer, PutError,
     Record, SourceName,
 };
-use shardline_source::{LinesSource, Origin, Pipeline, PipelineSummary, Process, Processed, Sink};
+use shardline_tail::LinesSource;
 
 /// Accepts everything.
 struct Accept;
@@ -60,7 +61,7 @@ async fn run(shut_down_first: bool) -> PipelineSummary {
     let pipeline = Pipeline::new(
         source,
         Arc::new(Lines),
-        Sink::Producer(producer.clone()),
+        Arc::new(producer.clone()),
         SourceName::new("lines"),
         Arc::new(SourceCounters::default()),
     );

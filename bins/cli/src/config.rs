@@ -8,21 +8,21 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use shardline_metrics::AlarmConfig;
 
-/// `[producer]`: the seed's tuning names and the producer's own.
+/// `[producer]`: batching, retries, memory and shutdown.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerSection {
-    /// Records per batch (seed: 500).
+    /// Records per batch (default: 500).
     pub batch_size: Option<usize>,
-    /// Seconds a batch may wait to fill (seed: 5).
+    /// Seconds a batch may wait to fill (default: 5 for logs).
     pub batch_timeout: Option<f64>,
-    /// Records held in the producer at most (seed: 1000).
+    /// Records held in the producer at most (default: 1000).
     pub queue_maxsize: Option<usize>,
     /// The producer's memory cap in bytes: records held plus the copies
     /// requests in flight make (default: 8 MiB of records plus one full
     /// request's copies).
     pub queue_max_bytes: Option<usize>,
-    /// Threads parsing at once (seed: 4).
+    /// Threads parsing at once (default: 4).
     pub parse_workers: Option<usize>,
     pub max_in_flight: Option<usize>,
     /// KPL aggregation (Kinesis).
@@ -47,7 +47,8 @@ pub struct MetricsSection {
     pub address: Option<String>,
     /// Publish to CloudWatch under this namespace.
     pub cloudwatch_namespace: Option<String>,
-    /// Alarm thresholds (default: the seeds').
+    /// Alarm thresholds (default: warn below 95% success, critical below
+    /// 90%).
     #[serde(default)]
     pub alarms: AlarmConfig,
 }

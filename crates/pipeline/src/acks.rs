@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shardline_metrics::SourceCounters;
-use shardline_producer::{Outcome, Receipt};
+use shardline_core::{Outcome, Receipt, SourceCounters};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 

@@ -1,0 +1,72 @@
+//! The flags every binary takes.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Destination, files, statistics, metrics and producer tuning: flattened
+/// into each binary's own flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// Kinesis data stream to send to.
+    #[arg(long)]
+    pub stream_name: Option<String>,
+    /// Firehose delivery stream to send to instead.
+    #[arg(long, conflicts_with = "stream_name")]
+    pub delivery_stream: Option<String>,
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// Endpoint of the service (a local emulator); the SDK also reads
+    /// AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL_FIREHOSE.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// A TOML file holding every setting (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// `stdout`: print each record's data, one per line, and send nothing.
+    #[arg(long, value_parser = ["stdout", "kinesis", "firehose"])]
+    pub sink: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Default: $XDG_STATE_HOME/shardline/<binary>/<stream>.checkpoint.json.
+    #[arg(long)]
+    pub checkpoint_file: Option<PathBuf>,
+    /// Default: $XDG_STATE_HOME/shardline/<binary>/<stream>.dead-letters.ndjson.
+    #[arg(long)]
+    pub dead_letter_file: Option<PathBuf>,
+    /// Seconds between statistics lines (0: none).
+    #[arg(long)]
+    pub stats_interval: Option<f64>,
+    /// Serve Prometheus metrics on this address (`HOST:PORT`, `:PORT`;
+    /// loopback unless a host is given).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Publish the statistics as CloudWatch metrics under this namespace (e.g.
+    /// `Shardline`); the SDK also reads AWS_ENDPOINT_URL_CLOUDWATCH.
+    #[arg(long)]
+    pub cloudwatch_namespace: Option<String>,
+    /// KPL aggregation (Kinesis).
+    #[arg(long)]
+    pub aggregate: bool,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seconds a batch may wait to fill.
+    #[arg(long)]
+    pub batch_timeout: Option<f64>,
+    #[arg(long)]
+    pub queue_maxsize: Option<usize>,
+}
+
+impl CommonArgs {
+    /// The config file of `--config` ([`crate::load_config`]), or the
+    /// defaults without one.
+    pub fn config<S: serde::de::DeserializeOwned + Default>(
+        &self,
+    ) -> anyhow::Result<(crate::CommonConfig, S)> {
+        match &self.config {
+            Some(path) => crate::load_config(path),
+            None => Ok((crate::CommonConfig::default(), S::default())),
+        }
+    }
+}

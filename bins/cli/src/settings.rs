@@ -1,0 +1,260 @@
+//! The shared settings, resolved from flags and the config file, checked.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shardline_core::default_state_dir;
+use shardline_metrics::AlarmConfig;
+use shardline_producer::{ProducerConfig, RetryPolicy};
+use shardline_runner::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATS_INTERVAL, Destination};
+
+use crate::args::CommonArgs;
+use crate::config::{CommonConfig, seconds};
+/// Bytes of records the producer holds at most, by default: far more than
+/// 8 requests in flight need (8 × 500 records of ~400 bytes ≈ 1.6 MB), and
+/// small enough that a blocked destination keeps the whole process within
+/// 64 MiB (issue 7's goal; `docs/benchmarks.md`). The producer's memory
+/// cap is this plus the copies of one full batch request; its own default
+/// (64 MiB in all) suits a library user with memory to spare.
+const DEFAULT_RECORD_MEMORY: usize = 8 * 1024 * 1024;
+
+/// What differs between binaries in the shared settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// The binary's name: the state directory and messages use it.
+    pub binary: &'static str,
+    /// At most one batch in flight per partition key unless the config
+    /// says otherwise (CDC: each row's changes in order).
+    pub strict_ordering: bool,
+    /// How long a batch may wait to fill unless the flags or the config
+    /// say; `None`: the producer's default (5 s, for logs).
+    pub linger: Option<Duration>,
+}
+
+/// The shared settings, resolved: flags override the config file, which
+/// overrides the defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub binary: &'static str,
+    pub destination: Destination,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub producer: ProducerConfig,
+    /// The config file's `parse_workers`, if set.
+    pub parse_workers: Option<usize>,
+    pub shutdown_timeout: Duration,
+    pub checkpoint_file: PathBuf,
+    pub dead_letter_file: PathBuf,
+    pub stats_interval: Duration,
+    pub duration: Option<Duration>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub cloudwatch_namespace: Option<String>,
+    pub alarms: AlarmConfig,
+}
+
+impl Settings {
+    pub fn new(
+        args: &CommonArgs,
+        config: CommonConfig,
+        defaults: Defaults,
+    ) -> anyhow::Result<Self> {
+        let destination = destination(args, &config)?;
+        let limits = destination.limits();
+        let p = &config.producer;
+        let mut producer = ProducerConfig::defaults_for(limits);
+        if let Some(n) = args.batch_size.or(p.batch_size) {
+            producer.batch_records = n;
+        }
+        if let Some(s) = args.batch_timeout.or(p.batch_timeout) {
+            producer.linger = seconds("batch_timeout", s)?;
+        } else if let Some(linger) = defaults.linger {
+            producer.linger = linger;
+        }
+        if let Some(n) = args.queue_maxsize.or(p.queue_maxsize) {
+            producer.queue_max_records = n;
+        }
+        if let Some(n) = p.max_in_flight {
+            producer.max_in_flight = n;
+        }
+        if args.aggregate || p.aggregate == Some(true) {
+            if !matches!(destination, Destination::Kinesis(_)) {
+                bail!("aggregation is for Kinesis data streams");
+            }
+            producer.aggregate_max_bytes =
+                Some(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES);
+        }
+        if p.pack == Some(true) {
+            producer.pack_max_bytes = Some(limits.max_record_bytes);
+        }
+        let mut retry = RetryPolicy::default();
+        if let Some(n) = p.max_retries {
+            retry.max_retries = u32::try_from(n).ok();
+        }
+        if let Some(s) = p.retry_initial_delay {
+            retry.initial_delay = seconds("retry_initial_delay", s)?;
+        }
+        if let Some(s) = p.retry_max_delay {
+            retry.max_delay = seconds("retry_max_delay", s)?;
+        }
+        producer.retry = retry;
+        producer.strict_ordering = p.strict_ordering.unwrap_or(defaults.strict_ordering);
+        producer.rate_limit_percent = p.rate_limit_percent;
+        // Set last: the copies a full request makes depend on aggregation
+        // and packing.
+        producer.queue_max_bytes = p
+            .queue_max_bytes
+            .unwrap_or_else(|| DEFAULT_RECORD_MEMORY + producer.full_request_copy_bytes());
+        producer.validate(limits).context("producer settings")?;
+
+        let state = || {
+            default_state_dir()
+                .map(|d| d.join(defaults.binary))
+                .context("no state directory: set HOME or XDG_STATE_HOME, or give --checkpoint-file and --dead-letter-file")
+        };
+        let label = destination.label().replace('/', "_");
+        let checkpoint_file = match args.checkpoint_file.clone().or(config.checkpoint_file) {
+            Some(path) => path,
+            None => state()?.join(format!("{label}.checkpoint.json")),
+        };
+        let dead_letter_file = match args.dead_letter_file.clone().or(config.dead_letter_file) {
+            Some(path) => path,
+            None => state()?.join(format!("{label}.dead-letters.ndjson")),
+        };
+        let stats_interval = match args.stats_interval.or(config.stats_interval) {
+            Some(s) => seconds("stats_interval", s)?,
+            None => DEFAULT_STATS_INTERVAL,
+        };
+        let metrics_addr = args
+            .metrics_addr
+            .clone()
+            .or(config.metrics.address.clone())
+            .map(|a| shardline_metrics::prometheus::parse_addr(&a))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let alarms = config.metrics.alarms.clone();
+        if alarms.critical_below > alarms.warning_below {
+            bail!("metrics.alarms: critical_below must not exceed warning_below");
+        }
+        Ok(Settings {
+            binary: defaults.binary,
+            destination,
+            region: args.region.clone().or(config.region),
+            endpoint_url: args.endpoint_url.clone().or(config.endpoint_url),
+            producer,
+            parse_workers: p.parse_workers,
+            shutdown_timeout: match p.shutdown_timeout {
+                Some(s) => seconds("shutdown_timeout", s)?,
+                None => DEFAULT_SHUTDOWN_TIMEOUT,
+            },
+            checkpoint_file,
+            dead_letter_file,
+            stats_interval,
+            duration: args
+                .duration
+                .map(|s| seconds("--duration", s))
+                .transpose()?,
+            metrics_addr,
+            cloudwatch_namespace: args
+                .cloudwatch_namespace
+                .clone()
+                .or(config.metrics.cloudwatch_namespace),
+            alarms,
+        })
+    }
+
+    /// What the runner needs of these settings.
+    pub fn runner(&self) -> shardline_runner::Settings {
+        let mut runner =
+            shardline_runner::Settings::new(self.destination.clone(), &self.dead_letter_file);
+        runner.region = self.region.clone();
+        runner.endpoint_url = self.endpoint_url.clone();
+        runner.producer = self.producer.clone();
+        runner.shutdown_timeout = self.shutdown_timeout;
+        runner.stats_interval = self.stats_interval;
+        runner.metrics_addr = self.metrics_addr;
+        runner.cloudwatch_namespace = self.cloudwatch_namespace.clone();
+        runner.alarms = self.alarms.clone();
+        runner
+    }
+}
+
+fn destination(args: &CommonArgs, config: &CommonConfig) -> anyhow::Result<Destination> {
+    let stream = args.stream_name.clone().or(config.stream_name.clone());
+    let delivery = args
+        .delivery_stream
+        .clone()
+        .or(config.delivery_stream.clone());
+    let sink = args.sink.clone().or(config.sink.clone());
+    Ok(match (sink.as_deref(), stream, delivery) {
+        (Some("stdout"), _, _) => Destination::Stdout,
+        (Some("firehose") | None, None, Some(name)) => Destination::Firehose(name),
+        (Some("kinesis") | None, Some(name), None) => Destination::Kinesis(name),
+        (_, Some(_), Some(_)) => bail!("give --stream-name or --delivery-stream, not both"),
+        (Some("firehose"), _, None) => bail!("--sink firehose needs --delivery-stream"),
+        (Some(other), _, _) if other != "kinesis" => {
+            bail!("unknown sink {other:?}: kinesis, firehose or stdout")
+        }
+        _ => bail!("no destination: give --stream-name, --delivery-stream or --sink stdout"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: Defaults = Defaults {
+        binary: "test",
+        strict_ordering: true,
+        linger: Some(Duration::from_millis(100)),
+    };
+
+    fn args() -> CommonArgs {
+        CommonArgs {
+            checkpoint_file: Some("c".into()),
+            dead_letter_file: Some("d".into()),
+            ..CommonArgs::default()
+        }
+    }
+
+    #[test]
+    fn destinations_resolve_and_conflicts_are_errors() {
+        let kinesis = CommonArgs {
+            stream_name: Some("s".into()),
+            ..args()
+        };
+        let settings = Settings::new(&kinesis, CommonConfig::default(), DEFAULTS).unwrap();
+        assert_eq!(settings.destination, Destination::Kinesis("s".into()));
+        assert!(settings.producer.strict_ordering);
+        assert_eq!(settings.producer.linger, Duration::from_millis(100));
+        let waiting = CommonArgs {
+            batch_timeout: Some(2.0),
+            ..kinesis.clone()
+        };
+        let settings = Settings::new(&waiting, CommonConfig::default(), DEFAULTS).unwrap();
+        assert_eq!(settings.producer.linger, Duration::from_secs(2));
+        let stdout = CommonArgs {
+            sink: Some("stdout".into()),
+            ..kinesis.clone()
+        };
+        let settings = Settings::new(&stdout, CommonConfig::default(), DEFAULTS).unwrap();
+        assert_eq!(settings.destination, Destination::Stdout);
+        assert!(!settings.runner().needs_aws());
+        let firehose_aggregate = CommonArgs {
+            delivery_stream: Some("f".into()),
+            aggregate: true,
+            ..args()
+        };
+        let e = Settings::new(&firehose_aggregate, CommonConfig::default(), DEFAULTS).unwrap_err();
+        assert!(e.to_string().contains("aggregation"), "{e}");
+        let e = Settings::new(&args(), CommonConfig::default(), DEFAULTS).unwrap_err();
+        assert!(e.to_string().contains("no destination"), "{e}");
+        let both = CommonConfig {
+            stream_name: Some("s".into()),
+            delivery_stream: Some("f".into()),
+            ..CommonConfig::default()
+        };
+        assert!(Settings::new(&args(), both, DEFAULTS).is_err());
+    }
+}
