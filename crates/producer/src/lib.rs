@@ -65,12 +65,14 @@
 //! ```
 
 pub mod aggregation;
+mod batcher;
 mod config;
 mod destination;
 mod dispatcher;
 mod firehose;
 mod kinesis;
 pub mod limits;
+mod ordering;
 mod producer;
 mod rate_limit;
 mod retry;
@@ -86,7 +88,7 @@ pub use kinesis::{DEFAULT_REQUEST_TIMEOUT, KinesisDestination};
 pub use limits::BatchLimits;
 pub use producer::{Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError};
 pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
-pub use retry::RetryPolicy;
+pub use retry::{Decision, RetryPolicy};
 
 // What the producer's API takes and returns, from the contract crate, so
 // that sending records needs this crate alone.

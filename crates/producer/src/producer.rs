@@ -374,7 +374,7 @@ impl Producer {
             .shared
             .control
             .send(Control::Shutdown {
-                deadline: tokio::time::Instant::now() + deadline,
+                deadline: std::time::Instant::now() + deadline,
                 done,
             })
             .is_ok()

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// Records a shard takes per second.
 /// <https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html>

@@ -3,13 +3,25 @@
 use std::time::Duration;
 
 use rand::Rng;
+use shardline_core::DeadLetterReason;
+
+use crate::destination::ErrorClass;
+
+/// What to do with a record whose attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try again after a [`RetryPolicy::delay`].
+    Retry,
+    /// Write it to the dead-letter file, for this reason.
+    GiveUp(DeadLetterReason),
+}
 
 /// Capped exponential backoff with full jitter: before retry `n` (1-based)
 /// the producer waits a uniformly random time in
 /// `0 ..= min(max_delay, initial_delay * 2^(n-1))`, so producers that were
 /// throttled together do not come back together.
 ///
-/// The seed's defaults: 1 s initial delay, 60 s cap, 3 retries.
+/// The defaults: 1 s initial delay, 60 s cap, 3 retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub initial_delay: Duration,
@@ -38,6 +50,20 @@ impl RetryPolicy {
         }
     }
 
+    /// What to do with a record that has failed `attempts` times, the last
+    /// time with an error of `class`, while the producer is `stopping`
+    /// (past its shutdown deadline) or not. The one place that decides.
+    pub fn decide(&self, class: ErrorClass, attempts: u32, stopping: bool) -> Decision {
+        match class {
+            ErrorClass::Fatal => Decision::GiveUp(DeadLetterReason::Fatal),
+            ErrorClass::Retryable if stopping => {
+                Decision::GiveUp(DeadLetterReason::ShutdownDeadline)
+            }
+            ErrorClass::Retryable if self.may_retry(attempts) => Decision::Retry,
+            ErrorClass::Retryable => Decision::GiveUp(DeadLetterReason::RetriesExhausted),
+        }
+    }
+
     /// The upper bound of the wait before retry `retry` (1-based).
     pub fn ceiling(&self, retry: u32) -> Duration {
         let exponent = retry.saturating_sub(1).min(31);
@@ -61,7 +87,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_defaults() {
+    fn decisions() {
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.decide(ErrorClass::Retryable, 1, false),
+            Decision::Retry
+        );
+        assert_eq!(
+            policy.decide(ErrorClass::Retryable, 3, false),
+            Decision::Retry
+        );
+        assert_eq!(
+            policy.decide(ErrorClass::Retryable, 4, false),
+            Decision::GiveUp(DeadLetterReason::RetriesExhausted)
+        );
+        assert_eq!(
+            policy.decide(ErrorClass::Retryable, 1, true),
+            Decision::GiveUp(DeadLetterReason::ShutdownDeadline)
+        );
+        assert_eq!(
+            policy.decide(ErrorClass::Fatal, 1, false),
+            Decision::GiveUp(DeadLetterReason::Fatal)
+        );
+        assert_eq!(
+            policy.decide(ErrorClass::Fatal, 1, true),
+            Decision::GiveUp(DeadLetterReason::Fatal)
+        );
+    }
+
+    #[test]
+    fn defaults() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.ceiling(1), Duration::from_secs(1));
         assert_eq!(policy.ceiling(2), Duration::from_secs(2));

@@ -1,0 +1,313 @@
+//! Batch assembly: which queued records go out in the next request, and as
+//! which entries. Pure: no runtime, no I/O, no clock of its own — the
+//! caller says what time it is — so every rule is unit-tested here.
+//!
+//! A batch is due when it is full (by records, or by bytes), when its
+//! oldest record has waited the linger, or when the caller is in a hurry
+//! (a flush, shutdown). It is made of entries within the destination's
+//! limits: one record each, or, with KPL aggregation, the records bound
+//! for one shard in one aggregate ([`aggregate`]), or, with Firehose
+//! packing, newline-delimited records in one Firehose record ([`pack`]).
+//! With per-shard rate limiting, a record whose shard has no tokens left
+//! stays queued, and so do the later records for that shard.
+
+mod aggregate;
+mod pack;
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use shardline_core::{PartitionKey, Record};
+use shardline_partition_key::ShardMap;
+
+use crate::config::ProducerConfig;
+use crate::destination::Entry;
+use crate::limits::BatchLimits;
+use crate::ordering::{HoldsTurn, KeyTurns};
+use crate::rate_limit::RateLimiter;
+
+/// Records a batch may look at past rate-limited ones before it goes with
+/// what it has: keeps a deep queue from being rescanned on every pass.
+const RATE_SCAN_LIMIT: usize = 4_096;
+
+/// What the batcher needs of a queued record.
+pub(crate) trait Queued: HoldsTurn {
+    fn record(&self) -> &Record;
+    /// When it (last) became ready to go.
+    fn ready_since(&self) -> Instant;
+    fn set_ready_since(&mut self, at: Instant);
+}
+
+/// One entry of a batch and the records it carries: one, or a KPL
+/// aggregate or a Firehose pack of several.
+#[derive(Debug)]
+pub(crate) struct Unit<T> {
+    pub(crate) entry: Entry,
+    pub(crate) members: Vec<T>,
+    /// The shard the entry should land in, when the shard map is known.
+    pub(crate) predicted_shard: Option<String>,
+}
+
+impl<T: Queued> Unit<T> {
+    fn single(record: T, predicted_shard: Option<String>) -> Self {
+        let r = record.record();
+        Unit {
+            entry: Entry {
+                data: r.data.clone(),
+                partition_key: r.partition_key.clone(),
+                explicit_hash_key: r.explicit_hash_key,
+            },
+            members: vec![record],
+            predicted_shard,
+        }
+    }
+}
+
+/// The records ready to go, and how they are cut into batches.
+#[derive(Debug)]
+pub(crate) struct Batcher<T> {
+    config: ProducerConfig,
+    limits: BatchLimits,
+    ready: VecDeque<T>,
+    ready_bytes: usize,
+    /// With strict ordering: each key's turn.
+    turns: KeyTurns<T>,
+    /// With aggregation or rate limiting: the open shards.
+    shard_map: Option<ShardMap>,
+    rate_limiter: Option<RateLimiter>,
+    /// When records were held back by the rate limiter: look again then.
+    rate_limited_until: Option<Instant>,
+}
+
+impl<T: Queued> Batcher<T> {
+    pub(crate) fn new(config: ProducerConfig, limits: BatchLimits) -> Self {
+        Batcher {
+            rate_limiter: config.rate_limit_percent.map(RateLimiter::new),
+            config,
+            limits,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            turns: KeyTurns::default(),
+            shard_map: None,
+            rate_limited_until: None,
+        }
+    }
+
+    /// Whether batches are cut by shard (aggregation, rate limiting).
+    pub(crate) fn needs_shard_map(&self) -> bool {
+        self.config.aggregate_max_bytes.is_some() || self.config.rate_limit_percent.is_some()
+    }
+
+    pub(crate) fn set_shard_map(&mut self, map: Option<ShardMap>) {
+        self.shard_map = map;
+    }
+
+    /// A record's size as the destination counts it.
+    pub(crate) fn size_of(&self, record: &T) -> usize {
+        let r = record.record();
+        self.limits
+            .record_size(r.data.len(), r.partition_key.len_bytes())
+    }
+
+    fn push_ready_front(&mut self, record: T) {
+        self.ready_bytes += self.size_of(&record);
+        self.ready.push_front(record);
+    }
+
+    /// A new record: ready at `now`, or, with strict ordering, waiting
+    /// behind its key's active record.
+    pub(crate) fn admit(&mut self, record: T, now: Instant) {
+        let record = if self.config.strict_ordering {
+            match self.turns.admit(record) {
+                Some(record) => record,
+                None => return,
+            }
+        } else {
+            record
+        };
+        let mut record = record;
+        record.set_ready_since(now);
+        self.ready_bytes += self.size_of(&record);
+        self.ready.push_back(record);
+    }
+
+    /// Records whose retry is due, in the order they became due: they go
+    /// out first, with the next batch (they have waited long enough).
+    pub(crate) fn retry(&mut self, due: Vec<T>, now: Instant) {
+        for mut record in due.into_iter().rev() {
+            record.set_ready_since(self.long_ago(now));
+            self.push_ready_front(record);
+        }
+    }
+
+    /// A time a linger before `now`: a record ready since then is due.
+    fn long_ago(&self, now: Instant) -> Instant {
+        now.checked_sub(self.config.linger).unwrap_or(now)
+    }
+
+    /// A record left the producer (delivered, dead-lettered or failed).
+    /// With strict ordering its key's next record, if any, goes out first.
+    pub(crate) fn left(&mut self, key: &PartitionKey, held_turn: bool, now: Instant) {
+        if !(self.config.strict_ordering && held_turn) {
+            return;
+        }
+        if let Some(mut next) = self.turns.leave(key) {
+            next.set_ready_since(self.long_ago(now));
+            self.push_ready_front(next);
+        }
+    }
+
+    /// Active records whose aggregate failed while one of their key's
+    /// records goes out alone to be retried: back to the front of their
+    /// keys' waiting lines, in order.
+    pub(crate) fn wait_again(&mut self, records: Vec<T>, now: Instant) {
+        for record in records.into_iter().rev() {
+            if let Some(mut record) = self.turns.wait_again(record) {
+                // Its key has no other active record (it cannot happen:
+                // the record's aggregate left one behind): it goes out
+                // again, rather than waiting for a turn that would never
+                // come.
+                record.set_ready_since(now);
+                self.push_ready_front(record);
+            }
+        }
+    }
+
+    /// Whether any record is ready.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Whether no record is ready or waiting for its key's turn.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.ready.is_empty() && self.turns.none_waiting()
+    }
+
+    /// Whether a batch should go now: full, lingered, or wanted now.
+    pub(crate) fn is_due(&self, now: Instant, hurry: bool) -> bool {
+        // With aggregation or packing many records make one entry: a batch
+        // is full by bytes alone, so aggregates are not cut short by a
+        // record count.
+        let packs =
+            self.config.aggregate_max_bytes.is_some() || self.config.pack_max_bytes.is_some();
+        let full = self.ready_bytes >= self.config.batch_bytes
+            || (!packs && self.ready.len() >= self.config.batch_records);
+        full || hurry || self.linger_ends().is_some_and(|at| now >= at)
+    }
+
+    /// When the oldest ready record will have waited the linger.
+    pub(crate) fn linger_ends(&self) -> Option<Instant> {
+        self.ready
+            .front()
+            .map(|record| record.ready_since() + self.config.linger)
+    }
+
+    /// When records held back by the rate limiter may go.
+    pub(crate) fn rate_limited_until(&self) -> Option<Instant> {
+        self.rate_limited_until
+    }
+
+    /// The next batch's entries, within the batch limits. Empty when every
+    /// ready record is held back by the rate limiter.
+    pub(crate) fn take(&mut self, now: Instant) -> Vec<Unit<T>> {
+        self.rate_limited_until = None;
+        match (self.config.aggregate_max_bytes, self.config.pack_max_bytes) {
+            (Some(max_bytes), _) => self.take_aggregated(max_bytes, now),
+            (None, Some(max_bytes)) => self.take_packed(max_bytes),
+            (None, None) => self.take_plain(now),
+        }
+    }
+
+    /// Returns a batch's records to the front of the ready queue, in their
+    /// order, unsent. Records an aggregate took from their key's waiting
+    /// line go back to it, so that only one record per key is ready.
+    pub(crate) fn put_back(&mut self, units: Vec<Unit<T>>, now: Instant) {
+        let mut first_of_key: HashSet<PartitionKey> = HashSet::new();
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for record in units.into_iter().flat_map(|unit| unit.members) {
+            let pulled = self.config.strict_ordering && !first_of_key.insert(record.key().clone());
+            if pulled {
+                waiting.push(record);
+            } else {
+                ready.push(record);
+            }
+        }
+        self.wait_again(waiting, now);
+        for record in ready.into_iter().rev() {
+            self.push_ready_front(record);
+        }
+    }
+
+    /// Every record ready, and every record waiting for a turn; no turns
+    /// are left (the shutdown deadline).
+    pub(crate) fn drain(&mut self) -> (Vec<T>, Vec<T>) {
+        self.ready_bytes = 0;
+        (self.ready.drain(..).collect(), self.turns.drain_waiting())
+    }
+
+    /// One entry per record, up to the batch limits. With rate limiting, a
+    /// record whose shard has no tokens left stays queued, and so do the
+    /// records after it for the same shard (their order is kept).
+    fn take_plain(&mut self, now: Instant) -> Vec<Unit<T>> {
+        let mut units = Vec::new();
+        let mut bytes = 0;
+        let mut held: Vec<T> = Vec::new();
+        let mut held_shards: HashSet<usize> = HashSet::new();
+        let mut examined = 0;
+        while units.len() < self.config.batch_records && examined < RATE_SCAN_LIMIT {
+            let Some(size) = self.ready.front().map(|r| self.size_of(r)) else {
+                break;
+            };
+            if !units.is_empty() && bytes + size > self.config.batch_bytes {
+                break;
+            }
+            let Some(record) = self.ready.pop_front() else {
+                break;
+            };
+            examined += 1;
+            let shard = self.shard_of(record.record());
+            if let (Some(limiter), Some(shard)) = (self.rate_limiter.as_mut(), shard)
+                && (held_shards.contains(&shard) || !limiter.try_take(shard, 1.0, size as f64, now))
+            {
+                held_shards.insert(shard);
+                held.push(record);
+                continue;
+            }
+            bytes += size;
+            self.ready_bytes = self.ready_bytes.saturating_sub(size);
+            let predicted = self.shard_id(shard);
+            units.push(Unit::single(record, predicted));
+        }
+        self.hold_back(held, now);
+        units
+    }
+
+    /// Puts records the rate limiter held back at the front again, in their
+    /// order, and notes when to look again.
+    fn hold_back(&mut self, held: Vec<T>, now: Instant) {
+        if held.is_empty() {
+            return;
+        }
+        for record in held.into_iter().rev() {
+            self.ready.push_front(record);
+        }
+        self.rate_limited_until = Some(now + RateLimiter::RETRY_AFTER);
+    }
+
+    /// The shard a record will land in, when the shard map is known.
+    fn shard_of(&self, record: &Record) -> Option<usize> {
+        self.shard_map
+            .as_ref()?
+            .index_for(&record.partition_key, record.explicit_hash_key)
+    }
+
+    fn shard_id(&self, shard: Option<usize>) -> Option<String> {
+        shard
+            .and_then(|i| self.shard_map.as_ref()?.ranges().get(i))
+            .map(|range| range.shard_id.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

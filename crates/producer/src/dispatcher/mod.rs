@@ -1,0 +1,655 @@
+//! The one task that owns every queued record: it hands ready records to
+//! the batcher, sends the batches it cuts, retries what failed, has
+//! what cannot be delivered dead-lettered, and answers each record's
+//! receipt. Owning all state in one task means no locks on the hot path
+//! and one place where a record changes hands.
+//!
+//! Its parts live beside it: batch assembly in [`crate::batcher`], each
+//! key's turn in [`crate::ordering`], the retry decision in
+//! [`crate::RetryPolicy::decide`], the dead-letter job in
+//! [`dead_letters`].
+
+mod dead_letters;
+mod pending;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use shardline_core::{
+    DeadLetter, DeadLetterReason, DeadLetterSink, Delivery, Outcome, PartitionKey, SinkCounters,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::batcher::{Batcher, Unit};
+use crate::config::ProducerConfig;
+use crate::destination::{Destination, EntryError, ErrorClass, PutError, classify};
+use crate::limits::BatchLimits;
+use crate::retry::Decision;
+use dead_letters::{DeadLetters, Job, Written};
+pub(crate) use pending::{Control, Pending, Permits};
+
+type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
+
+/// A batch in flight: each entry's records, and the shard each entry was
+/// expected to land in.
+struct InFlight {
+    members: Vec<Vec<Pending>>,
+    predicted: Vec<Option<String>>,
+    /// The memory its request's copies take (see
+    /// [`ProducerConfig::request_copy_bytes`]).
+    copy_bytes: usize,
+}
+
+enum Event {
+    Record(Option<Box<Pending>>),
+    Control(Option<Control>),
+    BatchDone(tokio::task::Id, Option<(PutResult, Duration)>),
+    DeadLettersWritten(Result<Job, tokio::task::JoinError>),
+    Timer,
+}
+
+pub(crate) struct Dispatcher {
+    destination: Arc<dyn Destination>,
+    limits: BatchLimits,
+    config: ProducerConfig,
+    counters: Arc<SinkCounters>,
+    rng: StdRng,
+
+    batcher: Batcher<Pending>,
+    retries: BTreeMap<(Instant, u64), Pending>,
+    in_flight: JoinSet<(PutResult, Duration)>,
+    in_flight_batches: HashMap<tokio::task::Id, InFlight>,
+    /// What the requests in flight copy, against the request budget.
+    request_bytes_in_flight: usize,
+    /// The next batch did not fit in the request budget: nothing goes out
+    /// before a request in flight comes back.
+    request_budget_full: bool,
+    /// With aggregation: ask the destination for its shards (again).
+    refresh_shard_map: bool,
+    dead_letters: DeadLetters,
+
+    /// Every sequence number below this has reached the dispatcher; those
+    /// above it that arrived early (sends race) wait in `admitted_ahead`.
+    admitted_below: u64,
+    admitted_ahead: BTreeSet<u64>,
+    /// The sequence numbers of the records in the producer now: bounded by
+    /// the queue's record cap, however long one record keeps retrying.
+    unsettled: BTreeSet<u64>,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    shutdown: Option<(Instant, Option<oneshot::Sender<()>>)>,
+    cut_off: bool,
+    records_closed: bool,
+    control_closed: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        destination: Arc<dyn Destination>,
+        sink: Box<dyn DeadLetterSink>,
+        config: ProducerConfig,
+        counters: Arc<SinkCounters>,
+    ) -> Self {
+        let limits = destination.limits();
+        let batcher = Batcher::new(config.clone(), limits);
+        Dispatcher {
+            refresh_shard_map: batcher.needs_shard_map(),
+            limits,
+            destination,
+            config,
+            counters,
+            rng: StdRng::from_os_rng(),
+            batcher,
+            retries: BTreeMap::new(),
+            in_flight: JoinSet::new(),
+            in_flight_batches: HashMap::new(),
+            request_bytes_in_flight: 0,
+            request_budget_full: false,
+            dead_letters: DeadLetters::new(sink),
+            admitted_below: 0,
+            admitted_ahead: BTreeSet::new(),
+            unsettled: BTreeSet::new(),
+            flushes: Vec::new(),
+            shutdown: None,
+            cut_off: false,
+            records_closed: false,
+            control_closed: false,
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut records: mpsc::UnboundedReceiver<Box<Pending>>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
+        loop {
+            if self.refresh_shard_map {
+                self.refresh_shard_map = false;
+                self.load_shard_map().await;
+            }
+            let now = Instant::now();
+            self.cut_off_at_deadline(now);
+            self.promote_due_retries(now);
+            self.dispatch(now);
+            for pending in self.dead_letters.start() {
+                // The sink was lost to a panic: these cannot be settled.
+                self.not_dead_lettered(pending, "the dead-letter sink is gone (it panicked)");
+            }
+            self.answer_flushes();
+            if self.finished() {
+                break;
+            }
+            match self.next_event(&mut records, &mut control).await {
+                Event::Record(Some(pending)) => self.admit(*pending),
+                Event::Record(None) => self.records_closed = true,
+                Event::Control(Some(Control::Flush { up_to, done })) => {
+                    self.flushes.push((up_to, done));
+                }
+                Event::Control(Some(Control::Shutdown { deadline, done })) => {
+                    // No more records: take in those already sent.
+                    records.close();
+                    while let Ok(pending) = records.try_recv() {
+                        self.admit(*pending);
+                    }
+                    self.records_closed = true;
+                    self.shutdown = Some((deadline, Some(done)));
+                }
+                Event::Control(None) => self.control_closed = true,
+                Event::BatchDone(id, result) => self.batch_done(id, result),
+                Event::DeadLettersWritten(result) => self.dead_letters_written(result),
+                Event::Timer => {}
+            }
+        }
+        self.answer_flushes();
+        for (_, done) in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
+        if let Some((_, Some(done))) = self.shutdown.take() {
+            let _ = done.send(());
+        }
+    }
+
+    /// Asks the destination for its open shards. Without a map, records
+    /// are still aggregated, just not by shard.
+    async fn load_shard_map(&mut self) {
+        match self.destination.shard_map().await {
+            Ok(map) => self.batcher.set_shard_map(map),
+            Err(e) => {
+                tracing::warn!(
+                    destination = self.destination.name(),
+                    error = %e,
+                    "cannot list the shards; aggregating without a shard map"
+                );
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        let stopping = self.shutdown.is_some() || (self.records_closed && self.control_closed);
+        stopping
+            && self.records_closed
+            && self.batcher.is_idle()
+            && self.retries.is_empty()
+            && self.in_flight_batches.is_empty()
+            && self.dead_letters.is_idle()
+    }
+
+    async fn next_event(
+        &mut self,
+        records: &mut mpsc::UnboundedReceiver<Box<Pending>>,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Event {
+        let wake = self.next_wake();
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let job = async {
+            match self.dead_letters.job() {
+                Some(job) => job.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            pending = records.recv(), if !self.records_closed => Event::Record(pending),
+            request = control.recv(), if !self.control_closed => Event::Control(request),
+            Some(done) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                match done {
+                    Ok((id, output)) => Event::BatchDone(id, Some(output)),
+                    Err(e) => Event::BatchDone(e.id(), None),
+                }
+            }
+            written = job => Event::DeadLettersWritten(written),
+            () = sleep => Event::Timer,
+        }
+    }
+
+    /// The next time something is due: a batch's linger, a retry, the
+    /// shutdown deadline, the rate limiter's tokens.
+    fn next_wake(&self) -> Option<Instant> {
+        let room =
+            self.in_flight_batches.len() < self.config.max_in_flight && !self.request_budget_full;
+        let linger = room.then(|| self.batcher.linger_ends()).flatten();
+        let retry = self.retries.keys().next().map(|(due, _)| *due);
+        let rate = self.batcher.rate_limited_until();
+        let deadline = self
+            .shutdown
+            .as_ref()
+            .filter(|_| !self.cut_off)
+            .map(|(d, _)| *d);
+        [linger, retry, deadline, rate].into_iter().flatten().min()
+    }
+
+    /// A record arrives from `send`.
+    fn admit(&mut self, mut pending: Pending) {
+        self.unsettled.insert(pending.seq);
+        self.admitted_ahead.insert(pending.seq);
+        while self.admitted_ahead.remove(&self.admitted_below) {
+            self.admitted_below += 1;
+        }
+        if let Some(letter) = pending.rejected.take() {
+            self.dead_letters.push(pending, *letter);
+            return;
+        }
+        let size = self.batcher.size_of(&pending);
+        if size > self.limits.max_record_bytes {
+            let message = format!(
+                "{size} bytes is more than the {} bytes {} accepts per record",
+                self.limits.max_record_bytes,
+                self.destination.name()
+            );
+            pending.last_error = Some((None, message));
+            self.dead_letter(pending, DeadLetterReason::RecordTooLarge);
+            return;
+        }
+        self.batcher.admit(pending, Instant::now());
+    }
+
+    fn promote_due_retries(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        while let Some(entry) = self.retries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        self.batcher.retry(due, now);
+    }
+
+    /// Sends batches while there is room in flight and a batch is due.
+    fn dispatch(&mut self, now: Instant) {
+        let hurry = !self.flushes.is_empty() || self.shutdown.is_some();
+        while self.in_flight_batches.len() < self.config.max_in_flight
+            && !self.request_budget_full
+            && self.batcher.has_ready()
+            && self.batcher.is_due(now, hurry)
+        {
+            let units = self.batcher.take(now);
+            if units.is_empty() {
+                // Everything ready is held back by the rate limiter.
+                break;
+            }
+            let (entry_bytes, entry_count) = units.iter().fold((0, 0), |(bytes, count), unit| {
+                (
+                    bytes + unit.entry.data.len() + unit.entry.partition_key.len_bytes(),
+                    count + 1,
+                )
+            });
+            let copy_bytes = self.config.request_copy_bytes(entry_bytes, entry_count);
+            if !self.in_flight_batches.is_empty()
+                && self.request_bytes_in_flight + copy_bytes > self.config.request_budget()
+            {
+                // Its copies would take memory past the cap: it waits for a
+                // request in flight to come back. (Alone in flight, a batch
+                // always fits: the budget holds a full one.)
+                self.batcher.put_back(units, now);
+                self.request_budget_full = true;
+                break;
+            }
+            self.send(units, copy_bytes);
+        }
+    }
+
+    /// Starts the request for one batch.
+    fn send(&mut self, units: Vec<Unit<Pending>>, copy_bytes: usize) {
+        self.request_bytes_in_flight += copy_bytes;
+        let at = SystemTime::now();
+        let mut entries = Vec::with_capacity(units.len());
+        let mut predicted = Vec::with_capacity(units.len());
+        let mut members = Vec::with_capacity(units.len());
+        for mut unit in units {
+            entries.push(unit.entry);
+            predicted.push(unit.predicted_shard);
+            for pending in &mut unit.members {
+                pending.attempt(at);
+            }
+            members.push(unit.members);
+        }
+        let destination = self.destination.clone();
+        self.counters.request_started();
+        let handle = self.in_flight.spawn(async move {
+            let started = Instant::now();
+            let result = destination.put(&entries).await;
+            (result, started.elapsed())
+        });
+        self.in_flight_batches.insert(
+            handle.id(),
+            InFlight {
+                members,
+                predicted,
+                copy_bytes,
+            },
+        );
+    }
+
+    fn batch_done(&mut self, id: tokio::task::Id, output: Option<(PutResult, Duration)>) {
+        let Some(InFlight {
+            members,
+            predicted,
+            copy_bytes,
+        }) = self.in_flight_batches.remove(&id)
+        else {
+            return; // cut off at the shutdown deadline; already dead-lettered
+        };
+        self.request_bytes_in_flight = self.request_bytes_in_flight.saturating_sub(copy_bytes);
+        self.request_budget_full = false;
+        let (mut result, latency) = output.unwrap_or_else(|| {
+            (
+                Err(PutError {
+                    class: ErrorClass::Retryable,
+                    code: None,
+                    message: format!("the {} request task panicked", self.destination.name()),
+                    outcome_unknown: true,
+                }),
+                Duration::ZERO,
+            )
+        });
+        if let Ok(results) = &result
+            && results.len() != members.len()
+        {
+            // A destination that answers for too few or too many entries
+            // cannot be trusted with any of them.
+            result = Err(PutError {
+                class: ErrorClass::Retryable,
+                code: None,
+                message: format!(
+                    "{} answered {} results for {} entries",
+                    self.destination.name(),
+                    results.len(),
+                    members.len()
+                ),
+                outcome_unknown: true,
+            });
+        }
+        self.counters.request_finished(latency, result.is_err());
+        match result {
+            Ok(results) => {
+                for ((unit, result), predicted) in members.into_iter().zip(results).zip(predicted) {
+                    match result {
+                        Ok(delivery) => {
+                            if predicted.is_some() && delivery.shard_id != predicted {
+                                // The stream was resharded: aggregate by the new shards.
+                                self.refresh_shard_map = true;
+                            }
+                            for pending in unit {
+                                self.delivered(pending, delivery.clone());
+                            }
+                        }
+                        Err(error) => {
+                            let class = classify(&error.code, None);
+                            let failure = (Some(error.code.clone()), error.message.as_str());
+                            self.failed_together(unit, class, failure, false);
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    destination = self.destination.name(),
+                    entries = members.len(),
+                    error = %error.message,
+                    "batch request failed"
+                );
+                self.failed_together(
+                    members.into_iter().flatten().collect(),
+                    error.class,
+                    (error.code.clone(), error.message.as_str()),
+                    error.outcome_unknown,
+                );
+            }
+        }
+    }
+
+    fn delivered(&mut self, mut pending: Pending, delivery: Delivery) {
+        self.counters.delivered(
+            &pending.record.source,
+            pending.record.data.len(),
+            pending.unknown_attempts,
+        );
+        if let Some(reply) = pending.reply.take() {
+            reply.send(Outcome::Delivered(delivery));
+        }
+        self.left(pending);
+    }
+
+    /// Records that failed together: one entry, or one request, with
+    /// `(code, message)`. With strict ordering and aggregation a key may
+    /// have several records in one aggregate: only the first of them to be
+    /// retried waits for its retry; the key's others go back to the front
+    /// of its waiting line, to join that retry's aggregate when it goes out
+    /// again. Each failure is recorded on every record.
+    fn failed_together(
+        &mut self,
+        pendings: Vec<Pending>,
+        class: ErrorClass,
+        (code, message): (Option<String>, &str),
+        outcome_unknown: bool,
+    ) {
+        let regroup = self.config.strict_ordering && self.config.aggregate_max_bytes.is_some();
+        let mut retrying: HashSet<PartitionKey> = HashSet::new();
+        let mut back = Vec::new();
+        for mut pending in pendings {
+            pending.failed(code.clone(), message, outcome_unknown);
+            let decision = self
+                .config
+                .retry
+                .decide(class, pending.attempts, self.cut_off);
+            if regroup
+                && decision == Decision::Retry
+                && !retrying.insert(pending.record.partition_key.clone())
+            {
+                self.counters.retried(&pending.record.source);
+                back.push(pending);
+                continue;
+            }
+            self.failed(pending, decision);
+        }
+        self.batcher.wait_again(back, Instant::now());
+    }
+
+    /// A record failed: it waits for its retry, or is dead-lettered.
+    fn failed(&mut self, pending: Pending, decision: Decision) {
+        match decision {
+            Decision::Retry => {
+                self.counters.retried(&pending.record.source);
+                let delay = self.config.retry.delay(pending.attempts, &mut self.rng);
+                let due = Instant::now() + delay;
+                self.retries.insert((due, pending.seq), pending);
+            }
+            Decision::GiveUp(reason) => self.dead_letter(pending, reason),
+        }
+    }
+
+    fn dead_letter(&mut self, pending: Pending, reason: DeadLetterReason) {
+        let (data, data_encoding) = DeadLetter::encode_data(&pending.record.data);
+        let (error_code, error_message) = pending
+            .last_error
+            .clone()
+            .map_or((None, None), |(code, message)| (code, Some(message)));
+        let letter = DeadLetter {
+            data,
+            data_encoding,
+            partition_key: pending.record.partition_key.as_str().to_owned(),
+            explicit_hash_key: pending.record.explicit_hash_key.map(|k| k.to_string()),
+            source: pending.record.source.as_str().to_owned(),
+            destination: self.destination.name().to_owned(),
+            reason,
+            error_code,
+            error_message,
+            attempts: pending.attempts,
+            first_attempt: pending.first_attempt.map(DeadLetter::format_time),
+            last_attempt: pending.last_attempt.map(DeadLetter::format_time),
+            dead_lettered_at: DeadLetter::format_time(SystemTime::now()),
+            context: BTreeMap::new(),
+        };
+        self.dead_letters.push(pending, letter);
+    }
+
+    fn dead_letters_written(&mut self, result: Result<Job, tokio::task::JoinError>) {
+        match self.dead_letters.finished(result) {
+            Written::Durable(written) => {
+                for (mut pending, letter) in written {
+                    self.counters.dead_lettered(
+                        &pending.record.source,
+                        pending.record.data.len(),
+                        letter.reason == DeadLetterReason::Rejected,
+                    );
+                    tracing::warn!(
+                        source = pending.record.source.as_str(),
+                        reason = letter.reason.as_str(),
+                        error = letter.error_message.as_deref().unwrap_or_default(),
+                        "record dead-lettered"
+                    );
+                    if let Some(reply) = pending.reply.take() {
+                        reply.send(Outcome::DeadLettered {
+                            reason: letter.reason,
+                            error_code: letter.error_code,
+                        });
+                    }
+                    self.left(pending);
+                }
+            }
+            Written::Failed(pendings, message) => {
+                tracing::error!(records = pendings.len(), "{message}");
+                for pending in pendings {
+                    self.not_dead_lettered(pending, &message);
+                }
+            }
+            Written::Lost(lost) => {
+                // The records went down with the job; their receipts were
+                // dropped and report the producer stopped. Count them.
+                for record in lost {
+                    self.counters.failed(&record.source, record.bytes);
+                    self.left_seq(record.seq, &record.key, record.holds_turn);
+                }
+            }
+        }
+    }
+
+    fn not_dead_lettered(&mut self, mut pending: Pending, message: &str) {
+        self.counters
+            .failed(&pending.record.source, pending.record.data.len());
+        if let Some(reply) = pending.reply.take() {
+            reply.send(Outcome::Failed {
+                message: message.to_owned(),
+            });
+        }
+        self.left(pending);
+    }
+
+    /// A record leaves the producer: its key's next record may go, its
+    /// sequence number no longer holds up flushes, its queue room is freed.
+    fn left(&mut self, pending: Pending) {
+        self.left_seq(
+            pending.seq,
+            &pending.record.partition_key,
+            pending.holds_turn,
+        );
+    }
+
+    fn left_seq(&mut self, seq: u64, key: &PartitionKey, holds_turn: bool) {
+        self.batcher.left(key, holds_turn, Instant::now());
+        self.unsettled.remove(&seq);
+    }
+
+    /// A flush is answered once every record sent before it has arrived
+    /// and left the producer.
+    fn answer_flushes(&mut self) {
+        let arrived = self.admitted_below;
+        let oldest = self.unsettled.first().copied();
+        let mut waiting = Vec::new();
+        for (up_to, done) in self.flushes.drain(..) {
+            if arrived >= up_to && oldest.is_none_or(|seq| seq >= up_to) {
+                let _ = done.send(());
+            } else {
+                waiting.push((up_to, done));
+            }
+        }
+        self.flushes = waiting;
+    }
+
+    /// At the shutdown deadline, everything not yet settled is dead-lettered.
+    fn cut_off_at_deadline(&mut self, now: Instant) {
+        let Some((deadline, _)) = &self.shutdown else {
+            return;
+        };
+        if self.cut_off || now < *deadline {
+            return;
+        }
+        self.cut_off = true;
+        // Dropping the set aborts the requests still in flight.
+        self.in_flight = JoinSet::new();
+        let mut left_behind: Vec<Pending> = Vec::new();
+        self.request_bytes_in_flight = 0;
+        self.request_budget_full = false;
+        for (_, batch) in self.in_flight_batches.drain() {
+            self.counters.request_aborted();
+            for mut pending in batch.members.into_iter().flatten() {
+                pending.unknown_attempts += 1;
+                left_behind.push(pending);
+            }
+        }
+        let (ready, waiting) = self.batcher.drain();
+        left_behind.extend(ready);
+        left_behind.extend(std::mem::take(&mut self.retries).into_values());
+        left_behind.extend(waiting);
+        if !left_behind.is_empty() {
+            tracing::warn!(
+                records = left_behind.len(),
+                "shutdown deadline passed; dead-lettering what is not delivered"
+            );
+        }
+        for mut pending in left_behind {
+            if pending.last_error.is_none() {
+                pending.last_error = Some((
+                    None,
+                    "not delivered when the shutdown deadline passed".to_owned(),
+                ));
+            }
+            self.dead_letter(pending, DeadLetterReason::ShutdownDeadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RECORD_OVERHEAD_BYTES;
+
+    #[test]
+    fn a_records_bookkeeping_fits_its_overhead_allowance() {
+        // The queue's box and the receipt channel's allocation: two
+        // reference counts, a state word, the outcome and two wakers.
+        let channel = size_of::<Outcome>() + 3 * size_of::<usize>() + 2 * 3 * size_of::<usize>();
+        let used = size_of::<Pending>() + channel;
+        assert!(
+            used <= RECORD_OVERHEAD_BYTES,
+            "{used} bytes a record, {RECORD_OVERHEAD_BYTES} allowed"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! A record inside the producer, with its delivery history, and the
+//! requests the dispatcher takes besides records.
+
+use std::time::{Instant, SystemTime};
+
+use shardline_core::{DeadLetter, PartitionKey, Record, Reply};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use crate::batcher::Queued;
+use crate::ordering::HoldsTurn;
+
+/// The queue room a record holds until it leaves the producer.
+#[derive(Debug)]
+#[expect(
+    dead_code,
+    reason = "held only for their Drop, which returns the room to the queue"
+)]
+pub(crate) struct Permits {
+    pub(crate) records: OwnedSemaphorePermit,
+    pub(crate) bytes: OwnedSemaphorePermit,
+}
+
+/// A record inside the producer, with its delivery history.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) record: Record,
+    pub(crate) seq: u64,
+    pub(crate) reply: Option<Reply>,
+    _permits: Permits,
+    pub(crate) attempts: u32,
+    pub(crate) first_attempt: Option<SystemTime>,
+    pub(crate) last_attempt: Option<SystemTime>,
+    pub(crate) last_error: Option<(Option<String>, String)>,
+    /// Attempts whose outcome is unknown (timeout, lost connection): each
+    /// may have stored a copy.
+    pub(crate) unknown_attempts: u32,
+    /// When it (last) became ready to go.
+    ready_since: Instant,
+    /// A record a source rejected: goes straight to the dead-letter sink
+    /// with this letter.
+    pub(crate) rejected: Option<Box<DeadLetter>>,
+    /// With strict ordering: it is one of its key's active records (see
+    /// [`crate::ordering`]), so its leaving lets the next one go.
+    pub(crate) holds_turn: bool,
+}
+
+impl Pending {
+    pub(crate) fn new(record: Record, seq: u64, reply: Reply, permits: Permits) -> Self {
+        Pending {
+            record,
+            seq,
+            reply: Some(reply),
+            _permits: permits,
+            attempts: 0,
+            first_attempt: None,
+            last_attempt: None,
+            last_error: None,
+            unknown_attempts: 0,
+            ready_since: Instant::now(),
+            rejected: None,
+            holds_turn: false,
+        }
+    }
+
+    /// A record a source rejected, to be written to the dead-letter sink as
+    /// `letter` says.
+    pub(crate) fn rejected(
+        record: Record,
+        letter: DeadLetter,
+        seq: u64,
+        reply: Reply,
+        permits: Permits,
+    ) -> Self {
+        let mut pending = Pending::new(record, seq, reply, permits);
+        pending.rejected = Some(Box::new(letter));
+        pending
+    }
+
+    pub(crate) fn into_record(self) -> Record {
+        self.record
+    }
+
+    /// An attempt starts now.
+    pub(crate) fn attempt(&mut self, at: SystemTime) {
+        self.attempts += 1;
+        self.first_attempt.get_or_insert(at);
+        self.last_attempt = Some(at);
+    }
+
+    /// An attempt failed with `code` and `message`; `outcome_unknown`: the
+    /// service may have stored it anyway.
+    pub(crate) fn failed(&mut self, code: Option<String>, message: &str, outcome_unknown: bool) {
+        self.unknown_attempts += u32::from(outcome_unknown);
+        self.last_error = Some((code, message.to_owned()));
+    }
+}
+
+impl HoldsTurn for Pending {
+    fn key(&self) -> &PartitionKey {
+        &self.record.partition_key
+    }
+
+    fn set_holds_turn(&mut self, holds: bool) {
+        self.holds_turn = holds;
+    }
+}
+
+impl Queued for Pending {
+    fn record(&self) -> &Record {
+        &self.record
+    }
+
+    fn ready_since(&self) -> Instant {
+        self.ready_since
+    }
+
+    fn set_ready_since(&mut self, at: Instant) {
+        self.ready_since = at;
+    }
+}
+
+/// Requests to the dispatcher other than records.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Flush {
+        up_to: u64,
+        done: oneshot::Sender<()>,
+    },
+    Shutdown {
+        deadline: Instant,
+        done: oneshot::Sender<()>,
+    },
+}
