@@ -28,12 +28,90 @@
 //! the flush position it read up to (a heartbeat: WAL of other databases
 //! or filtered tables does not pile up behind the slot).
 
-mod slot;
+//!
+//! # Example
+//!
+//! Reading the slot `shardline` of a database, only the `public.orders`
+//! table; here the server is not running, and opening says so:
+//!
+//! ```
+//! use shardline_cdc::TableFilter;
+//! use shardline_core::CheckpointFile;
+//! use shardline_postgres::{CHECKPOINT_KIND, SlotConfig, SlotError, SlotSource};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let mut config = SlotConfig::new("postgres://app@127.0.0.1:1/shop", "shardline");
+//! config.create_slot = true;
+//! config.tables = TableFilter::parse("public.orders", "")?;
+//! let checkpoint = CheckpointFile::new(dir.path().join("orders.checkpoint.json"), CHECKPOINT_KIND);
+//!
+//! match SlotSource::open(config, checkpoint).await {
+//!     Err(SlotError::Postgres(e)) => assert!(e.to_string().contains("connect")),
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
 
-pub use slot::{
-    CHECKPOINT_KIND, DEFAULT_BATCH_ROWS, DEFAULT_MAX_CHANGES, DEFAULT_POLL_INTERVAL, SlotConfig,
-    SlotError, SlotPosition, SlotSource, SlotStatus,
-};
+mod ledger;
+mod source;
+mod sql;
+mod wal2json;
+
+use std::time::Duration;
+
+use shardline_core::SourceError;
+
+pub use source::{SlotConfig, SlotPosition, SlotSource, SlotStatus};
 
 #[doc(no_inline)]
 pub use shardline_core::Source;
+
+/// The checkpoint file's kind: a tail checkpoint cannot be read as a slot's.
+pub const CHECKPOINT_KIND: &str = "postgres";
+/// Rows one round asks PostgreSQL for (`upto_nchanges`), beyond the rows
+/// of transactions read and not yet settled. PostgreSQL checks the limit
+/// only after each transaction, so a larger transaction still comes whole
+/// (streamed).
+pub const DEFAULT_MAX_CHANGES: usize = 10_000;
+/// How long to wait after a round that found nothing new — Debezium's
+/// `poll.interval.ms` default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Inputs handed to the pipeline at once at most.
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
+
+/// Why the slot cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SlotError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("replication slot {0:?} does not exist; give --create-slot to create it with wal2json")]
+    NoSlot(String),
+    #[error("replication slot {slot:?} uses the {plugin} plugin; shardline reads wal2json slots")]
+    Plugin { slot: String, plugin: String },
+    #[error("replication slot {slot:?} belongs to database {found:?}, not {expected:?}")]
+    Database {
+        slot: String,
+        found: String,
+        expected: String,
+    },
+    #[error("wal_level is {0}; logical decoding needs wal_level = logical (and a restart)")]
+    WalLevel(String),
+    #[error("the checkpoint file is for slot {found:?}, not {expected:?}")]
+    CheckpointSlot { found: String, expected: String },
+    #[error("wal2json sent {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Checkpoint(#[from] shardline_core::CheckpointError),
+}
+
+impl From<SlotError> for SourceError {
+    fn from(e: SlotError) -> Self {
+        match e {
+            SlotError::Checkpoint(e) => SourceError::Checkpoint(e),
+            other => SourceError::Other(other.to_string()),
+        }
+    }
+}
