@@ -12,7 +12,7 @@ use shardline_cli::{CommonConfig, Defaults, Settings, seconds};
 use shardline_core::{CheckpointFile, SourceName};
 use shardline_pipeline::DEFAULT_CHECKPOINT_INTERVAL;
 use shardline_postgres::{SlotConfig, SlotSource};
-use shardline_runner::{Destination, Runner};
+use shardline_runner::Runner;
 use shardline_tail::{LinesSource, StartAt, TailCheckpoints, TailConfig, TailSource};
 
 use crate::Args;
@@ -205,10 +205,6 @@ impl Plan {
             .tables(self.records.tables.clone())
             .key_by(self.records.key_by)
             .encoding(self.records.encoding)
-            .newline_delimited(matches!(
-                self.settings.destination,
-                Destination::Firehose(_)
-            ))
     }
 }
 

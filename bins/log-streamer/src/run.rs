@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use shardline_cli::{CommonArgs, CommonConfig, Defaults, Settings, seconds};
 use shardline_core::CheckpointFile;
 use shardline_pipeline::DEFAULT_CHECKPOINT_INTERVAL;
-use shardline_runner::{Destination, Runner};
+use shardline_runner::Runner;
 use shardline_tail::{CHECKPOINT_KIND, StartAt, TailCheckpoints, TailConfig, TailSource};
 use shardline_validate::{MaskRule, Masker};
 
@@ -99,14 +99,8 @@ impl Plan {
     }
 
     pub(crate) fn processor(&self, file: &LogFile) -> anyhow::Result<LogRecords> {
-        Ok(
-            records_for(file, self.masking.clone(), self.tail.max_line_bytes)
-                .with_context(|| format!("log file {}", file.path))?
-                .newline_delimited(matches!(
-                    self.settings.destination,
-                    Destination::Firehose(_)
-                )),
-        )
+        records_for(file, self.masking.clone(), self.tail.max_line_bytes)
+            .with_context(|| format!("log file {}", file.path))
     }
 }
 

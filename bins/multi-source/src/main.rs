@@ -24,7 +24,7 @@ use shardline_generate::{Generated, Kind};
 use shardline_iot::SensorRecords;
 use shardline_log_parser::{LogParser, LogRecords};
 use shardline_partition_key::WebLogKey;
-use shardline_runner::{Destination, Runner};
+use shardline_runner::Runner;
 use shardline_validate::{IotLimits, Validator};
 
 /// Per-key order through retries, for the database changes (each row in
@@ -83,7 +83,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 struct NoOwnKeys {}
 
 async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
-    let firehose = matches!(settings.destination, Destination::Firehose(_));
     let mut running = Runner::start(settings.runner()).await?;
     shardline_cli::announce_metrics("multi-source", &running);
     let shutdown = shardline_cli::shutdown("multi-source", settings.duration)?;
@@ -97,8 +96,7 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             SourceName::new(WEB),
             Box::new(WebLogKey::default()),
         )
-        .validator(Some(Validator::web_log()?))
-        .newline_delimited(firehose);
+        .validator(Some(Validator::web_log()?));
         let pipeline = running.pipeline(WEB, source, Arc::new(records));
         running.spawn(WEB, pipeline);
     }
@@ -108,8 +106,7 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         let records = SensorRecords::new(
             SourceName::new(IOT),
             Some(Validator::iot_reading(IotLimits::default())?),
-        )
-        .newline_delimited(firehose);
+        );
         let pipeline = running.pipeline(IOT, source, Arc::new(records));
         running.spawn(IOT, pipeline);
     }
@@ -119,9 +116,7 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         let decoder = Decoder::new(Format::Debezium).key_columns(shardline_cdc::table_columns(
             "inventory.customers:id;inventory.orders:id",
         )?);
-        let records = ChangeRecords::new(decoder, SourceName::new(DB))
-            .key_by(KeyBy::PrimaryKey)
-            .newline_delimited(firehose);
+        let records = ChangeRecords::new(decoder, SourceName::new(DB)).key_by(KeyBy::PrimaryKey);
         let pipeline = running.pipeline(DB, source, Arc::new(records));
         running.spawn(DB, pipeline);
     }

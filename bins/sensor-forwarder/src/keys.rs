@@ -44,7 +44,7 @@ pub(crate) fn run(args: &KeysArgs) -> anyhow::Result<ExitCode> {
         schema: Some("none".to_owned()),
         ..SensorsSection::default()
     };
-    let records = processor(&sensors, None, false)?;
+    let records = processor(&sensors, None)?;
     let origin = match &args.topic {
         Some(topic) => Origin::topic(topic),
         None => Origin::default(),

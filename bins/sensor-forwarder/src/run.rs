@@ -13,7 +13,7 @@ use shardline_core::SourceName;
 use shardline_iot::{Filter, SensorRecords, TopicTemplate};
 use shardline_mqtt::{MqttConfig, MqttSource, TlsFiles};
 use shardline_partition_key::{KeySpec, PartitionKeyStrategy};
-use shardline_runner::{Destination, Runner};
+use shardline_runner::Runner;
 use shardline_validate::{IotLimits, Validator};
 
 use crate::Args;
@@ -82,7 +82,6 @@ pub(crate) fn key_for(spec: &str) -> anyhow::Result<Box<dyn PartitionKeyStrategy
 pub(crate) fn processor(
     sensors: &SensorsSection,
     args: Option<&Args>,
-    firehose: bool,
 ) -> anyhow::Result<SensorRecords> {
     let pick = |flag: Option<&Option<String>>, config: &Option<String>| {
         flag.and_then(Option::as_deref)
@@ -137,8 +136,7 @@ pub(crate) fn processor(
     Ok(SensorRecords::new(SourceName::new(&name), validator)
         .topic_template(template)
         .filter(filter)
-        .key(key)
-        .newline_delimited(firehose))
+        .key(key))
 }
 
 #[derive(Debug)]
@@ -183,11 +181,7 @@ impl Plan {
             (None, None, None) => None,
             _ => bail!("a client certificate needs its key file and the broker's CA file"),
         };
-        let records = processor(
-            &config.sensors,
-            Some(args),
-            matches!(settings.destination, Destination::Firehose(_)),
-        )?;
+        let records = processor(&config.sensors, Some(args))?;
         Ok(Plan {
             settings,
             mqtt: MqttConfig {

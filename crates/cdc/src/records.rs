@@ -153,7 +153,6 @@ pub struct ChangeRecords {
     tables: TableFilter,
     key_by: KeyBy,
     encoding: Encoding,
-    newline: bool,
     source: SourceName,
     keyless_tables: Mutex<BTreeSet<String>>,
 }
@@ -165,7 +164,6 @@ impl ChangeRecords {
             tables: TableFilter::default(),
             key_by: KeyBy::default(),
             encoding: Encoding::default(),
-            newline: false,
             source,
             keyless_tables: Mutex::new(BTreeSet::new()),
         }
@@ -186,24 +184,15 @@ impl ChangeRecords {
         self
     }
 
-    /// End each record with `\n` (Firehose: the objects in S3 are NDJSON).
-    pub fn newline_delimited(mut self, yes: bool) -> Self {
-        self.newline = yes;
-        self
-    }
-
     /// The record of one event, or why it has no key.
     pub fn record(&self, event: &ChangeEvent) -> Result<Record, StrategyError> {
         let key = self.key(event)?;
-        let mut data = match self.encoding {
+        let data = match self.encoding {
             Encoding::Normalized => encode::to_json(event),
             Encoding::Debezium => {
                 serde_json::to_vec(&encode::to_debezium(event)).unwrap_or_default()
             }
         };
-        if self.newline {
-            data.push(b'\n');
-        }
         Ok(Record::new(data, key, self.source.clone()))
     }
 
@@ -310,13 +299,10 @@ mod tests {
 
     #[test]
     fn records_carry_the_chosen_encoding() {
-        let debezium = records(KeyBy::PrimaryKey)
-            .encoding(Encoding::Debezium)
-            .newline_delimited(true);
+        let debezium = records(KeyBy::PrimaryKey).encoding(Encoding::Debezium);
         let Processed::Record(record) = debezium.process(INSERT, Origin::default()) else {
             panic!("no record")
         };
-        assert_eq!(record.data.last(), Some(&b'\n'));
         let value: serde_json::Value = serde_json::from_slice(&record.data).unwrap();
         assert_eq!(value["op"], "c");
         assert_eq!(value["after"]["id"], 1);

@@ -53,7 +53,6 @@ pub struct SensorRecords {
     validator: Option<Validator>,
     filter: Option<Filter>,
     key: Box<dyn PartitionKeyStrategy>,
-    newline: bool,
 }
 
 impl std::fmt::Debug for SensorRecords {
@@ -64,7 +63,6 @@ impl std::fmt::Debug for SensorRecords {
             .field("validator", &self.validator.as_ref().map(Validator::name))
             .field("filter", &self.filter)
             .field("key", &self.key.name())
-            .field("newline", &self.newline)
             .finish()
     }
 }
@@ -80,7 +78,6 @@ impl SensorRecords {
             validator,
             filter: None,
             key: Box::new(IotKey::default()),
-            newline: false,
         }
     }
 
@@ -97,12 +94,6 @@ impl SensorRecords {
 
     pub fn key(mut self, key: Box<dyn PartitionKeyStrategy>) -> Self {
         self.key = key;
-        self
-    }
-
-    /// End each record with `\n` (Firehose: the objects in S3 are NDJSON).
-    pub fn newline_delimited(mut self, yes: bool) -> Self {
-        self.newline = yes;
         self
     }
 
@@ -177,13 +168,10 @@ impl Process for SensorRecords {
             Ok(choice) => choice,
             Err(e) => return Processed::Rejected(e.to_string()),
         };
-        let mut json = match serde_json::to_vec(&reading) {
+        let json = match serde_json::to_vec(&reading) {
             Ok(json) => json,
             Err(e) => return Processed::Rejected(format!("cannot write the reading: {e}")),
         };
-        if self.newline {
-            json.push(b'\n');
-        }
         let mut record = Record::new(json, key.partition_key, self.source.clone());
         record.explicit_hash_key = key.explicit_hash_key;
         Processed::Record(record)

@@ -31,8 +31,6 @@ pub struct LogRecords {
     validator: Option<Validator>,
     masker: Option<Masker>,
     max_line_bytes: usize,
-    /// End each record with a newline (Firehose).
-    newline: bool,
 }
 
 impl std::fmt::Debug for LogRecords {
@@ -44,7 +42,6 @@ impl std::fmt::Debug for LogRecords {
             .field("validator", &self.validator.as_ref().map(Validator::name))
             .field("masker", &self.masker.is_some())
             .field("max_line_bytes", &self.max_line_bytes)
-            .field("newline", &self.newline)
             .finish()
     }
 }
@@ -59,7 +56,6 @@ impl LogRecords {
             validator: None,
             masker: None,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            newline: false,
         }
     }
 
@@ -79,13 +75,6 @@ impl LogRecords {
     /// A line this long may have been cut by the reader: rejected.
     pub fn max_line_bytes(mut self, bytes: usize) -> Self {
         self.max_line_bytes = bytes;
-        self
-    }
-
-    /// End each record with `\n`, so the objects Firehose writes to S3 hold
-    /// one JSON document per line (as Kinesis Agent's lines do).
-    pub fn newline_delimited(mut self, on: bool) -> Self {
-        self.newline = on;
         self
     }
 
@@ -191,9 +180,6 @@ impl Process for LogRecords {
             }
             self.key(&value)
         };
-        if self.newline {
-            json.push(b'\n');
-        }
         Processed::Record(Record::new(json, key, self.source.clone()))
     }
 }

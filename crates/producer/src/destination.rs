@@ -76,6 +76,14 @@ pub trait Destination: Send + Sync + 'static {
     async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
         Ok(None)
     }
+
+    /// Whether the destination ends each record with a newline when it
+    /// sends it (Firehose writes records back to back into S3 objects: one
+    /// JSON document per line is what Athena and other readers expect).
+    /// The producer counts that byte in the record's size.
+    fn newline_delimited(&self) -> bool {
+        false
+    }
 }
 
 /// Classifies an AWS error code, falling back on the HTTP status for codes

@@ -14,11 +14,17 @@ use shardline_core::Delivery;
 
 /// A Firehose delivery stream. Firehose has no partition keys: records'
 /// keys only matter to the producer's per-key ordering.
+///
+/// Each record is sent newline-terminated (one is added where it lacks
+/// one), so that the objects Firehose writes to S3 hold one record per
+/// line, as Kinesis Agent's do; [`FirehoseDestination::newline_delimited`]
+/// turns that off for binary records.
 #[derive(Debug, Clone)]
 pub struct FirehoseDestination {
     client: aws_sdk_firehose::Client,
     delivery_stream: String,
     name: String,
+    newline: bool,
 }
 
 impl FirehoseDestination {
@@ -48,7 +54,14 @@ impl FirehoseDestination {
             client: aws_sdk_firehose::Client::from_conf(config),
             delivery_stream: delivery_stream.to_owned(),
             name: format!("firehose:{delivery_stream}"),
+            newline: true,
         }
+    }
+
+    /// Whether each record is sent newline-terminated (the default).
+    pub fn newline_delimited(mut self, on: bool) -> Self {
+        self.newline = on;
+        self
     }
 }
 
@@ -62,12 +75,22 @@ impl Destination for FirehoseDestination {
         BatchLimits::FIREHOSE
     }
 
+    fn newline_delimited(&self) -> bool {
+        self.newline
+    }
+
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
         let records = entries
             .iter()
             .map(|entry| {
+                let framed = self.newline && !entry.data.ends_with(b"\n");
+                let mut data = Vec::with_capacity(entry.data.len() + usize::from(framed));
+                data.extend_from_slice(&entry.data);
+                if framed {
+                    data.push(b'\n');
+                }
                 FirehoseRecord::builder()
-                    .data(Blob::new(entry.data.to_vec()))
+                    .data(Blob::new(data))
                     .build()
                     .map_err(|e| PutError {
                         class: ErrorClass::Fatal,

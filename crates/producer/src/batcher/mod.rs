@@ -68,6 +68,8 @@ impl<T: Queued> Unit<T> {
 pub(crate) struct Batcher<T> {
     config: ProducerConfig,
     limits: BatchLimits,
+    /// The destination ends each record with a newline: that byte counts.
+    newline: bool,
     ready: VecDeque<T>,
     ready_bytes: usize,
     /// With strict ordering: each key's turn.
@@ -80,11 +82,14 @@ pub(crate) struct Batcher<T> {
 }
 
 impl<T: Queued> Batcher<T> {
-    pub(crate) fn new(config: ProducerConfig, limits: BatchLimits) -> Self {
+    /// Batches for a destination with `limits`, which ends each record
+    /// with a newline if `newline` says so.
+    pub(crate) fn new(config: ProducerConfig, limits: BatchLimits, newline: bool) -> Self {
         Batcher {
             rate_limiter: config.rate_limit_percent.map(RateLimiter::new),
             config,
             limits,
+            newline,
             ready: VecDeque::new(),
             ready_bytes: 0,
             turns: KeyTurns::default(),
@@ -102,11 +107,13 @@ impl<T: Queued> Batcher<T> {
         self.shard_map = map;
     }
 
-    /// A record's size as the destination counts it.
+    /// A record's size as the destination counts it, with the newline the
+    /// destination adds.
     pub(crate) fn size_of(&self, record: &T) -> usize {
         let r = record.record();
+        let framing = usize::from(self.newline && !r.data.ends_with(b"\n"));
         self.limits
-            .record_size(r.data.len(), r.partition_key.len_bytes())
+            .record_size(r.data.len() + framing, r.partition_key.len_bytes())
     }
 
     fn push_ready_front(&mut self, record: T) {

@@ -66,7 +66,7 @@ fn data(units: &[Unit<Item>]) -> Vec<String> {
 #[test]
 fn a_batch_is_due_when_full_lingered_or_hurried() {
     let now = Instant::now();
-    let mut batcher = Batcher::new(config(|c| c.batch_records = 3), BatchLimits::KINESIS);
+    let mut batcher = Batcher::new(config(|c| c.batch_records = 3), BatchLimits::KINESIS, false);
     assert!(!batcher.has_ready());
     batcher.admit(item("a", "1"), now);
     batcher.admit(item("b", "2"), now);
@@ -90,6 +90,7 @@ fn plain_batches_keep_order_and_the_limits() {
             c.batch_bytes = 1_000;
         }),
         BatchLimits::KINESIS,
+        false,
     );
     for n in 0..5 {
         batcher.admit(item("k", &format!("{n}")), now);
@@ -116,6 +117,7 @@ fn aggregates_hold_a_shards_records_in_one_entry() {
     let mut batcher = Batcher::new(
         config(|c| c.aggregate_max_bytes = Some(50 * 1024)),
         BatchLimits::KINESIS,
+        false,
     );
     batcher.set_shard_map(Some(ShardMap::even(2)));
     for n in 0..100 {
@@ -142,6 +144,7 @@ fn packs_are_newline_delimited_and_within_their_size() {
     let mut batcher = Batcher::new(
         config(|c| c.pack_max_bytes = Some(20)),
         BatchLimits::FIREHOSE,
+        true,
     );
     for data in ["aaaa", "bbbb\n", "cccc", "dddd", "eeee"] {
         batcher.admit(item("k", data), now);
@@ -153,9 +156,22 @@ fn packs_are_newline_delimited_and_within_their_size() {
 }
 
 #[test]
+fn the_newline_a_destination_adds_counts_in_a_records_size() {
+    let framed = Batcher::<Item>::new(config(|_| {}), BatchLimits::FIREHOSE, true);
+    let plain = Batcher::<Item>::new(config(|_| {}), BatchLimits::FIREHOSE, false);
+    assert_eq!(framed.size_of(&item("k", "abc")), 4);
+    assert_eq!(framed.size_of(&item("k", "abc\n")), 4, "not doubled");
+    assert_eq!(plain.size_of(&item("k", "abc")), 3);
+}
+
+#[test]
 fn strict_ordering_sends_a_keys_next_record_once_the_first_left() {
     let now = Instant::now();
-    let mut batcher = Batcher::new(config(|c| c.strict_ordering = true), BatchLimits::KINESIS);
+    let mut batcher = Batcher::new(
+        config(|c| c.strict_ordering = true),
+        BatchLimits::KINESIS,
+        false,
+    );
     batcher.admit(item("a", "a1"), now);
     batcher.admit(item("a", "a2"), now);
     batcher.admit(item("b", "b1"), now);
@@ -182,6 +198,7 @@ fn with_strict_ordering_an_aggregate_takes_its_keys_waiting_records() {
             c.aggregate_max_bytes = Some(50 * 1024);
         }),
         BatchLimits::KINESIS,
+        false,
     );
     for n in 0..5 {
         batcher.admit(item("a", &format!("a{n}")), now);
@@ -205,6 +222,7 @@ fn a_rate_limited_shard_holds_its_records_back_in_order() {
     let mut batcher = Batcher::new(
         config(|c| c.rate_limit_percent = Some(1)),
         BatchLimits::KINESIS,
+        false,
     );
     batcher.set_shard_map(Some(ShardMap::even(1)));
     // 1% of 1,000 records/s: 10 records at once.

@@ -94,7 +94,7 @@ impl Dispatcher {
         counters: Arc<SinkCounters>,
     ) -> Self {
         let limits = destination.limits();
-        let batcher = Batcher::new(config.clone(), limits);
+        let batcher = Batcher::new(config.clone(), limits, destination.newline_delimited());
         Dispatcher {
             refresh_shard_map: batcher.needs_shard_map(),
             limits,
