@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p shardline-benches --bench producer_e2e`
 //!
-//! 1. User records/s into a 4-shard kinesalite stream: the seed's loop of one
+//! 1. User records/s into a 4-shard kinesalite stream: a naive loop of one
 //!    `PutRecord` per record, the producer without aggregation, and the
 //!    producer with KPL aggregation (51,200-byte aggregates), in one run.
 //! 2. PUT payload units (25 KB each, per Kinesis record) for 1,000,000
@@ -36,7 +36,7 @@ fn record(i: usize) -> Record {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-async fn seed_loop(client: &aws_sdk_kinesis::Client, stream: &str, n: usize) -> Result<f64> {
+async fn naive_loop(client: &aws_sdk_kinesis::Client, stream: &str, n: usize) -> Result<f64> {
     let started = Instant::now();
     for i in 0..n {
         let r = record(i);
@@ -169,7 +169,7 @@ fn main() -> Result<()> {
         let kinesalite = Kinesalite::start()?;
         let client = kinesalite.kinesis_client();
         let cases: [(&str, usize, Option<Option<usize>>); 3] = [
-            ("seed loop: one PutRecord per record", 3_000, None),
+            ("naive loop: one PutRecord per record", 3_000, None),
             ("producer, no aggregation", 60_000, Some(None)),
             ("producer, KPL aggregation", 300_000, Some(Some(51_200))),
         ];
@@ -177,7 +177,7 @@ fn main() -> Result<()> {
             let stream = unique_name("bench");
             streams::create_stream(&client, &stream, 4).await?;
             let rate = match mode {
-                None => seed_loop(&client, &stream, n).await?,
+                None => naive_loop(&client, &stream, n).await?,
                 Some(aggregate) => producer_run(&client, &stream, n, aggregate, dir.path()).await?,
             };
             println!("{name}: {n} records, {rate:.0} records/s");

@@ -171,7 +171,7 @@ pub fn nginx_custom(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// `n` JSON application-log lines as the seed lab shows them.
+/// `n` JSON application-log lines of the documented shape.
 pub fn application(n: usize) -> Vec<String> {
     const LEVELS: [&str; 4] = ["INFO", "INFO", "WARN", "ERROR"];
     const LOGGERS: [&str; 3] = [

@@ -8,6 +8,17 @@
 //!   ratios rather than wall times;
 //! - [`noop`]: a destination that accepts everything and counts it, for the
 //!   producer's own overhead and its billing units.
+//!
+//! # Example
+//!
+//! ```
+//! use shardline_benches::corpus;
+//!
+//! // The same lines on every run: figures compare across runs.
+//! let lines = corpus::apache_combined(100);
+//! assert_eq!(lines, corpus::apache_combined(100));
+//! assert!(corpus::mean_len(&lines) > 100.0);
+//! ```
 
 pub mod corpus;
 pub mod noop;

@@ -59,6 +59,12 @@ impl Destination for Accept {
         self.limits.counts_partition_key
     }
 
+    /// With Firehose's limits it frames records as Firehose's destination
+    /// does: each ends with a newline.
+    fn newline_delimited(&self) -> bool {
+        !self.limits.counts_partition_key
+    }
+
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
         self.counts.requests.fetch_add(1, Ordering::Relaxed);
         self.counts
@@ -72,9 +78,10 @@ impl Destination for Accept {
         let units: u64 = entries
             .iter()
             .map(|e| {
+                let framing = usize::from(self.newline_delimited() && !e.data.ends_with(b"\n"));
                 let size = self
                     .limits
-                    .record_size(e.data.len(), e.partition_key.len_bytes())
+                    .record_size(e.data.len() + framing, e.partition_key.len_bytes())
                     as u64;
                 size.div_ceil(unit).max(1)
             })

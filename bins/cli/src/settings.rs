@@ -86,6 +86,9 @@ impl Settings {
                 Some(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES);
         }
         if p.pack == Some(true) {
+            if !matches!(destination, Destination::Firehose(_)) {
+                bail!("packing is for Firehose delivery streams");
+            }
             producer.pack_max_bytes = Some(limits.max_record_bytes);
         }
         let mut retry = RetryPolicy::default();

@@ -1,4 +1,4 @@
-//! The README's demo: `log-streamer` runs the seed lab against a local
+//! The README's demo: `log-streamer` streams generated logs into a local
 //! Kinesis endpoint (kinesalite, started here through the harness) — it
 //! generates realistic Apache, Nginx and application lines for a few
 //! seconds (`--generate-test-logs`), tails them, parses, validates, keys and
@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let summary: Value =
         serde_json::from_slice(&output.stdout).context("log-streamer's summary")?;
-    println!("log-streamer's summary (the seeds' stats JSON):");
+    println!("log-streamer's summary (its statistics JSON):");
     println!("{}", serde_json::to_string_pretty(&summary)?);
 
     let sent = summary

@@ -206,7 +206,7 @@ async fn readings_arrive_with_topic_fields_and_device_keys_and_bad_ones_are_dead
         );
         assert_eq!(record["metric"], "temperature");
         assert!(record["ingestion_time"].is_string(), "{record}");
-        // The seeds' IoT key: device id and a hash of the location.
+        // The IoT key: device id and a hash of the location.
         let expected = IotKey::default().key(record).unwrap().partition_key;
         assert_eq!(record["_key"], expected.as_str(), "{record}");
     }

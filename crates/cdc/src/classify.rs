@@ -1,5 +1,5 @@
-//! The seeds' change classification: new record, record deleted, critical
-//! field change, general update.
+//! Change classification: new record, record deleted, critical field
+//! change, general update.
 
 use std::collections::BTreeMap;
 

@@ -36,8 +36,9 @@ impl fmt::Display for Operation {
     }
 }
 
-/// The seeds' classification (신규 레코드, 레코드 삭제, 중요 필드 변경,
-/// 일반 업데이트), and what the seeds do not name.
+/// What kind of change an event is: a new record, a record deleted, a
+/// critical field change, a general update, and the rest (truncate,
+/// snapshot read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeType {

@@ -2,8 +2,7 @@
 //!
 //! A [`ChangeEvent`] is one row change — INSERT, UPDATE, DELETE, TRUNCATE,
 //! or a snapshot READ — with its before and after images, key, transaction,
-//! log position and sequence within the transaction, classified as the
-//! seeds do (new record, record deleted, critical field change, general
+//! log position and sequence within the transaction, classified (new record, record deleted, critical field change, general
 //! update; [`Classifier`]). [`Decoder`]s read the formats CDC tools write —
 //! Debezium, AWS DMS, Maxwell, wal2json format-version 2 — and shardline's
 //! own; [`encode`] writes the normalized JSON and the Debezium envelope.

@@ -27,7 +27,7 @@ pub enum KeyBy {
     PrimaryKey,
     /// `<schema.table>` — a table's changes in order on one shard (hot).
     Table,
-    /// `<schema.table>:<transaction id>` — the seeds' strategy: a
+    /// `<schema.table>:<transaction id>` — a
     /// transaction's changes together; one row's changes in different
     /// transactions may be read out of order, and a large transaction
     /// loads one shard.

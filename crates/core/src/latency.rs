@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 
 /// Latencies are kept in microseconds from 1 µs up to this bound; longer
 /// ones are counted at the bound. An hour is far beyond any retry schedule
-/// (the seeds' backoff caps at 60 s).
+/// (the default backoff caps at 60 s).
 const MAX_LATENCY_MICROS: u64 = 3_600_000_000;
 /// Significant decimal digits kept: values are exact to 0.1 %.
 const SIGNIFICANT_DIGITS: u8 = 3;

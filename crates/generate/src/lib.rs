@@ -1,5 +1,5 @@
-//! Realistic test input, the lab's generators (`shared/seeds/000_…`: web
-//! logs, IoT sensors, database changes), as [`Source`]s.
+//! Realistic test input — web logs, IoT sensor readings, database
+//! changes — as [`Source`]s, for demos, load tests and benchmarks.
 //!
 //! - [`log_line`]: Apache combined or JSON application lines;
 //! - [`sensor_reading`]: a reading and the topic it is published to
@@ -10,6 +10,27 @@
 //!
 //! One input in [`MALFORMED_ONE_IN`] is bad on purpose (does not parse or
 //! fails its schema), so that every run shows dead letters.
+//!
+//! # Example
+//!
+//! Five sensor readings, as fast as they may come, each with its topic:
+//!
+//! ```
+//! use shardline_core::{Position, Source};
+//! use shardline_generate::{Generated, Kind};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), shardline_core::SourceError> {
+//! let mut sensors = Generated::new(Kind::Sensors, 1_000).limit(5);
+//! let mut read = Vec::new();
+//! while let Some(batch) = sensors.read().await? {
+//!     read.extend(batch);
+//! }
+//! assert_eq!(read.len(), 5);
+//! let topic = read[0].position.origin().topic.unwrap_or_default();
+//! assert!(topic.starts_with("sensors/") && topic.ends_with("/temperature"));
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -132,7 +153,7 @@ pub fn log_line(shape: LineShape, rng: &mut impl Rng, now: time::OffsetDateTime,
 }
 
 /// Reading `n` and its topic, `sensors/<location>/temperature`: a device
-/// id, temperature and humidity (no device time: the seeds' rule stamps
+/// id, temperature and humidity (no device time: the IoT rule step stamps
 /// `ingestion_time`). One in [`MALFORMED_ONE_IN`] has humidity over 100 %.
 pub fn sensor_reading(rng: &mut impl Rng, n: u64) -> (String, String) {
     let location = pick(rng, &LOCATIONS);

@@ -399,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_rule() {
+    fn a_temperature_rule() {
         let rule = "temperature > 0 AND temperature < 100";
         assert!(passes(rule, json!({"temperature": 25.5})));
         assert!(!passes(rule, json!({"temperature": 0})));

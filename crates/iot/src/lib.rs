@@ -1,5 +1,5 @@
-//! IoT sensor readings → records, as the seeds' IoT Core rule does it
-//! (`shared/seeds/002_…` §6.2):
+//! IoT sensor readings → records, as an AWS IoT Core rule like this one
+//! does it:
 //!
 //! ```sql
 //! SELECT *, timestamp() AS ingestion_time, topic(2) AS location
@@ -11,6 +11,27 @@
 //! - [`SensorRecords`]: the [`Process`](shardline_core::Process) step of
 //!   a sensor pipeline — parse, add topic fields, check the IoT schema,
 //!   filter, stamp `ingestion_time`, key by device and location.
+//!
+//! # Example
+//!
+//! ```
+//! use shardline_core::{Origin, Process, Processed, SourceName};
+//! use shardline_iot::{Filter, SensorRecords, TopicTemplate};
+//!
+//! let records = SensorRecords::new(SourceName::new("iot_sensors"), None)
+//!     .topic_template(Some(TopicTemplate::default()))
+//!     .filter(Some(Filter::parse("temperature > 0 && temperature < 100")?));
+//! let topic = Origin::topic("sensors/factory-a/temperature");
+//!
+//! let Processed::Record(record) = records.process(br#"{"device_id": "sensor-001", "temperature": 25.5}"#, topic) else {
+//!     panic!("not sent");
+//! };
+//! let sent: serde_json::Value = serde_json::from_slice(&record.data)?;
+//! assert_eq!(sent["location"], "factory-a");
+//! // The WHERE clause: a reading it does not pass is not sent.
+//! assert!(matches!(records.process(br#"{"device_id": "sensor-001", "temperature": 120}"#, topic), Processed::Skip));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod filter;
 mod records;

@@ -26,8 +26,8 @@ pub const INGESTION_TIME_FIELD: &str = "ingestion_time";
 ///    data is seen, never filtered away unseen;
 /// 4. the [`Filter`]: a reading it does not pass is skipped (counted);
 /// 5. `ingestion_time` is set to now (UTC, milliseconds);
-/// 6. the key strategy (default: device id + location hash, the seeds'
-///    IoT key); a reading it cannot key is rejected.
+/// 6. the key strategy (default: device id + location hash, the IoT
+///    key); a reading it cannot key is rejected.
 ///
 /// ```
 /// use serde_json::Value;
@@ -203,7 +203,7 @@ mod tests {
     const TOPIC: Origin<'static> = Origin::topic("sensors/factory-a/temperature");
 
     #[test]
-    fn the_seeds_rule_result() {
+    fn a_temperature_rules_result() {
         let (reading, key) = sent(records().process(
             br#"{"device_id": "sensor-001", "temperature": 25.5, "humidity": 60}"#,
             TOPIC,

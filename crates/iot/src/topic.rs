@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// The template of the seeds' rule (`FROM 'sensors/+/temperature'`,
+/// The template of a temperature rule (`FROM 'sensors/+/temperature'`,
 /// `topic(2) AS location`), with the metric named too.
 pub const DEFAULT_TOPIC_TEMPLATE: &str = "sensors/<location>/<metric>";
 
@@ -150,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_is_the_seeds_rule() {
+    fn the_default_is_a_temperature_rules() {
         let template = TopicTemplate::default();
         assert_eq!(
             template,

@@ -12,7 +12,7 @@ use crate::LogType;
 use crate::error::ParseError;
 use crate::json;
 
-/// The keys the seed's application-log schema names, written first and as
+/// The keys the application-log schema names, written first and as
 /// `null` when a line lacks them.
 pub const RECOGNISED_KEYS: [&str; 6] = [
     "timestamp",
@@ -228,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_lines() {
+    fn sample_lines() {
         assert_eq!(
             json(
                 r#"{"timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO", "logger": "com.example.UserService", "message": "User login successful", "user_id": 12345, "request_id": "req-001"}"#

@@ -3,7 +3,7 @@
 //! shardline's first step for log files: a line of an Apache or Nginx access
 //! log, a JSON application log, or a log in a server's own custom format
 //! becomes a record that serializes to the JSON documented in
-//! `docs/log-schema.md` (the seed lab's field mapping: `timestamp`,
+//! `docs/log-schema.md` (`timestamp`,
 //! `ip_address`, `method`, `path`, `protocol`, `status_code`,
 //! `response_size`, `referer`, `user_agent`, `log_type`, …).
 //!

@@ -64,17 +64,17 @@ fn check(name: &str, parser: &LogParser) -> Result<(), Box<dyn Error>> {
 }
 
 #[test]
-fn seed_apache_lines() -> Result<(), Box<dyn Error>> {
+fn apache_sample_lines() -> Result<(), Box<dyn Error>> {
     check("apache_access", &LogParser::apache())
 }
 
 #[test]
-fn seed_nginx_lines() -> Result<(), Box<dyn Error>> {
+fn nginx_sample_lines() -> Result<(), Box<dyn Error>> {
     check("nginx_access", &LogParser::nginx())
 }
 
 #[test]
-fn seed_application_lines() -> Result<(), Box<dyn Error>> {
+fn application_sample_lines() -> Result<(), Box<dyn Error>> {
     check("app", &LogParser::application())
 }
 

@@ -14,7 +14,7 @@ fn to_json(parser: &LogParser, line: &str) -> Result<Value, Box<dyn Error>> {
     Ok(serde_json::from_slice(&buf)?)
 }
 
-/// The record every test starts from: the seed lab's first Apache line.
+/// The record every test starts from: a typical combined-format line.
 fn base() -> Value {
     json!({
         "timestamp": "2024-01-15T10:30:45+00:00",
@@ -41,13 +41,13 @@ fn with(changes: Value) -> Value {
 }
 
 #[test]
-fn the_seed_lines_give_the_seed_record() -> TestResult {
+fn typical_lines_give_the_documented_record() -> TestResult {
     let line = r#"192.168.1.100 - - [15/Jan/2024:10:30:45 +0000] "GET /index.html HTTP/1.1" 200 2435 "-" "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36""#;
     assert_eq!(
         to_json(&LogParser::apache(), line)?,
         with(json!({"user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36"}))
     );
-    // The seed's 000 example is a common-format line: no referer or agent.
+    // A common-format line: no referer or agent.
     let common =
         r#"192.168.1.1 - - [26/May/2024:10:30:45 +0000] "GET /api/users HTTP/1.1" 200 1234"#;
     assert_eq!(

@@ -1,6 +1,6 @@
-//! Alarms evaluated locally, per source and in total, with the seeds'
-//! thresholds (../shared/seeds/000_… "알람 설정"): success rate below 95 %
-//! WARNING, below 90 % CRITICAL, a throughput collapse ALERT.
+//! Alarms evaluated locally, per source and in total: success rate below
+//! 95 % WARNING, below 90 % CRITICAL, a throughput collapse ALERT (the
+//! thresholds are settings).
 //!
 //! Each interval's figures are judged on their own (the records settled
 //! during the interval), so an alarm clears once delivery recovers instead
@@ -14,7 +14,8 @@ use crate::Snapshot;
 /// The scope of the alarms over every source together.
 pub const TOTAL_SCOPE: &str = "total";
 
-/// Thresholds; the defaults are the seeds'.
+/// Thresholds; the defaults warn below 95 % success and are critical
+/// below 90 %.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlarmConfig {
@@ -49,7 +50,7 @@ impl Default for AlarmConfig {
     }
 }
 
-/// How serious an alarm is: the seeds' three levels.
+/// How serious an alarm is: three levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {

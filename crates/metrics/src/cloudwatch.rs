@@ -1,5 +1,4 @@
-//! The seeds' CloudWatch metrics (../shared/seeds/000_… "CloudWatch
-//! 메트릭"): RecordsProcessed, RecordsFailed, SuccessRate and
+//! CloudWatch metrics: RecordsProcessed, RecordsFailed, SuccessRate and
 //! ThroughputPerSec, plus DeadLettered and Latency, for every source under a
 //! `DataSource` dimension and for the whole run without one — published with
 //! PutMetricData through the official SDK.
@@ -26,7 +25,7 @@ pub const MAX_METRICS_PER_REQUEST: usize = 1000;
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// At most 150 values in one datum's Values/Counts arrays (same page).
 pub const MAX_VALUES_PER_DATUM: usize = 150;
-/// The dimension naming the source, as the seeds call it.
+/// The dimension naming the source.
 pub const DATA_SOURCE_DIMENSION: &str = "DataSource";
 /// The namespace used when none is configured.
 pub const DEFAULT_NAMESPACE: &str = "Shardline";

@@ -1,6 +1,5 @@
 //! The metrics layer: what each source read and what became of it, joined
-//! with the producer's counters into the statistics the seeds define
-//! (`total_sent`, `total_failed`, `success_rate`, `throughput_per_sec`,
+//! with the sink's counters into the run's statistics (`total_sent`, `total_failed`, `success_rate`, `throughput_per_sec`,
 //! `by_source`) and the log lab's periodic figures (lines processed,
 //! records sent, errors, lines/s, records/s, queue size).
 //!
@@ -66,7 +65,7 @@ impl Metrics {
         Self::with_alarms(AlarmConfig::default())
     }
 
-    /// Alarms judged with `config` rather than the seeds' thresholds.
+    /// Alarms judged with `config` rather than the default thresholds.
     pub fn with_alarms(config: AlarmConfig) -> Self {
         Metrics {
             sources: Mutex::new(BTreeMap::new()),

@@ -1,4 +1,4 @@
-//! The seeds' statistics as one serializable value.
+//! The run's statistics as one serializable value.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,10 +30,10 @@ pub struct SourceSnapshot {
     pub invalid: u64,
     /// Items with nothing to send (blank lines).
     pub skipped: u64,
-    /// Records the service acknowledged (the seeds' `sent`).
+    /// Records the service acknowledged.
     pub sent: u64,
     /// Records the producer could not deliver: dead-lettered after retries
-    /// or a fatal error, or failed outright (the seeds' `failed`).
+    /// or a fatal error, or failed outright.
     pub failed: u64,
     /// Entry failures retried.
     pub retried: u64,
@@ -83,16 +83,15 @@ impl SourceSnapshot {
     }
 }
 
-/// The seeds' statistics snapshot (`total_sent`, `total_failed`,
-/// `success_rate` in %, `throughput_per_sec`, `by_source`) and the log lab's
-/// figures (`lines_processed`, `records_sent`, `errors`, `lines_per_sec`,
+/// The statistics of a run (`total_sent`, `total_failed`, `success_rate`
+/// in %, `throughput_per_sec`, `by_source`) and the streaming figures (`lines_processed`, `records_sent`, `errors`, `lines_per_sec`,
 /// `records_per_sec`, `queue_size`), with a few more.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Snapshot {
     pub total_sent: u64,
     pub total_failed: u64,
     /// `total_sent / (total_sent + total_failed)` in percent, two decimals;
-    /// 0 before anything settled, as the seeds compute it.
+    /// 0 before anything settled.
     pub success_rate: f64,
     /// Records delivered per second since the start.
     pub throughput_per_sec: f64,
@@ -260,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_settled_is_zero_percent_as_in_the_seeds() {
+    fn nothing_settled_is_zero_percent() {
         let snapshot = Snapshot::build(&[], &SinkStats::default(), Duration::ZERO);
         assert_eq!(snapshot.success_rate, 0.0);
         assert_eq!(snapshot.throughput_per_sec, 0.0);

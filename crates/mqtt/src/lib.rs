@@ -11,6 +11,30 @@
 //! in-flight window of unacknowledged QoS 1 messages to a client (Mosquitto:
 //! `max_inflight_messages`, 20 by default), so a slow destination slows the
 //! broker rather than filling this process's memory.
+//!
+//! # Example
+//!
+//! Subscribing to sensor topics; here no broker listens, and starting
+//! says so:
+//!
+//! ```
+//! use shardline_mqtt::{MqttConfig, MqttError, MqttSource};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let config = MqttConfig {
+//!     url: "mqtt://127.0.0.1:1".to_owned(),
+//!     client_id: "sensor-forwarder".to_owned(),
+//!     topics: vec!["sensors/+/temperature".to_owned()],
+//!     credentials: None,
+//!     tls: None,
+//! };
+//! match MqttSource::start(config).await {
+//!     Err(MqttError::Connection(e)) => eprintln!("{e}"),
+//!     other => panic!("{other:?}"),
+//! }
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

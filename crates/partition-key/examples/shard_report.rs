@@ -1,7 +1,7 @@
-//! The shard report for the seeds' three strategies on generated data:
+//! The shard report for the three per-source strategies on generated data:
 //! web logs (session id, else ip hash + hour), IoT readings (device id +
-//! location hash) and database changes (table + primary key, and the seeds'
-//! table + transaction id).
+//! location hash) and database changes (table + primary key, and table +
+//! transaction id).
 //!
 //! `cargo run -p shardline-partition-key --example shard_report [-- --json]`
 

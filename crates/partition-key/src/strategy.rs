@@ -1,11 +1,9 @@
 //! Partition-key strategies: how a record's fields become its key.
 //!
-//! The seeds give one per source (`shared/seeds/000_…`): web logs use the
-//! session id, else a hash of the client address plus the hour; IoT readings
+//! One per kind of source: web logs use the session id, else a hash of the client address plus the hour; IoT readings
 //! use the device id plus a hash of the location; database changes use the
 //! table and the row's primary key (shardline's default, which keeps each
-//! row's changes in order) or the table and the transaction id (the seeds'
-//! choice, opt-in). Plus a field path, a fixed key, a random key and an
+//! row's changes in order) or the table and the transaction id (opt-in). Plus a field path, a fixed key, a random key and an
 //! explicit hash key taken from a field.
 
 use std::borrow::Cow;
@@ -102,7 +100,7 @@ fn required<'r>(
         })
 }
 
-/// Web logs (seed): the session id when the record has one, else
+/// Web logs: the session id when the record has one, else
 /// `<md5(ip) prefix>:<hour>` — one client's requests within an hour stay
 /// together, and clients spread over shards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +140,7 @@ impl PartitionKeyStrategy for WebLogKey {
     }
 }
 
-/// IoT readings (seed): `<device id>:<md5(location) prefix>`.
+/// IoT readings: `<device id>:<md5(location) prefix>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IotKey {
     pub device_field: String,
@@ -196,7 +194,7 @@ impl PartitionKeyStrategy for RowKey {
     }
 }
 
-/// Database changes by transaction (the seeds' strategy, opt-in):
+/// Database changes by transaction (opt-in):
 /// `<table>:<transaction id>`. Caveats: one row's changes from different
 /// transactions can land in different shards and be read out of order, and
 /// a large transaction's changes all go to one shard.

@@ -104,8 +104,8 @@ impl<S: Source> Pipeline<S> {
         self
     }
 
-    /// Threads that process a batch's inputs at once (the seeds'
-    /// `parse_workers`); order is kept.
+    /// Threads that process a batch's inputs at once (`parse_workers`);
+    /// order is kept.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
         self

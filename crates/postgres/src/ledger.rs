@@ -76,6 +76,41 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardline_core::CheckpointFile;
+
+    /// The golden file of the slot checkpoint's format, version 1
+    /// (`fixtures/checkpoints/README.md`).
+    fn golden() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/checkpoints/postgres-v1.json")
+    }
+
+    fn state() -> Saved {
+        Saved {
+            slot: "shardline".to_owned(),
+            lsn: "0/16B3780".to_owned(),
+            xid: Some("748".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_is_read_back() {
+        let file = CheckpointFile::new(golden(), crate::CHECKPOINT_KIND);
+        assert_eq!(file.load::<Saved>().unwrap(), Some(state()));
+    }
+
+    #[test]
+    fn the_same_state_is_written_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        CheckpointFile::new(&path, crate::CHECKPOINT_KIND)
+            .save(&state())
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            std::fs::read_to_string(golden()).unwrap()
+        );
+    }
 
     #[test]
     fn marks_are_reached_only_when_everything_before_settled() {

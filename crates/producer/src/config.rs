@@ -6,9 +6,10 @@ use std::time::Duration;
 use crate::limits::BatchLimits;
 use crate::retry::RetryPolicy;
 
-/// The seed's batch size: 500 records (`batch_size`).
+/// Records per batch by default: 500 (`batch_size`), the most one
+/// `PutRecords` call takes.
 pub const DEFAULT_BATCH_RECORDS: usize = 500;
-/// The seed's batch timeout: 5 s (`batch_timeout`).
+/// How long a batch may wait to fill by default: 5 s (`batch_timeout`).
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 /// Batch requests in flight at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
@@ -259,6 +260,10 @@ pub enum ConfigError {
     AggregateAndPack,
     #[error("{destination} does not support KPL aggregation")]
     AggregationUnsupported { destination: String },
+    #[error(
+        "{destination} does not delimit records with newlines, so records cannot be packed (packing is for Firehose)"
+    )]
+    PackingUnsupported { destination: String },
     #[error("the initial retry delay {initial:?} exceeds the maximum {max:?}")]
     RetryDelays { initial: Duration, max: Duration },
 }

@@ -125,7 +125,8 @@ impl ProducerBuilder {
     /// Firehose packing: newline-delimited records packed into Firehose
     /// records of at most `max_bytes` (a record that does not end in `\n`
     /// gets one). Use the destination's record limit to pay the fewest
-    /// 5 KB units.
+    /// 5 KB units. Only for a destination that delimits records with
+    /// newlines ([`Destination::newline_delimited`]).
     pub fn pack(mut self, max_bytes: usize) -> Self {
         self.config.pack_max_bytes = Some(max_bytes);
         self
@@ -162,6 +163,13 @@ impl ProducerBuilder {
         }
         if self.config.aggregate_max_bytes.is_some() && !self.destination.supports_aggregation() {
             return Err(ConfigError::AggregationUnsupported {
+                destination: self.destination.name().to_owned(),
+            });
+        }
+        // Packing concatenates newline-terminated records: only where the
+        // destination delimits records with newlines (Firehose).
+        if self.config.pack_max_bytes.is_some() && !self.destination.newline_delimited() {
+            return Err(ConfigError::PackingUnsupported {
                 destination: self.destination.name().to_owned(),
             });
         }
@@ -220,7 +228,7 @@ pub struct Producer {
 
 impl Producer {
     /// A builder for a producer sending to `destination` and writing what it
-    /// cannot deliver to `dead_letters`. Defaults: the seed's 500 records or
+    /// cannot deliver to `dead_letters`. Defaults: 500 records or
     /// 5 s per batch, 1 s / 60 s / 3 retries backoff, 64 MiB of records held.
     pub fn builder(
         destination: impl Destination,

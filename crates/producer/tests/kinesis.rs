@@ -18,7 +18,7 @@ use shardline_producer::{
 
 type TestResult = Result<(), Box<dyn Error>>;
 
-/// Fast retries, so fault tests take milliseconds rather than the seed's
+/// Fast retries, so fault tests take milliseconds rather than the default
 /// seconds.
 fn fast_retries(max_retries: Option<u32>) -> RetryPolicy {
     RetryPolicy {

@@ -24,6 +24,47 @@
 //! [`TailConfig::max_line_bytes`] is cut there, and its position says how
 //! many bytes were dropped, so the consumer can dead-letter it with that
 //! reason.
+//!
+//! [`LinesSource`] reads the lines of a stream that cannot be read again
+//! (stdin, a pipe), with nothing to checkpoint.
+//!
+//! # Example
+//!
+//! Following a log file from its start, settling what was read, and
+//! resuming after it:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use shardline_core::{CheckpointFile, Source};
+//! use shardline_tail::{CHECKPOINT_KIND, StartAt, TailCheckpoints, TailConfig, TailSource};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let log = dir.path().join("access.log");
+//! std::fs::write(&log, "first\nsecond\n")?;
+//! let mut config = TailConfig::new(log.to_string_lossy());
+//! config.start_at = StartAt::Beginning;
+//! config.once = true;
+//! let file = CheckpointFile::new(dir.path().join("tail.checkpoint.json"), CHECKPOINT_KIND);
+//!
+//! let mut source = TailSource::start(config.clone(), Arc::new(TailCheckpoints::fresh(file.clone())), false)?;
+//! let mut settle = source.settler();
+//! while let Some(batch) = source.read().await? {
+//!     for input in batch {
+//!         settle(input.position); // delivered: the checkpoint may pass it
+//!     }
+//! }
+//! source.checkpoint().await?;
+//! drop(source);
+//!
+//! // A new line, and a restart that resumes after what settled.
+//! std::fs::write(&log, "first\nsecond\nthird\n")?;
+//! let mut source = TailSource::start(config, Arc::new(TailCheckpoints::open(file)?), true)?;
+//! let batch = source.read().await?.unwrap_or_default();
+//! assert_eq!(batch.iter().map(|i| i.data.as_slice()).collect::<Vec<_>>(), [b"third"]);
+//! # Ok(()) }
+//! ```
 
 mod checkpoint;
 mod identity;

@@ -510,7 +510,10 @@ fn read_file(
                 open.partial_start
             };
             let data = if open.partial.is_empty() && open.partial_dropped == 0 {
-                piece.to_vec()
+                // A whole line in this chunk: cut at the limit too.
+                let keep = piece.len().min(config.max_line_bytes);
+                open.partial_dropped = (piece.len() - keep) as u64;
+                piece.get(..keep).unwrap_or_default().to_vec()
             } else {
                 append_capped(open, piece, config.max_line_bytes);
                 std::mem::take(&mut open.partial)

@@ -1,7 +1,7 @@
 //! Record hygiene before keying and sending: per-source validation and
 //! field masking.
 //!
-//! - [`Validator`]: a JSON Schema (users edit schema files; the seeds' web
+//! - [`Validator`]: a JSON Schema (users edit schema files; the web
 //!   log, application log, IoT reading and CDC event schemas are built in)
 //!   plus the checks a schema cannot say, such as "not far in the future".
 //!   An invalid record gets every [`Violation`]: the failing rule and the

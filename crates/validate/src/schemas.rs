@@ -1,5 +1,5 @@
-//! The built-in schemas: the seeds' web log, application log, IoT reading
-//! and CDC event.
+//! The built-in schemas: web log, application log, IoT reading and CDC
+//! event.
 
 use std::time::Duration;
 
@@ -111,7 +111,7 @@ impl Validator {
 
     /// IoT sensor readings: a device id, a temperature in range, humidity
     /// 0–100 %, and, when the device sends one, an RFC 3339 timestamp not
-    /// far in the future (the seeds' IoT rule result has none: the rule
+    /// far in the future (an IoT Core rule's result has none: the rule
     /// stamps `ingestion_time` instead).
     pub fn iot_reading(limits: IotLimits) -> Result<Validator, SchemaError> {
         Validator::from_schema(
@@ -237,10 +237,10 @@ mod tests {
             rules(&iot, &json!({"temperature": "hot"})),
             [pair("required", ""), pair("type", "/temperature")]
         );
-        // The seeds' rule result: no device timestamp.
-        let seeds = json!({"device_id": "sensor-001", "temperature": 25.5, "humidity": 60,
+        // An IoT rule's result: no device timestamp.
+        let rule_result = json!({"device_id": "sensor-001", "temperature": 25.5, "humidity": 60,
                            "location": "factory-a", "ingestion_time": "2024-01-15T10:30:00Z"});
-        assert_eq!(rules(&iot, &seeds), []);
+        assert_eq!(rules(&iot, &rule_result), []);
     }
 
     #[test]

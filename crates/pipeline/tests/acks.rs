@@ -1,0 +1,190 @@
+//! Acknowledgement ordering: a source learns its positions as settled in
+//! the order it read them, whatever order the sink settles them in, and
+//! never past one that is not settled.
+
+// Test code: a failed unwrap is the test failing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shardline_core::{
+    Accepted, DeadLetterReason, Delivery, Input, Item, Origin, Outcome, PartitionKey, Position,
+    Process, Processed, Receipt, Record, Sink, SinkCounters, SinkError, SinkStats, Source,
+    SourceCounters, SourceError, SourceName,
+};
+use shardline_pipeline::{Acknowledgements, Pipeline};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct At(u32);
+
+impl Position for At {
+    fn describe(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("at".to_owned(), self.0.to_string())])
+    }
+}
+
+fn delivered() -> Outcome {
+    Outcome::Delivered(Delivery::default())
+}
+
+#[tokio::test]
+async fn positions_settle_in_read_order_and_never_past_a_failure() {
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let seen = settled.clone();
+    let acks = Acknowledgements::spawn(move |at: At| seen.lock().unwrap().push(at.0));
+    let mut replies = Vec::new();
+    for n in 0..6 {
+        if n == 3 {
+            // Nothing to send: settled in its turn.
+            acks.settled(At(n), Instant::now());
+            continue;
+        }
+        let (reply, receipt) = Receipt::new();
+        acks.push(receipt, At(n), Instant::now());
+        replies.push((n, reply));
+    }
+    // The sink settles them backwards; 4 fails.
+    for (n, reply) in replies.into_iter().rev() {
+        reply.send(match n {
+            4 => Outcome::Failed {
+                message: "the dead-letter file could not be written".into(),
+            },
+            2 => Outcome::DeadLettered {
+                reason: DeadLetterReason::Rejected,
+                error_code: None,
+            },
+            _ => delivered(),
+        });
+    }
+    let summary = acks.finish().await;
+    assert_eq!(
+        *settled.lock().unwrap(),
+        [0, 1, 2, 3],
+        "in order, up to the failure"
+    );
+    assert_eq!(summary.delivered, 3);
+    assert_eq!(summary.dead_lettered, 1);
+    assert_eq!(summary.settled_directly, 1);
+    assert_eq!(summary.failed, 1);
+    assert!(summary.first_failure.unwrap().contains("dead-letter file"));
+}
+
+/// Reads its batches once, and records what it is told is settled.
+#[derive(Debug)]
+struct Batches {
+    batches: Vec<Vec<u32>>,
+    settled: Arc<Mutex<Vec<u32>>>,
+}
+
+#[async_trait::async_trait]
+impl Source for Batches {
+    type Position = At;
+
+    async fn read(&mut self) -> Result<Option<Vec<Input<At>>>, SourceError> {
+        if self.batches.is_empty() {
+            return Ok(None);
+        }
+        let batch = self.batches.remove(0);
+        Ok(Some(
+            batch
+                .into_iter()
+                .map(|n| Input {
+                    data: n.to_string().into_bytes(),
+                    position: At(n),
+                })
+                .collect(),
+        ))
+    }
+
+    fn settler(&self) -> Box<dyn FnMut(At) + Send> {
+        let settled = self.settled.clone();
+        Box::new(move |at| settled.lock().unwrap().push(at.0))
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+struct Numbers;
+
+impl Process for Numbers {
+    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
+        let key = PartitionKey::new_or_hashed(&String::from_utf8_lossy(data));
+        Processed::Record(Record::new(data.to_vec(), key, SourceName::new("numbers")))
+    }
+}
+
+/// Settles each batch's records in reverse order, a little later.
+#[derive(Debug, Default)]
+struct Backwards {
+    counters: SinkCounters,
+}
+
+#[async_trait::async_trait]
+impl Sink for Backwards {
+    fn name(&self) -> &str {
+        "backwards"
+    }
+
+    async fn send(&self, items: Vec<Item>) -> Result<Accepted, SinkError> {
+        let mut replies = Vec::new();
+        let mut receipts = Vec::new();
+        for item in items {
+            let Item::Record(record) = item else {
+                panic!("nothing here is rejected");
+            };
+            self.counters
+                .settled_at_once(&record.source, &Default::default());
+            let (reply, receipt) = Receipt::new();
+            replies.push(reply);
+            receipts.push(receipt);
+        }
+        tokio::spawn(async move {
+            for reply in replies.into_iter().rev() {
+                tokio::task::yield_now().await;
+                reply.send(delivered());
+            }
+        });
+        Ok(Accepted {
+            receipts,
+            refused: None,
+        })
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.counters.snapshot()
+    }
+}
+
+#[tokio::test]
+async fn a_pipeline_reports_settled_positions_in_read_order() {
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let source = Batches {
+        batches: vec![
+            (0..100).collect(),
+            (100..150).collect(),
+            (150..400).collect(),
+        ],
+        settled: settled.clone(),
+    };
+    let pipeline = Pipeline::new(
+        source,
+        Arc::new(Numbers),
+        Arc::new(Backwards::default()),
+        SourceName::new("numbers"),
+        Arc::new(SourceCounters::default()),
+    )
+    .checkpoint_interval(Duration::from_millis(5));
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let summary = pipeline.run(stop).await.unwrap();
+    assert_eq!(summary.acks.delivered, 400);
+    assert_eq!(*settled.lock().unwrap(), (0..400).collect::<Vec<_>>());
+}

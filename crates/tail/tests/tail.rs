@@ -1,0 +1,225 @@
+//! Following files through rotation, truncation and restarts, through the
+//! `Source` contract only: what is read, what is settled, what a restart
+//! reads again.
+
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shardline_core::{CheckpointFile, Input, Source};
+use shardline_tail::{
+    CHECKPOINT_KIND, StartAt, TailCheckpoints, TailConfig, TailPosition, TailSource,
+};
+
+/// How long a test waits for lines it expects before it fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn config(watch: &Path) -> TailConfig {
+    let mut config = TailConfig::new(watch.to_string_lossy());
+    config.start_at = StartAt::Beginning;
+    config.poll_interval = Duration::from_millis(10);
+    config.rotate_wait = Duration::from_millis(300);
+    config
+}
+
+fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for line in lines {
+        writeln!(file, "{line}").unwrap();
+    }
+}
+
+fn lines(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|n| format!("{prefix} {n}")).collect()
+}
+
+fn text(inputs: &[Input<TailPosition>]) -> Vec<String> {
+    inputs
+        .iter()
+        .map(|i| String::from_utf8_lossy(&i.data).into_owned())
+        .collect()
+}
+
+/// Reads until `count` lines have come, or fails at the deadline.
+async fn read_lines(source: &mut TailSource, count: usize) -> Vec<Input<TailPosition>> {
+    let started = Instant::now();
+    let mut read = Vec::new();
+    while read.len() < count {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, source.read()).await {
+            Ok(Ok(Some(batch))) => read.extend(batch),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => panic!("reading: {e}"),
+            Err(_) => panic!("{} of {count} lines within {DEADLINE:?}", read.len()),
+        }
+    }
+    read
+}
+
+fn checkpoints(dir: &Path, resume: bool) -> Arc<TailCheckpoints> {
+    let file = CheckpointFile::new(dir.join("tail.checkpoint.json"), CHECKPOINT_KIND);
+    Arc::new(if resume {
+        TailCheckpoints::open(file).unwrap()
+    } else {
+        TailCheckpoints::fresh(file)
+    })
+}
+
+#[tokio::test]
+async fn rename_rotation_reads_the_old_file_to_its_end_then_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("old", 0..50));
+    let mut source =
+        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
+    let mut read = read_lines(&mut source, 50).await;
+    // The writer renames the file and still writes to it for a moment,
+    // then opens a new one.
+    let rotated = dir.path().join("app.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, lines("old", 50..60));
+    append(&log, lines("new", 0..40));
+    read.extend(read_lines(&mut source, 50).await);
+    let read = text(&read);
+    let old: Vec<&String> = read.iter().filter(|l| l.starts_with("old")).collect();
+    let new: Vec<&String> = read.iter().filter(|l| l.starts_with("new")).collect();
+    assert_eq!(
+        old,
+        lines("old", 0..60).iter().collect::<Vec<_>>(),
+        "each file in order, once"
+    );
+    assert_eq!(new, lines("new", 0..40).iter().collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn copytruncate_rotation_reads_the_file_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("before", 0..30));
+    let mut source =
+        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
+    let read = read_lines(&mut source, 30).await;
+    assert_eq!(text(&read), lines("before", 0..30));
+    // logrotate's copytruncate: the file is copied away and cut to zero,
+    // and the writer goes on at its start.
+    std::fs::copy(&log, dir.path().join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, lines("after", 0..20));
+    let read = read_lines(&mut source, 20).await;
+    assert_eq!(text(&read), lines("after", 0..20));
+    let first = &read[0].position;
+    assert_eq!(
+        (first.start, first.line),
+        (0, 1),
+        "numbered from the start again"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_reads_again_exactly_what_was_not_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("line", 0..100));
+    let mut source =
+        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
+    let read = read_lines(&mut source, 100).await;
+    // Only the first 60 settle before the process stops.
+    let mut settle = source.settler();
+    for input in read.into_iter().take(60) {
+        settle(input.position);
+    }
+    source.checkpoint().await.unwrap();
+    drop(source);
+
+    append(&log, lines("line", 100..110));
+    let mut source = TailSource::start(config(&log), checkpoints(dir.path(), true), true).unwrap();
+    let read = read_lines(&mut source, 50).await;
+    assert_eq!(text(&read), lines("line", 60..110));
+    assert_eq!(read[0].position.line, 61, "line numbers carry on");
+}
+
+#[tokio::test]
+async fn a_file_renamed_away_before_its_lines_settled_is_found_and_finished_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("old", 0..40));
+    let mut source =
+        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
+    let read = read_lines(&mut source, 40).await;
+    let mut settle = source.settler();
+    for input in read.into_iter().take(10) {
+        settle(input.position);
+    }
+    source.checkpoint().await.unwrap();
+    drop(source);
+
+    // While the process is down the file is rotated by rename.
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, lines("new", 0..5));
+    let mut source = TailSource::start(config(&log), checkpoints(dir.path(), true), true).unwrap();
+    let read = text(&read_lines(&mut source, 35).await);
+    let old: Vec<String> = read
+        .iter()
+        .filter(|l| l.starts_with("old"))
+        .cloned()
+        .collect();
+    let new: Vec<String> = read
+        .iter()
+        .filter(|l| l.starts_with("new"))
+        .cloned()
+        .collect();
+    assert_eq!(old, lines("old", 10..40));
+    assert_eq!(new, lines("new", 0..5));
+}
+
+#[tokio::test]
+async fn a_file_truncated_while_down_is_read_from_its_start_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("first", 0..20));
+    let mut source =
+        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
+    let read = read_lines(&mut source, 20).await;
+    let mut settle = source.settler();
+    for input in read {
+        settle(input.position);
+    }
+    source.checkpoint().await.unwrap();
+    drop(source);
+
+    std::fs::write(&log, "").unwrap();
+    append(&log, lines("second", 0..3));
+    let mut source = TailSource::start(config(&log), checkpoints(dir.path(), true), true).unwrap();
+    assert_eq!(
+        text(&read_lines(&mut source, 3).await),
+        lines("second", 0..3)
+    );
+}
+
+#[tokio::test]
+async fn a_line_longer_than_the_limit_is_cut_and_says_how_much_was_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, ["x".repeat(300), "short".to_owned()]);
+    let mut config = config(&log);
+    config.max_line_bytes = 100;
+    config.once = true;
+    let mut source = TailSource::start(config, checkpoints(dir.path(), false), false).unwrap();
+    let read = read_lines(&mut source, 2).await;
+    assert_eq!(read[0].data.len(), 100);
+    assert_eq!(read[0].position.dropped, 200);
+    assert_eq!(text(&read[1..]), ["short"]);
+}
