@@ -215,7 +215,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
-    let mut running = Runner::start(plan.settings.runner()).await?;
+    let mut running = Runner::start(plan.settings.run.clone()).await?;
     shardline_cli::announce_metrics("cdc-forwarder", &running);
     let shutdown = shardline_cli::shutdown("cdc-forwarder", plan.settings.duration)?;
     let name = plan.source_name.clone();
@@ -261,12 +261,12 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
             Input::File(path, format) => format!("{format} lines of {}", path.display()),
             Input::Stdin(format) => format!("{format} lines of stdin"),
         },
-        plan.settings.destination,
+        plan.settings.run.destination,
         checkpoint_file.display(),
-        plan.settings.dead_letter_file.display()
+        plan.settings.run.dead_letter_file.display()
     );
     let summary = running.run(shutdown).await?;
-    let code = shardline_cli::finish("cdc-forwarder", &plan.settings.destination, &summary);
+    let code = shardline_cli::finish("cdc-forwarder", &plan.settings.run.destination, &summary);
     if let Some(status) = slot_status {
         let status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
         eprintln!("cdc-forwarder: slot {}", serde_json::to_string(&status)?);

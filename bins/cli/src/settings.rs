@@ -1,12 +1,10 @@
 //! The shared settings, resolved from flags and the config file, checked.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shardline_core::default_state_dir;
-use shardline_metrics::AlarmConfig;
 use shardline_producer::{ProducerConfig, RetryPolicy};
 use shardline_runner::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATS_INTERVAL, Destination};
 
@@ -34,24 +32,18 @@ pub struct Defaults {
 }
 
 /// The shared settings, resolved: flags override the config file, which
-/// overrides the defaults.
+/// overrides the defaults: the runner's settings, and what the binary
+/// itself uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub binary: &'static str,
-    pub destination: Destination,
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub producer: ProducerConfig,
+    /// What the run needs.
+    pub run: shardline_runner::Settings,
     /// The config file's `parse_workers`, if set.
     pub parse_workers: Option<usize>,
-    pub shutdown_timeout: Duration,
     pub checkpoint_file: PathBuf,
-    pub dead_letter_file: PathBuf,
-    pub stats_interval: Duration,
+    /// `--duration`: stop after this long.
     pub duration: Option<Duration>,
-    pub metrics_addr: Option<SocketAddr>,
-    pub cloudwatch_namespace: Option<String>,
-    pub alarms: AlarmConfig,
 }
 
 impl Settings {
@@ -140,46 +132,31 @@ impl Settings {
         if alarms.critical_below > alarms.warning_below {
             bail!("metrics.alarms: critical_below must not exceed warning_below");
         }
+        let mut run = shardline_runner::Settings::new(destination, dead_letter_file);
+        run.region = args.region.clone().or(config.region);
+        run.endpoint_url = args.endpoint_url.clone().or(config.endpoint_url);
+        run.producer = producer;
+        run.shutdown_timeout = match p.shutdown_timeout {
+            Some(s) => seconds("shutdown_timeout", s)?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
+        run.stats_interval = stats_interval;
+        run.metrics_addr = metrics_addr;
+        run.cloudwatch_namespace = args
+            .cloudwatch_namespace
+            .clone()
+            .or(config.metrics.cloudwatch_namespace);
+        run.alarms = alarms;
         Ok(Settings {
             binary: defaults.binary,
-            destination,
-            region: args.region.clone().or(config.region),
-            endpoint_url: args.endpoint_url.clone().or(config.endpoint_url),
-            producer,
+            run,
             parse_workers: p.parse_workers,
-            shutdown_timeout: match p.shutdown_timeout {
-                Some(s) => seconds("shutdown_timeout", s)?,
-                None => DEFAULT_SHUTDOWN_TIMEOUT,
-            },
             checkpoint_file,
-            dead_letter_file,
-            stats_interval,
             duration: args
                 .duration
                 .map(|s| seconds("--duration", s))
                 .transpose()?,
-            metrics_addr,
-            cloudwatch_namespace: args
-                .cloudwatch_namespace
-                .clone()
-                .or(config.metrics.cloudwatch_namespace),
-            alarms,
         })
-    }
-
-    /// What the runner needs of these settings.
-    pub fn runner(&self) -> shardline_runner::Settings {
-        let mut runner =
-            shardline_runner::Settings::new(self.destination.clone(), &self.dead_letter_file);
-        runner.region = self.region.clone();
-        runner.endpoint_url = self.endpoint_url.clone();
-        runner.producer = self.producer.clone();
-        runner.shutdown_timeout = self.shutdown_timeout;
-        runner.stats_interval = self.stats_interval;
-        runner.metrics_addr = self.metrics_addr;
-        runner.cloudwatch_namespace = self.cloudwatch_namespace.clone();
-        runner.alarms = self.alarms.clone();
-        runner
     }
 }
 
@@ -228,22 +205,22 @@ mod tests {
             ..args()
         };
         let settings = Settings::new(&kinesis, CommonConfig::default(), DEFAULTS).unwrap();
-        assert_eq!(settings.destination, Destination::Kinesis("s".into()));
-        assert!(settings.producer.strict_ordering);
-        assert_eq!(settings.producer.linger, Duration::from_millis(100));
+        assert_eq!(settings.run.destination, Destination::Kinesis("s".into()));
+        assert!(settings.run.producer.strict_ordering);
+        assert_eq!(settings.run.producer.linger, Duration::from_millis(100));
         let waiting = CommonArgs {
             batch_timeout: Some(2.0),
             ..kinesis.clone()
         };
         let settings = Settings::new(&waiting, CommonConfig::default(), DEFAULTS).unwrap();
-        assert_eq!(settings.producer.linger, Duration::from_secs(2));
+        assert_eq!(settings.run.producer.linger, Duration::from_secs(2));
         let stdout = CommonArgs {
             sink: Some("stdout".into()),
             ..kinesis.clone()
         };
         let settings = Settings::new(&stdout, CommonConfig::default(), DEFAULTS).unwrap();
-        assert_eq!(settings.destination, Destination::Stdout);
-        assert!(!settings.runner().needs_aws());
+        assert_eq!(settings.run.destination, Destination::Stdout);
+        assert!(!settings.run.needs_aws());
         let firehose_aggregate = CommonArgs {
             delivery_stream: Some("f".into()),
             aggregate: true,

@@ -154,9 +154,9 @@ pub(crate) fn validate_config(path: &Path) -> anyhow::Result<ExitCode> {
         "{}: ok — {} log file(s) to {:?}, batches of {} records / {:?}",
         path.display(),
         plan.files.len(),
-        plan.settings.destination,
-        plan.settings.producer.batch_records,
-        plan.settings.producer.linger,
+        plan.settings.run.destination,
+        plan.settings.run.producer.batch_records,
+        plan.settings.run.producer.linger,
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -167,7 +167,7 @@ pub(crate) fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
-    let mut running = Runner::start(plan.settings.runner()).await?;
+    let mut running = Runner::start(plan.settings.run.clone()).await?;
     shardline_cli::announce_metrics("log-streamer", &running);
     let shutdown = shardline_cli::shutdown("log-streamer", plan.settings.duration)?;
     let checkpoint = CheckpointFile::new(&plan.settings.checkpoint_file, CHECKPOINT_KIND);
@@ -213,9 +213,9 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     eprintln!(
         "log-streamer: {} file(s) → {:?}; checkpoints in {}, dead letters in {}",
         plan.files.len(),
-        plan.settings.destination,
+        plan.settings.run.destination,
         checkpoints.path().display(),
-        plan.settings.dead_letter_file.display()
+        plan.settings.run.dead_letter_file.display()
     );
 
     // Test lines stop first, then reading; what was read is delivered.
@@ -233,7 +233,7 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     }
     Ok(shardline_cli::finish(
         "log-streamer",
-        &plan.settings.destination,
+        &plan.settings.run.destination,
         &summary,
     ))
 }

@@ -83,7 +83,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 struct NoOwnKeys {}
 
 async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
-    let mut running = Runner::start(settings.runner()).await?;
+    let mut running = Runner::start(settings.run.clone()).await?;
     shardline_cli::announce_metrics("multi-source", &running);
     let shutdown = shardline_cli::shutdown("multi-source", settings.duration)?;
     let mut made: Vec<(&str, Arc<AtomicU64>)> = Vec::new();
@@ -126,11 +126,11 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             .map(|(name, _)| *name)
             .collect::<Vec<_>>()
             .join(", "),
-        settings.destination,
-        settings.dead_letter_file.display()
+        settings.run.destination,
+        settings.run.dead_letter_file.display()
     );
     let summary = running.run(shutdown).await?;
-    let code = shardline_cli::finish("multi-source", &settings.destination, &summary);
+    let code = shardline_cli::finish("multi-source", &settings.run.destination, &summary);
     let generated: serde_json::Map<String, serde_json::Value> = made
         .iter()
         .map(|(name, count)| ((*name).to_owned(), count.load(Ordering::Relaxed).into()))

@@ -211,7 +211,7 @@ pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
-    let mut running = Runner::start(plan.settings.runner()).await?;
+    let mut running = Runner::start(plan.settings.run.clone()).await?;
     shardline_cli::announce_metrics("sensor-forwarder", &running);
     let shutdown = shardline_cli::shutdown("sensor-forwarder", plan.settings.duration)?;
     let name = plan.source_name.clone();
@@ -227,11 +227,11 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
         plan.mqtt.url,
         plan.mqtt.topics.join(", "),
         plan.mqtt.client_id,
-        plan.settings.destination,
-        plan.settings.dead_letter_file.display()
+        plan.settings.run.destination,
+        plan.settings.run.dead_letter_file.display()
     );
     let summary = running.run(shutdown).await?;
-    let code = shardline_cli::finish("sensor-forwarder", &plan.settings.destination, &summary);
+    let code = shardline_cli::finish("sensor-forwarder", &plan.settings.run.destination, &summary);
     eprintln!(
         "sensor-forwarder: mqtt {}",
         serde_json::json!({
