@@ -64,6 +64,18 @@ async fn read_lines(source: &mut TailSource, count: usize) -> Vec<Input<TailPosi
     read
 }
 
+/// A run that reads the first `read` lines of `log`, settles the first
+/// `settle` of them, checkpoints and stops.
+async fn run_and_stop(dir: &Path, log: &Path, read: usize, settle: usize) {
+    let mut source = TailSource::start(config(log), checkpoints(dir, false), false).unwrap();
+    let inputs = read_lines(&mut source, read).await;
+    let mut settler = source.settler();
+    for input in inputs.into_iter().take(settle) {
+        settler(input.position);
+    }
+    source.checkpoint().await.unwrap();
+}
+
 fn checkpoints(dir: &Path, resume: bool) -> Arc<TailCheckpoints> {
     let file = CheckpointFile::new(dir.join("tail.checkpoint.json"), CHECKPOINT_KIND);
     Arc::new(if resume {
@@ -133,16 +145,8 @@ async fn a_restart_reads_again_exactly_what_was_not_settled() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     append(&log, lines("line", 0..100));
-    let mut source =
-        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
-    let read = read_lines(&mut source, 100).await;
     // Only the first 60 settle before the process stops.
-    let mut settle = source.settler();
-    for input in read.into_iter().take(60) {
-        settle(input.position);
-    }
-    source.checkpoint().await.unwrap();
-    drop(source);
+    run_and_stop(dir.path(), &log, 100, 60).await;
 
     append(&log, lines("line", 100..110));
     let mut source = TailSource::start(config(&log), checkpoints(dir.path(), true), true).unwrap();
@@ -156,15 +160,7 @@ async fn a_file_renamed_away_before_its_lines_settled_is_found_and_finished_on_r
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     append(&log, lines("old", 0..40));
-    let mut source =
-        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
-    let read = read_lines(&mut source, 40).await;
-    let mut settle = source.settler();
-    for input in read.into_iter().take(10) {
-        settle(input.position);
-    }
-    source.checkpoint().await.unwrap();
-    drop(source);
+    run_and_stop(dir.path(), &log, 40, 10).await;
 
     // While the process is down the file is rotated by rename.
     std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
@@ -190,15 +186,7 @@ async fn a_file_truncated_while_down_is_read_from_its_start_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     append(&log, lines("first", 0..20));
-    let mut source =
-        TailSource::start(config(&log), checkpoints(dir.path(), false), false).unwrap();
-    let read = read_lines(&mut source, 20).await;
-    let mut settle = source.settler();
-    for input in read {
-        settle(input.position);
-    }
-    source.checkpoint().await.unwrap();
-    drop(source);
+    run_and_stop(dir.path(), &log, 20, 20).await;
 
     std::fs::write(&log, "").unwrap();
     append(&log, lines("second", 0..3));
