@@ -1,0 +1,70 @@
+//! Shutdown, driven in-process by the caller's future: an endless source is
+//! stopped, everything it read is settled, and the counters reconcile.
+
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use shardline_core::{
+    DeadLetterFile, Origin, PartitionKey, Process, Processed, Record, SourceName,
+};
+use shardline_generate::{Generated, Kind};
+use shardline_pipeline::StdoutSink;
+use shardline_runner::{Destination, Runner, Settings, Stopped};
+
+/// Each generated line is a record keyed by its length.
+struct Lines;
+
+impl Process for Lines {
+    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
+        let key = PartitionKey::new_or_hashed(&data.len().to_string());
+        Processed::Record(Record::new(data.to_vec(), key, SourceName::new("web")))
+    }
+}
+
+#[tokio::test]
+async fn a_shutdown_future_stops_an_endless_run_with_everything_read_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(Destination::Stdout, dir.path().join("dead.ndjson"));
+    settings.stats_interval = Duration::ZERO;
+    let out = dir.path().join("out.ndjson");
+    let sink = Arc::new(StdoutSink::with_writer(
+        Box::new(std::fs::File::create(&out).unwrap()),
+        DeadLetterFile::open(&settings.dead_letter_file).unwrap(),
+    ));
+    let mut runner = Runner::start_with_sink(settings, sink).await.unwrap();
+    let source = Generated::new(Kind::WebLogs, 2_000);
+    let made = source.made();
+    let pipeline = runner.pipeline("web", source, Arc::new(Lines));
+    runner.spawn("web", pipeline);
+
+    // Stop once a few hundred lines were made.
+    let watched = made.clone();
+    let shutdown = async move {
+        while watched.load(Ordering::Relaxed) < 300 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(30), runner.run(shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(summary.stopped, Stopped::Requested);
+    assert!(summary.is_complete(), "{:?}", summary.problems());
+    let pipeline = summary.pipelines[0].result.as_ref().unwrap();
+    let made = made.load(Ordering::Relaxed);
+    assert_eq!(pipeline.read, made, "everything made was read");
+    let acks = &pipeline.acks;
+    assert_eq!(
+        acks.delivered + acks.dead_lettered + acks.settled_directly,
+        made
+    );
+    let web = &summary.snapshot.by_source["web"];
+    assert_eq!(web.read, made);
+    let written = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
+    assert_eq!(written, acks.delivered);
+}
