@@ -88,6 +88,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     /// The sink's counters now.
     fn stats(&self) -> SinkStats;
 
+    /// Sends what the sink holds now instead of waiting for batches to
+    /// fill, and returns once everything it was given before the call has
+    /// settled. A pipeline whose input has ended calls it: nothing more is
+    /// coming to fill a batch. Nothing to do by default.
+    async fn flush(&self) {}
+
     /// Stops taking items and settles what it holds within `deadline`;
     /// whatever cannot be delivered by then is dead-lettered. Nothing to
     /// do by default.

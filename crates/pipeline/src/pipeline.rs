@@ -128,6 +128,7 @@ impl<S: Source> Pipeline<S> {
         let mut tick = tokio::time::interval(self.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failure = None;
+        let mut ended = false;
         loop {
             if *stop.borrow() {
                 break;
@@ -141,7 +142,7 @@ impl<S: Source> Pipeline<S> {
                         Ok(false) => break,
                         Err(e) => { failure = Some(e); break; }
                     },
-                    Ok(None) => break,
+                    Ok(None) => { ended = true; break; }
                     Err(e) => { failure = Some(e.into()); break; }
                 },
             }
@@ -151,9 +152,20 @@ impl<S: Source> Pipeline<S> {
         }
         let finish = acks.finish();
         tokio::pin!(finish);
+        // At the end of the input nothing more is coming to fill a batch:
+        // what the sink holds goes now, not after its linger.
+        let sink = self.sink.clone();
+        let flush = async move {
+            if ended {
+                sink.flush().await;
+            }
+        };
+        tokio::pin!(flush);
+        let mut flushed = false;
         summary.acks = loop {
             tokio::select! {
                 acks = &mut finish => break acks,
+                () = &mut flush, if !flushed => flushed = true,
                 _ = tick.tick() => self.source.checkpoint().await?,
             }
         };

@@ -87,3 +87,32 @@ async fn a_live_producer_leaves_nothing_unsent() {
     assert_eq!(summary.unsent, 0, "{summary:?}");
     assert_eq!(summary.acks.delivered, 5, "{summary:?}");
 }
+
+/// Regression (issue 19): at the end of the input, the last partial batch
+/// waited out the producer's linger before the run could end.
+#[tokio::test]
+async fn at_the_end_of_the_input_the_last_batch_goes_without_waiting_for_the_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let producer = Producer::builder(
+        Accept,
+        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
+    )
+    .linger(Duration::from_secs(3600))
+    .build()
+    .unwrap();
+    let pipeline = Pipeline::new(
+        LinesSource::new(&b"a\nb\nc\nd\ne\n"[..], "test"),
+        Arc::new(Lines),
+        Arc::new(producer.clone()),
+        SourceName::new("lines"),
+        Arc::new(SourceCounters::default()),
+    );
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    // An hour's linger: the run ends well before only if nothing waits it out.
+    let summary = tokio::time::timeout(Duration::from_secs(60), pipeline.run(stop))
+        .await
+        .expect("the pipeline waited for the linger")
+        .unwrap();
+    assert_eq!(summary.acks.delivered, 5);
+    producer.shutdown(Duration::from_secs(5)).await;
+}

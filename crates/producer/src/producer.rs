@@ -14,7 +14,7 @@ use shardline_core::{
 use shardline_partition_key::PartitionKey;
 
 use crate::destination::Destination;
-use crate::dispatcher::{Control, Dispatcher, Pending, Permits};
+use crate::dispatcher::{Control, Dispatcher, Intake, Pending, Permits};
 use crate::retry::RetryPolicy;
 
 /// Why a record was not accepted.
@@ -184,6 +184,7 @@ impl ProducerBuilder {
             self.dead_letters,
             config.clone(),
             counters.clone(),
+            Intake::new(records.clone(), bytes.clone(), &config),
         );
         let task = tokio::spawn(dispatcher.run(records_rx, control_rx));
         Ok(Producer {
@@ -471,6 +472,10 @@ impl Sink for Producer {
 
     fn stats(&self) -> SinkStats {
         Producer::stats(self)
+    }
+
+    async fn flush(&self) {
+        Producer::flush(self).await;
     }
 
     async fn shutdown(&self, deadline: Duration) {

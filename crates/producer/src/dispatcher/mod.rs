@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use shardline_core::{
     DeadLetter, DeadLetterReason, DeadLetterSink, Delivery, Outcome, PartitionKey, SinkCounters,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::batcher::{Batcher, Unit};
@@ -33,6 +33,44 @@ use dead_letters::{DeadLetters, Job, Written};
 pub(crate) use pending::{Control, Pending, Permits};
 
 type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
+
+/// Below this share of the producer's room (records, or bytes) left,
+/// batches go without waiting for their linger: a sender is about to wait
+/// for room, so more records cannot come in to fill a batch. (With
+/// aggregation a batch is full only by bytes, and a producer full of small
+/// records never reached that: every batch waited out its linger.)
+const NEARLY_FULL_DIVISOR: usize = 8;
+
+/// The room `send` takes records and bytes from, as the dispatcher sees
+/// it: whether the producer is nearly full.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    records: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    records_floor: usize,
+    bytes_floor: usize,
+}
+
+impl Intake {
+    pub(crate) fn new(
+        records: Arc<Semaphore>,
+        bytes: Arc<Semaphore>,
+        config: &ProducerConfig,
+    ) -> Self {
+        Intake {
+            records,
+            bytes,
+            records_floor: config.queue_max_records / NEARLY_FULL_DIVISOR,
+            bytes_floor: config.record_budget() / NEARLY_FULL_DIVISOR,
+        }
+    }
+
+    /// Less than an eighth of the room for records or bytes is left.
+    fn nearly_full(&self) -> bool {
+        self.records.available_permits() < self.records_floor.max(1)
+            || self.bytes.available_permits() < self.bytes_floor.max(1)
+    }
+}
 
 /// A batch in flight: each entry's records, and the shard each entry was
 /// expected to land in.
@@ -60,6 +98,7 @@ pub(crate) struct Dispatcher {
     rng: StdRng,
 
     batcher: Batcher<Pending>,
+    intake: Intake,
     retries: BTreeMap<(Instant, u64), Pending>,
     in_flight: JoinSet<(PutResult, Duration)>,
     in_flight_batches: HashMap<tokio::task::Id, InFlight>,
@@ -92,6 +131,7 @@ impl Dispatcher {
         sink: Box<dyn DeadLetterSink>,
         config: ProducerConfig,
         counters: Arc<SinkCounters>,
+        intake: Intake,
     ) -> Self {
         let limits = destination.limits();
         let batcher = Batcher::new(config.clone(), limits, destination.newline_delimited());
@@ -103,6 +143,7 @@ impl Dispatcher {
             counters,
             rng: StdRng::from_os_rng(),
             batcher,
+            intake,
             retries: BTreeMap::new(),
             in_flight: JoinSet::new(),
             in_flight_batches: HashMap::new(),
@@ -283,7 +324,8 @@ impl Dispatcher {
 
     /// Sends batches while there is room in flight and a batch is due.
     fn dispatch(&mut self, now: Instant) {
-        let hurry = !self.flushes.is_empty() || self.shutdown.is_some();
+        let hurry =
+            !self.flushes.is_empty() || self.shutdown.is_some() || self.intake.nearly_full();
         while self.in_flight_batches.len() < self.config.max_in_flight
             && !self.request_budget_full
             && self.batcher.has_ready()
