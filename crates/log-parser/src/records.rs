@@ -1,12 +1,15 @@
 //! One log line → one record: parse, check, mask, key — the
 //! [`Process`] step of every log pipeline (feature `records`).
 
+use std::borrow::Cow;
+use std::fmt;
+
 use serde_json::Value;
 use shardline_core::{Origin, Process, Processed, Record, SourceName};
-use shardline_partition_key::{PartitionKey, PartitionKeyStrategy, RandomKey};
-use shardline_validate::{Masker, Validator};
+use shardline_partition_key::{Fields, PartitionKey, PartitionKeyStrategy, RandomKey};
+use shardline_validate::{Builtin, Masker, Validator};
 
-use crate::{LogParser, LogRecord};
+use crate::{AccessRecord, FieldValue, LogParser, LogRecord, LogType};
 
 /// The longest line kept by default, in bytes: one Kinesis record's 1 MiB
 /// (data and key; `shardline-producer`'s limits) is the most a line may
@@ -78,7 +81,7 @@ impl LogRecords {
         self
     }
 
-    fn key(&self, fields: &dyn shardline_partition_key::Fields) -> PartitionKey {
+    fn key(&self, fields: &dyn Fields) -> PartitionKey {
         match self.key.key(fields) {
             Ok(choice) => choice.partition_key,
             // A line without the key's field still goes: spread at random.
@@ -90,40 +93,87 @@ impl LogRecords {
     }
 }
 
-/// A parsed line's field by name, as the key strategies read it.
-fn field(record: &LogRecord<'_>, path: &str) -> Option<String> {
-    match record {
-        LogRecord::Access(access) => match path {
-            "timestamp" => access.timestamp().map(|t| t.to_string()),
-            "ip_address" => access.ip_address().map(str::to_owned),
-            "ident" => access.ident().map(str::to_owned),
-            "remote_user" => access.remote_user().map(|t| t.to_string()),
-            "method" => access.method().map(|t| t.to_string()),
-            "path" => access.path().map(|t| t.to_string()),
-            "protocol" => access.protocol().map(|t| t.to_string()),
-            "request" => access.request().map(|t| t.to_string()),
-            "status_code" => access.status_code().map(|s| s.to_string()),
-            "response_size" => access.response_size().map(|s| s.to_string()),
-            "referer" => access.referer().map(|t| t.to_string()),
-            "user_agent" => access.user_agent().map(|t| t.to_string()),
-            "log_type" => Some(access.log_type().as_str().to_owned()),
-            other => access.extra(other).and_then(|v| {
-                serde_json::to_value(v).ok().and_then(|v| match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(s),
-                    v => Some(v.to_string()),
-                })
-            }),
-        },
-        LogRecord::Application(app) => {
-            let raw = app.get(path)?;
-            match serde_json::from_str::<Value>(raw).ok()? {
-                Value::Null => None,
-                Value::String(s) => Some(s),
-                v => Some(v.to_string()),
-            }
+/// A parsed line's fields by name, as the key strategies read them: text
+/// borrowed from the line where the line holds it as it is; the time
+/// written without allocating.
+impl Fields for LogRecord<'_> {
+    fn text(&self, path: &str) -> Option<Cow<'_, str>> {
+        match self {
+            LogRecord::Access(access) => match path {
+                "timestamp" => access.timestamp().map(|t| Cow::Owned(t.to_string())),
+                "ip_address" => access.ip_address().map(Cow::Borrowed),
+                "ident" => access.ident().map(Cow::Borrowed),
+                "remote_user" => access.remote_user().map(|t| t.decoded()),
+                "method" => access.method().map(|t| t.decoded()),
+                "path" => access.path().map(|t| t.decoded()),
+                "protocol" => access.protocol().map(|t| t.decoded()),
+                "request" => access.request().map(|t| t.decoded()),
+                "status_code" => access.status_code().map(|s| Cow::Owned(s.to_string())),
+                "response_size" => access.response_size().map(|s| Cow::Owned(s.to_string())),
+                "referer" => access.referer().map(|t| t.decoded()),
+                "user_agent" => access.user_agent().map(|t| t.decoded()),
+                "log_type" => Some(Cow::Borrowed(access.log_type().as_str())),
+                other => access.extra(other).and_then(extra_text),
+            },
+            LogRecord::Application(app) => app.get(path).and_then(json_text),
         }
     }
+
+    fn write_text(&self, path: &str, out: &mut dyn fmt::Write) -> bool {
+        match (self, path) {
+            (LogRecord::Access(access), "timestamp") => match access.timestamp() {
+                Some(time) => write!(out, "{time}").is_ok(),
+                None => false,
+            },
+            _ => match self.text(path) {
+                Some(text) => out.write_str(&text).is_ok(),
+                None => false,
+            },
+        }
+    }
+}
+
+/// A custom format's extra field as text, as its JSON value reads.
+fn extra_text<'a>(value: &FieldValue<'a>) -> Option<Cow<'a, str>> {
+    match value {
+        FieldValue::Str(text) => Some(text.decoded()),
+        FieldValue::Int(n) => Some(Cow::Owned(n.to_string())),
+        FieldValue::Float(f) => serde_json::Number::from_f64(*f).map(|n| Cow::Owned(n.to_string())),
+        FieldValue::Null => None,
+    }
+}
+
+/// A JSON value's text: a string's contents, other values in JSON form;
+/// `None` for null. A string without escapes is borrowed.
+fn json_text(raw: &str) -> Option<Cow<'_, str>> {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
+        && !inner.contains('\\')
+    {
+        return Some(Cow::Borrowed(inner));
+    }
+    match serde_json::from_str::<Value>(raw).ok()? {
+        Value::Null => None,
+        Value::String(text) => Some(Cow::Owned(text)),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// The built-in web-log schema's rules (`Validator::web_log`), checked on
+/// the parsed record: whether its JSON would pass. The parser's types make
+/// most of them true by construction (a time is written as RFC 3339, a
+/// size is a number or null, text is a string or null); what is left is
+/// the presence of the required fields, a non-empty address and the
+/// status code's range. A property test holds this to the schema.
+pub(crate) fn passes_web_log(access: &AccessRecord<'_>) -> bool {
+    access.timestamp().is_some()
+        && access.ip_address().is_some_and(|ip| !ip.is_empty())
+        && access
+            .status_code()
+            .is_some_and(|code| (100..=999).contains(&code))
+        && matches!(
+            access.log_type(),
+            LogType::ApacheAccess | LogType::NginxAccess
+        )
 }
 
 impl Process for LogRecords {
@@ -156,15 +206,27 @@ impl Process for LogRecords {
         if let Err(e) = record.write_json(&mut json) {
             return Processed::Rejected(format!("cannot write the record as JSON: {e}"));
         }
-        let key = if self.validator.is_none() && self.masker.is_none() {
-            let fields = |path: &str| field(record, path);
-            self.key(&fields)
+        // One pass: the built-in web-log checks run on the parsed record.
+        // Only a user's schema, masking, or a record that fails the
+        // built-in checks (to say why) reads the JSON back as a value.
+        let checked = match (&self.validator, record) {
+            (None, _) => true,
+            (Some(validator), LogRecord::Access(access))
+                if validator.builtin() == Some(Builtin::WebLog) =>
+            {
+                passes_web_log(access)
+            }
+            _ => false,
+        };
+        let key = if checked && self.masker.is_none() {
+            self.key(record)
         } else {
             let mut value: Value = match serde_json::from_slice(&json) {
                 Ok(value) => value,
                 Err(e) => return Processed::Rejected(format!("record is not JSON: {e}")),
             };
-            if let Some(validator) = &self.validator
+            if !checked
+                && let Some(validator) = &self.validator
                 && let Err(violations) = validator.validate(&value)
             {
                 return Processed::Rejected(validator.explain(&violations));
@@ -229,7 +291,8 @@ mod tests {
             };
             for key in map.keys() {
                 let from_json = value.text(key).map(|t| t.into_owned());
-                assert_eq!(field(&record, key), from_json, "{key} in {line}");
+                let from_record = record.text(key).map(|t| t.into_owned());
+                assert_eq!(from_record, from_json, "{key} in {line}");
             }
         }
     }
@@ -257,5 +320,109 @@ mod tests {
         assert_eq!(key, plain);
         let (other, _) = key_of(&records(), line("203.0.113.77").as_bytes());
         assert_ne!(key, other);
+    }
+}
+
+#[cfg(test)]
+mod web_log_rules {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn apache(format: &str) -> LogParser {
+        LogParser::apache_format(format).unwrap_or_else(|e| panic!("{format}: {e}"))
+    }
+
+    /// What the schema says of a line's record, and what the typed checks
+    /// say; `None` if the line does not parse.
+    fn verdicts(parser: &LogParser, line: &str) -> Option<(bool, bool)> {
+        let schema = Validator::web_log().unwrap_or_else(|e| panic!("{e}"));
+        let Ok(LogRecord::Access(access)) = parser.parse(line) else {
+            return None;
+        };
+        let mut json = Vec::new();
+        LogRecord::Access(access.clone())
+            .write_json(&mut json)
+            .unwrap_or_default();
+        let value: Value = serde_json::from_slice(&json).unwrap_or_default();
+        Some((schema.validate(&value).is_ok(), passes_web_log(&access)))
+    }
+
+    #[test]
+    fn each_rule_passes_and_fails_as_the_schema_does() {
+        let cases = [
+            (
+                LogParser::apache(),
+                r#"10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200 5 "-" "a""#,
+                true,
+            ),
+            (
+                LogParser::apache(),
+                r#"10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 999 - "-" "a""#,
+                true,
+            ),
+            (apache("%h %>s %b"), "10.0.0.1 200 5", false),
+            (
+                apache(r#"%t "%r" %>s"#),
+                r#"[15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200"#,
+                false,
+            ),
+            (
+                apache(r#"%h %t "%r""#),
+                r#"10.0.0.1 [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1""#,
+                false,
+            ),
+            (
+                apache(r#"%h %t %>s"#),
+                "- [15/Jan/2024:10:30:45 +0000] 404",
+                true,
+            ),
+        ];
+        for (parser, line, valid) in cases {
+            let (schema, typed) = verdicts(&parser, line).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(schema, valid, "the schema on {line}");
+            assert_eq!(typed, valid, "the typed checks on {line}");
+        }
+    }
+
+    fn clf() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("15/Jan/2024:10:30:45 +0000".to_owned()),
+            Just("31/Dec/0999:23:59:59 -1200".to_owned()),
+            Just("01/Jan/0000:00:00:00 +0000".to_owned()),
+            "[0-3][0-9]/(Jan|Feb|Dec)/[0-9]{4}:[0-2][0-9]:[0-5][0-9]:[0-6][0-9] [+-][0-9]{4}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The typed checks on a parsed record decide exactly what the
+        /// web-log schema decides on its JSON, whatever the format leaves
+        /// out and whatever the values.
+        #[test]
+        fn the_typed_checks_agree_with_the_schema(
+            ip in prop_oneof!["10\\.0\\.0\\.[0-9]{1,3}", "[0-9a-f:]{2,12}", Just("-".to_owned())],
+            time in clf(),
+            iso in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](Z|[+-][01][0-9]:[0-5][0-9])",
+            status in prop_oneof!["[0-9]{3}", Just("-".to_owned())],
+            size in prop_oneof!["[0-9]{1,6}", Just("-".to_owned())],
+        ) {
+            let nginx_iso = LogParser::nginx_format(
+                r#"$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent"#,
+            ).unwrap_or_else(|e| panic!("{e}"));
+            let lines = [
+                (LogParser::apache(), format!(r#"{ip} - - [{time}] "GET /a HTTP/1.1" {status} {size} "-" "a""#)),
+                (LogParser::nginx(), format!(r#"{ip} - - [{time}] "GET /a HTTP/1.1" {status} {size} "-" "a" "-""#)),
+                (apache("%h %>s %b"), format!("{ip} {status} {size}")),
+                (apache(r#"%t "%r" %>s"#), format!(r#"[{time}] "GET / HTTP/1.1" {status}"#)),
+                (apache(r#"%h %t "%r""#), format!(r#"{ip} [{time}] "GET / HTTP/1.1""#)),
+                (nginx_iso, format!(r#"{ip} [{iso}] "GET / HTTP/1.1" {status} {size}"#)),
+            ];
+            for (parser, line) in &lines {
+                if let Some((schema, typed)) = verdicts(parser, line) {
+                    prop_assert_eq!(schema, typed, "{}", line);
+                }
+            }
+        }
     }
 }

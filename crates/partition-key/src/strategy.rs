@@ -7,6 +7,7 @@
 //! explicit hash key taken from a field.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use md5::{Digest, Md5};
 
@@ -18,6 +19,74 @@ pub trait Fields {
     /// The field at a dotted path (`a.b.c`) as text — strings as they are,
     /// numbers and booleans in JSON form — or `None` if absent or null.
     fn text(&self, path: &str) -> Option<Cow<'_, str>>;
+
+    /// Writes the field's text to `out`; `false` if it is absent or null.
+    /// The default goes through [`Fields::text`]; a record that formats a
+    /// field (a time) overrides it to write without allocating.
+    fn write_text(&self, path: &str, out: &mut dyn fmt::Write) -> bool {
+        match self.text(path) {
+            Some(text) => out.write_str(&text).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Bytes a key is assembled in on the stack: a web key is 8 hex digits, a
+/// colon and a 13-character hour.
+const KEY_BUFFER: usize = 64;
+
+/// A short text written on the stack; what does not fit is cut (the
+/// writer reports an error, which [`Fields::write_text`] ignores).
+struct StackText {
+    buf: [u8; KEY_BUFFER],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> Self {
+        StackText {
+            buf: [0; KEY_BUFFER],
+            len: 0,
+        }
+    }
+
+    /// The text written (what was cut off ends at a character boundary).
+    fn as_str(&self) -> &str {
+        let bytes = self.buf.get(..self.len).unwrap_or_default();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Its first `chars` characters.
+    fn first_chars(&self, chars: usize) -> &str {
+        let text = self.as_str();
+        match text.char_indices().nth(chars) {
+            Some((end, _)) => text.get(..end).unwrap_or(text),
+            None => text,
+        }
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = KEY_BUFFER - self.len;
+        let take = text.len().min(room);
+        if let (Some(to), Some(from)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            text.as_bytes().get(..take),
+        ) {
+            to.copy_from_slice(from);
+        }
+        self.len += take;
+        if take < text.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Fields for serde_json::Value {
@@ -82,9 +151,26 @@ pub trait PartitionKeyStrategy: Send + Sync {
 
 /// The first 8 hex digits of MD5: enough to spread values, short enough to
 /// keep keys readable.
-fn short_hash(text: &str) -> String {
+fn short_hash(text: &str) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(text.as_bytes());
-    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    let mut out = [b'0'; 8];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
+        if let ([high, low], Some(&h), Some(&l)) = (
+            pair,
+            HEX.get(usize::from(byte >> 4)),
+            HEX.get(usize::from(byte & 0x0f)),
+        ) {
+            *high = h;
+            *low = l;
+        }
+    }
+    out
+}
+
+/// [`short_hash`] as text.
+fn short_hash_text(hash: &[u8; 8]) -> &str {
+    std::str::from_utf8(hash).unwrap_or_default()
 }
 
 fn required<'r>(
@@ -129,14 +215,16 @@ impl PartitionKeyStrategy for WebLogKey {
         if let Some(session) = record.text(&self.session_field).filter(|s| !s.is_empty()) {
             return Ok(KeyChoice::key(PartitionKey::new_or_hashed(&session)));
         }
-        let ip = required(record, "web", &self.ip_field)?;
-        // RFC 3339: `2024-01-15T10` is the hour.
-        let hour: String = record
-            .text(&self.timestamp_field)
-            .map(|t| t.chars().take(13).collect())
-            .unwrap_or_default();
-        let key = format!("{}:{hour}", short_hash(&ip));
-        Ok(KeyChoice::key(PartitionKey::new_or_hashed(&key)))
+        let hash = short_hash(&required(record, "web", &self.ip_field)?);
+        // RFC 3339: `2024-01-15T10` is the hour. Assembled on the stack:
+        // the key's one allocation is the key itself.
+        let mut time = StackText::new();
+        record.write_text(&self.timestamp_field, &mut time);
+        let mut key = StackText::new();
+        let _ = fmt::Write::write_str(&mut key, short_hash_text(&hash));
+        let _ = fmt::Write::write_str(&mut key, ":");
+        let _ = fmt::Write::write_str(&mut key, time.first_chars(13));
+        Ok(KeyChoice::key(PartitionKey::new_or_hashed(key.as_str())))
     }
 }
 
@@ -164,7 +252,7 @@ impl PartitionKeyStrategy for IotKey {
     fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError> {
         let device = required(record, "iot", &self.device_field)?;
         let location = record.text(&self.location_field).unwrap_or_default();
-        let key = format!("{device}:{}", short_hash(&location));
+        let key = format!("{device}:{}", short_hash_text(&short_hash(&location)));
         Ok(KeyChoice::key(PartitionKey::new_or_hashed(&key)))
     }
 }
@@ -301,10 +389,8 @@ mod tests {
         );
         let without = json!({"ip_address": "10.0.0.1", "timestamp": "2024-01-15T10:30:45+00:00"});
         let key = web.key(&without).unwrap().partition_key;
-        assert_eq!(
-            key.as_str(),
-            format!("{}:2024-01-15T10", short_hash("10.0.0.1"))
-        );
+        // md5("10.0.0.1") starts 190dafab.
+        assert_eq!(key.as_str(), "190dafab:2024-01-15T10");
         let later_same_hour =
             json!({"ip_address": "10.0.0.1", "timestamp": "2024-01-15T10:59:00+00:00"});
         assert_eq!(web.key(&later_same_hour).unwrap().partition_key, key);
@@ -315,12 +401,38 @@ mod tests {
     }
 
     #[test]
+    fn the_web_keys_hour_is_the_times_first_13_characters_whatever_they_are() {
+        let web = WebLogKey::default();
+        let key = |time: &str| {
+            web.key(&json!({"ip_address": "2001:db8::1", "timestamp": time}))
+                .unwrap()
+                .partition_key
+        };
+        // md5("2001:db8::1") starts 1d64d10f.
+        assert_eq!(key("2024-01-15").as_str(), "1d64d10f:2024-01-15");
+        assert_eq!(
+            key("15 janvier à 10:30:45 CET").as_str(),
+            "1d64d10f:15 janvier à "
+        );
+        let long = "x".repeat(200);
+        assert_eq!(key(&long).as_str(), "1d64d10f:xxxxxxxxxxxxx");
+        assert_eq!(
+            web.key(&json!({"ip_address": "2001:db8::1"}))
+                .unwrap()
+                .partition_key
+                .as_str(),
+            "1d64d10f:",
+            "no time: the hour is empty"
+        );
+    }
+
+    #[test]
     fn iot_db_field_fixed_explicit() {
         let iot = IotKey::default();
         let reading = json!({"device_id": "sensor-7", "location": "seoul"});
         assert_eq!(
             iot.key(&reading).unwrap().partition_key.as_str(),
-            format!("sensor-7:{}", short_hash("seoul"))
+            "sensor-7:d793880d"
         );
         let row = RowKey {
             table_field: "table".into(),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::{SchemaError, Validator, Violation};
+use crate::{Builtin, SchemaError, Validator, Violation};
 
 /// How far in the future a reading's timestamp may be (clock skew between
 /// a device and us) before it is rejected.
@@ -87,6 +87,7 @@ impl Validator {
                 }
             }),
         )
+        .map(|validator| validator.builtin_as(Builtin::WebLog))
     }
 
     /// JSON application-log records: a time, a level and a message.
@@ -107,6 +108,7 @@ impl Validator {
                 }
             }),
         )
+        .map(|validator| validator.builtin_as(Builtin::ApplicationLog))
     }
 
     /// IoT sensor readings: a device id, a temperature in range, humidity
@@ -136,7 +138,11 @@ impl Validator {
                 }
             }),
         )
-        .map(|validator| validator.with_check(not_in_future("timestamp")))
+        .map(|validator| {
+            validator
+                .with_check(not_in_future("timestamp"))
+                .builtin_as(Builtin::IotReading)
+        })
     }
 
     /// Normalized CDC change events: what changed, where, and the row
@@ -171,6 +177,7 @@ impl Validator {
                 ]
             }),
         )
+        .map(|validator| validator.builtin_as(Builtin::CdcEvent))
     }
 }
 
