@@ -61,7 +61,8 @@ pub enum SourceError {
 ///   input has ended (a finite input, or `--once` reaching the end). It is
 ///   cancel-safe: dropping its future loses nothing.
 /// - The [`Source::settler`] is called with positions in the order they
-///   were read, each once everything read before it is settled.
+///   were read, a run at a time, each once everything read before it is
+///   settled.
 /// - [`Source::checkpoint`] makes what the settler was told durable (a
 ///   checkpoint file, a replication slot advance, a broker ack).
 #[async_trait::async_trait]
@@ -70,8 +71,10 @@ pub trait Source: Send {
 
     async fn read(&mut self) -> Result<Option<Vec<Input<Self::Position>>>, SourceError>;
 
-    /// The function the acknowledgements call with settled positions.
-    fn settler(&self) -> Box<dyn FnMut(Self::Position) + Send>;
+    /// The function the acknowledgements call with settled positions, in
+    /// read order, a run at a time: each call's positions are settled, and
+    /// so is everything read before them.
+    fn settler(&self) -> Box<dyn FnMut(Vec<Self::Position>) + Send>;
 
     async fn checkpoint(&mut self) -> Result<(), SourceError>;
 

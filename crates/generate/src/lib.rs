@@ -338,7 +338,7 @@ impl Source for Generated {
         }
     }
 
-    fn settler(&self) -> Box<dyn FnMut(GeneratedPosition) + Send> {
+    fn settler(&self) -> Box<dyn FnMut(Vec<GeneratedPosition>) + Send> {
         Box::new(|_| {})
     }
 

@@ -436,27 +436,30 @@ impl Source for MqttSource {
         Ok(Some(batch))
     }
 
-    fn settler(&self) -> Box<dyn FnMut(MqttPosition) + Send> {
+    fn settler(&self) -> Box<dyn FnMut(Vec<MqttPosition>) + Send> {
         let client = self.client.clone();
         let stats = self.stats.clone();
         let connection = self.connection.clone();
-        Box::new(move |position: MqttPosition| {
-            // A message of a lost connection is the broker's to send again;
-            // its packet id may name another message now.
-            if position.connection != connection.load(Ordering::Acquire) {
-                stats.stale.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            // The broker forgets the message only now.
-            match client.try_ack(&position.publish) {
-                Ok(()) => {
-                    stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+        Box::new(move |positions: Vec<MqttPosition>| {
+            let current = connection.load(Ordering::Acquire);
+            for position in positions {
+                // A message of a lost connection is the broker's to send
+                // again; its packet id may name another message now.
+                if position.connection != current {
+                    stats.stale.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                Err(e) => tracing::warn!(
-                    "MQTT: acknowledging {} #{}: {e}; the broker will send it again",
-                    position.publish.topic,
-                    position.publish.pkid
-                ),
+                // The broker forgets the message only now.
+                match client.try_ack(&position.publish) {
+                    Ok(()) => {
+                        stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(
+                        "MQTT: acknowledging {} #{}: {e}; the broker will send it again",
+                        position.publish.topic,
+                        position.publish.pkid
+                    ),
+                }
             }
         })
     }

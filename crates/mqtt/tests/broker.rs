@@ -86,7 +86,7 @@ async fn messages_arrive_in_order_with_their_topic() -> TestResult {
     while inputs.len() < 50 {
         let batch = read(&mut source, 1).await;
         for input in &batch {
-            settle(input.position.clone());
+            settle(vec![input.position.clone()]);
         }
         inputs.extend(batch);
     }
@@ -111,7 +111,7 @@ async fn unacknowledged_messages_come_back_and_acknowledged_ones_do_not() -> Tes
     // The first four settle; the process then "crashes".
     let mut settle = source.settler();
     for input in inputs.into_iter().take(4) {
-        settle(input.position);
+        settle(vec![input.position]);
     }
     source.close().await?;
 
@@ -122,7 +122,7 @@ async fn unacknowledged_messages_come_back_and_acknowledged_ones_do_not() -> Tes
     assert!(source.stats().redelivered.load(Ordering::Relaxed) >= 1);
     let mut settle = source.settler();
     for input in again {
-        settle(input.position);
+        settle(vec![input.position]);
     }
     source.close().await?;
 

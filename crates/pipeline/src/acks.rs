@@ -1,22 +1,30 @@
 //! Acknowledgements: receipts awaited in the order their input was read,
-//! so a source learns the longest settled prefix of what it read.
+//! batch by batch, so a source learns the longest settled prefix of what
+//! it read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use shardline_core::{Outcome, Receipt, SourceCounters};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-enum Pending<P> {
-    Receipt(Receipt, P, Instant),
-    Settled(P, Instant),
-}
+/// Batches waiting for their receipts at most. Past it the reader waits:
+/// a record that keeps retrying for minutes holds up the checkpoint of
+/// everything read after it, and must not let what is read after it pile
+/// up in memory too. With batches of up to 4,096 lines, 16 is 64 Ki lines.
+pub const ACK_QUEUE_BATCHES: usize = 16;
 
-/// Latencies are handed to the shared histogram in groups of at most this
-/// many (or sooner when no receipt is waiting): one lock per group.
-const LATENCY_GROUP: usize = 1024;
+/// One input's turn among the acknowledgements: a receipt to await, or
+/// nothing to wait for (a blank line).
+type Turn<P> = (Option<Receipt>, P);
+
+/// One batch's inputs in read order, and when the batch was read.
+struct Batch<P> {
+    turns: Vec<Turn<P>>,
+    read_at: Instant,
+}
 
 /// What became of everything pushed into [`Acknowledgements`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,7 +33,7 @@ pub struct AckSummary {
     pub delivered: u64,
     /// Durably written to the dead-letter sink.
     pub dead_lettered: u64,
-    /// Settled by the caller directly (written to stdout, nothing to send).
+    /// Settled with nothing to send (a blank line).
     pub settled_directly: u64,
     /// Neither delivered nor dead-lettered: the producer stopped or the
     /// dead-letter sink failed. Nothing at or after the first of them was
@@ -36,107 +44,59 @@ pub struct AckSummary {
 }
 
 /// Follows the receipts of the records made from a source's input, in the
-/// order the input was read, and calls `on_settled` with each position
-/// once it *and everything before it* is settled. After the first
-/// [`Outcome::Failed`] it reports nothing more: a checkpoint never moves
-/// past input that is neither delivered nor dead-lettered.
+/// order the input was read, and calls `on_settled` with positions once
+/// they *and everything before them* are settled — a run of them at a
+/// time. After the first [`Outcome::Failed`] it reports nothing more: a
+/// checkpoint never moves past input that is neither delivered nor
+/// dead-lettered.
 ///
-/// Cheap per record: one task awaits the receipts one after another; a
-/// receipt that settled early costs nothing to await.
+/// Cheap per record: one task takes a batch at a time and awaits its
+/// receipts one after another (a receipt that settled early costs nothing
+/// to await); the settled positions go to `on_settled` in one call per
+/// batch, or sooner when a receipt has to be waited for. At most
+/// [`ACK_QUEUE_BATCHES`] batches wait: [`Acknowledgements::push`] waits for
+/// room, which holds the reader back.
 ///
-/// With [`Acknowledgements::measured`], each settled record's latency —
-/// from when its input was read to when it settled in turn — goes to the
-/// source's histogram.
+/// With [`Acknowledgements::measured`], each batch's latency — from when
+/// its input was read to when it settled in turn — goes to the source's
+/// histogram, once for each of its records.
 #[derive(Debug)]
 pub struct Acknowledgements<P> {
-    tx: mpsc::UnboundedSender<Pending<P>>,
+    tx: mpsc::Sender<Batch<P>>,
     outstanding: Arc<AtomicU64>,
     task: JoinHandle<AckSummary>,
 }
 
-impl<P> std::fmt::Debug for Pending<P> {
+impl<P> std::fmt::Debug for Batch<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Pending::Receipt(..) => "Receipt",
-            Pending::Settled(..) => "Settled",
-        })
+        f.debug_struct("Batch")
+            .field("inputs", &self.turns.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl<P: Send + 'static> Acknowledgements<P> {
     /// Starts following receipts on the current Tokio runtime.
-    pub fn spawn(on_settled: impl FnMut(P) + Send + 'static) -> Self {
+    pub fn spawn(on_settled: impl FnMut(Vec<P>) + Send + 'static) -> Self {
         Self::start(on_settled, None)
     }
 
     /// As [`Acknowledgements::spawn`], and records each settled record's
     /// latency in `counters`.
     pub fn measured(
-        on_settled: impl FnMut(P) + Send + 'static,
+        on_settled: impl FnMut(Vec<P>) + Send + 'static,
         counters: Arc<SourceCounters>,
     ) -> Self {
         Self::start(on_settled, Some(counters))
     }
 
     fn start(
-        mut on_settled: impl FnMut(P) + Send + 'static,
+        on_settled: impl FnMut(Vec<P>) + Send + 'static,
         counters: Option<Arc<SourceCounters>>,
     ) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Pending<P>>();
+        let (tx, rx) = mpsc::channel::<Batch<P>>(ACK_QUEUE_BATCHES);
         let outstanding = Arc::new(AtomicU64::new(0));
-        let count = outstanding.clone();
-        let task = tokio::spawn(async move {
-            let mut summary = AckSummary::default();
-            let mut latencies: Vec<Duration> = Vec::new();
-            while let Some(pending) = rx.recv().await {
-                let (outcome, position, read_at) = match pending {
-                    Pending::Receipt(receipt, position, read_at) => {
-                        (Some(receipt.await), position, read_at)
-                    }
-                    Pending::Settled(position, read_at) => (None, position, read_at),
-                };
-                count.fetch_sub(1, Ordering::Relaxed);
-                let settled = match outcome {
-                    None => {
-                        summary.settled_directly += 1;
-                        true
-                    }
-                    Some(Outcome::Delivered(_)) => {
-                        summary.delivered += 1;
-                        true
-                    }
-                    Some(Outcome::DeadLettered { .. }) => {
-                        summary.dead_lettered += 1;
-                        true
-                    }
-                    Some(Outcome::Failed { message }) => {
-                        summary.failed += 1;
-                        if summary.first_failure.is_none() {
-                            tracing::error!(
-                                "a record was neither delivered nor dead-lettered ({message}); \
-                                 the checkpoint stays before it"
-                            );
-                            summary.first_failure = Some(message);
-                        }
-                        false
-                    }
-                };
-                if settled && summary.failed == 0 {
-                    on_settled(position);
-                    if let Some(counters) = &counters {
-                        latencies.push(read_at.elapsed());
-                        if latencies.len() >= LATENCY_GROUP || rx.is_empty() {
-                            counters.settled(&latencies);
-                            latencies.clear();
-                        }
-                    }
-                }
-            }
-            if let Some(counters) = &counters {
-                counters.settled(&latencies);
-            }
-            summary
-        });
+        let task = tokio::spawn(follow(rx, on_settled, counters, outstanding.clone()));
         Acknowledgements {
             tx,
             outstanding,
@@ -144,25 +104,17 @@ impl<P: Send + 'static> Acknowledgements<P> {
         }
     }
 
-    /// Follows the receipt of the record made from the input at `position`,
-    /// read at `read_at`.
-    pub fn push(&self, receipt: Receipt, position: P, read_at: Instant) {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
-        if self
-            .tx
-            .send(Pending::Receipt(receipt, position, read_at))
-            .is_err()
-        {
-            self.outstanding.fetch_sub(1, Ordering::Relaxed);
+    /// Follows a batch's inputs, read at `read_at`, in read order: each
+    /// with the receipt of what was made of it, or `None` when it held
+    /// nothing to send. Waits while [`ACK_QUEUE_BATCHES`] batches wait.
+    pub async fn push(&self, turns: Vec<(Option<Receipt>, P)>, read_at: Instant) {
+        if turns.is_empty() {
+            return;
         }
-    }
-
-    /// Input at `position` is settled already (written to stdout, or it
-    /// held nothing to send); it is reported in its turn.
-    pub fn settled(&self, position: P, read_at: Instant) {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Pending::Settled(position, read_at)).is_err() {
-            self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        let count = turns.len() as u64;
+        self.outstanding.fetch_add(count, Ordering::Relaxed);
+        if self.tx.send(Batch { turns, read_at }).await.is_err() {
+            self.outstanding.fetch_sub(count, Ordering::Relaxed);
         }
     }
 
@@ -179,5 +131,68 @@ impl<P: Send + 'static> Acknowledgements<P> {
             first_failure: Some(format!("the acknowledgement task failed: {e}")),
             ..AckSummary::default()
         })
+    }
+}
+
+/// The task: each batch's receipts in order, settled runs to `on_settled`.
+async fn follow<P>(
+    mut rx: mpsc::Receiver<Batch<P>>,
+    mut on_settled: impl FnMut(Vec<P>),
+    counters: Option<Arc<SourceCounters>>,
+    outstanding: Arc<AtomicU64>,
+) -> AckSummary {
+    let mut summary = AckSummary::default();
+    while let Some(Batch { turns, read_at }) = rx.recv().await {
+        let count = turns.len() as u64;
+        let mut settled = Vec::with_capacity(turns.len());
+        let mut settled_count = 0u64;
+        for (receipt, position) in turns {
+            let outcome = match receipt {
+                None => None,
+                Some(mut receipt) => Some(match receipt.try_outcome() {
+                    Some(outcome) => outcome,
+                    None => {
+                        // A wait: the run settled so far is reported first.
+                        report(&mut settled, &mut on_settled, &summary);
+                        receipt.await
+                    }
+                }),
+            };
+            match outcome {
+                None => summary.settled_directly += 1,
+                Some(Outcome::Delivered(_)) => summary.delivered += 1,
+                Some(Outcome::DeadLettered { .. }) => summary.dead_lettered += 1,
+                Some(Outcome::Failed { message }) => {
+                    summary.failed += 1;
+                    if summary.first_failure.is_none() {
+                        tracing::error!(
+                            "a record was neither delivered nor dead-lettered ({message}); \
+                             the checkpoint stays before it"
+                        );
+                        summary.first_failure = Some(message);
+                    }
+                    continue;
+                }
+            }
+            if summary.failed == 0 {
+                settled.push(position);
+                settled_count += 1;
+            }
+        }
+        report(&mut settled, &mut on_settled, &summary);
+        outstanding.fetch_sub(count, Ordering::Relaxed);
+        if let Some(counters) = &counters
+            && settled_count > 0
+        {
+            counters.latency().record(read_at.elapsed(), settled_count);
+        }
+    }
+    summary
+}
+
+/// Hands the settled run to the source, unless a failure came before it.
+fn report<P>(settled: &mut Vec<P>, on_settled: &mut impl FnMut(Vec<P>), summary: &AckSummary) {
+    if !settled.is_empty() && summary.failed == 0 {
+        on_settled(std::mem::take(settled));
     }
 }

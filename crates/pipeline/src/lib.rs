@@ -54,7 +54,7 @@ mod acks;
 mod pipeline;
 mod stdout;
 
-pub use acks::{AckSummary, Acknowledgements};
+pub use acks::{ACK_QUEUE_BATCHES, AckSummary, Acknowledgements};
 pub use pipeline::{DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError, PipelineSummary};
 pub use stdout::StdoutSink;
 

@@ -224,13 +224,15 @@ impl<S: Source> Pipeline<S> {
         }
         let accepted = self.sink.send(items).await?;
         let mut receipts = accepted.receipts.into_iter();
+        let mut followed = Vec::with_capacity(count);
+        let mut refused = false;
         for (i, (position, has_item)) in turns.into_iter().enumerate() {
             if !has_item {
-                acks.settled(position, read_at);
+                followed.push((None, position));
                 continue;
             }
             if let Some(receipt) = receipts.next() {
-                acks.push(receipt, position, read_at);
+                followed.push((Some(receipt), position));
                 continue;
             }
             // This input and the rest of the batch are not settled: never
@@ -243,9 +245,11 @@ impl<S: Source> Pipeline<S> {
                 self.name.as_str(),
                 accepted.refused.as_deref().unwrap_or("no reason given")
             );
-            return Ok(false);
+            refused = true;
+            break;
         }
-        Ok(true)
+        acks.push(followed, read_at).await;
+        Ok(!refused)
     }
 }
 

@@ -38,18 +38,25 @@ fn delivered() -> Outcome {
 async fn positions_settle_in_read_order_and_never_past_a_failure() {
     let settled = Arc::new(Mutex::new(Vec::new()));
     let seen = settled.clone();
-    let acks = Acknowledgements::spawn(move |at: At| seen.lock().unwrap().push(at.0));
+    let acks = Acknowledgements::spawn(move |run: Vec<At>| {
+        seen.lock().unwrap().extend(run.into_iter().map(|at| at.0));
+    });
     let mut replies = Vec::new();
+    let mut turns = Vec::new();
     for n in 0..6 {
         if n == 3 {
             // Nothing to send: settled in its turn.
-            acks.settled(At(n), Instant::now());
+            turns.push((None, At(n)));
             continue;
         }
         let (reply, receipt) = Receipt::new();
-        acks.push(receipt, At(n), Instant::now());
+        turns.push((Some(receipt), At(n)));
         replies.push((n, reply));
     }
+    // Two batches: the acknowledgements follow them in order too.
+    let second = turns.split_off(4);
+    acks.push(turns, Instant::now()).await;
+    acks.push(second, Instant::now()).await;
     // The sink settles them backwards; 4 fails.
     for (n, reply) in replies.into_iter().rev() {
         reply.send(match n {
@@ -103,9 +110,14 @@ impl Source for Batches {
         ))
     }
 
-    fn settler(&self) -> Box<dyn FnMut(At) + Send> {
+    fn settler(&self) -> Box<dyn FnMut(Vec<At>) + Send> {
         let settled = self.settled.clone();
-        Box::new(move |at| settled.lock().unwrap().push(at.0))
+        Box::new(move |run| {
+            settled
+                .lock()
+                .unwrap()
+                .extend(run.into_iter().map(|at| at.0))
+        })
     }
 
     async fn checkpoint(&mut self) -> Result<(), SourceError> {
@@ -187,4 +199,120 @@ async fn a_pipeline_reports_settled_positions_in_read_order() {
     let summary = pipeline.run(stop).await.unwrap();
     assert_eq!(summary.acks.delivered, 400);
     assert_eq!(*settled.lock().unwrap(), (0..400).collect::<Vec<_>>());
+}
+
+/// Reads batches of 100 numbers without end, counting what it read.
+#[derive(Debug)]
+struct Endless {
+    read: Arc<std::sync::atomic::AtomicU32>,
+}
+
+#[async_trait::async_trait]
+impl Source for Endless {
+    type Position = At;
+
+    async fn read(&mut self) -> Result<Option<Vec<Input<At>>>, SourceError> {
+        tokio::task::yield_now().await;
+        let start = self
+            .read
+            .fetch_add(100, std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(
+            (start..start + 100)
+                .map(|n| Input {
+                    data: n.to_string().into_bytes(),
+                    position: At(n),
+                })
+                .collect(),
+        ))
+    }
+
+    fn settler(&self) -> Box<dyn FnMut(Vec<At>) + Send> {
+        Box::new(|_| {})
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// Holds the very first record's reply until told; settles the rest at once.
+#[derive(Debug, Default)]
+struct FirstHeld {
+    counters: SinkCounters,
+    held: Mutex<Option<shardline_core::Reply>>,
+    taken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Sink for FirstHeld {
+    fn name(&self) -> &str {
+        "first-held"
+    }
+
+    async fn send(&self, items: Vec<Item>) -> Result<Accepted, SinkError> {
+        let mut receipts = Vec::with_capacity(items.len());
+        for _ in items {
+            if !self.taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let (reply, receipt) = Receipt::new();
+                *self.held.lock().unwrap() = Some(reply);
+                receipts.push(receipt);
+            } else {
+                receipts.push(Receipt::ready(delivered()));
+            }
+        }
+        Ok(Accepted {
+            receipts,
+            refused: None,
+        })
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.counters.snapshot()
+    }
+}
+
+/// Regression (issues 19 and 20, item 5): the acknowledgement queue was
+/// unbounded, so behind one record that did not settle (a retry for
+/// minutes) the reader went on reading, and everything read after it
+/// waited in memory.
+#[tokio::test]
+async fn a_record_that_does_not_settle_holds_the_reader_back() {
+    use std::sync::atomic::Ordering;
+    let read = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sink = Arc::new(FirstHeld::default());
+    let pipeline = Pipeline::new(
+        Endless { read: read.clone() },
+        Arc::new(Numbers),
+        sink.clone(),
+        SourceName::new("numbers"),
+        Arc::new(SourceCounters::default()),
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(pipeline.run(stop));
+    let batches = shardline_pipeline::ACK_QUEUE_BATCHES as u32;
+    let filled = (batches + 1) * 100;
+    let started = Instant::now();
+    while read.load(Ordering::SeqCst) < filled {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the reader never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Unbounded, the reader reads thousands of batches in this time;
+    // bounded, it waits with the queue full and one batch in hand.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held_back = read.load(Ordering::SeqCst);
+    assert!(
+        held_back <= (batches + 3) * 100,
+        "{held_back} inputs read behind a record that did not settle"
+    );
+    // Once it settles, everything read settles, in order, and the run ends.
+    let _ = stop_tx.send(true);
+    sink.held.lock().unwrap().take().unwrap().send(delivered());
+    let summary = running.await.unwrap().unwrap();
+    assert_eq!(
+        summary.acks.delivered,
+        u64::from(read.load(Ordering::SeqCst))
+    );
 }

@@ -472,13 +472,16 @@ impl Source for SlotSource {
         Ok(self.read_inner().await?)
     }
 
-    fn settler(&self) -> Box<dyn FnMut(SlotPosition) + Send> {
+    fn settler(&self) -> Box<dyn FnMut(Vec<SlotPosition>) + Send> {
         let ledger = self.ledger.clone();
-        Box::new(move |position: SlotPosition| {
-            ledger
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .settle(position.seq);
+        Box::new(move |positions: Vec<SlotPosition>| {
+            // Read order: the last is the furthest.
+            if let Some(last) = positions.last() {
+                ledger
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .settle(last.seq);
+            }
         })
     }
 

@@ -117,7 +117,7 @@ async fn transactions_arrive_in_commit_order_and_only_settled_ones_are_checkpoin
     // at or past T1's end.
     let mut settle = source.settler();
     for input in &inputs[..5] {
-        settle(input.position.clone());
+        settle(vec![input.position.clone()]);
     }
     source.checkpoint().await?;
     let saved = checkpoint_lsn(&file).unwrap();
@@ -133,7 +133,7 @@ async fn transactions_arrive_in_commit_order_and_only_settled_ones_are_checkpoin
     assert_eq!(actions(&again), ["B", "I:a", "I:a", "C"]);
     let mut settle = source.settler();
     for input in &again {
-        settle(input.position.clone());
+        settle(vec![input.position.clone()]);
     }
     source.checkpoint().await?;
     // T1's end, or past it (a round that found nothing new moves the
@@ -202,7 +202,7 @@ async fn a_large_transaction_streams_in_batches_and_unsettled_ones_are_not_read_
     // Once settled, the checkpoint and then the slot move past both.
     let mut settle = source.settler();
     for input in &inputs {
-        settle(input.position.clone());
+        settle(vec![input.position.clone()]);
     }
     source.checkpoint().await?;
     // At the last transaction's end, or past it: a round that found
@@ -262,7 +262,7 @@ async fn filtered_tables_never_arrive_and_the_slot_still_advances() -> TestResul
     assert!(actions.iter().all(|a| a == "B" || a == "C"), "{actions:?}");
     let mut settle = source.settler();
     for input in &inputs {
-        settle(input.position.clone());
+        settle(vec![input.position.clone()]);
     }
     source.checkpoint().await?;
     let after = pg.psql(
@@ -307,7 +307,7 @@ async fn a_database_crash_loses_nothing_and_repeats_nothing() -> TestResult {
     // Half of it settles and is checkpointed; then the server crashes.
     let mut settle = source.settler();
     for input in &first[..15] {
-        settle(input.position.clone());
+        settle(vec![input.position.clone()]);
     }
     source.checkpoint().await?;
     pg.restart_immediate()?;

@@ -52,7 +52,7 @@
 //! let mut settle = source.settler();
 //! while let Some(batch) = source.read().await? {
 //!     for input in batch {
-//!         settle(input.position); // delivered: the checkpoint may pass it
+//!         settle(vec![input.position]); // delivered: the checkpoint may pass it
 //!     }
 //! }
 //! source.checkpoint().await?;

@@ -101,7 +101,7 @@ impl<R: AsyncRead + Unpin + Send> Source for LinesSource<R> {
         })
     }
 
-    fn settler(&self) -> Box<dyn FnMut(LinePosition) + Send> {
+    fn settler(&self) -> Box<dyn FnMut(Vec<LinePosition>) + Send> {
         Box::new(|_| {})
     }
 

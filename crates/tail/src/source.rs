@@ -100,13 +100,13 @@ impl Source for TailSource {
         Ok(self.rx.recv().await)
     }
 
-    fn settler(&self) -> Box<dyn FnMut(TailPosition) + Send> {
+    fn settler(&self) -> Box<dyn FnMut(Vec<TailPosition>) + Send> {
         let registry = self.registry.clone();
-        Box::new(move |position| {
-            registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .settle(&position);
+        Box::new(move |positions| {
+            let mut registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+            for position in &positions {
+                registry.settle(position);
+            }
         })
     }
 

@@ -70,9 +70,13 @@ async fn run_and_stop(dir: &Path, log: &Path, read: usize, settle: usize) {
     let mut source = TailSource::start(config(log), checkpoints(dir, false), false).unwrap();
     let inputs = read_lines(&mut source, read).await;
     let mut settler = source.settler();
-    for input in inputs.into_iter().take(settle) {
-        settler(input.position);
-    }
+    settler(
+        inputs
+            .into_iter()
+            .take(settle)
+            .map(|i| i.position)
+            .collect(),
+    );
     source.checkpoint().await.unwrap();
 }
 
