@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use crate::checkpoint::CheckpointError;
 
 /// Where an input came from, precisely enough to find it again: a file,
@@ -35,10 +37,12 @@ impl<'a> Origin<'a> {
     }
 }
 
-/// One unit of input: a line, a change event, a message.
+/// One unit of input: a line, a change event, a message. Its bytes are
+/// shared, so a source can hand out slices of what it read (a file's read
+/// buffer, a message's payload) without copying them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input<P> {
-    pub data: Vec<u8>,
+    pub data: Bytes,
     pub position: P,
 }
 

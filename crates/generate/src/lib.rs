@@ -302,7 +302,7 @@ impl Generated {
             Kind::Changes => (None, change_event(rng, n)),
         };
         Input {
-            data: data.into_bytes(),
+            data: data.into_bytes().into(),
             position: GeneratedPosition { n, topic },
         }
     }

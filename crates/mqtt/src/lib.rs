@@ -419,7 +419,7 @@ impl Source for MqttSource {
             self.next_seq += 1;
             let publish = Arc::new(publish);
             batch.push(Input {
-                data: publish.payload.to_vec(),
+                data: publish.payload.clone(),
                 position: MqttPosition {
                     seq,
                     publish,

@@ -103,7 +103,7 @@ impl Source for Batches {
             batch
                 .into_iter()
                 .map(|n| Input {
-                    data: n.to_string().into_bytes(),
+                    data: n.to_string().into_bytes().into(),
                     position: At(n),
                 })
                 .collect(),
@@ -219,7 +219,7 @@ impl Source for Endless {
         Ok(Some(
             (start..start + 100)
                 .map(|n| Input {
-                    data: n.to_string().into_bytes(),
+                    data: n.to_string().into_bytes().into(),
                     position: At(n),
                 })
                 .collect(),

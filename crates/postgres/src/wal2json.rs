@@ -228,7 +228,7 @@ impl Reader {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.pending.push(Input {
-                data: data.into_bytes(),
+                data: data.into_bytes().into(),
                 position: SlotPosition {
                     seq,
                     lsn,

@@ -62,7 +62,7 @@
 //! std::fs::write(&log, "first\nsecond\nthird\n")?;
 //! let mut source = TailSource::start(config, Arc::new(TailCheckpoints::open(file)?), true)?;
 //! let batch = source.read().await?.unwrap_or_default();
-//! assert_eq!(batch.iter().map(|i| i.data.as_slice()).collect::<Vec<_>>(), [b"third"]);
+//! assert_eq!(batch.iter().map(|i| &i.data[..]).collect::<Vec<_>>(), [b"third"]);
 //! # Ok(()) }
 //! ```
 

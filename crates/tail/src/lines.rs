@@ -58,7 +58,7 @@ impl<R: AsyncRead + Unpin + Send> LinesSource<R> {
         }
         self.lines += 1;
         Input {
-            data: std::mem::take(&mut self.line),
+            data: std::mem::take(&mut self.line).into(),
             position: LinePosition {
                 name: self.name,
                 line: self.lines,
@@ -121,7 +121,7 @@ mod tests {
         while let Some(batch) = source.read().await.unwrap() {
             lines.extend(batch);
         }
-        let data: Vec<&[u8]> = lines.iter().map(|i| i.data.as_slice()).collect();
+        let data: Vec<&[u8]> = lines.iter().map(|i| &i.data[..]).collect();
         assert_eq!(data, [&b"a"[..], b"b", b"", b"last"]);
         assert_eq!(lines[3].position.describe()["line"], "4");
         assert!(source.read().await.unwrap().is_none());

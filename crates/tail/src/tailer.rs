@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use shardline_core::Input;
 
 use crate::checkpoint::FileCheckpoint;
@@ -102,7 +103,6 @@ pub(crate) struct Tailer {
     first_scan: bool,
     /// Watched paths that did not exist or could not be read, reported once.
     reported: HashSet<PathBuf>,
-    buf: Vec<u8>,
 }
 
 impl Tailer {
@@ -121,7 +121,6 @@ impl Tailer {
             next_id: 0,
             first_scan: !resuming,
             reported: HashSet::new(),
-            buf: vec![0; READ_CHUNK],
         };
         for checkpoint in resume.unwrap_or_default() {
             tailer.resume(&checkpoint);
@@ -321,14 +320,7 @@ impl Tailer {
             let Some(open) = self.open.get_mut(index) else {
                 break;
             };
-            let result = read_file(
-                open,
-                &self.config,
-                &mut self.buf,
-                &mut out,
-                &mut bytes,
-                &self.registry,
-            );
+            let result = read_file(open, &self.config, &mut out, &mut bytes, &self.registry);
             if let Err(e) = result {
                 tracing::warn!(file = %open.path.display(), "reading failed: {e}; retrying");
             }
@@ -461,7 +453,6 @@ fn file_len(file: &File) -> io::Result<u64> {
 fn read_file(
     open: &mut Open,
     config: &TailConfig,
-    buf: &mut [u8],
     out: &mut Vec<Input<TailPosition>>,
     bytes: &mut usize,
     registry: &Mutex<Registry>,
@@ -495,14 +486,21 @@ fn read_file(
         && out.len() < config.max_batch_lines
         && *bytes < config.max_batch_bytes
     {
-        let n = open.file.read_at(buf, open.offset)?;
+        // A buffer of its own for each read: the lines in it are handed out
+        // as slices of it, not copies.
+        let want = usize::try_from(size - open.offset)
+            .unwrap_or(READ_CHUNK)
+            .min(READ_CHUNK);
+        let mut fresh = BytesMut::zeroed(want);
+        let n = open.file.read_at(&mut fresh, open.offset)?;
         if n == 0 {
             break;
         }
+        fresh.truncate(n);
+        let chunk = fresh.freeze();
         open.last_data = Instant::now();
-        let chunk = buf.get(..n).unwrap_or_default();
         let mut start = 0;
-        for newline in memchr::memchr_iter(b'\n', chunk) {
+        for newline in memchr::memchr_iter(b'\n', &chunk) {
             let piece = chunk.get(start..newline).unwrap_or_default();
             let line_start = if open.partial.is_empty() && open.partial_dropped == 0 {
                 open.offset + start as u64
@@ -513,10 +511,10 @@ fn read_file(
                 // A whole line in this chunk: cut at the limit too.
                 let keep = piece.len().min(config.max_line_bytes);
                 open.partial_dropped = (piece.len() - keep) as u64;
-                piece.get(..keep).unwrap_or_default().to_vec()
+                chunk.slice(start..start + keep)
             } else {
                 append_capped(open, piece, config.max_line_bytes);
-                std::mem::take(&mut open.partial)
+                Bytes::from(std::mem::take(&mut open.partial))
             };
             let end = open.offset + newline as u64 + 1;
             push_line(open, data, line_start, end, out);
@@ -554,13 +552,13 @@ fn append_capped(open: &mut Open, piece: &[u8], cap: usize) {
 
 fn push_line(
     open: &mut Open,
-    mut data: Vec<u8>,
+    mut data: Bytes,
     start: u64,
     end: u64,
     out: &mut Vec<Input<TailPosition>>,
 ) {
     if data.last() == Some(&b'\r') {
-        data.pop();
+        data.truncate(data.len() - 1);
     }
     open.line += 1;
     let dropped = std::mem::take(&mut open.partial_dropped);
@@ -582,7 +580,7 @@ fn push_line(
 /// The last line of a file let go (or of a `--once` run) that has no
 /// newline.
 fn emit_partial(open: &mut Open, out: &mut Vec<Input<TailPosition>>) {
-    let data = std::mem::take(&mut open.partial);
+    let data = Bytes::from(std::mem::take(&mut open.partial));
     let start = open.partial_start;
     let end = open.offset;
     push_line(open, data, start, end, out);
