@@ -123,6 +123,18 @@ impl SinkCounters {
         self.source(source, |total| total.add(stats));
     }
 
+    /// `records` records of `source`, of `bytes` bytes in all, entered the
+    /// sink: one lock for all of them.
+    pub fn accepted_many(&self, source: &SourceName, records: u64, bytes: u64) {
+        self.with(|inner| {
+            let stats = inner.by_source.entry(source.clone()).or_default();
+            stats.records_in += records;
+            stats.bytes_in += bytes;
+            inner.queued_records += records;
+            inner.queued_bytes += bytes;
+        });
+    }
+
     /// A record of `bytes` bytes entered the sink.
     pub fn accepted(&self, source: &SourceName, bytes: usize) {
         self.with(|inner| {
@@ -131,6 +143,18 @@ impl SinkCounters {
             stats.bytes_in += bytes as u64;
             inner.queued_records += 1;
             inner.queued_bytes += bytes as u64;
+        });
+    }
+
+    /// Takes back [`SinkCounters::accepted_many`] for records the sink
+    /// turned away after all (it was shutting down).
+    pub fn not_accepted_many(&self, source: &SourceName, records: u64, bytes: u64) {
+        self.with(|inner| {
+            let stats = inner.by_source.entry(source.clone()).or_default();
+            stats.records_in = stats.records_in.saturating_sub(records);
+            stats.bytes_in = stats.bytes_in.saturating_sub(bytes);
+            inner.queued_records = inner.queued_records.saturating_sub(records);
+            inner.queued_bytes = inner.queued_bytes.saturating_sub(bytes);
         });
     }
 

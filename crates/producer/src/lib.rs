@@ -86,7 +86,9 @@ pub use destination::{Destination, Entry, EntryError, ErrorClass, PutError, clas
 pub use firehose::FirehoseDestination;
 pub use kinesis::{DEFAULT_REQUEST_TIMEOUT, KinesisDestination};
 pub use limits::BatchLimits;
-pub use producer::{Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError};
+pub use producer::{
+    GRANT_RECORDS, Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError,
+};
 pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
 pub use retry::{Decision, RetryPolicy};
 

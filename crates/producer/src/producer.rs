@@ -206,7 +206,7 @@ impl ProducerBuilder {
 
 #[derive(Debug)]
 struct Shared {
-    tx: mpsc::UnboundedSender<Box<Pending>>,
+    tx: mpsc::UnboundedSender<Vec<Pending>>,
     control: mpsc::UnboundedSender<Control>,
     records: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
@@ -321,6 +321,130 @@ impl Producer {
         .map_err(SendError::Closed)
     }
 
+    /// Queues a batch of items in order, waiting for room as
+    /// [`Producer::send`] does but taking it for up to
+    /// [`GRANT_RECORDS`] records at once; one message to the dispatcher and
+    /// one count per group. Returns a receipt per item queued; once the
+    /// producer is shut down, the rest is refused.
+    pub async fn send_batch(&self, items: Vec<Item>) -> Accepted {
+        let shared = &self.shared;
+        let mut accepted = Accepted {
+            receipts: Vec::with_capacity(items.len()),
+            refused: None,
+        };
+        let grant_records = GRANT_RECORDS.min(shared.config.queue_max_records).max(1);
+        let grant_bytes = (shared.config.record_budget() / GRANT_BUDGET_DIVISOR).max(1);
+        let mut items = items.into_iter().map(|item| self.intake(item)).peekable();
+        while items.peek().is_some() {
+            // A group: as many items as one grant of room holds (at least one).
+            let mut group = Vec::with_capacity(grant_records.min(items.len()));
+            let mut cost: u64 = 0;
+            while let Some(next) = items.peek() {
+                let fits = group.len() < grant_records
+                    && (group.is_empty() || cost + u64::from(next.cost) <= grant_bytes as u64);
+                if !fits {
+                    break;
+                }
+                let Some(next) = items.next() else { break };
+                cost += u64::from(next.cost);
+                group.push(next);
+            }
+            if self.is_closed() {
+                accepted.refused = Some("it has shut down".to_owned());
+                return accepted;
+            }
+            let (Ok(mut records), Ok(mut bytes)) = (
+                shared
+                    .records
+                    .clone()
+                    .acquire_many_owned(u32::try_from(group.len()).unwrap_or(u32::MAX))
+                    .await,
+                shared
+                    .bytes
+                    .clone()
+                    .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+                    .await,
+            ) else {
+                accepted.refused = Some("it has shut down".to_owned());
+                return accepted;
+            };
+            let first_seq = shared
+                .next_seq
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            let mut pendings = Vec::with_capacity(group.len());
+            let mut counted: Vec<(SourceName, u64, u64)> = Vec::new();
+            for (seq, entry) in (first_seq..).zip(group) {
+                let (Some(record_permit), Some(byte_permits)) =
+                    (records.split(1), bytes.split(entry.cost as usize))
+                else {
+                    // Cannot happen: the group's room is its records' sum.
+                    accepted.refused = Some("its room was miscounted".to_owned());
+                    break;
+                };
+                let permits = Permits {
+                    records: record_permit,
+                    bytes: byte_permits,
+                };
+                let (reply, receipt) = Receipt::new();
+                let size = entry.record.data.len() as u64;
+                match counted.iter_mut().find(|(s, ..)| *s == entry.record.source) {
+                    Some((_, n, b)) => {
+                        *n += 1;
+                        *b += size;
+                    }
+                    None => counted.push((entry.record.source.clone(), 1, size)),
+                }
+                pendings.push(match entry.letter {
+                    Some(letter) => Pending::rejected(entry.record, letter, seq, reply, permits),
+                    None => Pending::new(entry.record, seq, reply, permits),
+                });
+                accepted.receipts.push(receipt);
+            }
+            // Counted before the dispatcher can see them, so none is ever
+            // counted out before it was counted in.
+            for (source, n, b) in &counted {
+                shared.counters.accepted_many(source, *n, *b);
+            }
+            if shared.tx.send(pendings).is_err() {
+                // The dispatcher is gone: their replies are dropped with
+                // them, so their receipts say they failed.
+                for (source, n, b) in &counted {
+                    shared.counters.not_accepted_many(source, *n, *b);
+                }
+            }
+            if accepted.refused.is_some() {
+                break;
+            }
+        }
+        accepted
+    }
+
+    /// What an item costs and becomes inside the producer.
+    fn intake(&self, item: Item) -> Queueable {
+        match item {
+            Item::Record(record) => Queueable {
+                cost: self.cost(&record, 0),
+                record,
+                letter: None,
+            },
+            Item::Rejected(letter) => {
+                let data = letter
+                    .data_bytes()
+                    .unwrap_or_else(|_| letter.data.clone().into_bytes());
+                let record = Record::new(
+                    data,
+                    PartitionKey::new_or_hashed(&letter.partition_key),
+                    SourceName::new(&letter.source),
+                );
+                Queueable {
+                    cost: self.cost(&record, letter_bytes(&letter)),
+                    record,
+                    letter: Some(letter),
+                }
+            }
+        }
+    }
+
     async fn permits(&self, record: &Record, extra: usize) -> Option<Permits> {
         let shared = &self.shared;
         let cost = self.cost(record, extra);
@@ -348,11 +472,17 @@ impl Producer {
         // Counted before the dispatcher can see it, so it is never counted
         // out before it was counted in.
         shared.counters.accepted(&source, bytes);
-        match shared.tx.send(Box::new(pending)) {
+        match shared.tx.send(vec![pending]) {
             Ok(()) => Ok(receipt),
-            Err(mpsc::error::SendError(pending)) => {
+            Err(mpsc::error::SendError(pendings)) => {
+                // The dispatcher is gone: the record comes back. (Were it
+                // not in what came back, its receipt would say it failed:
+                // its reply is dropped with it.)
                 shared.counters.not_accepted(&source, bytes);
-                Err(Box::new(pending.into_record()))
+                match pendings.into_iter().next() {
+                    Some(pending) => Err(Box::new(pending.into_record())),
+                    None => Ok(receipt),
+                }
             }
         }
     }
@@ -446,28 +576,11 @@ impl Sink for Producer {
         &self.shared.name
     }
 
-    /// Sends each record and writes each rejection in turn, waiting for
-    /// room as [`Producer::send`] does. Once the producer is shut down, the
-    /// rest of the batch is refused.
+    /// Queues the batch in order (records to send, rejections to
+    /// dead-letter in their turn), taking room for many records at once:
+    /// see [`Producer::send_batch`].
     async fn send(&self, items: Vec<Item>) -> Result<Accepted, SinkError> {
-        let mut accepted = Accepted {
-            receipts: Vec::with_capacity(items.len()),
-            refused: None,
-        };
-        for item in items {
-            let receipt = match item {
-                Item::Record(record) => Producer::send(self, record).await,
-                Item::Rejected(letter) => self.reject(letter).await,
-            };
-            match receipt {
-                Ok(receipt) => accepted.receipts.push(receipt),
-                Err(SendError::Closed(_)) => {
-                    accepted.refused = Some("it has shut down".to_owned());
-                    break;
-                }
-            }
-        }
-        Ok(accepted)
+        Ok(self.send_batch(items).await)
     }
 
     fn stats(&self) -> SinkStats {
@@ -481,6 +594,21 @@ impl Sink for Producer {
     async fn shutdown(&self, deadline: Duration) {
         Producer::shutdown(self, deadline).await;
     }
+}
+
+/// Records a batch takes room for at once ([`Producer::send_batch`]): few
+/// enough that other senders are not held up long, many enough that the
+/// per-group costs (two semaphore waits, one message, one count) vanish
+/// per record.
+pub const GRANT_RECORDS: usize = 256;
+/// A group's bytes take at most this share of the records' memory budget.
+const GRANT_BUDGET_DIVISOR: usize = 4;
+
+/// An item of a batch, ready to queue.
+struct Queueable {
+    record: Record,
+    letter: Option<DeadLetter>,
+    cost: u32,
 }
 
 /// The memory a dead letter's text takes until it is written.

@@ -83,7 +83,7 @@ struct InFlight {
 }
 
 enum Event {
-    Record(Option<Box<Pending>>),
+    Records(Option<Vec<Pending>>),
     Control(Option<Control>),
     BatchDone(tokio::task::Id, Option<(PutResult, Duration)>),
     DeadLettersWritten(Result<Job, tokio::task::JoinError>),
@@ -163,7 +163,7 @@ impl Dispatcher {
 
     pub(crate) async fn run(
         mut self,
-        mut records: mpsc::UnboundedReceiver<Box<Pending>>,
+        mut records: mpsc::UnboundedReceiver<Vec<Pending>>,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         loop {
@@ -184,16 +184,22 @@ impl Dispatcher {
                 break;
             }
             match self.next_event(&mut records, &mut control).await {
-                Event::Record(Some(pending)) => self.admit(*pending),
-                Event::Record(None) => self.records_closed = true,
+                Event::Records(Some(pendings)) => {
+                    for pending in pendings {
+                        self.admit(pending);
+                    }
+                }
+                Event::Records(None) => self.records_closed = true,
                 Event::Control(Some(Control::Flush { up_to, done })) => {
                     self.flushes.push((up_to, done));
                 }
                 Event::Control(Some(Control::Shutdown { deadline, done })) => {
                     // No more records: take in those already sent.
                     records.close();
-                    while let Ok(pending) = records.try_recv() {
-                        self.admit(*pending);
+                    while let Ok(pendings) = records.try_recv() {
+                        for pending in pendings {
+                            self.admit(pending);
+                        }
                     }
                     self.records_closed = true;
                     self.shutdown = Some((deadline, Some(done)));
@@ -240,7 +246,7 @@ impl Dispatcher {
 
     async fn next_event(
         &mut self,
-        records: &mut mpsc::UnboundedReceiver<Box<Pending>>,
+        records: &mut mpsc::UnboundedReceiver<Vec<Pending>>,
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Event {
         let wake = self.next_wake();
@@ -257,7 +263,7 @@ impl Dispatcher {
             }
         };
         tokio::select! {
-            pending = records.recv(), if !self.records_closed => Event::Record(pending),
+            pendings = records.recv(), if !self.records_closed => Event::Records(pendings),
             request = control.recv(), if !self.control_closed => Event::Control(request),
             Some(done) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
                 match done {
