@@ -299,14 +299,7 @@ impl Producer {
     /// a source moves its checkpoint past rejected input exactly as past
     /// delivered input. Waits for room like [`Producer::send`].
     pub async fn reject(&self, letter: DeadLetter) -> Result<Receipt, SendError> {
-        let data = letter
-            .data_bytes()
-            .unwrap_or_else(|_| letter.data.clone().into_bytes());
-        let record = Record::new(
-            data,
-            PartitionKey::new_or_hashed(&letter.partition_key),
-            SourceName::new(&letter.source),
-        );
+        let record = rejected_record(&letter);
         if self.is_closed() {
             return Err(SendError::Closed(Box::new(record)));
         }
@@ -428,14 +421,7 @@ impl Producer {
                 letter: None,
             },
             Item::Rejected(letter) => {
-                let data = letter
-                    .data_bytes()
-                    .unwrap_or_else(|_| letter.data.clone().into_bytes());
-                let record = Record::new(
-                    data,
-                    PartitionKey::new_or_hashed(&letter.partition_key),
-                    SourceName::new(&letter.source),
-                );
+                let record = rejected_record(&letter);
                 Queueable {
                     cost: self.cost(&record, letter_bytes(&letter)),
                     record,
@@ -609,6 +595,20 @@ struct Queueable {
     record: Record,
     letter: Option<DeadLetter>,
     cost: u32,
+}
+
+/// The record a rejected input stands for inside the producer: its data,
+/// key and source, for counting and ordering; the letter is what is
+/// written.
+fn rejected_record(letter: &DeadLetter) -> Record {
+    let data = letter
+        .data_bytes()
+        .unwrap_or_else(|_| letter.data.clone().into_bytes());
+    Record::new(
+        data,
+        PartitionKey::new_or_hashed(&letter.partition_key),
+        SourceName::new(&letter.source),
+    )
 }
 
 /// The memory a dead letter's text takes until it is written.
