@@ -113,11 +113,6 @@ impl SourceCounters {
             .map(std::time::Duration::from_millis)
     }
 
-    /// Records took these latencies from read to settled.
-    pub fn settled(&self, latencies: &[std::time::Duration]) {
-        self.latency.record_many(latencies, 1);
-    }
-
     /// The end-to-end latency histogram.
     pub fn latency(&self) -> &Latency {
         &self.latency

@@ -71,7 +71,7 @@ pub use record::{Record, SourceName};
 pub use shardline_partition_key::{ExplicitHashKey, PartitionKey};
 pub use sink::{Accepted, Item, Sink, SinkError};
 pub use source::{Input, Origin, Position, Source, SourceError};
-pub use stats::{DeliveryStats, SinkCounters, SinkStats};
+pub use stats::{DeliveryStats, SinkCounters, SinkStats, Tally};
 
 /// Re-exported for implementors of [`Sink`] and [`Source`], whose traits
 /// are declared with it.

@@ -52,6 +52,29 @@ impl DeliveryStats {
     }
 }
 
+/// What a batch adds to a sink's counts, by source: a sink counts a batch
+/// with one lock per source rather than one per record. A batch rarely
+/// holds more than one source, so a short list serves.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    by_source: Vec<(SourceName, DeliveryStats)>,
+}
+
+impl Tally {
+    /// Adds `stats` to `source`'s share.
+    pub fn add(&mut self, source: &SourceName, stats: DeliveryStats) {
+        match self.by_source.iter_mut().find(|(name, _)| name == source) {
+            Some((_, total)) => total.add(&stats),
+            None => self.by_source.push((source.clone(), stats)),
+        }
+    }
+
+    /// Each source's share.
+    pub fn iter(&self) -> impl Iterator<Item = (&SourceName, &DeliveryStats)> {
+        self.by_source.iter().map(|(source, stats)| (source, stats))
+    }
+}
+
 /// A snapshot of everything a sink counts.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SinkStats {

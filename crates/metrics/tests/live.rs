@@ -52,7 +52,7 @@ async fn send(
     let mut outcomes = Vec::new();
     for receipt in receipts {
         outcomes.push(receipt.await);
-        counters.settled(&[read_at.elapsed()]);
+        counters.latency().record(read_at.elapsed(), 1);
     }
     Ok(outcomes)
 }
@@ -272,7 +272,7 @@ async fn cloudwatch_data_points_reach_moto_with_the_data_source_dimension() -> T
     let iot = metrics.source("iot_sensors");
     iot.read(100, 10_000);
     iot.parsed(100);
-    iot.settled(&[Duration::from_millis(12); 90]);
+    iot.latency().record(Duration::from_millis(12), 90);
     let mut producer = SinkStats::default();
     producer.by_source.insert(
         "iot_sensors".into(),

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use shardline_core::{
     Accepted, DeadLetterFile, DeadLetterReason, DeadLetterSink, Delivery, DeliveryStats, Item,
-    Outcome, Receipt, Sink, SinkCounters, SinkError, SinkStats, SourceName,
+    Outcome, Receipt, Sink, SinkCounters, SinkError, SinkStats, SourceName, Tally,
 };
 
 struct Output {
@@ -77,14 +77,7 @@ impl Sink for StdoutSink {
     async fn send(&self, items: Vec<Item>) -> Result<Accepted, SinkError> {
         let mut letters = Vec::new();
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut counts: Vec<(SourceName, DeliveryStats)> = Vec::new();
-        let mut count = |source: &SourceName, add: DeliveryStats| match counts
-            .iter_mut()
-            .find(|(name, _)| name == source)
-        {
-            Some((_, stats)) => stats.add(&add),
-            None => counts.push((source.clone(), add)),
-        };
+        let mut tally = Tally::default();
         let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
         for item in items {
             match item {
@@ -98,7 +91,7 @@ impl Sink for StdoutSink {
                             source,
                         })?;
                     let bytes = record.data.len() as u64;
-                    count(
+                    tally.add(
                         &record.source,
                         DeliveryStats {
                             records_in: 1,
@@ -111,7 +104,7 @@ impl Sink for StdoutSink {
                     outcomes.push(Outcome::Delivered(Delivery::default()));
                 }
                 Item::Rejected(letter) => {
-                    count(
+                    tally.add(
                         &SourceName::new(&letter.source),
                         DeliveryStats {
                             records_in: 1,
@@ -139,7 +132,7 @@ impl Sink for StdoutSink {
                 .map_err(SinkError::DeadLetter)?;
         }
         drop(output);
-        for (source, stats) in &counts {
+        for (source, stats) in tally.iter() {
             self.counters.settled_at_once(source, stats);
         }
         Ok(Accepted {

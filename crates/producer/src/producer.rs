@@ -8,8 +8,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::{ConfigError, ProducerConfig, RECORD_OVERHEAD_BYTES};
 use shardline_core::{
-    Accepted, DeadLetter, DeadLetterSink, Item, Outcome, Receipt, Record, ReplayError, Reply, Sink,
-    SinkCounters, SinkError, SinkStats, SourceName,
+    Accepted, DeadLetter, DeadLetterSink, DeliveryStats, Item, Outcome, Receipt, Record,
+    ReplayError, Reply, Sink, SinkCounters, SinkError, SinkStats, SourceName, Tally,
 };
 use shardline_partition_key::PartitionKey;
 
@@ -309,7 +309,14 @@ impl Producer {
             return Err(SendError::Closed(Box::new(record)));
         };
         self.enqueue_with(record, permits, |record, seq, reply, permits| {
-            Pending::rejected(record, letter, seq, reply, permits)
+            Pending::rejected(
+                record,
+                letter,
+                seq,
+                reply,
+                permits,
+                std::time::Instant::now(),
+            )
         })
         .map_err(SendError::Closed)
     }
@@ -361,11 +368,12 @@ impl Producer {
                 accepted.refused = Some("it has shut down".to_owned());
                 return accepted;
             };
+            let now = std::time::Instant::now();
             let first_seq = shared
                 .next_seq
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
             let mut pendings = Vec::with_capacity(group.len());
-            let mut counted: Vec<(SourceName, u64, u64)> = Vec::new();
+            let mut tally = Tally::default();
             for (seq, entry) in (first_seq..).zip(group) {
                 let (Some(record_permit), Some(byte_permits)) =
                     (records.split(1), bytes.split(entry.cost as usize))
@@ -379,30 +387,36 @@ impl Producer {
                     bytes: byte_permits,
                 };
                 let (reply, receipt) = Receipt::new();
-                let size = entry.record.data.len() as u64;
-                match counted.iter_mut().find(|(s, ..)| *s == entry.record.source) {
-                    Some((_, n, b)) => {
-                        *n += 1;
-                        *b += size;
-                    }
-                    None => counted.push((entry.record.source.clone(), 1, size)),
-                }
+                tally.add(
+                    &entry.record.source,
+                    DeliveryStats {
+                        records_in: 1,
+                        bytes_in: entry.record.data.len() as u64,
+                        ..DeliveryStats::default()
+                    },
+                );
                 pendings.push(match entry.letter {
-                    Some(letter) => Pending::rejected(entry.record, letter, seq, reply, permits),
-                    None => Pending::new(entry.record, seq, reply, permits),
+                    Some(letter) => {
+                        Pending::rejected(entry.record, letter, seq, reply, permits, now)
+                    }
+                    None => Pending::new(entry.record, seq, reply, permits, now),
                 });
                 accepted.receipts.push(receipt);
             }
             // Counted before the dispatcher can see them, so none is ever
             // counted out before it was counted in.
-            for (source, n, b) in &counted {
-                shared.counters.accepted_many(source, *n, *b);
+            for (source, stats) in tally.iter() {
+                shared
+                    .counters
+                    .accepted_many(source, stats.records_in, stats.bytes_in);
             }
             if shared.tx.send(pendings).is_err() {
                 // The dispatcher is gone: their replies are dropped with
                 // them, so their receipts say they failed.
-                for (source, n, b) in &counted {
-                    shared.counters.not_accepted_many(source, *n, *b);
+                for (source, stats) in tally.iter() {
+                    shared
+                        .counters
+                        .not_accepted_many(source, stats.records_in, stats.bytes_in);
                 }
             }
             if accepted.refused.is_some() {
@@ -440,7 +454,9 @@ impl Producer {
     }
 
     fn enqueue(&self, record: Record, permits: Permits) -> Result<Receipt, Box<Record>> {
-        self.enqueue_with(record, permits, Pending::new)
+        self.enqueue_with(record, permits, |record, seq, reply, permits| {
+            Pending::new(record, seq, reply, permits, std::time::Instant::now())
+        })
     }
 
     fn enqueue_with(

@@ -152,10 +152,11 @@ impl<T: Queued> Batcher<T> {
         now.checked_sub(self.config.linger).unwrap_or(now)
     }
 
-    /// A record left the producer (delivered, dead-lettered or failed).
-    /// With strict ordering its key's next record, if any, goes out first.
-    pub(crate) fn left(&mut self, key: &PartitionKey, held_turn: bool, now: Instant) {
-        if !(self.config.strict_ordering && held_turn) {
+    /// A record that held its key's turn left the producer (delivered,
+    /// dead-lettered or failed). With strict ordering its key's next
+    /// record, if any, goes out first.
+    pub(crate) fn left(&mut self, key: &PartitionKey, now: Instant) {
+        if !self.config.strict_ordering {
             return;
         }
         if let Some(mut next) = self.turns.leave(key) {

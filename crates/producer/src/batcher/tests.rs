@@ -181,7 +181,7 @@ fn strict_ordering_sends_a_keys_next_record_once_the_first_left() {
     assert!(!batcher.is_idle());
     let a1 = &units[0].members[0];
     assert!(a1.holds_turn);
-    batcher.left(&a1.record.partition_key, true, now);
+    batcher.left(&a1.record.partition_key, now);
     assert!(
         batcher.is_due(now, false),
         "the next record has waited long enough"

@@ -45,7 +45,14 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    pub(crate) fn new(record: Record, seq: u64, reply: Reply, permits: Permits) -> Self {
+    /// A record handed over at `now` (one clock reading serves a group).
+    pub(crate) fn new(
+        record: Record,
+        seq: u64,
+        reply: Reply,
+        permits: Permits,
+        now: Instant,
+    ) -> Self {
         Pending {
             record,
             seq,
@@ -56,7 +63,7 @@ impl Pending {
             last_attempt: None,
             last_error: None,
             unknown_attempts: 0,
-            ready_since: Instant::now(),
+            ready_since: now,
             rejected: None,
             holds_turn: false,
         }
@@ -70,8 +77,9 @@ impl Pending {
         seq: u64,
         reply: Reply,
         permits: Permits,
+        now: Instant,
     ) -> Self {
-        let mut pending = Pending::new(record, seq, reply, permits);
+        let mut pending = Pending::new(record, seq, reply, permits, now);
         pending.rejected = Some(Box::new(letter));
         pending
     }
