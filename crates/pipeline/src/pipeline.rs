@@ -105,9 +105,12 @@ impl<S: Source> Pipeline<S> {
     }
 
     /// Threads that process a batch's inputs at once (`parse_workers`);
-    /// order is kept.
+    /// order is kept. Never more than the CPUs the process may run on
+    /// (its affinity, as `taskset` or a container's CPU set leaves it):
+    /// more threads than that only take turns.
     pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers.max(1);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        self.workers = workers.min(cpus).max(1);
         self
     }
 
