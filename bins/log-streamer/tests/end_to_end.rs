@@ -315,6 +315,12 @@ async fn rename_and_copytruncate_rotation_under_load_lose_nothing() -> TestResul
         if (next - 1) % ROTATE_EVERY == 0 && next <= LINES {
             rotation += 1;
             if rotation % 2 == 1 {
+                // A file renamed away before the streamer ever opened it is
+                // no longer at the watched path: nothing could follow it.
+                // On a loaded machine the streamer may still be starting
+                // when the first lines are written, so wait until it has
+                // the file.
+                setup.wait_until_fingerprinted(&log)?;
                 std::fs::rename(
                     &log,
                     setup.dir.path().join(format!("access.log.{rotation}")),
