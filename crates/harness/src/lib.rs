@@ -7,7 +7,9 @@
 //! dropped or the test process exits (also on a crash or Ctrl-C). What no
 //! emulator can do — throttle, fail chosen entries, answer 5xx, reset a
 //! connection, stall — the [`FaultProxy`] does, speaking the real AWS JSON 1.1
-//! protocol between the SDK and the emulator.
+//! protocol between the SDK and the emulator. For benchmarks, the
+//! [`WireSpeedKinesis`] endpoint accepts every put as fast as the client can
+//! send it, where kinesalite would be the limit.
 //!
 //! Everything a service needs is installed into the project-local, git-ignored
 //! `.harness/` directory the first time it is asked for ([`install`]): nothing
@@ -45,11 +47,13 @@ mod error;
 pub mod fault_proxy;
 pub mod install;
 mod kinesalite;
+pub mod measure;
 mod mosquitto;
 mod moto;
 mod postgres;
 mod process;
 pub mod streams;
+pub mod wire_speed;
 
 pub use aws::{AwsEndpoints, DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, REGION, sdk_config};
 pub use error::Error;
@@ -60,6 +64,7 @@ pub use kinesalite::Kinesalite;
 pub use mosquitto::{Mosquitto, TlsTestFiles};
 pub use moto::Moto;
 pub use postgres::Postgres;
+pub use wire_speed::{WireCounts, WireSpeedKinesis};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

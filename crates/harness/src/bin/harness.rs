@@ -1,4 +1,7 @@
 //! `harness install`: install every test service into `.harness/`.
+//! `harness wire-speed [SHARDS]`: serve the wire-speed Kinesis endpoint on
+//! 127.0.0.1 until interrupted, for profiling a binary by hand; it prints
+//! the endpoint, and what it was given when it stops.
 //!
 //! `cargo xtask test` runs it; it is a binary of the harness crate so that
 //! it is built with the same dependency features as the test suite and
@@ -7,14 +10,22 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use shardline_harness::{Error, install};
+use shardline_harness::{Error, WireSpeedKinesis, install};
 
-const USAGE: &str = "usage: harness install";
+const USAGE: &str = "usage: harness install | harness wire-speed [SHARDS]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("install") => install_all(),
+        Some("wire-speed") => match args.get(1).map(|n| n.parse::<u32>()) {
+            None => wire_speed(4),
+            Some(Ok(shards)) if shards > 0 => wire_speed(shards),
+            Some(_) => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -41,4 +52,22 @@ fn install_all() -> Result<(), Error> {
         started.elapsed()
     );
     Ok(())
+}
+
+fn wire_speed(shards: u32) -> Result<(), Error> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| Error::io("starting the Tokio runtime", e))?;
+    runtime.block_on(async {
+        let endpoint = WireSpeedKinesis::start(shards).await?;
+        println!("AWS_ENDPOINT_URL_KINESIS={}", endpoint.endpoint());
+        eprintln!(
+            "    a wire-speed Kinesis endpoint with {shards} shards; Ctrl-C stops it \
+             (any AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY will do)"
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|e| Error::io("waiting for Ctrl-C", e))?;
+        eprintln!("{:?}", endpoint.counts());
+        Ok(())
+    })
 }

@@ -1,0 +1,109 @@
+//! Whole runs of a program, measured the way `/usr/bin/time` does: wall
+//! time, the CPU time of the process and every thread it ran (user and
+//! system), and its peak resident memory, from `wait4(2)`'s resource usage.
+
+#![expect(
+    unsafe_code,
+    reason = "wait4(2) is the only way to read a child's own resource usage; std has no safe wrapper"
+)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// What one run of a program cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// From spawn to exit.
+    pub wall: Duration,
+    /// CPU time in user mode, all threads.
+    pub user: Duration,
+    /// CPU time in the kernel, all threads.
+    pub system: Duration,
+    /// Peak resident set size, KiB.
+    pub peak_rss_kib: u64,
+}
+
+impl Measured {
+    /// User plus system CPU time.
+    pub fn cpu(&self) -> Duration {
+        self.user + self.system
+    }
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    let micros = u32::try_from(tv.tv_usec).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(u64::from(micros))
+}
+
+/// Runs `command` to its end and measures it. Its standard streams are as
+/// the command sets them.
+///
+/// ```
+/// use std::process::Command;
+/// let run = shardline_harness::measure::run(&mut Command::new("true")).unwrap();
+/// assert!(run.status.success());
+/// assert!(run.wall > std::time::Duration::ZERO);
+/// ```
+pub fn run(command: &mut Command) -> Result<Measured, Error> {
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {:?}", command.get_program()), e))?;
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|_| Error::Binary(format!("process id {} out of range", child.id())))?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own child, not yet reaped (std's `Child` is
+        // never waited on: it is dropped below without `wait`); `status` and
+        // `usage` are valid for writes for the duration of the call.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(format!("waiting for process {pid}"), error));
+        }
+    }
+    let wall = started.elapsed();
+    drop(child);
+    Ok(Measured {
+        status: ExitStatus::from_raw(status),
+        wall,
+        user: timeval(usage.ru_utime),
+        system: timeval(usage.ru_stime),
+        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_child_is_charged_its_cpu_time() {
+        // A shell loop that spins for a while.
+        let run =
+            run(Command::new("sh")
+                .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]))
+            .unwrap();
+        assert!(run.status.success());
+        assert!(run.cpu() > Duration::from_millis(10), "{run:?}");
+        assert!(run.cpu() <= run.wall + Duration::from_millis(20), "{run:?}");
+        assert!(run.peak_rss_kib > 0);
+    }
+
+    #[test]
+    fn the_exit_status_is_the_childs() {
+        let run = run(Command::new("sh").args(["-c", "exit 3"])).unwrap();
+        assert_eq!(run.status.code(), Some(3));
+    }
+}
