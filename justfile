@@ -12,3 +12,7 @@ test *ARGS:
 # Tests only, without fmt and clippy.
 test-quick *ARGS:
     cargo xtask test --no-lint {{ARGS}}
+
+# Build the release binaries and measure the whole path (docs/benchmarks.md).
+bench:
+    cargo xtask bench

@@ -106,21 +106,25 @@ fn status(rng: &mut StdRng) -> u16 {
 
 /// `n` Apache combined lines.
 pub fn apache_combined(n: usize) -> Vec<String> {
+    apache_combined_lines(n).collect()
+}
+
+/// The lines of [`apache_combined`], one at a time (for corpora too large
+/// to hold).
+pub fn apache_combined_lines(n: usize) -> impl Iterator<Item = String> {
     let mut rng = StdRng::seed_from_u64(SEED);
-    (0..n)
-        .map(|_| {
-            let status = status(&mut rng);
-            format!(
-                r#"{} - - [{}] "{}" {status} {} "{}" "{}""#,
-                client(&mut rng),
-                clf_time(&mut rng),
-                request(&mut rng),
-                size(&mut rng, status),
-                pick(&mut rng, &REFERERS),
-                pick(&mut rng, &AGENTS)
-            )
-        })
-        .collect()
+    (0..n).map(move |_| {
+        let status = status(&mut rng);
+        format!(
+            r#"{} - - [{}] "{}" {status} {} "{}" "{}""#,
+            client(&mut rng),
+            clf_time(&mut rng),
+            request(&mut rng),
+            size(&mut rng, status),
+            pick(&mut rng, &REFERERS),
+            pick(&mut rng, &AGENTS)
+        )
+    })
 }
 
 /// `n` Nginx `main` lines (combined + `"$http_x_forwarded_for"`).
@@ -173,6 +177,11 @@ pub fn nginx_custom(n: usize) -> Vec<String> {
 
 /// `n` JSON application-log lines of the documented shape.
 pub fn application(n: usize) -> Vec<String> {
+    application_lines(n).collect()
+}
+
+/// The lines of [`application`], one at a time.
+pub fn application_lines(n: usize) -> impl Iterator<Item = String> {
     const LEVELS: [&str; 4] = ["INFO", "INFO", "WARN", "ERROR"];
     const LOGGERS: [&str; 3] = [
         "com.example.UserService",
@@ -186,8 +195,7 @@ pub fn application(n: usize) -> Vec<String> {
         "Cache miss for \\\"product:42\\\"",
     ];
     let mut rng = StdRng::seed_from_u64(SEED);
-    (0..n)
-        .map(|i| {
+    (0..n).map(move |i| {
             format!(
                 r#"{{"timestamp": "2024-01-15T10:{:02}:{:02}.{:03}Z", "level": "{}", "logger": "{}", "message": "{}", "user_id": {}, "request_id": "req-{i:06}", "duration_ms": {}}}"#,
                 rng.random_range(0..60u8),
@@ -199,8 +207,7 @@ pub fn application(n: usize) -> Vec<String> {
                 rng.random_range(1..1_000_000u32),
                 rng.random_range(0..5000u32),
             )
-        })
-        .collect()
+    })
 }
 
 /// The mean length in bytes of `lines`.

@@ -8,6 +8,9 @@
 //! - `cargo xtask test [--no-lint] [-- CARGO TEST ARGS]`: builds the
 //!   workspace, installs the test services, then runs `cargo fmt --check`,
 //!   `cargo clippy -D warnings` and every test. `.ci/run` runs exactly this.
+//! - `cargo xtask bench`: builds the release binaries and the baseline
+//!   program, then runs the whole-path bench (`benches/whole_path.rs`), which
+//!   prints the table `docs/benchmarks.md` records.
 //!
 //! Every step runs a cargo command over the whole workspace, so dependencies
 //! are compiled once with one set of features.
@@ -18,7 +21,8 @@ use std::time::Instant;
 
 const USAGE: &str = "\
 usage: cargo xtask demo [--stream-name NAME] [--shards N]
-       cargo xtask test [--no-lint] [-- ARGS FOR cargo test]";
+       cargo xtask test [--no-lint] [-- ARGS FOR cargo test]
+       cargo xtask bench";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
     let result = match task {
         "demo" => demo(rest),
         "test" => test(rest),
+        "bench" if rest.is_empty() => bench(),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -130,6 +135,46 @@ fn test(args: &[String]) -> Result<(), String> {
         cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(cargo_test_args),
+    )
+}
+
+/// The whole-path bench runs the release binaries, so they are built first,
+/// with the same profile the bench is built with.
+fn bench() -> Result<(), String> {
+    step(
+        "build the release binaries",
+        cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "log-streamer",
+            "--package",
+            "cdc-forwarder",
+        ]),
+    )?;
+    step(
+        "build the baseline program",
+        cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "shardline-benches",
+            "--example",
+            "regex_baseline",
+        ]),
+    )?;
+    step(
+        "whole-path bench",
+        cargo().args([
+            "bench",
+            "--quiet",
+            "--package",
+            "shardline-benches",
+            "--bench",
+            "whole_path",
+        ]),
     )
 }
 
