@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
@@ -44,15 +45,71 @@ impl fmt::Display for DeadLetterReason {
     }
 }
 
-/// Where a delivered record went.
+/// Where a delivered record went: the ids the service answered with, if
+/// any. One pointer wide, so that an [`Outcome`] moves cheaply through the
+/// acknowledgements, and shared, so that the user records of one
+/// aggregated record share it; a sink that learns no ids (stdout) makes it
+/// with [`Delivery::default`], which allocates nothing.
+///
+/// ```
+/// use shardline_core::Delivery;
+///
+/// let kinesis = Delivery::kinesis(Some("shardId-000000000001".into()), Some("4959".into()));
+/// assert_eq!(kinesis.shard_id(), Some("shardId-000000000001"));
+/// assert_eq!(kinesis.record_id(), None);
+/// assert_eq!(Delivery::default().sequence_number(), None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Delivery {
+pub struct Delivery(Option<Arc<DeliveryIds>>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct DeliveryIds {
+    shard_id: Option<String>,
+    sequence_number: Option<String>,
+    record_id: Option<String>,
+}
+
+impl Delivery {
+    fn of(ids: DeliveryIds) -> Self {
+        if ids == DeliveryIds::default() {
+            Delivery(None)
+        } else {
+            Delivery(Some(Arc::new(ids)))
+        }
+    }
+
+    /// A Kinesis record: the shard that stored it and its sequence number
+    /// in that shard.
+    pub fn kinesis(shard_id: Option<String>, sequence_number: Option<String>) -> Self {
+        Delivery::of(DeliveryIds {
+            shard_id,
+            sequence_number,
+            record_id: None,
+        })
+    }
+
+    /// A Firehose record: its record id.
+    pub fn firehose(record_id: Option<String>) -> Self {
+        Delivery::of(DeliveryIds {
+            record_id,
+            ..DeliveryIds::default()
+        })
+    }
+
     /// Kinesis: the shard that stored it.
-    pub shard_id: Option<String>,
+    pub fn shard_id(&self) -> Option<&str> {
+        self.0.as_ref()?.shard_id.as_deref()
+    }
+
     /// Kinesis: its sequence number in that shard.
-    pub sequence_number: Option<String>,
+    pub fn sequence_number(&self) -> Option<&str> {
+        self.0.as_ref()?.sequence_number.as_deref()
+    }
+
     /// Firehose: the record id.
-    pub record_id: Option<String>,
+    pub fn record_id(&self) -> Option<&str> {
+        self.0.as_ref()?.record_id.as_deref()
+    }
 }
 
 /// What became of a record. A record is *settled* when it was delivered or

@@ -97,6 +97,15 @@ fn dedup_last_wins<'a>(
     mut fields: Vec<(Cow<'a, str>, &'a RawValue)>,
 ) -> Vec<(Cow<'a, str>, &'a RawValue)> {
     if fields.len() <= LINEAR_DEDUP_MAX {
+        // The usual line has no duplicate: it is kept as it is.
+        let duplicated = fields.iter().enumerate().any(|(i, (key, _))| {
+            fields
+                .get(..i)
+                .is_some_and(|before| before.iter().any(|(k, _)| k == key))
+        });
+        if !duplicated {
+            return fields;
+        }
         let mut out: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(fields.len());
         for (key, value) in fields {
             match out.iter_mut().find(|(k, _)| *k == key) {

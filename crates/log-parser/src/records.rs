@@ -4,12 +4,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use bytes::Bytes;
 use serde_json::Value;
 use shardline_core::{Origin, Process, Processed, Record, SourceName};
 use shardline_partition_key::{Fields, PartitionKey, PartitionKeyStrategy, RandomKey};
 use shardline_validate::{Builtin, Masker, Validator};
 
-use crate::{AccessRecord, FieldValue, LogParser, LogRecord, LogType};
+use crate::{AccessRecord, AppRecord, FieldValue, LogParser, LogRecord, LogType};
 
 /// The longest line kept by default, in bytes: one Kinesis record's 1 MiB
 /// (data and key; `shardline-producer`'s limits) is the most a line may
@@ -176,16 +177,26 @@ pub(crate) fn passes_web_log(access: &AccessRecord<'_>) -> bool {
         )
 }
 
-impl Process for LogRecords {
-    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
+/// What [`LogRecords::make`] made of a line.
+enum Made {
+    /// A record, keyed; its JSON was appended to the buffer.
+    Record(PartitionKey),
+    Rejected(String),
+    Skip,
+}
+
+impl LogRecords {
+    /// Parses, checks, masks and keys one line. On a record, its JSON is
+    /// appended to `json`; otherwise `json` is left as it was.
+    fn make(&self, data: &[u8], json: &mut Vec<u8>) -> Made {
         if data.iter().all(u8::is_ascii_whitespace) {
-            return Processed::Skip;
+            return Made::Skip;
         }
         // The tailer keeps at most `max_line_bytes` of a line: one that
         // reaches it was (or may have been) longer. Its dead letter keeps
         // those bytes; the context's `dropped_bytes` says how many more.
         if data.len() >= self.max_line_bytes {
-            return Processed::Rejected(format!(
+            return Made::Rejected(format!(
                 "line reaches max_line_bytes ({}): longer than one record may be",
                 self.max_line_bytes
             ));
@@ -196,15 +207,19 @@ impl Process for LogRecords {
         let record = match &parsed {
             Ok(record) => record,
             Err(e) => {
-                return Processed::Rejected(format!(
+                return Made::Rejected(format!(
                     "not a {} line: {e}",
                     self.parser.log_type().as_str()
                 ));
             }
         };
-        let mut json = Vec::with_capacity(data.len() + 96);
-        if let Err(e) = record.write_json(&mut json) {
-            return Processed::Rejected(format!("cannot write the record as JSON: {e}"));
+        let start = json.len();
+        let reject = |json: &mut Vec<u8>, message: String| {
+            json.truncate(start);
+            Made::Rejected(message)
+        };
+        if let Err(e) = record.write_json(json) {
+            return reject(json, format!("cannot write the record as JSON: {e}"));
         }
         // One pass: the built-in web-log checks run on the parsed record.
         // Only a user's schema, masking, or a record that fails the
@@ -216,33 +231,114 @@ impl Process for LogRecords {
             {
                 passes_web_log(access)
             }
+            (Some(validator), LogRecord::Application(app))
+                if validator.builtin() == Some(Builtin::ApplicationLog) =>
+            {
+                surely_passes_application_log(app)
+            }
             _ => false,
         };
-        let key = if checked && self.masker.is_none() {
-            self.key(record)
-        } else {
-            let mut value: Value = match serde_json::from_slice(&json) {
-                Ok(value) => value,
-                Err(e) => return Processed::Rejected(format!("record is not JSON: {e}")),
-            };
-            if !checked
-                && let Some(validator) = &self.validator
-                && let Err(violations) = validator.validate(&value)
-            {
-                return Processed::Rejected(validator.explain(&violations));
-            }
-            // Masked before keying: a masked value never reaches a key
-            // (a hash of a full IPv4 address is no secret: 2^32 guesses).
-            if let Some(masker) = &self.masker {
-                masker.apply(&mut value);
-                json.clear();
-                if let Err(e) = serde_json::to_writer(&mut json, &value) {
-                    return Processed::Rejected(format!("cannot write the record as JSON: {e}"));
-                }
-            }
-            self.key(&value)
+        if checked && self.masker.is_none() {
+            return Made::Record(self.key(record));
+        }
+        let written = json.get(start..).unwrap_or_default();
+        let mut value: Value = match serde_json::from_slice(written) {
+            Ok(value) => value,
+            Err(e) => return reject(json, format!("record is not JSON: {e}")),
         };
-        Processed::Record(Record::new(json, key, self.source.clone()))
+        if !checked
+            && let Some(validator) = &self.validator
+            && let Err(violations) = validator.validate(&value)
+        {
+            return reject(json, validator.explain(&violations));
+        }
+        // Masked before keying: a masked value never reaches a key
+        // (a hash of a full IPv4 address is no secret: 2^32 guesses).
+        if let Some(masker) = &self.masker {
+            masker.apply(&mut value);
+            json.truncate(start);
+            if let Err(e) = serde_json::to_writer(&mut *json, &value) {
+                return reject(json, format!("cannot write the record as JSON: {e}"));
+            }
+        }
+        Made::Record(self.key(&value))
+    }
+}
+
+/// A typical record's JSON is the line's length plus this (the field
+/// names); a run's buffer starts with room for that.
+const JSON_OVERHEAD_BYTES: usize = 96;
+
+/// The built-in application-log schema's rules (`Validator::application_log`),
+/// read off the raw JSON of the parsed line: `true` only when its JSON
+/// surely passes. A `false` is not a rejection: the schema then decides on
+/// the JSON (and says why it fails). What is sure here: `timestamp` and
+/// `level` non-empty strings, `message` a string, `logger` and `request_id`
+/// a string or absent or null, `user_id` a string, a plain integer, absent
+/// or null; `log_type` is written by the parser. A property test holds this
+/// to the schema.
+pub(crate) fn surely_passes_application_log(app: &AppRecord<'_>) -> bool {
+    let string = |raw: &str| raw.starts_with('"');
+    let non_empty_string = |raw: &str| raw.starts_with('"') && raw.len() > 2;
+    let null_or = |raw: Option<&str>, rule: &dyn Fn(&str) -> bool| {
+        raw.is_none_or(|raw| raw == "null" || rule(raw))
+    };
+    let plain_integer = |raw: &str| {
+        let digits = raw.strip_prefix('-').unwrap_or(raw);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    app.get("timestamp").is_some_and(non_empty_string)
+        && app.get("level").is_some_and(non_empty_string)
+        && app.get("message").is_some_and(string)
+        && null_or(app.get("logger"), &string)
+        && null_or(app.get("request_id"), &string)
+        && null_or(app.get("user_id"), &|raw| string(raw) || plain_integer(raw))
+}
+
+impl Process for LogRecords {
+    fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
+        let mut json = Vec::with_capacity(data.len() + JSON_OVERHEAD_BYTES);
+        match self.make(data, &mut json) {
+            Made::Record(key) => Processed::Record(Record::new(json, key, self.source.clone())),
+            Made::Rejected(message) => Processed::Rejected(message),
+            Made::Skip => Processed::Skip,
+        }
+    }
+
+    /// Every record of the run is written into one buffer, and each
+    /// record's data is a slice of it: one allocation per run instead of
+    /// one per line. The buffer lives until the run's last record is
+    /// delivered.
+    fn process_run<'a>(
+        &self,
+        inputs: &mut dyn Iterator<Item = (&'a [u8], Origin<'a>)>,
+        out: &mut Vec<Processed>,
+    ) {
+        let mut buffer = Vec::new();
+        // Where each record's JSON is in the buffer, by its place in `out`.
+        let mut spans = Vec::new();
+        while let Some((data, _origin)) = inputs.next() {
+            if buffer.capacity() == 0 {
+                let (lines, _) = inputs.size_hint();
+                buffer.reserve((lines + 1) * (data.len() + JSON_OVERHEAD_BYTES));
+            }
+            let start = buffer.len();
+            let processed = match self.make(data, &mut buffer) {
+                Made::Record(key) => {
+                    spans.push((out.len(), start..buffer.len()));
+                    Processed::Record(Record::new(Bytes::new(), key, self.source.clone()))
+                }
+                Made::Rejected(message) => Processed::Rejected(message),
+                Made::Skip => Processed::Skip,
+            };
+            out.push(processed);
+        }
+        let buffer = Bytes::from(buffer);
+        for (index, span) in spans {
+            if let Some(Processed::Record(record)) = out.get_mut(index) {
+                record.data = buffer.slice(span);
+            }
+        }
     }
 }
 
@@ -424,5 +520,86 @@ mod web_log_rules {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod application_log_rules {
+    use super::*;
+    use crate::RECOGNISED_KEYS;
+    use proptest::prelude::*;
+
+    /// The schema's verdict on a line's JSON, and the typed check's.
+    fn verdicts(line: &str) -> Option<(bool, bool)> {
+        let schema = Validator::application_log().unwrap_or_else(|e| panic!("{e}"));
+        let parser = LogParser::application();
+        let Ok(LogRecord::Application(app)) = parser.parse(line) else {
+            return None;
+        };
+        let mut json = Vec::new();
+        LogRecord::Application(app.clone())
+            .write_json(&mut json)
+            .unwrap_or_default();
+        let value: Value = serde_json::from_slice(&json).unwrap_or_default();
+        Some((
+            schema.validate(&value).is_ok(),
+            surely_passes_application_log(&app),
+        ))
+    }
+
+    fn value() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some("null".to_owned())),
+            Just(Some(r#""""#.to_owned())),
+            Just(Some(r#""\u00e9""#.to_owned())),
+            "\"[a-z ]{1,8}\"".prop_map(Some),
+            "-?[1-9][0-9]{0,4}".prop_map(Some),
+            Just(Some("0".to_owned())),
+            Just(Some("1.5".to_owned())),
+            Just(Some("2.0".to_owned())),
+            Just(Some("1e3".to_owned())),
+            Just(Some("true".to_owned())),
+            Just(Some("[1]".to_owned())),
+            Just(Some(r#"{"a":1}"#.to_owned())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the values, the typed check never passes a record the
+        /// schema fails; on the usual shapes (strings, plain integers,
+        /// null) it passes what the schema passes.
+        #[test]
+        fn the_typed_check_never_passes_what_the_schema_fails(
+            fields in proptest::collection::vec(value(), 6),
+        ) {
+            let line = format!(
+                "{{{}}}",
+                RECOGNISED_KEYS
+                    .iter()
+                    .zip(&fields)
+                    .filter_map(|(key, value)| value.as_ref().map(|v| format!("\"{key}\":{v}")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let (schema, typed) = verdicts(&line).unwrap_or_else(|| panic!("{line}"));
+            prop_assert!(schema || !typed, "typed passes, schema fails: {}", line);
+            let usual = fields.iter().flatten().all(|v| {
+                v == "null" || v.starts_with('"') || v.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit())
+            });
+            if usual {
+                prop_assert_eq!(schema, typed, "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_sample_passes_without_the_schema() {
+        let line = r#"{"timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO", "logger": "com.example.UserService", "message": "User login successful", "user_id": 12345, "request_id": "req-001"}"#;
+        assert_eq!(verdicts(line), Some((true, true)));
+        let missing_level = r#"{"timestamp": "2024-01-15T10:30:45.123Z", "message": "m"}"#;
+        assert_eq!(verdicts(missing_level), Some((false, false)));
     }
 }

@@ -39,8 +39,8 @@ pub use strategy::{
     RowKey, StrategyError, TransactionKey, WebLogKey,
 };
 
+use smol_str::SmolStr;
 use std::fmt;
-use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
@@ -62,9 +62,11 @@ pub enum KeyError {
     InvalidHashKey(String),
 }
 
-/// A partition key: 1 to 256 Unicode characters. Cheap to clone.
+/// A partition key: 1 to 256 Unicode characters. Cheap to make and to
+/// clone: a key of up to 23 bytes is held inline (no allocation), a longer
+/// one is shared.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PartitionKey(Arc<str>);
+pub struct PartitionKey(SmolStr);
 
 impl PartitionKey {
     /// Checks `key` and makes it a partition key.
@@ -79,7 +81,7 @@ impl PartitionKey {
                 chars: key.chars().count(),
             });
         }
-        Ok(PartitionKey(Arc::from(key)))
+        Ok(PartitionKey(SmolStr::new(key)))
     }
 
     /// `key` itself when it is a valid partition key; otherwise (too long,
@@ -89,7 +91,7 @@ impl PartitionKey {
     pub fn new_or_hashed(key: &str) -> Self {
         match PartitionKey::new(key) {
             Ok(valid) => valid,
-            Err(KeyError::Empty) => PartitionKey(Arc::from("-")),
+            Err(KeyError::Empty) => PartitionKey(SmolStr::new_static("-")),
             Err(_) => {
                 let digest = Md5::digest(key.as_bytes());
                 let mut hex = String::with_capacity(32);
@@ -99,7 +101,7 @@ impl PartitionKey {
                         hex.push(char::from(digit));
                     }
                 }
-                PartitionKey(Arc::from(hex))
+                PartitionKey(SmolStr::from(hex))
             }
         }
     }

@@ -266,26 +266,50 @@ async fn process<P: Position>(
 ) -> Result<Vec<(Input<P>, Processed)>, PipelineError> {
     let workers = workers.min(batch.len() / MIN_INPUTS_PER_WORKER).max(1);
     if workers == 1 || processor.sequential() {
-        return Ok(batch
-            .into_iter()
-            .map(|input| {
-                let processed = processor.process(&input.data, input.position.origin());
-                (input, processed)
-            })
-            .collect());
+        let processed = process_run(&*processor, &batch);
+        return pair(batch, processed);
     }
     let job = tokio::task::spawn_blocking(move || {
         let processed = process_in_parallel(&*processor, &batch, workers);
-        batch.into_iter().zip(processed).collect::<Vec<_>>()
+        pair(batch, processed)
     });
     // Dropping the batch and going on would let later positions settle
     // past it: stop instead.
     job.await
-        .map_err(|e| PipelineError::Processing(e.to_string()))
+        .map_err(|e| PipelineError::Processing(e.to_string()))?
+}
+
+/// Each input with its result. A processor that answered for more or fewer
+/// inputs than it was given stops the pipeline: pairing them anyway would
+/// lose inputs or misplace records.
+fn pair<P: Position>(
+    batch: Vec<Input<P>>,
+    processed: Vec<Processed>,
+) -> Result<Vec<(Input<P>, Processed)>, PipelineError> {
+    if processed.len() != batch.len() {
+        return Err(PipelineError::Processing(format!(
+            "the processor gave {} results for {} inputs",
+            processed.len(),
+            batch.len()
+        )));
+    }
+    Ok(batch.into_iter().zip(processed).collect())
 }
 
 fn rejection<P: Position>(input: &Input<P>, source: &SourceName, message: String) -> DeadLetter {
     DeadLetter::rejected(&input.data, source, message, input.position.describe())
+}
+
+/// Processes `inputs` in order as one run ([`Process::process_run`]).
+fn process_run<P: Position>(processor: &dyn Process, inputs: &[Input<P>]) -> Vec<Processed> {
+    let mut out = Vec::with_capacity(inputs.len());
+    processor.process_run(
+        &mut inputs
+            .iter()
+            .map(|input| (&input.data[..], input.position.origin())),
+        &mut out,
+    );
+    out
 }
 
 /// Processes `batch` on `workers` scoped threads, in order.
@@ -299,12 +323,7 @@ fn process_in_parallel<P: Position>(
         let handles: Vec<_> = batch
             .chunks(chunk)
             .map(|inputs| {
-                let handle = scope.spawn(move || {
-                    inputs
-                        .iter()
-                        .map(|input| processor.process(&input.data, input.position.origin()))
-                        .collect::<Vec<_>>()
-                });
+                let handle = scope.spawn(move || process_run(processor, inputs));
                 (inputs.len(), handle)
             })
             .collect();

@@ -12,9 +12,8 @@
 //! The protobuf is written and read by hand: three messages, four field
 //! types, no code generation.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, Bytes, BytesMut};
+use foldhash::HashMap;
 use md5::{Digest, Md5};
 use shardline_partition_key::{ExplicitHashKey, PartitionKey};
 

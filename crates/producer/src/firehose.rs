@@ -108,20 +108,17 @@ impl Destination for FirehoseDestination {
             .send()
             .await
             .map_err(|e| from_sdk_error("PutRecordBatch", e))?;
-        let results = output.request_responses();
+        // The answer is owned: its strings move into the deliveries.
         // A count that does not match `entries` is caught by the producer.
-        Ok(results
-            .iter()
-            .map(|result| match result.error_code() {
+        Ok(output
+            .request_responses
+            .into_iter()
+            .map(|result| match result.error_code {
                 Some(code) => Err(EntryError {
-                    code: code.to_owned(),
-                    message: result.error_message().unwrap_or_default().to_owned(),
+                    code,
+                    message: result.error_message.unwrap_or_default(),
                 }),
-                None => Ok(Delivery {
-                    shard_id: None,
-                    sequence_number: None,
-                    record_id: result.record_id().map(str::to_owned),
-                }),
+                None => Ok(Delivery::firehose(result.record_id)),
             })
             .collect())
     }

@@ -157,20 +157,18 @@ impl Destination for KinesisDestination {
             .send()
             .await
             .map_err(|e| from_sdk_error("PutRecords", e))?;
-        let results = output.records();
+        // The answer is owned: its strings move into the deliveries rather
+        // than being copied (two per record).
         // A count that does not match `entries` is caught by the producer.
-        Ok(results
-            .iter()
-            .map(|result| match result.error_code() {
+        Ok(output
+            .records
+            .into_iter()
+            .map(|result| match result.error_code {
                 Some(code) => Err(EntryError {
-                    code: code.to_owned(),
-                    message: result.error_message().unwrap_or_default().to_owned(),
+                    code,
+                    message: result.error_message.unwrap_or_default(),
                 }),
-                None => Ok(Delivery {
-                    shard_id: result.shard_id().map(str::to_owned),
-                    sequence_number: result.sequence_number().map(str::to_owned),
-                    record_id: None,
-                }),
+                None => Ok(Delivery::kinesis(result.shard_id, result.sequence_number)),
             })
             .collect())
     }

@@ -9,8 +9,9 @@
 //! entries of one request. The next waiting record goes when every active
 //! one has left.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
+use foldhash::HashMap;
 use shardline_core::PartitionKey;
 
 /// What the turns need of a queued record.
@@ -37,7 +38,7 @@ pub(crate) struct KeyTurns<T> {
 impl<T> Default for KeyTurns<T> {
     fn default() -> Self {
         KeyTurns {
-            keys: HashMap::new(),
+            keys: HashMap::default(),
         }
     }
 }

@@ -56,7 +56,7 @@ async fn partial_failures_are_retried_and_s3_holds_every_record_once() -> Result
     }
     for receipt in receipts {
         match receipt.await {
-            Outcome::Delivered(delivery) => assert!(delivery.record_id.is_some()),
+            Outcome::Delivered(delivery) => assert!(delivery.record_id().is_some()),
             other => return Err(format!("{other:?}").into()),
         }
     }

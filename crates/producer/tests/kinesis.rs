@@ -187,8 +187,11 @@ async fn round_trip_delivers_every_record_once_with_its_shard_and_sequence() -> 
     for (record, receipt) in sent.iter().zip(receipts) {
         match receipt.await {
             Outcome::Delivered(delivery) => {
-                let shard = delivery.shard_id.ok_or("no shard id")?;
-                let sequence = delivery.sequence_number.ok_or("no sequence number")?;
+                let shard = delivery.shard_id().ok_or("no shard id")?.to_owned();
+                let sequence = delivery
+                    .sequence_number()
+                    .ok_or("no sequence number")?
+                    .to_owned();
                 delivered_to.insert(record.data.clone(), (shard, sequence));
             }
             other => return Err(format!("{:?}: {other:?}", record.data).into()),
@@ -657,7 +660,10 @@ async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once()
     for (record, receipt) in sent.iter().zip(receipts) {
         match receipt.await {
             Outcome::Delivered(delivery) => {
-                shard_of.insert(record.data.clone(), delivery.shard_id.ok_or("no shard")?);
+                shard_of.insert(
+                    record.data.clone(),
+                    delivery.shard_id().ok_or("no shard")?.to_owned(),
+                );
             }
             other => return Err(format!("{other:?}").into()),
         }

@@ -442,7 +442,7 @@ impl Dispatcher {
                 for ((unit, result), predicted) in members.into_iter().zip(results).zip(predicted) {
                     match result {
                         Ok(delivery) => {
-                            if predicted.is_some() && delivery.shard_id != predicted {
+                            if predicted.is_some() && delivery.shard_id() != predicted.as_deref() {
                                 // The stream was resharded: aggregate by the new shards.
                                 self.refresh_shard_map = true;
                             }
