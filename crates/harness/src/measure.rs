@@ -1,6 +1,7 @@
 //! Whole runs of a program, measured the way `/usr/bin/time` does: wall
-//! time, the CPU time of the process and every thread it ran (user and
-//! system), and its peak resident memory, from `wait4(2)`'s resource usage.
+//! time and the CPU time of the process and every thread it ran (user and
+//! system), from `wait4(2)`'s resource usage; and its peak resident memory,
+//! sampled from `/proc`.
 
 #![expect(
     unsafe_code,
@@ -24,7 +25,10 @@ pub struct Measured {
     pub user: Duration,
     /// CPU time in the kernel, all threads.
     pub system: Duration,
-    /// Peak resident set size, KiB.
+    /// Peak resident set size, KiB: the highest `VmHWM` seen in
+    /// `/proc/PID/status`, read every [`RSS_SAMPLE_INTERVAL`]. (`wait4`'s
+    /// own figure is no use here: a child started with `vfork`, as
+    /// `Command` does, inherits its parent's peak.)
     pub peak_rss_kib: u64,
 }
 
@@ -33,6 +37,22 @@ impl Measured {
     pub fn cpu(&self) -> Duration {
         self.user + self.system
     }
+}
+
+/// How often a running program's peak memory is read.
+pub const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// `VmHWM` of a process, KiB.
+fn high_water_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn timeval(tv: libc::timeval) -> Duration {
@@ -57,13 +77,57 @@ pub fn run(command: &mut Command) -> Result<Measured, Error> {
         .map_err(|e| Error::io(format!("starting {:?}", command.get_program()), e))?;
     let pid = libc::pid_t::try_from(child.id())
         .map_err(|_| Error::Binary(format!("process id {} out of range", child.id())))?;
+    // The sampler stops before the child is reaped, so it never reads a
+    // reused pid.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        let id = child.id();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                if let Some(kib) = high_water_kib(id) {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(RSS_SAMPLE_INTERVAL);
+            }
+            peak
+        })
+    };
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Waits for the child to end without reaping it (WNOWAIT), so the
+    // sampler can stop while the pid is still the child's.
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: `pid` is our own child, not yet reaped (std's `Child` is
-        // never waited on: it is dropped below without `wait`); `status` and
-        // `usage` are valid for writes for the duration of the call.
+        // SAFETY: `pid` is our own child, not yet reaped; `info` is valid
+        // for writes for the duration of the call.
+        let waited = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child.id(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if waited == 0 {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(format!("waiting for process {pid}"), error));
+        }
+    }
+    let wall = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let peak_rss_kib = sampler.join().unwrap_or(0);
+    loop {
+        // SAFETY: `pid` is our own child, ended but not yet reaped (std's
+        // `Child` is never waited on: it is dropped below without `wait`);
+        // `status` and `usage` are valid for writes for the duration of the
+        // call.
         let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if reaped == pid {
             break;
@@ -73,14 +137,13 @@ pub fn run(command: &mut Command) -> Result<Measured, Error> {
             return Err(Error::io(format!("waiting for process {pid}"), error));
         }
     }
-    let wall = started.elapsed();
     drop(child);
     Ok(Measured {
         status: ExitStatus::from_raw(status),
         wall,
         user: timeval(usage.ru_utime),
         system: timeval(usage.ru_stime),
-        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        peak_rss_kib,
     })
 }
 
@@ -99,6 +162,19 @@ mod tests {
         assert!(run.cpu() > Duration::from_millis(10), "{run:?}");
         assert!(run.cpu() <= run.wall + Duration::from_millis(20), "{run:?}");
         assert!(run.peak_rss_kib > 0);
+    }
+
+    #[test]
+    fn the_peak_memory_is_the_childs_own() {
+        // Holds 30 MB in a shell variable for a moment.
+        let run = run(Command::new("sh").args([
+            "-c",
+            "x=$(head -c 30000000 /dev/zero | tr '\\0' a); sleep 0.1; echo ${#x} > /dev/null",
+        ]))
+        .unwrap();
+        assert!(run.status.success());
+        assert!(run.peak_rss_kib > 29_000, "{run:?}");
+        assert!(run.peak_rss_kib < 200_000, "{run:?}");
     }
 
     #[test]

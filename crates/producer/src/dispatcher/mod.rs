@@ -297,9 +297,15 @@ impl Dispatcher {
     /// A record arrives from `send`.
     fn admit(&mut self, mut pending: Pending, now: Instant) {
         self.unsettled.insert(pending.seq);
-        self.admitted_ahead.insert(pending.seq);
-        while self.admitted_ahead.remove(&self.admitted_below) {
+        // Records mostly arrive in order: only one that overtook another
+        // waits in the set.
+        if pending.seq == self.admitted_below {
             self.admitted_below += 1;
+            while self.admitted_ahead.remove(&self.admitted_below) {
+                self.admitted_below += 1;
+            }
+        } else {
+            self.admitted_ahead.insert(pending.seq);
         }
         if let Some(letter) = pending.rejected.take() {
             self.dead_letters.push(pending, *letter);
