@@ -185,6 +185,10 @@ impl LogParser {
     /// not printable ASCII, so such a line is corrupt or not theirs, and the
     /// caller dead-letters it whole rather than guessing at its text.
     pub fn parse_bytes<'a>(&'a self, line: &'a [u8]) -> Result<LogRecord<'a>, ParseError> {
+        // The fast check first; std's says where a bad line goes wrong.
+        if let Ok(text) = simdutf8::basic::from_utf8(line) {
+            return self.parse(text);
+        }
         match std::str::from_utf8(line) {
             Ok(text) => self.parse(text),
             Err(e) => {
