@@ -17,7 +17,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shardline_harness::{Kinesalite, Postgres, streams, unique_name};
+use shardline_harness::{Kinesalite, Postgres, measure, streams, unique_name};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -27,15 +27,6 @@ struct Run<'a> {
     label: &'a str,
     slot: String,
     args: Vec<String>,
-}
-
-/// Peak resident set of a running process, in KiB.
-fn peak_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn run(pg: &Postgres, database: &str, kinesalite: &Kinesalite, run: &Run<'_>) -> Result<()> {
@@ -79,7 +70,7 @@ fn run(pg: &Postgres, database: &str, kinesalite: &Kinesalite, run: &Run<'_>) ->
         (lines, tail)
     });
     while child.try_wait()?.is_none() {
-        peak = peak.max(peak_kib(pid).unwrap_or(0));
+        peak = peak.max(measure::high_water_kib(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed();

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shardline_harness::fault_proxy::{FaultProxy, RequestFault};
-use shardline_harness::{Kinesalite, streams, unique_name};
+use shardline_harness::{Kinesalite, measure, streams, unique_name};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -76,19 +76,6 @@ fn run(dir: &Path, log: &Path, env: &[(String, String)], args: &[&str]) -> Resul
         return Err(format!("log-streamer {args:?} failed: {status}").into());
     }
     Ok(started.elapsed())
-}
-
-/// Peak resident memory of `pid` in KiB, from /proc.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn main() -> Result<()> {
@@ -194,7 +181,7 @@ fn blocked_rss(
     let mut peak = 0;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
-        if let Some(kib) = peak_rss_kib(child.id()) {
+        if let Some(kib) = measure::high_water_kib(child.id()) {
             peak = peak.max(kib);
         }
         std::thread::sleep(Duration::from_millis(100));

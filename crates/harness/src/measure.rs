@@ -42,8 +42,9 @@ impl Measured {
 /// How often a running program's peak memory is read.
 pub const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(5);
 
-/// `VmHWM` of a process, KiB.
-fn high_water_kib(pid: u32) -> Option<u64> {
+/// The peak resident memory so far of a running process, KiB (`VmHWM` in
+/// `/proc/PID/status`); `None` once it has ended.
+pub fn high_water_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
