@@ -269,6 +269,11 @@ impl LogRecords {
 /// names); a run's buffer starts with room for that.
 const JSON_OVERHEAD_BYTES: usize = 96;
 
+/// A run's buffer starts with room for at most this many bytes (it grows
+/// past it as needed): a run that starts with a 1 MiB line must not
+/// reserve a thousand times that.
+const RUN_BUFFER_START_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 /// The built-in application-log schema's rules (`Validator::application_log`),
 /// read off the raw JSON of the parsed line: `true` only when its JSON
 /// surely passes. A `false` is not a rejection: the schema then decides on
@@ -320,7 +325,8 @@ impl Process for LogRecords {
         while let Some((data, _origin)) = inputs.next() {
             if buffer.capacity() == 0 {
                 let (lines, _) = inputs.size_hint();
-                buffer.reserve((lines + 1) * (data.len() + JSON_OVERHEAD_BYTES));
+                let guess = (lines + 1).saturating_mul(data.len() + JSON_OVERHEAD_BYTES);
+                buffer.reserve(guess.min(RUN_BUFFER_START_MAX_BYTES));
             }
             let start = buffer.len();
             let processed = match self.make(data, &mut buffer) {
@@ -520,6 +526,61 @@ mod web_log_rules {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod runs {
+    use super::*;
+    use shardline_partition_key::WebLogKey;
+
+    fn records() -> LogRecords {
+        LogRecords::new(
+            LogParser::apache(),
+            SourceName::new("web"),
+            Box::new(WebLogKey::default()),
+        )
+    }
+
+    /// A run gives the same records, in order, as one line at a time,
+    /// whatever it holds: records, rejections, blank lines, and a first
+    /// line far longer than the rest.
+    #[test]
+    fn a_run_gives_what_one_line_at_a_time_gives() {
+        let long_agent = "a".repeat(600_000);
+        let lines: Vec<String> = vec![
+            format!(
+                r#"10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] "GET / HTTP/1.1" 200 5 "-" "{long_agent}""#
+            ),
+            r#"10.0.0.2 - - [15/Jan/2024:10:30:46 +0000] "GET /a HTTP/1.1" 404 - "-" "curl""#
+                .to_owned(),
+            "not a log line".to_owned(),
+            "   ".to_owned(),
+            r#"10.0.0.3 - - [15/Jan/2024:11:00:00 +0000] "POST /b HTTP/1.1" 201 7 "-" "x""#
+                .to_owned(),
+        ];
+        let processor = records();
+        let mut run = Vec::new();
+        processor.process_run(
+            &mut lines.iter().map(|l| (l.as_bytes(), Origin::default())),
+            &mut run,
+        );
+        assert_eq!(run.len(), lines.len());
+        for (line, from_run) in lines.iter().zip(&run) {
+            let alone = processor.process(line.as_bytes(), Origin::default());
+            match (from_run, &alone) {
+                (Processed::Record(a), Processed::Record(b)) => {
+                    assert_eq!(a.data, b.data);
+                    assert_eq!(a.partition_key, b.partition_key);
+                }
+                (Processed::Rejected(a), Processed::Rejected(b)) => assert_eq!(a, b),
+                (Processed::Skip, Processed::Skip) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(run.first(), Some(Processed::Record(_))));
+        assert!(matches!(run.get(2), Some(Processed::Rejected(_))));
+        assert!(matches!(run.get(3), Some(Processed::Skip)));
     }
 }
 
