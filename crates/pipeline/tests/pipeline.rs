@@ -116,3 +116,53 @@ async fn at_the_end_of_the_input_the_last_batch_goes_without_waiting_for_the_lin
     assert_eq!(summary.acks.delivered, 5);
     producer.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Answers for one input fewer than each run it is given.
+struct Short;
+
+impl Process for Short {
+    fn process(&self, data: &[u8], origin: Origin<'_>) -> Processed {
+        Lines.process(data, origin)
+    }
+
+    fn process_run<'a>(
+        &self,
+        inputs: &mut dyn Iterator<Item = (&'a [u8], Origin<'a>)>,
+        out: &mut Vec<Processed>,
+    ) {
+        out.extend(
+            inputs
+                .skip(1)
+                .map(|(data, origin)| self.process(data, origin)),
+        );
+    }
+}
+
+/// A processor that answers for fewer inputs than it was given stops the
+/// pipeline with an error: pairing the answers anyway would lose an input
+/// and settle the wrong positions.
+#[tokio::test]
+async fn a_processor_that_loses_an_input_stops_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let producer = Producer::builder(
+        Accept,
+        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
+    )
+    .build()
+    .unwrap();
+    let pipeline = Pipeline::new(
+        LinesSource::new(&b"a\nb\nc\n"[..], "test"),
+        Arc::new(Short),
+        Arc::new(producer.clone()),
+        SourceName::new("lines"),
+        Arc::new(SourceCounters::default()),
+    );
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let error = pipeline.run(stop).await.unwrap_err();
+    assert!(
+        error.to_string().contains("2 results for 3 inputs"),
+        "{error}"
+    );
+    assert_eq!(producer.stats().total.records_in, 0);
+    producer.shutdown(Duration::from_secs(5)).await;
+}
