@@ -320,8 +320,9 @@ impl Process for LogRecords {
         out: &mut Vec<Processed>,
     ) {
         let mut buffer = Vec::new();
-        // Where each record's JSON is in the buffer, by its place in `out`.
-        let mut spans = Vec::new();
+        // What each line made, and where its JSON is in the buffer (empty
+        // for a line that made no record).
+        let mut made = Vec::new();
         while let Some((data, _origin)) = inputs.next() {
             if buffer.capacity() == 0 {
                 let (lines, _) = inputs.size_hint();
@@ -329,22 +330,17 @@ impl Process for LogRecords {
                 buffer.reserve(guess.min(RUN_BUFFER_START_MAX_BYTES));
             }
             let start = buffer.len();
-            let processed = match self.make(data, &mut buffer) {
-                Made::Record(key) => {
-                    spans.push((out.len(), start..buffer.len()));
-                    Processed::Record(Record::new(Bytes::new(), key, self.source.clone()))
-                }
-                Made::Rejected(message) => Processed::Rejected(message),
-                Made::Skip => Processed::Skip,
-            };
-            out.push(processed);
+            let line = self.make(data, &mut buffer);
+            made.push((line, start..buffer.len()));
         }
         let buffer = Bytes::from(buffer);
-        for (index, span) in spans {
-            if let Some(Processed::Record(record)) = out.get_mut(index) {
-                record.data = buffer.slice(span);
+        out.extend(made.into_iter().map(|(line, span)| match line {
+            Made::Record(key) => {
+                Processed::Record(Record::new(buffer.slice(span), key, self.source.clone()))
             }
-        }
+            Made::Rejected(message) => Processed::Rejected(message),
+            Made::Skip => Processed::Skip,
+        }));
     }
 }
 
