@@ -422,11 +422,12 @@ fn push_fields(out: &mut String, sequence: u64, shard: usize) {
     use std::fmt::Write as _;
     let _ = write!(
         out,
-        r#""SequenceNumber":"4959033827149025660855969253{sequence:028}","ShardId":"{}""#,
-        shard_id(shard)
+        r#""SequenceNumber":"4959033827149025660855969253{sequence:028}","ShardId":"shardId-{shard:012}""#,
     );
 }
 
+/// A shard's id, as `ListShards` gives it; `push_fields` writes the same
+/// form in place (the test checks they agree).
 fn shard_id(shard: usize) -> String {
     format!("shardId-{shard:012}")
 }
