@@ -266,7 +266,7 @@ impl LogRecords {
 }
 
 /// A typical record's JSON is the line's length plus this (the field
-/// names); a run's buffer starts with room for that.
+/// names): a record made alone gets room for that.
 const JSON_OVERHEAD_BYTES: usize = 96;
 
 /// A run's buffer starts with room for at most this many bytes (it grows
@@ -322,16 +322,21 @@ impl Process for LogRecords {
         let mut buffer = Vec::new();
         // What each line made, and where its JSON is in the buffer (empty
         // for a line that made no record).
-        let mut made = Vec::new();
+        let (lines, _) = inputs.size_hint();
+        let mut made = Vec::with_capacity(lines);
+        let mut reserved = false;
         while let Some((data, _origin)) = inputs.next() {
-            if buffer.capacity() == 0 {
-                let (lines, _) = inputs.size_hint();
-                let guess = (lines + 1).saturating_mul(data.len() + JSON_OVERHEAD_BYTES);
-                buffer.reserve(guess.min(RUN_BUFFER_START_MAX_BYTES));
-            }
             let start = buffer.len();
             let line = self.make(data, &mut buffer);
             made.push((line, start..buffer.len()));
+            // The first record's JSON, a quarter more, for every line
+            // left: the buffer is then rarely copied to grow.
+            if !reserved && buffer.len() > start {
+                reserved = true;
+                let each = (buffer.len() - start).saturating_mul(5) / 4;
+                let (left, _) = inputs.size_hint();
+                buffer.reserve(left.saturating_mul(each).min(RUN_BUFFER_START_MAX_BYTES));
+            }
         }
         let buffer = Bytes::from(buffer);
         out.extend(made.into_iter().map(|(line, span)| match line {

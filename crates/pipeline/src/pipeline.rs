@@ -1,13 +1,15 @@
 //! Source → process → sink → acknowledgements → checkpoint.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardline_core::{
     DeadLetter, Input, Item, Position, Process, Processed, Sink, SinkError, Source, SourceCounters,
     SourceError, SourceName,
 };
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::acks::{AckSummary, Acknowledgements};
 
@@ -16,9 +18,10 @@ use crate::acks::{AckSummary, Acknowledgements};
 /// period; what is lost to a crash is only re-sent, never skipped.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Below this many inputs per worker a batch is processed on the calling
-/// task: starting threads would cost more than it saves.
-const MIN_INPUTS_PER_WORKER: usize = 256;
+/// A batch of fewer inputs, with nothing ahead of it, is processed on the
+/// pipeline's own task: handing it to a thread would cost more than it
+/// saves.
+const MIN_INPUTS_PER_JOB: usize = 256;
 
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +107,8 @@ impl<S: Source> Pipeline<S> {
         self
     }
 
-    /// Threads that process a batch's inputs at once (`parse_workers`);
-    /// order is kept. Never more than the CPUs the process may run on
+    /// Batches processed at once (`parse_workers`), each on a thread of
+    /// its own; they reach the sink in read order. Never more than the CPUs the process may run on
     /// (its affinity, as `taskset` or a container's CPU set leaves it):
     /// more threads than that only take turns.
     pub fn workers(mut self, workers: usize) -> Self {
@@ -122,6 +125,11 @@ impl<S: Source> Pipeline<S> {
     /// Runs until the source ends or `stop` turns true, then waits for every
     /// record read to settle (the sink's owner bounds that with
     /// [`Sink::shutdown`]), and checkpoints a last time.
+    ///
+    /// Up to `workers` batches are processed at once, each on a thread of
+    /// its own, while the batches before them go to the sink: reading,
+    /// processing and sending overlap. Batches reach the sink in read
+    /// order whatever order their processing ends in.
     pub async fn run(
         mut self,
         mut stop: watch::Receiver<bool>,
@@ -132,6 +140,8 @@ impl<S: Source> Pipeline<S> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failure = None;
         let mut ended = false;
+        let mut jobs: VecDeque<Job<S::Position>> = VecDeque::new();
+        let mut sending = true;
         loop {
             if *stop.borrow() {
                 break;
@@ -139,15 +149,45 @@ impl<S: Source> Pipeline<S> {
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = tick.tick() => self.source.checkpoint().await?,
-                batch = self.source.read() => match batch {
-                    Ok(Some(batch)) => match self.forward(batch, &acks, &mut summary).await {
+                done = first(&mut jobs), if !jobs.is_empty() => {
+                    let read_at = jobs.pop_front().map_or_else(Instant::now, |job| job.read_at);
+                    match self.forward(done, read_at, &acks, &mut summary).await {
                         Ok(true) => {}
-                        Ok(false) => break,
+                        Ok(false) => { sending = false; break; }
                         Err(e) => { failure = Some(e); break; }
-                    },
+                    }
+                }
+                batch = self.source.read(), if jobs.len() < self.workers => match batch {
+                    Ok(Some(batch)) => {
+                        let read_at = Instant::now();
+                        self.count_read(&batch, &mut summary);
+                        if let Some(batch) = self.start(batch, read_at, &mut jobs) {
+                            let processed = process_run(&*self.processor, batch);
+                            match self.forward(processed, read_at, &acks, &mut summary).await {
+                                Ok(true) => {}
+                                Ok(false) => { sending = false; break; }
+                                Err(e) => { failure = Some(e); break; }
+                            }
+                        }
+                    }
                     Ok(None) => { ended = true; break; }
                     Err(e) => { failure = Some(e.into()); break; }
                 },
+            }
+        }
+        // Batches read and being processed are handed on in order; after a
+        // failure or a refusal they are only counted, never settled.
+        while let Some(job) = jobs.pop_front() {
+            let (read_at, inputs) = (job.read_at, job.inputs);
+            let done = job_result(job.handle.await);
+            if failure.is_some() || !sending {
+                summary.unsent += inputs;
+                continue;
+            }
+            match self.forward(done, read_at, &acks, &mut summary).await {
+                Ok(true) => {}
+                Ok(false) => sending = false,
+                Err(e) => failure = Some(e),
             }
         }
         if let Some(done) = self.reading_done.take() {
@@ -183,18 +223,49 @@ impl<S: Source> Pipeline<S> {
         }
     }
 
-    /// Hands one batch to the sink. `Ok(false)`: the sink is shut down.
-    async fn forward(
-        &mut self,
-        batch: Vec<Input<S::Position>>,
-        acks: &Acknowledgements<S::Position>,
-        summary: &mut PipelineSummary,
-    ) -> Result<bool, PipelineError> {
-        let read_at = std::time::Instant::now();
+    fn count_read(&self, batch: &[Input<S::Position>], summary: &mut PipelineSummary) {
         let bytes: usize = batch.iter().map(|input| input.data.len() + 1).sum();
         self.counters.read(batch.len() as u64, bytes as u64);
         summary.read += batch.len() as u64;
-        let processed = process(self.processor.clone(), self.workers, batch).await?;
+    }
+
+    /// Starts processing `batch` on a thread of its own, or gives it back
+    /// to be processed here: when there is one worker, when the processor
+    /// is sequential, or when the batch is small and nothing is ahead of it
+    /// (a thread would cost more than it saves).
+    fn start(
+        &self,
+        batch: Vec<Input<S::Position>>,
+        read_at: Instant,
+        jobs: &mut VecDeque<Job<S::Position>>,
+    ) -> Option<Vec<Input<S::Position>>> {
+        if self.workers == 1
+            || self.processor.sequential()
+            || (jobs.is_empty() && batch.len() < MIN_INPUTS_PER_JOB)
+        {
+            return Some(batch);
+        }
+        let processor = self.processor.clone();
+        let inputs = batch.len() as u64;
+        let handle = tokio::task::spawn_blocking(move || process_run(&*processor, batch));
+        jobs.push_back(Job {
+            handle,
+            read_at,
+            inputs,
+        });
+        None
+    }
+
+    /// Hands one processed batch to the sink. `Ok(false)`: the sink is
+    /// shut down.
+    async fn forward(
+        &mut self,
+        processed: Done<S::Position>,
+        read_at: Instant,
+        acks: &Acknowledgements<S::Position>,
+        summary: &mut PipelineSummary,
+    ) -> Result<bool, PipelineError> {
+        let processed = processed?;
         let (mut records, mut rejected, mut skipped) = (0u64, 0u64, 0u64);
         for (_, outcome) in &processed {
             match outcome {
@@ -256,27 +327,33 @@ impl<S: Source> Pipeline<S> {
     }
 }
 
-/// Processes a batch: on the calling task when it is small or the
-/// processor is sequential, else on `workers` threads. Borrows nothing of
-/// the pipeline across the wait, so a pipeline needs only be `Send`.
-async fn process<P: Position>(
-    processor: Arc<dyn Process>,
-    workers: usize,
-    batch: Vec<Input<P>>,
-) -> Result<Vec<(Input<P>, Processed)>, PipelineError> {
-    let workers = workers.min(batch.len() / MIN_INPUTS_PER_WORKER).max(1);
-    if workers == 1 || processor.sequential() {
-        let processed = process_run(&*processor, &batch);
-        return pair(batch, processed);
+/// A processed batch: each input with its result.
+type Done<P> = Result<Vec<(Input<P>, Processed)>, PipelineError>;
+
+/// A batch being processed on a thread of its own.
+struct Job<P> {
+    handle: JoinHandle<Done<P>>,
+    read_at: Instant,
+    inputs: u64,
+}
+
+/// The result of the first job in line. Cancel-safe: the job stays in line
+/// until it is taken out after this resolves.
+async fn first<P: Position>(
+    jobs: &mut VecDeque<Job<P>>,
+) -> Done<P> {
+    match jobs.front_mut() {
+        Some(job) => job_result((&mut job.handle).await),
+        None => std::future::pending().await,
     }
-    let job = tokio::task::spawn_blocking(move || {
-        let processed = process_in_parallel(&*processor, &batch, workers);
-        pair(batch, processed)
-    });
-    // Dropping the batch and going on would let later positions settle
-    // past it: stop instead.
-    job.await
-        .map_err(|e| PipelineError::Processing(e.to_string()))?
+}
+
+/// A job that panicked stops the pipeline: dropping its batch and going on
+/// would let later positions settle past it.
+fn job_result<P>(
+    joined: Result<Done<P>, tokio::task::JoinError>,
+) -> Done<P> {
+    joined.map_err(|e| PipelineError::Processing(e.to_string()))?
 }
 
 /// Each input with its result. A processor that answered for more or fewer
@@ -285,7 +362,7 @@ async fn process<P: Position>(
 fn pair<P: Position>(
     batch: Vec<Input<P>>,
     processed: Vec<Processed>,
-) -> Result<Vec<(Input<P>, Processed)>, PipelineError> {
+) -> Done<P> {
     if processed.len() != batch.len() {
         return Err(PipelineError::Processing(format!(
             "the processor gave {} results for {} inputs",
@@ -300,44 +377,18 @@ fn rejection<P: Position>(input: &Input<P>, source: &SourceName, message: String
     DeadLetter::rejected(&input.data, source, message, input.position.describe())
 }
 
-/// Processes `inputs` in order as one run ([`Process::process_run`]).
-fn process_run<P: Position>(processor: &dyn Process, inputs: &[Input<P>]) -> Vec<Processed> {
-    let mut out = Vec::with_capacity(inputs.len());
+/// Processes `batch` in order as one run ([`Process::process_run`]), each
+/// input with its result.
+fn process_run<P: Position>(
+    processor: &dyn Process,
+    batch: Vec<Input<P>>,
+) -> Done<P> {
+    let mut out = Vec::with_capacity(batch.len());
     processor.process_run(
-        &mut inputs
+        &mut batch
             .iter()
             .map(|input| (&input.data[..], input.position.origin())),
         &mut out,
     );
-    out
-}
-
-/// Processes `batch` on `workers` scoped threads, in order.
-fn process_in_parallel<P: Position>(
-    processor: &dyn Process,
-    batch: &[Input<P>],
-    workers: usize,
-) -> Vec<Processed> {
-    let chunk = batch.len().div_ceil(workers).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = batch
-            .chunks(chunk)
-            .map(|inputs| {
-                let handle = scope.spawn(move || process_run(processor, inputs));
-                (inputs.len(), handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, handle)| {
-                handle.join().unwrap_or_else(|_| {
-                    std::iter::repeat_with(|| {
-                        Processed::Rejected("processing this input panicked".to_owned())
-                    })
-                    .take(len)
-                    .collect()
-                })
-            })
-            .collect()
-    })
+    pair(batch, out)
 }

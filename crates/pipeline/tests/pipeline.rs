@@ -166,3 +166,73 @@ async fn a_processor_that_loses_an_input_stops_the_pipeline() {
     assert_eq!(producer.stats().total.records_in, 0);
     producer.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Each line is a record; every other run it is given takes 20 ms, so a
+/// later batch is often processed before an earlier one. Counts the runs
+/// that ended before a run started earlier had.
+struct Uneven {
+    runs: std::sync::atomic::AtomicUsize,
+    ended: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Process for Uneven {
+    fn process(&self, data: &[u8], origin: Origin<'_>) -> Processed {
+        Lines.process(data, origin)
+    }
+
+    fn process_run<'a>(
+        &self,
+        inputs: &mut dyn Iterator<Item = (&'a [u8], Origin<'a>)>,
+        out: &mut Vec<Processed>,
+    ) {
+        let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if run.is_multiple_of(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        out.extend(inputs.map(|(data, origin)| self.process(data, origin)));
+        self.ended.lock().unwrap().push(run);
+    }
+}
+
+impl Uneven {
+    fn overtaken(&self) -> usize {
+        let ended = self.ended.lock().unwrap();
+        ended.windows(2).filter(|pair| pair[1] < pair[0]).count()
+    }
+}
+
+/// Batches processed at once on several threads reach the sink, and
+/// settle, in the order they were read, whichever finishes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_processed_at_once_reach_the_sink_in_read_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("records.ndjson");
+    let sink = shardline_pipeline::StdoutSink::with_writer(
+        Box::new(std::fs::File::create(&out).unwrap()),
+        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
+    );
+    let lines: String = (0..20_000).map(|n| format!("{n:06}\n")).collect();
+    let processor = Arc::new(Uneven {
+        runs: std::sync::atomic::AtomicUsize::new(0),
+        ended: std::sync::Mutex::new(Vec::new()),
+    });
+    let pipeline = Pipeline::new(
+        LinesSource::new(lines.as_bytes(), "test"),
+        processor.clone(),
+        Arc::new(sink),
+        SourceName::new("lines"),
+        Arc::new(SourceCounters::default()),
+    )
+    .workers(4);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let summary = pipeline.run(stop).await.unwrap();
+    assert_eq!(summary.read, 20_000);
+    assert_eq!(summary.acks.delivered, 20_000, "{summary:?}");
+    assert_eq!(summary.unsent, 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), lines);
+    // With two CPUs or more, batches were processed at once: a fast run
+    // ended before the slow one started ahead of it.
+    if std::thread::available_parallelism().map_or(1, usize::from) > 1 {
+        assert!(processor.overtaken() > 0, "no batch was processed at once");
+    }
+}
