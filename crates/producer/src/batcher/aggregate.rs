@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use shardline_core::PartitionKey;
 
-use super::{Batcher, Queued, RATE_SCAN_LIMIT, Unit};
+use super::{Batcher, Draft, Queued, RATE_SCAN_LIMIT, Unit};
 use crate::aggregation::Aggregate;
-use crate::destination::Entry;
 
 /// An aggregate being filled, and the records in it.
 type Open<T> = (Aggregate, Vec<T>);
@@ -187,8 +186,8 @@ impl<T: Queued> Batcher<T> {
             })
             .unwrap_or_else(|| (PartitionKey::new_or_hashed(""), None));
         Unit {
-            entry: Entry {
-                data: aggregate.encode(),
+            draft: Draft::Aggregate {
+                aggregate,
                 partition_key,
                 explicit_hash_key,
             },

@@ -17,9 +17,10 @@ mod pack;
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
-use shardline_core::{PartitionKey, Record};
+use shardline_core::{ExplicitHashKey, PartitionKey, Record};
 use shardline_partition_key::ShardMap;
 
+use crate::aggregation::Aggregate;
 use crate::config::ProducerConfig;
 use crate::destination::Entry;
 use crate::limits::BatchLimits;
@@ -42,7 +43,7 @@ pub(crate) trait Queued: HoldsTurn {
 /// aggregate or a Firehose pack of several.
 #[derive(Debug)]
 pub(crate) struct Unit<T> {
-    pub(crate) entry: Entry,
+    pub(crate) draft: Draft,
     pub(crate) members: Vec<T>,
     /// The shard the entry should land in, when the shard map is known.
     pub(crate) predicted_shard: Option<String>,
@@ -52,13 +53,69 @@ impl<T: Queued> Unit<T> {
     fn single(record: T, predicted_shard: Option<String>) -> Self {
         let r = record.record();
         Unit {
-            entry: Entry {
+            draft: Draft::Ready(Entry {
                 data: r.data.clone(),
                 partition_key: r.partition_key.clone(),
                 explicit_hash_key: r.explicit_hash_key,
-            },
+            }),
             members: vec![record],
             predicted_shard,
+        }
+    }
+}
+
+/// An entry, or a KPL aggregate still to be encoded. Encoding — the
+/// protobuf and the MD5 of every byte of it — is left to the request's
+/// own task ([`Draft::finish`]): the dispatcher is one task for the whole
+/// producer, and would otherwise do it for every request in turn.
+#[derive(Debug)]
+pub(crate) enum Draft {
+    Ready(Entry),
+    Aggregate {
+        aggregate: Aggregate,
+        partition_key: PartitionKey,
+        explicit_hash_key: Option<ExplicitHashKey>,
+    },
+}
+
+impl Draft {
+    /// The entry's data bytes, as they will be once encoded.
+    pub(crate) fn data_len(&self) -> usize {
+        match self {
+            Draft::Ready(entry) => entry.data.len(),
+            Draft::Aggregate { aggregate, .. } => aggregate.encoded_len(),
+        }
+    }
+
+    pub(crate) fn partition_key(&self) -> &PartitionKey {
+        match self {
+            Draft::Ready(entry) => &entry.partition_key,
+            Draft::Aggregate { partition_key, .. } => partition_key,
+        }
+    }
+
+    /// The entry's data, encoded now if it is an aggregate.
+    #[cfg(test)]
+    pub(crate) fn data(&self) -> bytes::Bytes {
+        match self {
+            Draft::Ready(entry) => entry.data.clone(),
+            Draft::Aggregate { aggregate, .. } => aggregate.encode(),
+        }
+    }
+
+    /// The entry as it is sent.
+    pub(crate) fn finish(self) -> Entry {
+        match self {
+            Draft::Ready(entry) => entry,
+            Draft::Aggregate {
+                aggregate,
+                partition_key,
+                explicit_hash_key,
+            } => Entry {
+                data: aggregate.encode(),
+                partition_key,
+                explicit_hash_key,
+            },
         }
     }
 }

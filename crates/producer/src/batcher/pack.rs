@@ -3,7 +3,7 @@
 
 use shardline_core::PartitionKey;
 
-use super::{Batcher, Queued, Unit};
+use super::{Batcher, Draft, Queued, Unit};
 use crate::destination::Entry;
 
 /// Several records' data in one entry.
@@ -13,11 +13,11 @@ fn packed<T: Queued>(data: Vec<u8>, members: Vec<T>) -> Unit<T> {
         |r| r.record().partition_key.clone(),
     );
     Unit {
-        entry: Entry {
+        draft: Draft::Ready(Entry {
             data: bytes::Bytes::from(data),
             partition_key,
             explicit_hash_key: None,
-        },
+        }),
         members,
         predicted_shard: None,
     }

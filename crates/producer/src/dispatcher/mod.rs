@@ -24,9 +24,9 @@ use shardline_core::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::batcher::{Batcher, Unit};
+use crate::batcher::{Batcher, Draft, Unit};
 use crate::config::ProducerConfig;
-use crate::destination::{Destination, EntryError, ErrorClass, PutError, classify};
+use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 use crate::limits::BatchLimits;
 use crate::retry::Decision;
 use dead_letters::{DeadLetters, Job, Written};
@@ -352,7 +352,7 @@ impl Dispatcher {
             }
             let (entry_bytes, entry_count) = units.iter().fold((0, 0), |(bytes, count), unit| {
                 (
-                    bytes + unit.entry.data.len() + unit.entry.partition_key.len_bytes(),
+                    bytes + unit.draft.data_len() + unit.draft.partition_key().len_bytes(),
                     count + 1,
                 )
             });
@@ -375,11 +375,11 @@ impl Dispatcher {
     fn send(&mut self, units: Vec<Unit<Pending>>, copy_bytes: usize) {
         self.request_bytes_in_flight += copy_bytes;
         let at = SystemTime::now();
-        let mut entries = Vec::with_capacity(units.len());
+        let mut drafts = Vec::with_capacity(units.len());
         let mut predicted = Vec::with_capacity(units.len());
         let mut members = Vec::with_capacity(units.len());
         for mut unit in units {
-            entries.push(unit.entry);
+            drafts.push(unit.draft);
             predicted.push(unit.predicted_shard);
             for pending in &mut unit.members {
                 pending.attempt(at);
@@ -390,6 +390,7 @@ impl Dispatcher {
         self.counters.request_started();
         let handle = self.in_flight.spawn(async move {
             let started = Instant::now();
+            let entries: Vec<Entry> = drafts.into_iter().map(Draft::finish).collect();
             let result = destination.put(&entries).await;
             (result, started.elapsed())
         });
