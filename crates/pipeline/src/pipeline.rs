@@ -339,9 +339,7 @@ struct Job<P> {
 
 /// The result of the first job in line. Cancel-safe: the job stays in line
 /// until it is taken out after this resolves.
-async fn first<P: Position>(
-    jobs: &mut VecDeque<Job<P>>,
-) -> Done<P> {
+async fn first<P: Position>(jobs: &mut VecDeque<Job<P>>) -> Done<P> {
     match jobs.front_mut() {
         Some(job) => job_result((&mut job.handle).await),
         None => std::future::pending().await,
@@ -350,19 +348,14 @@ async fn first<P: Position>(
 
 /// A job that panicked stops the pipeline: dropping its batch and going on
 /// would let later positions settle past it.
-fn job_result<P>(
-    joined: Result<Done<P>, tokio::task::JoinError>,
-) -> Done<P> {
+fn job_result<P>(joined: Result<Done<P>, tokio::task::JoinError>) -> Done<P> {
     joined.map_err(|e| PipelineError::Processing(e.to_string()))?
 }
 
 /// Each input with its result. A processor that answered for more or fewer
 /// inputs than it was given stops the pipeline: pairing them anyway would
 /// lose inputs or misplace records.
-fn pair<P: Position>(
-    batch: Vec<Input<P>>,
-    processed: Vec<Processed>,
-) -> Done<P> {
+fn pair<P: Position>(batch: Vec<Input<P>>, processed: Vec<Processed>) -> Done<P> {
     if processed.len() != batch.len() {
         return Err(PipelineError::Processing(format!(
             "the processor gave {} results for {} inputs",
@@ -379,10 +372,7 @@ fn rejection<P: Position>(input: &Input<P>, source: &SourceName, message: String
 
 /// Processes `batch` in order as one run ([`Process::process_run`]), each
 /// input with its result.
-fn process_run<P: Position>(
-    processor: &dyn Process,
-    batch: Vec<Input<P>>,
-) -> Done<P> {
+fn process_run<P: Position>(processor: &dyn Process, batch: Vec<Input<P>>) -> Done<P> {
     let mut out = Vec::with_capacity(batch.len());
     processor.process_run(
         &mut batch
