@@ -47,7 +47,12 @@ pub(crate) struct Args {
     pub(crate) common: shardline_cli::CommonArgs,
     /// Read this database's logical replication slot
     /// (`postgres://user@host:port/database`).
-    #[arg(long, env = "SHARDLINE_POSTGRES_URL", conflicts_with = "from")]
+    #[arg(
+        long,
+        env = "SHARDLINE_POSTGRES_URL",
+        hide_env_values = true,
+        conflicts_with = "from"
+    )]
     pub(crate) postgres_url: Option<String>,
     /// The replication slot (wal2json).
     #[arg(long)]
@@ -98,4 +103,19 @@ fn main() -> ExitCode {
             None => run::main(cli.run),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` prints no environment variable's value: some hold secrets.
+    #[test]
+    fn help_prints_no_environment_value() {
+        let shown = shardline_cli::env_values_shown(&super::Cli::command());
+        assert!(
+            shown.is_empty(),
+            "--help would print the value of {shown:?}"
+        );
+    }
 }

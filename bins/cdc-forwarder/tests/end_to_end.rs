@@ -549,3 +549,21 @@ fn the_key_report_shows_what_each_strategy_does_to_the_shards() -> TestResult {
     assert_eq!(by_transaction["distinct_keys"], 100);
     Ok(())
 }
+
+/// `--help` names `SHARDLINE_POSTGRES_URL` but never shows its value: the
+/// URL holds the database password.
+#[test]
+fn help_shows_no_database_url_from_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cdc-forwarder"))
+        .arg("--help")
+        .env(
+            "SHARDLINE_POSTGRES_URL",
+            "postgres://app:secret-password-marker@db/app",
+        )
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("SHARDLINE_POSTGRES_URL"), "{help}");
+    assert!(!help.contains("marker"), "{help}");
+}

@@ -14,7 +14,7 @@ pub struct CommonArgs {
     /// Firehose delivery stream to send to instead.
     #[arg(long, conflicts_with = "stream_name")]
     pub delivery_stream: Option<String>,
-    #[arg(long, env = "AWS_REGION")]
+    #[arg(long, env = "AWS_REGION", hide_env_values = true)]
     pub region: Option<String>,
     /// Endpoint of the service (a local emulator); the SDK also reads
     /// AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL_FIREHOSE.
@@ -69,4 +69,38 @@ impl CommonArgs {
             None => Ok((crate::CommonConfig::default(), S::default())),
         }
     }
+}
+
+/// The arguments of `command` and its subcommands whose environment
+/// variable's value `--help` would print, as `command --flag (VARIABLE)`.
+/// Every shardline binary keeps this empty: the environment holds secrets
+/// (a PostgreSQL URL with its password, the MQTT password) that must not
+/// end up in a terminal or a CI log.
+///
+/// ```
+/// use clap::{Arg, Command};
+///
+/// let shown = Command::new("tool").arg(Arg::new("password").long("password").env("TOOL_PASSWORD"));
+/// assert_eq!(shardline_cli::env_values_shown(&shown), ["tool --password (TOOL_PASSWORD)"]);
+/// let hidden = Command::new("tool").arg(
+///     Arg::new("password").long("password").env("TOOL_PASSWORD").hide_env_values(true),
+/// );
+/// assert!(shardline_cli::env_values_shown(&hidden).is_empty());
+/// ```
+pub fn env_values_shown(command: &clap::Command) -> Vec<String> {
+    let mut shown: Vec<String> = command
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_env_values_set())
+        .filter_map(|arg| {
+            let variable = arg.get_env()?.to_string_lossy();
+            let flag = arg
+                .get_long()
+                .map_or_else(|| arg.get_id().to_string(), |long| format!("--{long}"));
+            Some(format!("{} {flag} ({variable})", command.get_name()))
+        })
+        .collect();
+    for subcommand in command.get_subcommands() {
+        shown.extend(env_values_shown(subcommand));
+    }
+    shown
 }

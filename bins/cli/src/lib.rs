@@ -50,7 +50,7 @@ use std::time::Duration;
 use anyhow::Context;
 use shardline_runner::{Destination, Runner, Summary, sleep_or_forever};
 
-pub use args::CommonArgs;
+pub use args::{CommonArgs, env_values_shown};
 pub use config::{
     COMMON_KEYS, CommonConfig, MetricsSection, ProducerSection, load_config, seconds,
 };

@@ -81,3 +81,18 @@ fn main() -> ExitCode {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` prints no environment variable's value: some hold secrets.
+    #[test]
+    fn help_prints_no_environment_value() {
+        let shown = shardline_cli::env_values_shown(&super::Cli::command());
+        assert!(
+            shown.is_empty(),
+            "--help would print the value of {shown:?}"
+        );
+    }
+}

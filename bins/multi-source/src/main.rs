@@ -141,3 +141,18 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     );
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` prints no environment variable's value: some hold secrets.
+    #[test]
+    fn help_prints_no_environment_value() {
+        let shown = shardline_cli::env_values_shown(&super::Args::command());
+        assert!(
+            shown.is_empty(),
+            "--help would print the value of {shown:?}"
+        );
+    }
+}

@@ -45,7 +45,7 @@ pub(crate) struct Args {
     pub(crate) common: shardline_cli::CommonArgs,
     /// The broker: `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` with
     /// --mqtt-ca-file (default mqtt://127.0.0.1:1883).
-    #[arg(long, env = "SHARDLINE_MQTT_URL")]
+    #[arg(long, env = "SHARDLINE_MQTT_URL", hide_env_values = true)]
     pub(crate) mqtt_url: Option<String>,
     /// A topic filter to subscribe to with QoS 1; repeatable (default
     /// `sensors/+/temperature`).
@@ -55,9 +55,14 @@ pub(crate) struct Args {
     /// the unacknowledged messages of this id across restarts.
     #[arg(long)]
     pub(crate) client_id: Option<String>,
-    #[arg(long, env = "SHARDLINE_MQTT_USERNAME")]
+    #[arg(long, env = "SHARDLINE_MQTT_USERNAME", hide_env_values = true)]
     pub(crate) mqtt_username: Option<String>,
-    #[arg(long, env = "SHARDLINE_MQTT_PASSWORD", requires = "mqtt_username")]
+    #[arg(
+        long,
+        env = "SHARDLINE_MQTT_PASSWORD",
+        hide_env_values = true,
+        requires = "mqtt_username"
+    )]
     pub(crate) mqtt_password: Option<String>,
     /// The CA certificate (PEM) that signed the broker's (mqtts://).
     #[arg(long)]
@@ -102,4 +107,19 @@ fn main() -> ExitCode {
             None => run::main(cli.run),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` prints no environment variable's value: some hold secrets.
+    #[test]
+    fn help_prints_no_environment_value() {
+        let shown = shardline_cli::env_values_shown(&super::Cli::command());
+        assert!(
+            shown.is_empty(),
+            "--help would print the value of {shown:?}"
+        );
+    }
 }

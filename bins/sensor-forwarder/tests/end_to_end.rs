@@ -447,3 +447,20 @@ async fn a_broker_that_wants_a_password_gets_it_and_refuses_without() -> TestRes
     );
     Ok(())
 }
+
+/// `--help` shows the MQTT settings read from the environment, never their
+/// values: the password would end up in a terminal or a CI log.
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sensor-forwarder"))
+        .arg("--help")
+        .env("SHARDLINE_MQTT_URL", "mqtt://secret-host-marker:1883")
+        .env("SHARDLINE_MQTT_USERNAME", "secret-user-marker")
+        .env("SHARDLINE_MQTT_PASSWORD", "secret-password-marker")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("SHARDLINE_MQTT_PASSWORD"), "{help}");
+    assert!(!help.contains("marker"), "{help}");
+}
