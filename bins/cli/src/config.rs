@@ -110,12 +110,28 @@ pub(crate) fn parse_config<S: DeserializeOwned>(text: &str) -> anyhow::Result<(C
     Ok((common, own))
 }
 
-/// Seconds from a setting, checked.
+/// Seconds from a setting, checked: a negative, infinite or NaN number,
+/// or one too large for a duration, is an error that names the setting.
 pub fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     if !value.is_finite() || value < 0.0 {
         bail!("{name} must be a non-negative number of seconds, not {value}");
     }
-    Ok(Duration::from_secs_f64(value))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{name} = {value} seconds is too long"))
+}
+
+/// The retry count from `max_retries`: `-1` is unlimited (`None`); any
+/// other negative number, or one past `u32::MAX`, is an error.
+pub(crate) fn retries(value: i64) -> anyhow::Result<Option<u32>> {
+    if value == -1 {
+        return Ok(None);
+    }
+    u32::try_from(value).map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "max_retries must be -1 (unlimited) or a count from 0 to {}, not {value}",
+            u32::MAX
+        )
+    })
 }
 
 #[cfg(test)]

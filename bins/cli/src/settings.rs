@@ -9,7 +9,7 @@ use shardline_producer::{ProducerConfig, RetryPolicy};
 use shardline_runner::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATS_INTERVAL, Destination};
 
 use crate::args::CommonArgs;
-use crate::config::{CommonConfig, seconds};
+use crate::config::{CommonConfig, retries, seconds};
 /// Bytes of records the producer holds at most, by default: far more than
 /// 8 requests in flight need (8 × 500 records of ~400 bytes ≈ 1.6 MB), and
 /// small enough that a blocked destination keeps the whole process within
@@ -85,7 +85,7 @@ impl Settings {
         }
         let mut retry = RetryPolicy::default();
         if let Some(n) = p.max_retries {
-            retry.max_retries = u32::try_from(n).ok();
+            retry.max_retries = retries(n)?;
         }
         if let Some(s) = p.retry_initial_delay {
             retry.initial_delay = seconds("retry_initial_delay", s)?;
@@ -236,5 +236,47 @@ mod tests {
             ..CommonConfig::default()
         };
         assert!(Settings::new(&args(), both, DEFAULTS).is_err());
+    }
+
+    /// A binary with no settings of its own.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Own {}
+
+    fn with_config(toml: &str) -> anyhow::Result<Settings> {
+        let (config, Own {}) = crate::config::parse_config::<Own>(toml)?;
+        let kinesis = CommonArgs {
+            stream_name: Some("s".into()),
+            ..args()
+        };
+        Settings::new(&kinesis, config, DEFAULTS)
+    }
+
+    /// Out-of-range numbers in the config file are errors that name the
+    /// setting: a duration too large for the clock used to panic, and a
+    /// negative retry count other than -1 silently meant "retry forever".
+    #[test]
+    fn out_of_range_settings_are_errors_not_panics_or_guesses() {
+        for setting in [
+            "batch_timeout",
+            "retry_initial_delay",
+            "retry_max_delay",
+            "shutdown_timeout",
+        ] {
+            let e = with_config(&format!("[producer]\n{setting} = 1e20"))
+                .err()
+                .unwrap_or_else(|| panic!("{setting} = 1e20 was taken"));
+            assert!(e.to_string().contains(setting), "{e}");
+        }
+        for retries in ["-2", "-100", "4294967296"] {
+            let e = with_config(&format!("[producer]\nmax_retries = {retries}"))
+                .err()
+                .unwrap_or_else(|| panic!("max_retries = {retries} was taken"));
+            assert!(e.to_string().contains("max_retries"), "{e}");
+        }
+        let unlimited = with_config("[producer]\nmax_retries = -1").unwrap();
+        assert_eq!(unlimited.run.producer.retry.max_retries, None);
+        let five = with_config("[producer]\nmax_retries = 5").unwrap();
+        assert_eq!(five.run.producer.retry.max_retries, Some(5));
     }
 }
