@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -157,16 +157,42 @@ pub struct DeadLetterFile {
 
 impl DeadLetterFile {
     /// Opens (creating if needed) `path` for appending. Its directory is
-    /// created too.
+    /// created too, and synced when the file is new, so that the file
+    /// itself survives a crash.
+    ///
+    /// The file is made private (mode 0600) if it is not: a log rotation
+    /// may have created it readable by others. A last line left torn by a
+    /// write that was cut short (a crash, a full disk) is ended, so that
+    /// the next letter starts a line of its own and only the torn one is
+    /// unreadable.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        let existed = path.exists();
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .mode(DEAD_LETTER_FILE_MODE)
             .open(path)?;
+        let metadata = file.metadata()?;
+        if metadata.permissions().mode() & 0o777 != DEAD_LETTER_FILE_MODE {
+            file.set_permissions(std::fs::Permissions::from_mode(DEAD_LETTER_FILE_MODE))?;
+        }
+        if let Some(last) = metadata.len().checked_sub(1) {
+            let mut byte = [0u8; 1];
+            file.read_exact_at(&mut byte, last)?;
+            if byte != *b"\n" {
+                (&file).write_all(b"\n")?;
+                file.sync_data()?;
+            }
+        }
+        if !existed {
+            File::open(parent)?.sync_all()?;
+        }
         Ok(DeadLetterFile {
             path: path.to_path_buf(),
             file,
@@ -191,41 +217,61 @@ impl DeadLetterSink for DeadLetterFile {
     }
 }
 
-/// A dead-letter line that cannot be replayed.
+/// Why a dead-letter file cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
     #[error("reading the dead-letter file: {0}")]
     Io(#[from] std::io::Error),
-    #[error("line {line}: not a dead letter: {message}")]
-    Line { line: usize, message: String },
     #[error("the dead letter's data or key cannot be decoded: {0}")]
     Data(String),
 }
 
+/// A line of a dead-letter file that is not a dead letter: a write cut
+/// short by a crash or a full disk, or a hand edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// Its number, from 1.
+    pub line: usize,
+    /// Why it is not a dead letter.
+    pub message: String,
+}
+
+/// What [`replay`] read from a dead-letter file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replay {
+    /// Every dead letter, in file order.
+    pub letters: Vec<DeadLetter>,
+    /// The lines that were not dead letters; the letters around them are
+    /// read all the same.
+    pub bad_lines: Vec<BadLine>,
+}
+
 /// Reads a dead-letter file back, one [`DeadLetter`] per line, to replay
-/// them into a sink (`to_record`, then send).
-pub fn replay(path: &Path) -> Result<Vec<DeadLetter>, ReplayError> {
+/// them into a sink (`to_record`, then send). A line that is not a dead
+/// letter is reported in [`Replay::bad_lines`] and skipped.
+pub fn replay(path: &Path) -> Result<Replay, ReplayError> {
     let reader = BufReader::new(File::open(path)?);
-    let mut letters = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
+    let mut read = Replay::default();
+    for (index, line) in reader.split(b'\n').enumerate() {
         let line = line?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let letter = serde_json::from_str(&line).map_err(|e| ReplayError::Line {
-            line: index + 1,
-            message: e.to_string(),
-        })?;
-        letters.push(letter);
+        match serde_json::from_slice(&line) {
+            Ok(letter) => read.letters.push(letter),
+            Err(e) => read.bad_lines.push(BadLine {
+                line: index + 1,
+                message: e.to_string(),
+            }),
+        }
     }
-    Ok(letters)
+    Ok(read)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn file_is_private_and_round_trips() {
@@ -244,21 +290,70 @@ mod tests {
         sink.write(&[text.clone(), binary.clone()]).unwrap();
 
         let read = replay(&path).unwrap();
-        assert_eq!(read, [text, binary.clone()]);
+        assert!(read.bad_lines.is_empty());
+        assert_eq!(read.letters, [text, binary.clone()]);
         assert_eq!(binary.data_bytes().unwrap(), [0xff, 0x00, 0xfe]);
-        let record = read[1].to_record().unwrap();
+        let record = read.letters[1].to_record().unwrap();
         assert_eq!(&record.data[..], [0xff, 0x00, 0xfe]);
         assert_eq!(record.source.as_str(), "web_logs");
     }
 
+    fn letter(n: u32) -> DeadLetter {
+        DeadLetter::rejected(
+            format!("line {n}").as_bytes(),
+            &SourceName::new("web_logs"),
+            "not a log line",
+            BTreeMap::new(),
+        )
+    }
+
+    /// A bad line is reported with its number, and the letters around it
+    /// are still read.
     #[test]
-    fn a_bad_line_is_reported_with_its_number() {
+    fn a_bad_line_is_reported_with_its_number_and_the_rest_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead.ndjson");
-        std::fs::write(&path, "\n{\"not\": \"a letter\"}\n").unwrap();
-        match replay(&path) {
-            Err(ReplayError::Line { line, .. }) => assert_eq!(line, 2),
-            other => panic!("{other:?}"),
-        }
+        let one = letter(1);
+        let good = serde_json::to_string(&one).unwrap();
+        std::fs::write(&path, format!("\n{{\"not\": \"a letter\"}}\n{good}\n")).unwrap();
+        let read = replay(&path).unwrap();
+        assert_eq!(read.letters, [one]);
+        assert_eq!(read.bad_lines.len(), 1);
+        assert_eq!(read.bad_lines[0].line, 2);
+        assert!(!read.bad_lines[0].message.is_empty());
+    }
+
+    /// A write cut short (a crash, a full disk) leaves a torn last line.
+    /// Opening the file again ends it, so the next letter starts a line of
+    /// its own: only the torn letter is unreadable, not the next one too.
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let (one, three) = (letter(1), letter(3));
+        let mut content = serde_json::to_vec(&one).unwrap();
+        content.push(b'\n');
+        let torn = serde_json::to_vec(&letter(2)).unwrap();
+        content.extend_from_slice(torn.get(..torn.len() / 2).unwrap());
+        std::fs::write(&path, content).unwrap();
+        let mut sink = DeadLetterFile::open(&path).unwrap();
+        sink.write(std::slice::from_ref(&three)).unwrap();
+        let read = replay(&path).unwrap();
+        assert_eq!(read.letters, [one, three]);
+        assert_eq!(read.bad_lines.len(), 1);
+        assert_eq!(read.bad_lines[0].line, 2);
+    }
+
+    /// A file that was made readable by others (a log rotation that
+    /// created it 0644) is made private again when it is opened.
+    #[test]
+    fn an_existing_file_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _sink = DeadLetterFile::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, DEAD_LETTER_FILE_MODE);
     }
 }

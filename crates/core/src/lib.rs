@@ -61,8 +61,8 @@ pub use checkpoint::{
 };
 pub use counters::SourceCounters;
 pub use dead_letter::{
-    DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterSink, ReplayError,
-    replay,
+    BadLine, DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterSink,
+    Replay, ReplayError, replay,
 };
 pub use latency::{Latency, LatencySummary};
 pub use outcome::{DeadLetterReason, Delivery, Outcome, Receipt, Reply};

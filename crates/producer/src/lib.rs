@@ -95,7 +95,7 @@ pub use retry::{Decision, RetryPolicy};
 // What the producer's API takes and returns, from the contract crate, so
 // that sending records needs this crate alone.
 pub use shardline_core::{
-    DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterReason,
+    BadLine, DEAD_LETTER_FILE_MODE, DataEncoding, DeadLetter, DeadLetterFile, DeadLetterReason,
     DeadLetterSink, Delivery, DeliveryStats, ExplicitHashKey, Outcome, PartitionKey, Receipt,
-    Record, ReplayError, SinkStats, SourceName, replay,
+    Record, Replay, ReplayError, SinkStats, SourceName, replay,
 };

@@ -46,6 +46,9 @@ pub struct ReplaySummary {
     /// Dead-lettered again (into the producer's own sink).
     pub dead_lettered: u64,
     pub failed: u64,
+    /// Lines of the file that were not dead letters (each logged with its
+    /// number); nothing was sent for them.
+    pub unreadable: u64,
 }
 
 /// Builds a [`Producer`]; settings are checked against the destination's
@@ -537,12 +540,24 @@ impl Producer {
         self.shared.closed.load(Ordering::Relaxed)
     }
 
-    /// Sends every line of a dead-letter file again (see
+    /// Sends every letter of a dead-letter file again (see
     /// [`DeadLetter::to_record`]) and waits for their outcomes;
-    /// returns how many were delivered. A letter that cannot be decoded is
-    /// an error before anything is sent.
+    /// returns how many were delivered. A line that is not a dead letter
+    /// (a torn write) is logged with its number, counted and skipped; a
+    /// letter whose data cannot be decoded is an error before anything is
+    /// sent.
     pub async fn replay_file(&self, path: &std::path::Path) -> Result<ReplaySummary, ReplayError> {
-        let records = shardline_core::replay(path)?
+        let read = shardline_core::replay(path)?;
+        for bad in &read.bad_lines {
+            tracing::warn!(
+                "{}: line {} is not a dead letter, skipped: {}",
+                path.display(),
+                bad.line,
+                bad.message
+            );
+        }
+        let records = read
+            .letters
             .iter()
             .map(DeadLetter::to_record)
             .collect::<Result<Vec<_>, _>>()?;
@@ -555,7 +570,10 @@ impl Producer {
                 }
             }
         }
-        let mut summary = ReplaySummary::default();
+        let mut summary = ReplaySummary {
+            unreadable: read.bad_lines.len() as u64,
+            ..ReplaySummary::default()
+        };
         for receipt in receipts {
             match receipt.await {
                 Outcome::Delivered(_) => summary.delivered += 1,

@@ -364,7 +364,7 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
         }
     );
 
-    let letters = replay(&dir.path().join("dead-letters.ndjson"))?;
+    let letters = replay(&dir.path().join("dead-letters.ndjson"))?.letters;
     assert_eq!(letters.len(), 6);
     let poison: Vec<_> = letters
         .iter()
@@ -423,11 +423,17 @@ async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> Tes
     )?
     .linger(Duration::from_millis(10))
     .build()?;
-    assert_eq!(replay(&dir.path().join("dead-letters.ndjson"))?.len(), 20);
+    assert_eq!(
+        replay(&dir.path().join("dead-letters.ndjson"))?
+            .letters
+            .len(),
+        20
+    );
     let summary = producer
         .replay_file(&dir.path().join("dead-letters.ndjson"))
         .await?;
     assert_eq!(summary.delivered, 20);
+    assert_eq!(summary.unreadable, 0);
     producer.shutdown(Duration::from_secs(5)).await;
     let (counts, _) = stream_counts(&stream, 20).await?;
     let want: BTreeSet<String> = sent
@@ -598,7 +604,12 @@ async fn shutdown_deadline_dead_letters_what_a_stalled_destination_holds() -> Te
     let stats = producer.stats();
     assert_eq!(stats.total.dead_lettered, 50);
     assert_reconciles(&stats);
-    assert_eq!(replay(&dir.path().join("dead-letters.ndjson"))?.len(), 50);
+    assert_eq!(
+        replay(&dir.path().join("dead-letters.ndjson"))?
+            .letters
+            .len(),
+        50
+    );
     // Sending after shutdown is refused, the record handed back.
     let late = records("late", 1, 1)?.remove(0);
     assert!(producer.send(late).await.is_err());
