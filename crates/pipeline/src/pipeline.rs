@@ -36,6 +36,10 @@ pub enum PipelineError {
     /// settled, so it is read again after a restart.
     #[error("processing a batch failed: {0}")]
     Processing(String),
+    /// The pipeline's task panicked; nothing after the last checkpoint is
+    /// settled, so it is read again after a restart.
+    #[error("the pipeline stopped on a panic: {0}")]
+    Panicked(String),
 }
 
 /// What a pipeline did.

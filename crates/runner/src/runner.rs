@@ -42,7 +42,8 @@ pub struct PipelineOutcome {
 pub struct Summary {
     pub stopped: Stopped,
     pub pipelines: Vec<PipelineOutcome>,
-    /// Pipelines that ended without a result (their task panicked).
+    /// Pipelines that ended without a result (a panicking pipeline ends
+    /// with [`PipelineError::Panicked`] instead).
     pub lost_pipelines: usize,
     pub snapshot: Snapshot,
 }
@@ -255,8 +256,14 @@ impl Runner {
         let (reading_done, reading) = oneshot::channel();
         self.reading.push(reading);
         let pipeline = pipeline.reading_done(reading_done);
+        // The pipeline runs in a task of its own, so that a panic in it
+        // still ends with an outcome: the run would otherwise wait for it
+        // forever.
+        let task = tokio::spawn(pipeline.run(stop));
         tokio::spawn(async move {
-            let result = pipeline.run(stop).await;
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(PipelineError::Panicked(e.to_string())));
             let _ = done.send(PipelineOutcome { name, result });
         });
     }

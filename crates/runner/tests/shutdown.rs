@@ -2,7 +2,7 @@
 //! stopped, everything it read is settled, and the counters reconcile.
 
 // Test code: a failed unwrap is the test failing.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,4 +67,51 @@ async fn a_shutdown_future_stops_an_endless_run_with_everything_read_settled() {
     assert_eq!(web.read, made);
     let written = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
     assert_eq!(written, acks.delivered);
+}
+
+/// Panics on the 100th input; processes one input at a time, in order, on
+/// the pipeline's own task.
+struct PanicsAt100 {
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl Process for PanicsAt100 {
+    fn process(&self, data: &[u8], origin: Origin<'_>) -> Processed {
+        if self.seen.fetch_add(1, Ordering::Relaxed) == 99 {
+            panic!("a processor bug");
+        }
+        Lines.process(data, origin)
+    }
+
+    fn sequential(&self) -> bool {
+        true
+    }
+}
+
+/// A pipeline whose task panics ends the run with that pipeline failed and
+/// the panic named, instead of leaving the run waiting for it forever
+/// (issue 20, item 10).
+#[tokio::test]
+async fn a_panicking_pipeline_fails_the_run_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(Destination::Stdout, dir.path().join("dead.ndjson"));
+    settings.stats_interval = Duration::ZERO;
+    let sink = Arc::new(StdoutSink::with_writer(
+        Box::new(std::io::sink()),
+        DeadLetterFile::open(&settings.dead_letter_file).unwrap(),
+    ));
+    let mut runner = Runner::start_with_sink(settings, sink).await.unwrap();
+    let processor = Arc::new(PanicsAt100 {
+        seen: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let pipeline = runner.pipeline("web", Generated::new(Kind::WebLogs, 2_000), processor);
+    runner.spawn("web", pipeline);
+    let summary = tokio::time::timeout(Duration::from_secs(30), runner.run(std::future::pending()))
+        .await
+        .expect("the run waited for a pipeline that had panicked")
+        .unwrap();
+    assert_eq!(summary.stopped, Stopped::PipelineFailed);
+    let error = summary.pipelines[0].result.as_ref().unwrap_err();
+    assert!(error.to_string().contains("a processor bug"), "{error}");
+    assert!(!summary.is_complete());
 }
