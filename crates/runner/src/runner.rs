@@ -272,9 +272,8 @@ impl Runner {
     /// resolves; then stops.
     ///
     /// Stopping: the pipelines stop reading and hand what they read to the
-    /// sink (each gets the shutdown timeout, no more); the sink gets the
-    /// shutdown timeout to deliver what it holds, and dead-letters the
-    /// rest; every pipeline checkpoints a last time; the reporter reports
+    /// sink, and the sink delivers what it holds, within one shutdown
+    /// timeout for both; what is left at its end is dead-lettered; every pipeline checkpoints a last time; the reporter reports
     /// the last interval. Nothing that was read is left unaccounted for.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<Summary, RunError> {
         let (done, results, spawned) = (&mut self.done_rx, &mut self.results, self.spawned);
@@ -290,15 +289,20 @@ impl Runner {
         // shutdown would be refused, its input neither sent nor failed); a
         // pipeline stuck behind a full sink gets the shutdown timeout, no
         // more.
+        // One deadline for both: the hand-over and the sink's delivery
+        // together take the shutdown timeout at most, so that a service
+        // manager's grace period (30 s) is not overrun.
         let reading = std::mem::take(&mut self.reading);
+        let deadline = tokio::time::Instant::now() + timeout;
         let shutdown = async move {
-            let _ = tokio::time::timeout(timeout, async {
+            let _ = tokio::time::timeout_at(deadline, async {
                 for done in reading {
                     let _ = done.await;
                 }
             })
             .await;
-            sink.shutdown(timeout).await;
+            sink.shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         };
         tokio::join!(shutdown, self.collect());
         // The last interval is reported (and published) before the summary.

@@ -115,3 +115,84 @@ async fn a_panicking_pipeline_fails_the_run_instead_of_hanging_it() {
     assert!(error.to_string().contains("a processor bug"), "{error}");
     assert!(!summary.is_complete());
 }
+
+/// Takes every request and never answers.
+struct NeverAnswers;
+
+#[async_trait::async_trait]
+impl shardline_producer::Destination for NeverAnswers {
+    fn name(&self) -> &str {
+        "never answers"
+    }
+    fn limits(&self) -> shardline_producer::BatchLimits {
+        shardline_producer::BatchLimits::KINESIS
+    }
+    async fn put(
+        &self,
+        _entries: &[shardline_producer::Entry],
+    ) -> Result<
+        Vec<Result<shardline_core::Delivery, shardline_producer::EntryError>>,
+        shardline_producer::PutError,
+    > {
+        std::future::pending().await
+    }
+}
+
+/// Behind a destination that never answers, a stop takes the shutdown
+/// timeout once: the pipelines' hand-over and the producer's delivery
+/// share one deadline. It used to take it twice, once for each (issue 20,
+/// item 8), which is past Kubernetes' 30 s grace with the 20 s default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_takes_the_shutdown_timeout_once() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(Destination::Stdout, dir.path().join("dead.ndjson"));
+    settings.stats_interval = Duration::ZERO;
+    settings.shutdown_timeout = TIMEOUT;
+    let producer = shardline_producer::Producer::builder(
+        NeverAnswers,
+        DeadLetterFile::open(&settings.dead_letter_file).unwrap(),
+    )
+    .queue_max_records(200)
+    .linger(Duration::from_millis(1))
+    .build()
+    .unwrap();
+    let mut runner = Runner::start_with_sink(settings, Arc::new(producer.clone()))
+        .await
+        .unwrap();
+    let source = Generated::new(Kind::WebLogs, 5_000);
+    let made = source.made();
+    let pipeline = runner.pipeline("web", source, Arc::new(Lines));
+    runner.spawn("web", pipeline);
+
+    // Stop once the producer's queue is full and the reader waits on it.
+    let stopped_at = Arc::new(std::sync::Mutex::new(None));
+    let stopping = stopped_at.clone();
+    let shutdown = async move {
+        while made.load(Ordering::Relaxed) < 100 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        *stopping.lock().unwrap() = Some(std::time::Instant::now());
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(30), runner.run(shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+    let took = stopped_at.lock().unwrap().unwrap().elapsed();
+    // One timeout, and room for a loaded machine; two would be 4 s.
+    assert!(took >= TIMEOUT, "stopped in {took:?}, before the deadline");
+    assert!(
+        took < TIMEOUT + Duration::from_millis(1_500),
+        "stopping took {took:?}"
+    );
+    // Nothing read is left unaccounted for: what never got an answer is
+    // dead-lettered at the deadline.
+    assert_eq!(summary.stopped, Stopped::Requested);
+    let stats = producer.stats().total;
+    assert!(stats.dead_lettered > 0, "{stats:?}");
+    assert_eq!(
+        stats.records_in,
+        stats.delivered + stats.dead_lettered + stats.failed
+    );
+}
