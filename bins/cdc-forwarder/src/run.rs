@@ -221,10 +221,14 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
     let name = plan.source_name.clone();
     let checkpoint_file = &plan.settings.checkpoint_file;
     let mut slot_status = None;
+    // Held to the end of the run: a second process on the same checkpoint
+    // file is refused instead of overwriting this one's positions.
+    let mut owned = Vec::new();
     match &plan.input {
         Input::Postgres(slot) => {
             let checkpoint =
                 CheckpointFile::new(checkpoint_file, shardline_postgres::CHECKPOINT_KIND);
+            owned.push(checkpoint.lock()?);
             let source = SlotSource::open(slot.clone(), checkpoint)
                 .await
                 .with_context(|| format!("replication slot {}", slot.slot))?
@@ -238,6 +242,7 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
         }
         Input::File(path, format) => {
             let checkpoint = CheckpointFile::new(checkpoint_file, shardline_tail::CHECKPOINT_KIND);
+            owned.push(checkpoint.lock()?);
             let checkpoints = Arc::new(TailCheckpoints::open(checkpoint)?);
             let mut tail = TailConfig::new(path.to_string_lossy().into_owned());
             tail.once = plan.once;
@@ -266,6 +271,7 @@ async fn forward(plan: Plan) -> anyhow::Result<ExitCode> {
         plan.settings.run.dead_letter_file.display()
     );
     let summary = running.run(shutdown).await?;
+    drop(owned);
     let code = shardline_cli::finish("cdc-forwarder", &plan.settings.run.destination, &summary);
     if let Some(status) = slot_status {
         let status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -171,6 +171,9 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     shardline_cli::announce_metrics("log-streamer", &running);
     let shutdown = shardline_cli::shutdown("log-streamer", plan.settings.duration)?;
     let checkpoint = CheckpointFile::new(&plan.settings.checkpoint_file, CHECKPOINT_KIND);
+    // Held to the end of the run: a second process on the same file is
+    // refused instead of overwriting this one's positions.
+    let _owned = checkpoint.lock()?;
     let checkpoints = Arc::new(if args.resume_from_checkpoint {
         TailCheckpoints::open(checkpoint)?
     } else {

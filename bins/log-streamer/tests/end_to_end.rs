@@ -653,3 +653,69 @@ fn keys_reports_how_sample_lines_spread_over_shards() -> TestResult {
     assert_eq!(report["distinct_keys"], 1000);
     Ok(())
 }
+
+/// Two processes on one checkpoint file would overwrite each other's
+/// positions: while one runs, a second is refused with an error that says
+/// so, and once the first has stopped the file is free again (issue 20,
+/// item 10).
+#[test]
+fn a_second_process_on_the_same_checkpoint_file_is_refused() -> TestResult {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("access.log");
+    append(&log, 1..=10)?;
+    let files = serde_json::json!([{"path": log, "type": "apache"}]).to_string();
+    let command = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_log-streamer"));
+        command
+            .args(["--log-files", &files, "--sink", "stdout"])
+            .args(["--stats-interval", "0", "--checkpoint-file"])
+            .arg(dir.path().join("state/checkpoint.json"))
+            .arg("--dead-letter-file")
+            .arg(dir.path().join("state/dead-letters.ndjson"));
+        command
+    };
+    // The first follows the file; it holds the checkpoint once it prints.
+    // (Lines 1 to 10 are there before it starts.)
+    let mut first = command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = first.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // It starts at the end of the file: lines appended until one is out.
+    let started = Instant::now();
+    let mut next = 11;
+    loop {
+        append(&log, next..=next)?;
+        next += 1;
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                line?;
+                break;
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {}
+            Err(e) => return Err(format!("the first process printed nothing: {e}").into()),
+        }
+    }
+    let second = command().arg("--once").output()?;
+    let _ = first.kill();
+    first.wait()?;
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    let third = command().arg("--once").output()?;
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    Ok(())
+}

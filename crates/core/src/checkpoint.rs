@@ -40,6 +40,20 @@ pub enum CheckpointError {
         found: String,
         expected: String,
     },
+    /// Another process (or another part of this one) holds the file's
+    /// lock: two writers would overwrite each other's positions.
+    #[error(
+        "checkpoint file {path} is in use by another process (it holds {lock}); stop it, or give this run a checkpoint file of its own"
+    )]
+    InUse { path: PathBuf, lock: PathBuf },
+}
+
+/// Held while a process owns a checkpoint file ([`CheckpointFile::lock`]):
+/// an exclusive lock on `<path>.lock`, released when this is dropped or
+/// the process ends, however it ends.
+#[derive(Debug)]
+pub struct CheckpointLock {
+    _file: File,
 }
 
 #[derive(Serialize)]
@@ -96,6 +110,47 @@ impl CheckpointFile {
         CheckpointError::Io {
             path: self.path.clone(),
             source,
+        }
+    }
+
+    /// Takes the file for this process until the returned lock is
+    /// dropped: a second process (or a second lock in this one) gets
+    /// [`CheckpointError::InUse`]. Reading and writing do not take the
+    /// lock; a source's owner takes it once, before it starts.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use shardline_core::{CheckpointError, CheckpointFile};
+    ///
+    /// let file = CheckpointFile::new(dir.path().join("positions.json"), "example");
+    /// let held = file.lock()?;
+    /// assert!(matches!(file.lock(), Err(CheckpointError::InUse { .. })));
+    /// drop(held);
+    /// assert!(file.lock().is_ok());
+    /// # Ok(()) }
+    /// ```
+    pub fn lock(&self) -> Result<CheckpointLock, CheckpointError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let mut lock = self.path.clone().into_os_string();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(CHECKPOINT_FILE_MODE)
+            .open(&lock)
+            .map_err(|e| self.io(e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(CheckpointLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CheckpointError::InUse {
+                path: self.path.clone(),
+                lock,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(self.io(e)),
         }
     }
 

@@ -57,7 +57,8 @@ mod source;
 mod stats;
 
 pub use checkpoint::{
-    CHECKPOINT_FILE_MODE, CHECKPOINT_VERSION, CheckpointError, CheckpointFile, default_state_dir,
+    CHECKPOINT_FILE_MODE, CHECKPOINT_VERSION, CheckpointError, CheckpointFile, CheckpointLock,
+    default_state_dir,
 };
 pub use counters::SourceCounters;
 pub use dead_letter::{
