@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use shardline_core::{Outcome, Receipt, SourceCounters};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Batches waiting for their receipts at most. Past it the reader waits:
@@ -65,6 +65,7 @@ pub struct Acknowledgements<P> {
     tx: mpsc::Sender<Batch<P>>,
     outstanding: Arc<AtomicU64>,
     task: JoinHandle<AckSummary>,
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl<P> std::fmt::Debug for Batch<P> {
@@ -96,11 +97,36 @@ impl<P: Send + 'static> Acknowledgements<P> {
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Batch<P>>(ACK_QUEUE_BATCHES);
         let outstanding = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(follow(rx, on_settled, counters, outstanding.clone()));
+        let (failed, failure) = watch::channel(None);
+        let task = tokio::spawn(follow(
+            rx,
+            on_settled,
+            counters,
+            outstanding.clone(),
+            failed,
+        ));
         Acknowledgements {
             tx,
             outstanding,
             task,
+            failure,
+        }
+    }
+
+    /// Resolves with the reason of the first record that was neither
+    /// delivered nor dead-lettered: from then on nothing read after it can
+    /// be checkpointed, so reading on would only pile up work that a
+    /// restart must redo. Pending until then (and for good if the
+    /// following task has ended without a failure).
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let reason = failure
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            Err(_) => std::future::pending().await,
         }
     }
 
@@ -140,6 +166,7 @@ async fn follow<P>(
     mut on_settled: impl FnMut(Vec<P>),
     counters: Option<Arc<SourceCounters>>,
     outstanding: Arc<AtomicU64>,
+    failed: watch::Sender<Option<String>>,
 ) -> AckSummary {
     let mut summary = AckSummary::default();
     while let Some(Batch { turns, read_at }) = rx.recv().await {
@@ -169,6 +196,7 @@ async fn follow<P>(
                             "a record was neither delivered nor dead-lettered ({message}); \
                              the checkpoint stays before it"
                         );
+                        failed.send_replace(Some(message.clone()));
                         summary.first_failure = Some(message);
                     }
                     continue;

@@ -32,6 +32,14 @@ pub enum PipelineError {
     /// The sink could not take a batch (writing to stdout failed).
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A record was neither delivered nor dead-lettered (the dead-letter
+    /// file could not be written): nothing read after it can be
+    /// checkpointed, so the pipeline stops reading rather than go on
+    /// without a checkpoint. A restart reads it again.
+    #[error(
+        "a record could be neither delivered nor dead-lettered ({0}); stopped reading: nothing after it could be checkpointed"
+    )]
+    Unsettled(String),
     /// Processing a batch failed as a whole; nothing of it or after it is
     /// settled, so it is read again after a restart.
     #[error("processing a batch failed: {0}")]
@@ -153,6 +161,10 @@ impl<S: Source> Pipeline<S> {
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = tick.tick() => self.source.checkpoint().await?,
+                reason = acks.failed() => {
+                    failure = Some(PipelineError::Unsettled(reason));
+                    break;
+                }
                 done = first(&mut jobs), if !jobs.is_empty() => {
                     let read_at = jobs.pop_front().map_or_else(Instant::now, |job| job.read_at);
                     match self.forward(done, read_at, &acks, &mut summary).await {

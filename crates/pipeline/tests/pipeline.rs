@@ -236,3 +236,76 @@ async fn batches_processed_at_once_reach_the_sink_in_read_order() {
         assert!(processor.overtaken() > 0, "no batch was processed at once");
     }
 }
+
+/// Takes every record; the 50th is neither delivered nor dead-lettered
+/// (as when the dead-letter file cannot be written), every other one is
+/// delivered.
+#[derive(Debug, Default)]
+struct FailsTheFiftieth {
+    taken: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl shardline_core::Sink for FailsTheFiftieth {
+    fn name(&self) -> &str {
+        "fails the fiftieth"
+    }
+
+    async fn send(
+        &self,
+        items: Vec<shardline_core::Item>,
+    ) -> Result<shardline_core::Accepted, shardline_core::SinkError> {
+        let receipts = items
+            .iter()
+            .map(|_| {
+                let n = self
+                    .taken
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                shardline_core::Receipt::ready(if n == 50 {
+                    shardline_core::Outcome::Failed {
+                        message: "the dead-letter file could not be written".into(),
+                    }
+                } else {
+                    shardline_core::Outcome::Delivered(Delivery::default())
+                })
+            })
+            .collect();
+        Ok(shardline_core::Accepted {
+            receipts,
+            refused: None,
+        })
+    }
+
+    fn stats(&self) -> shardline_core::SinkStats {
+        shardline_core::SinkStats::default()
+    }
+}
+
+/// A record that is neither delivered nor dead-lettered freezes the
+/// checkpoint before it. The pipeline stops reading with an error that
+/// says why, instead of reading on with no checkpoint (issue 20, item 1).
+#[tokio::test]
+async fn an_unsettled_record_stops_the_pipeline_with_a_clear_error() {
+    const LINES: u64 = 1_000_000;
+    let input: String = (0..LINES).map(|n| format!("{n}\n")).collect();
+    let counters = Arc::new(SourceCounters::default());
+    let pipeline = Pipeline::new(
+        LinesSource::new(input.as_bytes(), "test"),
+        Arc::new(Lines),
+        Arc::new(FailsTheFiftieth::default()),
+        SourceName::new("lines"),
+        counters.clone(),
+    );
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let error = tokio::time::timeout(Duration::from_secs(60), pipeline.run(stop))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("could not be written"),
+        "{error}"
+    );
+    let [read, ..] = counters.load();
+    assert!(read < LINES / 10, "read {read} lines after the failure");
+}
