@@ -120,9 +120,10 @@ impl<S: Source> Pipeline<S> {
     }
 
     /// Batches processed at once (`parse_workers`), each on a thread of
-    /// its own; they reach the sink in read order. Never more than the CPUs the process may run on
-    /// (its affinity, as `taskset` or a container's CPU set leaves it):
-    /// more threads than that only take turns.
+    /// its own; they reach the sink in read order. Never more than the
+    /// CPUs the process may run on (its affinity, as `taskset` or a
+    /// container's CPU set leaves it): more threads than that only take
+    /// turns.
     pub fn workers(mut self, workers: usize) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         self.workers = workers.min(cpus).max(1);
@@ -362,10 +363,11 @@ async fn first<P: Position>(jobs: &mut VecDeque<Job<P>>) -> Done<P> {
     }
 }
 
-/// A job that panicked stops the pipeline: dropping its batch and going on
-/// would let later positions settle past it.
+/// A job that panicked stops the pipeline, as a panic on the pipeline's
+/// own task does: dropping its batch and going on would let later
+/// positions settle past it.
 fn job_result<P>(joined: Result<Done<P>, tokio::task::JoinError>) -> Done<P> {
-    joined.map_err(|e| PipelineError::Processing(e.to_string()))?
+    joined.map_err(|e| PipelineError::Panicked(e.to_string()))?
 }
 
 /// Each input with its result. A processor that answered for more or fewer
