@@ -68,7 +68,7 @@ impl<T: Queued> Unit<T> {
 /// protobuf and the MD5 of every byte of it — is left to the request's
 /// own task ([`Draft::finish`]): the dispatcher is one task for the whole
 /// producer, and would otherwise do it for every request in turn.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Draft {
     Ready(Entry),
     Aggregate {
@@ -91,15 +91,6 @@ impl Draft {
         match self {
             Draft::Ready(entry) => &entry.partition_key,
             Draft::Aggregate { partition_key, .. } => partition_key,
-        }
-    }
-
-    /// The entry's data, encoded now if it is an aggregate.
-    #[cfg(test)]
-    pub(crate) fn data(&self) -> bytes::Bytes {
-        match self {
-            Draft::Ready(entry) => entry.data.clone(),
-            Draft::Aggregate { aggregate, .. } => aggregate.encode(),
         }
     }
 

@@ -127,7 +127,9 @@ fn aggregates_hold_a_shards_records_in_one_entry() {
     assert_eq!(units.len(), 2, "one aggregate per shard");
     let mut seen = 0;
     for unit in &units {
-        let records = deaggregate(&unit.draft.data()).unwrap().unwrap();
+        let records = deaggregate(&unit.draft.clone().finish().data)
+            .unwrap()
+            .unwrap();
         assert_eq!(records.len(), unit.members.len());
         for (record, member) in records.iter().zip(&unit.members) {
             assert_eq!(&record.data[..], &member.record.data[..]);
@@ -150,7 +152,10 @@ fn packs_are_newline_delimited_and_within_their_size() {
         batcher.admit(item("k", data), now);
     }
     let units = batcher.take(now);
-    let entries: Vec<bytes::Bytes> = units.iter().map(|u| u.draft.data()).collect();
+    let entries: Vec<bytes::Bytes> = units
+        .iter()
+        .map(|u| u.draft.clone().finish().data)
+        .collect();
     assert_eq!(entries, [&b"aaaa\nbbbb\ncccc\ndddd\n"[..], b"eeee\n"]);
     assert!(entries.iter().all(|e| e.len() <= 20));
 }
