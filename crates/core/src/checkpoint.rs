@@ -106,6 +106,21 @@ impl CheckpointFile {
         &self.path
     }
 
+    /// The directory the file is in (`.` for a bare file name).
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// `<path><suffix>`: the temporary file and the lock file beside it.
+    fn beside(&self, suffix: &str) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(suffix);
+        PathBuf::from(path)
+    }
+
     fn io(&self, source: std::io::Error) -> CheckpointError {
         CheckpointError::Io {
             path: self.path.clone(),
@@ -131,12 +146,8 @@ impl CheckpointFile {
     /// # Ok(()) }
     /// ```
     pub fn lock(&self) -> Result<CheckpointLock, CheckpointError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let mut lock = self.path.clone().into_os_string();
-        lock.push(".lock");
-        let lock = PathBuf::from(lock);
+        std::fs::create_dir_all(self.dir()).map_err(|e| self.io(e))?;
+        let lock = self.beside(".lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -195,14 +206,9 @@ impl CheckpointFile {
         let mut bytes =
             serde_json::to_vec_pretty(&envelope).map_err(|e| self.io(std::io::Error::other(e)))?;
         bytes.push(b'\n');
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| self.io(e))?;
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = self.beside(".tmp");
         let mut file = OpenOptions::new()
             .create(true)
             .write(true)
