@@ -185,8 +185,18 @@ impl Reader {
         let mut noted = Row::Read;
         if action == b'B' {
             let end = next_lsn(&data)?;
-            let skip_first = match self.cut.take() {
-                Some((cut_end, rows)) if cut_end == end => rows,
+            // The cut transaction comes after those read whole before it
+            // (commit order): keep the cut until its own BEGIN, and drop it
+            // only once a later transaction shows it is not coming.
+            let skip_first = match self.cut {
+                Some((cut_end, rows)) if cut_end == end => {
+                    self.cut = None;
+                    rows
+                }
+                Some((cut_end, _)) if cut_end < end => {
+                    self.cut = None;
+                    0
+                }
                 _ => 0,
             };
             let skip_all = end <= self.read_through;
@@ -425,6 +435,38 @@ mod tests {
         assert_eq!((heartbeat.seq, heartbeat.lsn), (3, 0x500));
         reader.confirmed(0x500);
         assert_eq!(reader.unconfirmed_rows(), 0);
+    }
+
+    #[test]
+    fn a_cut_transaction_is_resumed_after_the_ones_read_before_it() {
+        // Transaction A is read whole (not yet confirmed), then B is cut
+        // after its BEGIN and first insert by a lost connection.
+        let mut reader = Reader::new(0);
+        let mut first = round();
+        let a = transaction(0x100);
+        let b = transaction(0x200);
+        for (lsn, data) in a.iter().chain(b.iter().take(2)) {
+            reader
+                .row(&mut first, *lsn, Some("7".into()), data.clone())
+                .unwrap();
+        }
+        assert_eq!(reader.take_pending().len(), 5);
+        reader.connection_lost();
+        // The next round peeks from the slot again: A, then B whole. A is
+        // passed over, and of B only its COMMIT is new.
+        let mut second = round();
+        for (lsn, data) in a.iter().chain(b.iter()) {
+            reader
+                .row(&mut second, *lsn, Some("7".into()), data.clone())
+                .unwrap();
+        }
+        let pending = reader.take_pending();
+        assert_eq!(
+            pending.iter().map(|i| i.position.lsn).collect::<Vec<_>>(),
+            [0x200 - 0x10],
+            "only B's COMMIT is new"
+        );
+        assert_eq!(second.new_rows, 1);
     }
 
     #[test]
