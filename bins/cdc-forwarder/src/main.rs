@@ -57,9 +57,16 @@ pub(crate) struct Args {
     /// The replication slot (wal2json).
     #[arg(long)]
     pub(crate) slot: Option<String>,
-    /// Create the slot when it does not exist.
+    /// Create the slot when it does not exist (and nothing was read from an
+    /// earlier one: see --accept-slot-gap).
     #[arg(long)]
     pub(crate) create_slot: bool,
+    /// With --create-slot: create the slot anew even though the checkpoint
+    /// file says changes were read from an earlier one. The new slot starts
+    /// at the current WAL position; changes committed between the
+    /// checkpoint and then are never read.
+    #[arg(long)]
+    pub(crate) accept_slot_gap: bool,
     /// Tables to forward: `schema.table`, `table`, `*.table`, `schema.*`,
     /// comma-separated (default: all).
     #[arg(long)]

@@ -41,6 +41,8 @@ struct PostgresSection {
     url: Option<String>,
     slot: Option<String>,
     create_slot: Option<bool>,
+    /// Create the slot anew past a checkpoint (`--accept-slot-gap`).
+    accept_slot_gap: Option<bool>,
     tables: Option<String>,
     exclude_tables: Option<String>,
     /// Rows asked for per round beyond those not yet settled.
@@ -129,6 +131,10 @@ impl Plan {
                         .unwrap_or_else(|| DEFAULT_SLOT.to_owned()),
                 );
                 slot.create_slot = args.create_slot || pg.create_slot == Some(true);
+                slot.accept_slot_gap = args.accept_slot_gap || pg.accept_slot_gap == Some(true);
+                if slot.accept_slot_gap && !slot.create_slot {
+                    bail!("--accept-slot-gap applies to --create-slot: give both");
+                }
                 slot.tables = tables.clone();
                 slot.once = args.once;
                 if let Some(n) = pg.max_changes {

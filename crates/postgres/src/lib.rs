@@ -89,6 +89,12 @@ pub enum SlotError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("replication slot {0:?} does not exist; give --create-slot to create it with wal2json")]
     NoSlot(String),
+    #[error(
+        "replication slot {slot:?} is gone, but changes were read from it up to {read_up_to} \
+         (the checkpoint file or this run): a new slot would start at the current WAL position \
+         and never read what was committed since; restore the slot, or give --accept-slot-gap with --create-slot to accept the gap"
+    )]
+    SlotGone { slot: String, read_up_to: String },
     #[error("replication slot {slot:?} uses the {plugin} plugin; shardline reads wal2json slots")]
     Plugin { slot: String, plugin: String },
     #[error("replication slot {slot:?} belongs to database {found:?}, not {expected:?}")]

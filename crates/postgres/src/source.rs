@@ -33,8 +33,15 @@ pub struct SlotConfig {
     /// `postgres://user@host:port/database`.
     pub url: String,
     pub slot: String,
-    /// Create the slot (with wal2json) when it does not exist.
+    /// Create the slot (with wal2json) when it does not exist and nothing
+    /// was read from an earlier one.
     pub create_slot: bool,
+    /// With `create_slot`: create the slot anew even when a checkpoint (or
+    /// this run) has read from an earlier slot of that name. A new slot
+    /// starts at the current WAL position, so what was committed between
+    /// the checkpoint and then is never read; without this, a missing slot
+    /// with a checkpoint is an error ([`SlotError::SlotGone`]).
+    pub accept_slot_gap: bool,
     /// Tables to read; the filter is handed to wal2json, so other tables'
     /// changes never leave the server.
     pub tables: TableFilter,
@@ -51,6 +58,7 @@ impl SlotConfig {
             url: url.into(),
             slot: slot.into(),
             create_slot: false,
+            accept_slot_gap: false,
             tables: TableFilter::default(),
             max_changes: DEFAULT_MAX_CHANGES,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -223,23 +231,52 @@ impl SlotSource {
     async fn connect(&mut self) -> Result<(), SlotError> {
         let client = sql::connect(&self.config.url).await?;
         let slot = &self.config.slot;
-        let confirmed = sql::check_slot(&client, slot, self.config.create_slot).await?;
+        // Where reading stands in an earlier slot: the checkpoint file,
+        // this run's slot, or what this run has read.
+        let read_up_to = self
+            .saved
+            .max(self.slot_confirmed)
+            .max(self.reader.read_through());
+        let create = self.config.create_slot && (read_up_to == 0 || self.config.accept_slot_gap);
+        let found = match sql::check_slot(&client, slot, create).await {
+            Err(SlotError::NoSlot(_)) if read_up_to != 0 => {
+                return Err(SlotError::SlotGone {
+                    slot: slot.clone(),
+                    read_up_to: lsn_text(read_up_to),
+                });
+            }
+            other => other?,
+        };
+        let confirmed = match found {
+            sql::Slot::Created(lsn) if read_up_to != 0 => {
+                tracing::warn!(
+                    "replication slot {slot} was missing and is created anew at {} (--accept-slot-gap): changes committed between {} and then are not read",
+                    lsn_text(lsn),
+                    lsn_text(read_up_to)
+                );
+                lsn
+            }
+            sql::Slot::Created(lsn) => lsn,
+            sql::Slot::Found(confirmed) => {
+                let settled = self.settled_lsn();
+                if settled > confirmed {
+                    tracing::info!(
+                        "slot {slot} is at {}, behind what is settled ({}): advancing it (a database crash can move a slot back)",
+                        lsn_text(confirmed),
+                        lsn_text(settled)
+                    );
+                } else if self.saved != 0 && confirmed > self.saved {
+                    tracing::info!(
+                        "slot {slot} is at {}, past the checkpoint file ({}): transactions settled after the last write",
+                        lsn_text(confirmed),
+                        lsn_text(self.saved)
+                    );
+                }
+                confirmed
+            }
+        };
         self.client = Some(Arc::new(client));
         self.slot_confirmed = confirmed;
-        let settled = self.settled_lsn();
-        if settled > confirmed {
-            tracing::info!(
-                "slot {slot} is at {}, behind what is settled ({}): advancing it (a database crash can move a slot back)",
-                lsn_text(confirmed),
-                lsn_text(settled)
-            );
-        } else if self.saved != 0 && confirmed > self.saved {
-            tracing::info!(
-                "slot {slot} is at {}, past the checkpoint file ({}): transactions settled after the last write",
-                lsn_text(confirmed),
-                lsn_text(self.saved)
-            );
-        }
         self.advance_slot().await?;
         Ok(())
     }

@@ -34,14 +34,21 @@ pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> 
     Ok(client)
 }
 
+/// The slot as found, or as created; with its `confirmed_flush_lsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Found(u64),
+    Created(u64),
+}
+
 /// Checks that the server decodes logically, and that `slot` is a wal2json
 /// slot of this database (creating it when it is missing and `create`
-/// says so). Returns the slot's `confirmed_flush_lsn`.
+/// says so).
 pub(crate) async fn check_slot(
     client: &Client,
     slot: &str,
     create: bool,
-) -> Result<u64, SlotError> {
+) -> Result<Slot, SlotError> {
     let wal_level: String = client.query_one("SHOW wal_level", &[]).await?.try_get(0)?;
     if wal_level != "logical" {
         return Err(SlotError::WalLevel(wal_level));
@@ -72,7 +79,9 @@ pub(crate) async fn check_slot(
                 });
             }
             let confirmed: Option<String> = row.try_get(3)?;
-            Ok(confirmed.as_deref().and_then(parse_lsn).unwrap_or(0))
+            Ok(Slot::Found(
+                confirmed.as_deref().and_then(parse_lsn).unwrap_or(0),
+            ))
         }
         None if create => {
             let row = client
@@ -83,7 +92,7 @@ pub(crate) async fn check_slot(
                 .await?;
             let lsn: String = row.try_get(0)?;
             tracing::info!("created replication slot {slot} ({PLUGIN}) at {lsn}");
-            Ok(parse_lsn(&lsn).unwrap_or(0))
+            Ok(Slot::Created(parse_lsn(&lsn).unwrap_or(0)))
         }
         None => Err(SlotError::NoSlot(slot.to_owned())),
     }

@@ -327,3 +327,74 @@ async fn a_database_crash_loses_nothing_and_repeats_nothing() -> TestResult {
     assert!(source.status().lock().unwrap().reconnections >= 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_slot_gone_behind_a_checkpoint_is_refused_unless_the_gap_is_accepted() -> TestResult {
+    let pg = Postgres::shared()?;
+    let db = database(pg, "CREATE TABLE t (id int PRIMARY KEY)")?;
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let slot = unique_name("slot");
+    let mut source = SlotSource::open(config(&db, &slot), file.clone()).await?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (1)")?;
+    let mut settle = source.settler();
+    for input in read_inputs(&mut source, 3).await {
+        settle(vec![input.position]);
+    }
+    source.checkpoint().await?;
+    assert!(checkpoint_lsn(&file).is_some());
+    drop(source);
+
+    // The slot is dropped (or a failover lands on a primary without it),
+    // and a change is committed: a new slot would never read it.
+    pg.psql(
+        &db.name,
+        &format!("SELECT pg_drop_replication_slot('{slot}'); INSERT INTO t VALUES (2)"),
+    )?;
+    let error = SlotSource::open(config(&db, &slot), file.clone())
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("is gone") && text.contains("--accept-slot-gap"),
+        "{text}"
+    );
+
+    // Accepted: the slot is created anew and reading goes on from it.
+    let mut accepting = config(&db, &slot);
+    accepting.accept_slot_gap = true;
+    let mut source = SlotSource::open(accepting, file.clone()).await?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (3)")?;
+    let inputs = read_inputs(&mut source, 3).await;
+    let value: serde_json::Value = serde_json::from_slice(&inputs[1].data)?;
+    assert_eq!(value["columns"][0]["value"], 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slot_gone_while_running_stops_the_source_instead_of_skipping() -> TestResult {
+    let pg = Postgres::shared()?;
+    let db = database(pg, "CREATE TABLE t (id int PRIMARY KEY)")?;
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let slot = unique_name("slot");
+    let mut source = SlotSource::open(config(&db, &slot), file).await?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (1)")?;
+    read_inputs(&mut source, 3).await;
+    // The connection drops and the slot is gone when it comes back.
+    pg.psql(
+        &db.name,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid(); \
+             SELECT pg_drop_replication_slot('{slot}')"
+        ),
+    )?;
+    let error = match tokio::time::timeout(Duration::from_secs(30), source.read()).await? {
+        Ok(Some(batch)) => panic!("read {} inputs from a new slot", batch.len()),
+        Ok(None) => panic!("the slot source ended"),
+        Err(error) => error,
+    };
+    assert!(error.to_string().contains("is gone"), "{error}");
+    Ok(())
+}
