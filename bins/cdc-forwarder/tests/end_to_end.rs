@@ -567,3 +567,73 @@ fn help_shows_no_database_url_from_the_environment() {
     assert!(help.contains("SHARDLINE_POSTGRES_URL"), "{help}");
     assert!(!help.contains("marker"), "{help}");
 }
+
+#[test]
+fn a_row_that_is_not_utf8_is_dead_lettered_and_the_rest_goes_on() -> TestResult {
+    // An SQL_ASCII database stores any bytes in text columns.
+    let pg = Postgres::shared()?;
+    let database = unique_name("cdc");
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {database} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' \
+             TEMPLATE template0"
+        ),
+    )?;
+    pg.psql(&database, "CREATE TABLE t (id int PRIMARY KEY, v text)")?;
+    let dir = tempfile::tempdir()?;
+    let slot = unique_name("slot");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_cdc-forwarder"))
+            .arg("--postgres-url")
+            .arg(pg.url(&database))
+            .args([
+                "--slot",
+                &slot,
+                "--create-slot",
+                "--once",
+                "--sink",
+                "stdout",
+            ])
+            .args(["--stats-interval", "0"])
+            .arg("--checkpoint-file")
+            .arg(dir.path().join("checkpoint.json"))
+            .arg("--dead-letter-file")
+            .arg(dir.path().join("dead-letters.ndjson"))
+            .output()
+    };
+    // The first run creates the slot.
+    let output = run()?;
+    assert!(output.status.success(), "{output:?}");
+    pg.psql(&database, "INSERT INTO t VALUES (1, E'caf\\xe9')")?;
+    pg.psql(&database, "INSERT INTO t VALUES (2, 'plain')")?;
+    let dead_letters = || -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+        Ok(
+            std::fs::read_to_string(dir.path().join("dead-letters.ndjson"))?
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    // The bad row is dead-lettered as its bytes; the next change goes on.
+    let output = run()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8(output.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(events.iter().map(id).collect::<Vec<_>>(), [2]);
+    let dead = dead_letters()?;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["data_encoding"], "base64", "{}", dead[0]);
+    // Settled: a run after it neither fails on the row nor reads it again.
+    let output = run()?;
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert_eq!(dead_letters()?.len(), 1);
+    Ok(())
+}

@@ -85,7 +85,7 @@ pub const DEFAULT_BATCH_ROWS: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SlotError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", server_says(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("replication slot {0:?} does not exist; give --create-slot to create it with wal2json")]
     NoSlot(String),
@@ -111,6 +111,22 @@ pub enum SlotError {
     Protocol(String),
     #[error(transparent)]
     Checkpoint(#[from] shardline_core::CheckpointError),
+}
+
+/// The server's own words for an error it sent (`tokio_postgres` shows
+/// only "db error"), with its SQLSTATE; a client-side error as it is.
+fn server_says(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} ({})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(": ");
+                text.push_str(detail);
+            }
+            text
+        }
+        None => error.to_string(),
+    }
 }
 
 impl From<SlotError> for SourceError {

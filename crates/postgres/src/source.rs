@@ -331,7 +331,7 @@ impl SlotSource {
     }
 
     /// One row of the round being streamed.
-    fn row(&mut self, lsn: u64, xid: Option<String>, data: String) -> Result<(), SlotError> {
+    fn row(&mut self, lsn: u64, xid: Option<String>, data: Vec<u8>) -> Result<(), SlotError> {
         let Phase::Streaming(_, round) = &mut self.phase else {
             return Ok(());
         };
@@ -420,7 +420,7 @@ impl SlotSource {
                 Event::Row(Some(Ok(row))) => {
                     let lsn: String = row.try_get(0)?;
                     let xid: Option<String> = row.try_get(1)?;
-                    let data: String = row.try_get(2)?;
+                    let data: Vec<u8> = row.try_get(2)?;
                     let lsn = parse_lsn(&lsn)
                         .ok_or_else(|| SlotError::Protocol(format!("an LSN {lsn:?}")))?;
                     self.row(lsn, xid, data)?;

@@ -123,6 +123,12 @@ pub(crate) async fn advance(client: &Client, slot: &str, target: u64) -> Result<
 
 /// One round: the flush position (unless `upto` is given), then the
 /// changes committed up to it, at most about `limit` rows, streamed.
+///
+/// The binary form returns each message as `bytea`, as wal2json wrote it:
+/// the text form converts it to the client's encoding, and in an
+/// `SQL_ASCII` database a value that is not UTF-8 then fails the whole
+/// query, on every retry. Here it reaches the decoder, which dead-letters
+/// it.
 pub(crate) async fn peek(
     client: &Client,
     slot: &str,
@@ -147,7 +153,7 @@ pub(crate) async fn peek(
         [&slot, &upto_text, &limit_param, &options];
     let rows = client
         .query_raw(
-            "SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(\
+            "SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_binary_changes(\
              $1::text::name, $2::text::pg_lsn, $3::int4, VARIADIC $4::text[])",
             params,
         )

@@ -178,7 +178,7 @@ impl Reader {
         round: &mut Round,
         lsn: u64,
         xid: Option<String>,
-        data: String,
+        data: Vec<u8>,
     ) -> Result<Row, SlotError> {
         let action = action(&data)?;
         round.rows += 1;
@@ -223,7 +223,10 @@ impl Reader {
         let Some(txn) = self.current.as_mut() else {
             return Err(SlotError::Protocol(format!(
                 "a message outside a transaction: {}",
-                data.chars().take(80).collect::<String>()
+                String::from_utf8_lossy(&data)
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
             )));
         };
         txn.rows += 1;
@@ -238,7 +241,7 @@ impl Reader {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.pending.push(Input {
-                data: data.into_bytes().into(),
+                data: data.into(),
                 position: SlotPosition {
                     seq,
                     lsn,
@@ -288,19 +291,21 @@ impl Reader {
 }
 
 /// A COMMIT's commit time (`include-timestamp`), in ms since the epoch.
-fn commit_ms(data: &str) -> Option<i64> {
+fn commit_ms(data: &[u8]) -> Option<i64> {
     #[derive(Deserialize)]
     struct Commit {
         timestamp: Option<String>,
     }
-    let commit: Commit = serde_json::from_str(data).ok()?;
+    let commit: Commit = serde_json::from_slice(data).ok()?;
     shardline_cdc::decode::postgres_time_millis(&commit.timestamp?)
 }
 
 /// The message's action letter: wal2json writes `{"action":"X"` first.
-fn action(data: &str) -> Result<u8, SlotError> {
-    if let Some(rest) = data.strip_prefix("{\"action\":\"")
-        && let Some(&letter) = rest.as_bytes().first()
+/// The rest of a change may be any bytes (an `SQL_ASCII` database's text
+/// is not checked): that is for the decoder to judge, not the reader.
+fn action(data: &[u8]) -> Result<u8, SlotError> {
+    if let Some(rest) = data.strip_prefix(b"{\"action\":\"")
+        && let Some(&letter) = rest.first()
     {
         return Ok(letter);
     }
@@ -308,7 +313,7 @@ fn action(data: &str) -> Result<u8, SlotError> {
     struct Head {
         action: String,
     }
-    let head: Head = serde_json::from_str(data).map_err(|e| {
+    let head: Head = serde_json::from_str(&String::from_utf8_lossy(data)).map_err(|e| {
         SlotError::Protocol(format!("a message that is not wal2json format 2 ({e})"))
     })?;
     head.action
@@ -319,18 +324,19 @@ fn action(data: &str) -> Result<u8, SlotError> {
 
 /// The end LSN of the transaction a BEGIN opens (`nextlsn`, with
 /// `include-lsn`).
-fn next_lsn(data: &str) -> Result<u64, SlotError> {
+fn next_lsn(data: &[u8]) -> Result<u64, SlotError> {
     #[derive(Deserialize)]
     struct Begin {
         nextlsn: Option<String>,
     }
-    let begin: Begin = serde_json::from_str(data)
+    let begin: Begin = serde_json::from_slice(data)
         .map_err(|e| SlotError::Protocol(format!("a BEGIN that is not JSON ({e})")))?;
-    begin
-        .nextlsn
-        .as_deref()
-        .and_then(parse_lsn)
-        .ok_or_else(|| SlotError::Protocol(format!("a BEGIN without nextlsn: {data}")))
+    begin.nextlsn.as_deref().and_then(parse_lsn).ok_or_else(|| {
+        SlotError::Protocol(format!(
+            "a BEGIN without nextlsn: {}",
+            String::from_utf8_lossy(data)
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -339,16 +345,16 @@ mod tests {
 
     #[test]
     fn actions_and_begin_positions() {
-        assert_eq!(action(r#"{"action":"B","xid":1}"#).unwrap(), b'B');
-        assert_eq!(action(r#"{ "xid": 1, "action": "C" }"#).unwrap(), b'C');
-        assert!(action("not json").is_err());
+        assert_eq!(action(br#"{"action":"B","xid":1}"#).unwrap(), b'B');
+        assert_eq!(action(br#"{ "xid": 1, "action": "C" }"#).unwrap(), b'C');
+        assert!(action(b"not json").is_err());
         assert_eq!(
-            next_lsn(r#"{"action":"B","lsn":"0/16B3748","nextlsn":"0/16B3780"}"#).unwrap(),
+            next_lsn(br#"{"action":"B","lsn":"0/16B3748","nextlsn":"0/16B3780"}"#).unwrap(),
             0x16B_3780
         );
-        assert!(next_lsn(r#"{"action":"B"}"#).is_err());
+        assert!(next_lsn(br#"{"action":"B"}"#).is_err());
         assert_eq!(
-            commit_ms(r#"{"action":"C","timestamp":"2024-01-15 10:30:45.123456+00"}"#),
+            commit_ms(br#"{"action":"C","timestamp":"2024-01-15 10:30:45.123456+00"}"#),
             Some(1_705_314_645_123)
         );
     }
@@ -374,14 +380,14 @@ mod tests {
     }
 
     /// A transaction of one insert, ending at `end`.
-    fn transaction(end: u64) -> Vec<(u64, String)> {
+    fn transaction(end: u64) -> Vec<(u64, Vec<u8>)> {
         vec![
             (
                 end - 0x30,
-                format!(r#"{{"action":"B","xid":7,"nextlsn":"{}"}}"#, lsn_text(end)),
+                format!(r#"{{"action":"B","xid":7,"nextlsn":"{}"}}"#, lsn_text(end)).into_bytes(),
             ),
-            (end - 0x20, r#"{"action":"I","xid":7}"#.to_owned()),
-            (end - 0x10, r#"{"action":"C","xid":7}"#.to_owned()),
+            (end - 0x20, br#"{"action":"I","xid":7}"#.to_vec()),
+            (end - 0x10, br#"{"action":"C","xid":7}"#.to_vec()),
         ]
     }
 
@@ -484,7 +490,7 @@ mod tests {
         // The transaction is dropped with the round: a change now is
         // outside any transaction.
         assert!(matches!(
-            reader.row(&mut round, 1, None, r#"{"action":"I"}"#.into()),
+            reader.row(&mut round, 1, None, br#"{"action":"I"}"#.to_vec()),
             Err(SlotError::Protocol(_))
         ));
     }

@@ -398,3 +398,37 @@ async fn a_slot_gone_while_running_stops_the_source_instead_of_skipping() -> Tes
     assert!(error.to_string().contains("is gone"), "{error}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_row_that_is_not_utf8_is_handed_on_not_a_wedge() -> TestResult {
+    // An SQL_ASCII database stores any bytes; wal2json passes them through.
+    let pg = Postgres::shared()?;
+    let name = unique_name("cdc");
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
+    )?;
+    pg.psql(&name, "CREATE TABLE t (id int PRIMARY KEY, v text)")?;
+    let db = Db {
+        url: pg.url(&name),
+        name,
+    };
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let mut source = SlotSource::open(config(&db, &unique_name("slot")), file).await?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (1, E'caf\\xe9')")?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (2, 'plain')")?;
+    let inputs = read_inputs(&mut source, 6).await;
+    // The bad row arrives as its bytes, for the decoder to dead-letter;
+    // the next transaction follows it.
+    assert!(
+        std::str::from_utf8(&inputs[1].data).is_err(),
+        "{:?}",
+        String::from_utf8_lossy(&inputs[1].data)
+    );
+    assert!(inputs[1].data.windows(4).any(|w| w == b"caf\xe9"));
+    assert_eq!(actions(&inputs[3..]), ["B", "I:t", "C"]);
+    Ok(())
+}
