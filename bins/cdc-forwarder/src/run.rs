@@ -49,6 +49,8 @@ struct PostgresSection {
     max_changes: Option<usize>,
     /// Seconds between rounds that find nothing.
     poll_interval: Option<f64>,
+    /// Seconds a query may take (0: no limit).
+    statement_timeout: Option<f64>,
 }
 
 /// `[cdc]`.
@@ -142,6 +144,9 @@ impl Plan {
                 }
                 if let Some(s) = pg.poll_interval {
                     slot.poll_interval = seconds("postgres.poll_interval", s)?;
+                }
+                if let Some(s) = pg.statement_timeout {
+                    slot.statement_timeout = seconds("postgres.statement_timeout", s)?;
                 }
                 Input::Postgres(slot)
             }

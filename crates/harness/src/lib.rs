@@ -53,6 +53,7 @@ mod moto;
 mod postgres;
 mod process;
 pub mod streams;
+pub mod tcp_proxy;
 pub mod wire_speed;
 
 pub use aws::{AwsEndpoints, DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, REGION, sdk_config};

@@ -80,6 +80,11 @@ pub const DEFAULT_MAX_CHANGES: usize = 10_000;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Inputs handed to the pipeline at once at most.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
+/// The session's `statement_timeout` ([`SlotConfig::statement_timeout`]):
+/// long enough for a round to decode a transaction of millions of rows,
+/// short enough that a server that stopped answering is left within
+/// minutes. PostgreSQL's own default is no limit.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why the slot cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +112,10 @@ pub enum SlotError {
     WalLevel(String),
     #[error("the checkpoint file is for slot {found:?}, not {expected:?}")]
     CheckpointSlot { found: String, expected: String },
+    #[error("no answer from PostgreSQL within {0:?}: the connection is taken as lost")]
+    NoReply(Duration),
+    #[error("the PostgreSQL URL: {0}")]
+    Url(String),
     #[error("wal2json sent {0}")]
     Protocol(String),
     #[error(transparent)]

@@ -17,7 +17,10 @@ use tokio_postgres::{Client, RowStream};
 
 use crate::ledger::{Ledger, Mark, Saved};
 use crate::wal2json::{Reader, Round, Row};
-use crate::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_CHANGES, DEFAULT_POLL_INTERVAL, SlotError, sql};
+use crate::{
+    DEFAULT_BATCH_ROWS, DEFAULT_MAX_CHANGES, DEFAULT_POLL_INTERVAL, DEFAULT_STATEMENT_TIMEOUT,
+    SlotError, sql,
+};
 
 /// How long to wait for settlements when the rows read but not yet
 /// settled already exceed a round: peeking again now would mostly re-read
@@ -26,6 +29,11 @@ const SETTLE_WAIT: Duration = Duration::from_millis(50);
 /// Reconnection backoff after a lost connection: first delay and cap.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How long past `statement_timeout` to wait for the server's answer (its
+/// cancellation included) before taking the connection as lost: a server
+/// frozen behind a live TCP connection never answers. At most this, and
+/// at most the statement timeout itself.
+const REPLY_GRACE_MAX: Duration = Duration::from_secs(10);
 
 /// Where the slot is and where reading is.
 #[derive(Debug, Clone)]
@@ -50,6 +58,12 @@ pub struct SlotConfig {
     pub batch_rows: usize,
     /// Read what is committed at start-up, then end.
     pub once: bool,
+    /// The session's `statement_timeout`: a query (a round decoding a
+    /// large transaction included) that takes longer fails. An answer that
+    /// has not come a grace period after it means the connection is lost
+    /// (a frozen server, a half-open connection), and it is made again.
+    /// `Duration::ZERO`: no limit, and no such wait.
+    pub statement_timeout: Duration,
 }
 
 impl SlotConfig {
@@ -64,6 +78,7 @@ impl SlotConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             batch_rows: DEFAULT_BATCH_ROWS,
             once: false,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
         }
     }
 }
@@ -138,8 +153,10 @@ impl std::fmt::Debug for Phase {
 #[derive(Debug)]
 pub struct SlotSource {
     config: SlotConfig,
-    client: Option<Arc<Client>>,
+    connection: Option<sql::Connection>,
     phase: Phase,
+    /// While a query runs: when its next answer is due.
+    reply_due: Option<Instant>,
     ledger: Arc<Mutex<Ledger>>,
     checkpoint: CheckpointFile,
     /// What the checkpoint file holds.
@@ -178,8 +195,9 @@ impl SlotSource {
         let saved_lsn = saved_mark.as_ref().map_or(0, |m| m.lsn);
         let mut source = SlotSource {
             config,
-            client: None,
+            connection: None,
             phase: Phase::Idle(Instant::now()),
+            reply_due: None,
             ledger: Arc::new(Mutex::new(Ledger::starting_at(saved_mark))),
             checkpoint,
             saved: saved_lsn,
@@ -193,9 +211,11 @@ impl SlotSource {
             })),
             backlog: None,
         };
-        source.connect().await?;
+        let limit = source.reply_limit();
+        within(limit, source.connect()).await?;
         if source.config.once {
-            source.target = Some(sql::flush_lsn(source.client()?).await?);
+            let client = source.client()?.clone();
+            source.target = Some(within(limit, sql::flush_lsn(&client)).await?);
         }
         Ok(source)
     }
@@ -213,9 +233,27 @@ impl SlotSource {
     }
 
     fn client(&self) -> Result<&Arc<Client>, SlotError> {
-        self.client
+        self.connection
             .as_ref()
+            .map(|c| &c.client)
             .ok_or_else(|| SlotError::Protocol("no connection".into()))
+    }
+
+    /// How long to wait for any answer of the server: the statement
+    /// timeout and a grace period after it.
+    fn reply_limit(&self) -> Option<Duration> {
+        let timeout = self.config.statement_timeout;
+        if timeout.is_zero() {
+            return None;
+        }
+        timeout.checked_add(timeout.min(REPLY_GRACE_MAX))
+    }
+
+    /// When the next answer of a query starting (or going on) now is due
+    /// (`None`: not in this program's lifetime).
+    fn next_reply_due(&self) -> Option<Instant> {
+        self.reply_limit()
+            .and_then(|limit| Instant::now().checked_add(limit))
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -229,7 +267,8 @@ impl SlotSource {
     /// Connects, checks the server and the slot, and brings the slot up to
     /// what is settled.
     async fn connect(&mut self) -> Result<(), SlotError> {
-        let client = sql::connect(&self.config.url).await?;
+        let connection = sql::connect(&self.config.url, self.config.statement_timeout).await?;
+        let client = &connection.client;
         let slot = &self.config.slot;
         // Where reading stands in an earlier slot: the checkpoint file,
         // this run's slot, or what this run has read.
@@ -238,7 +277,7 @@ impl SlotSource {
             .max(self.slot_confirmed)
             .max(self.reader.read_through());
         let create = self.config.create_slot && (read_up_to == 0 || self.config.accept_slot_gap);
-        let found = match sql::check_slot(&client, slot, create).await {
+        let found = match sql::check_slot(client, slot, create).await {
             Err(SlotError::NoSlot(_)) if read_up_to != 0 => {
                 return Err(SlotError::SlotGone {
                     slot: slot.clone(),
@@ -275,7 +314,7 @@ impl SlotSource {
                 confirmed
             }
         };
-        self.client = Some(Arc::new(client));
+        self.connection = Some(connection);
         self.slot_confirmed = confirmed;
         self.advance_slot().await?;
         Ok(())
@@ -314,16 +353,16 @@ impl SlotSource {
 
     /// A lost connection: reconnect after a backoff. Other errors end the
     /// source.
-    fn broken(&mut self, error: tokio_postgres::Error) -> Result<(), SlotError> {
-        if !sql::transient(&error) {
-            return Err(error.into());
+    fn broken(&mut self, error: SlotError) -> Result<(), SlotError> {
+        match &error {
+            SlotError::Postgres(e) if sql::transient(e) => {}
+            SlotError::NoReply(_) => {}
+            _ => return Err(error),
         }
-        tracing::warn!(
-            "PostgreSQL: {error}; reconnecting in {:?}",
-            self.reconnect_delay
-        );
+        tracing::warn!("{error}; reconnecting in {:?}", self.reconnect_delay);
         self.reader.connection_lost();
-        self.client = None;
+        self.connection = None;
+        self.reply_due = None;
         self.phase = Phase::Connect(Instant::now() + self.reconnect_delay);
         self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_MAX);
         self.status_mut().reconnections += 1;
@@ -366,7 +405,10 @@ impl SlotSource {
             Round,
             Queried(Result<(RowStream, Round), tokio_postgres::Error>),
             Row(Option<Result<tokio_postgres::Row, tokio_postgres::Error>>),
+            /// The server's answer is overdue.
+            NoReply,
         }
+        let limit = self.reply_limit();
         loop {
             // Only what is kept in `self` is awaited here: a cancelled read
             // loses nothing (rows already taken wait in the reader).
@@ -382,29 +424,32 @@ impl SlotSource {
                     tokio::time::sleep_until(*at).await;
                     Event::Round
                 }
-                Phase::Query(query) => Event::Queried(query.as_mut().await),
+                Phase::Query(query) => match until(self.reply_due, query.as_mut()).await {
+                    Some(answer) => Event::Queried(answer),
+                    None => Event::NoReply,
+                },
                 Phase::Streaming(rows, _) => {
-                    Event::Row(std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await)
+                    let row = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx));
+                    match until(self.reply_due, row).await {
+                        Some(row) => Event::Row(row),
+                        None => Event::NoReply,
+                    }
                 }
             };
             match event {
-                Event::Connect => match self.connect().await {
+                Event::Connect => match within(limit, self.connect()).await {
                     Ok(()) => {
                         self.reconnect_delay = RECONNECT_INITIAL;
                         self.phase = Phase::Idle(Instant::now());
                     }
-                    Err(SlotError::Postgres(e)) => self.broken(e)?,
-                    Err(e) => return Err(e),
+                    Err(e) => self.broken(e)?,
                 },
                 Event::Round => {
                     if self.target.is_some_and(|t| self.reader.read_through() >= t) {
                         return Ok(None);
                     }
-                    if let Err(e) = self.advance_slot().await {
-                        match e {
-                            SlotError::Postgres(e) => self.broken(e)?,
-                            other => return Err(other),
-                        }
+                    if let Err(e) = within(limit, self.advance_slot()).await {
+                        self.broken(e)?;
                         continue;
                     }
                     if self.reader.unconfirmed_rows() >= self.config.max_changes.max(1) {
@@ -412,11 +457,14 @@ impl SlotSource {
                         continue;
                     }
                     self.phase = Phase::Query(self.start_round()?);
+                    self.reply_due = self.next_reply_due();
                 }
                 Event::Queried(Ok((rows, round))) => {
                     self.phase = Phase::Streaming(Box::pin(rows), round);
+                    self.reply_due = self.next_reply_due();
                 }
-                Event::Queried(Err(e)) => self.broken(e)?,
+                Event::Queried(Err(e)) => self.broken(e.into())?,
+                Event::NoReply => self.broken(SlotError::NoReply(limit.unwrap_or_default()))?,
                 Event::Row(Some(Ok(row))) => {
                     let lsn: String = row.try_get(0)?;
                     let xid: Option<String> = row.try_get(1)?;
@@ -424,12 +472,14 @@ impl SlotSource {
                     let lsn = parse_lsn(&lsn)
                         .ok_or_else(|| SlotError::Protocol(format!("an LSN {lsn:?}")))?;
                     self.row(lsn, xid, data)?;
+                    self.reply_due = self.next_reply_due();
                     if self.reader.pending() >= self.config.batch_rows.max(1) {
                         return Ok(Some(self.reader.take_pending()));
                     }
                 }
-                Event::Row(Some(Err(e))) => self.broken(e)?,
+                Event::Row(Some(Err(e))) => self.broken(e.into())?,
                 Event::Row(None) => {
+                    self.reply_due = None;
                     let Phase::Streaming(_, round) =
                         std::mem::replace(&mut self.phase, Phase::Idle(Instant::now()))
                     else {
@@ -457,13 +507,15 @@ impl SlotSource {
             self.saved = mark.lsn;
             self.status_mut().checkpoint_lsn = Some(text);
         }
-        if matches!(self.phase, Phase::Idle(_)) && self.client.is_some() {
+        if matches!(self.phase, Phase::Idle(_)) && self.connection.is_some() {
             // The slot is an optimisation over the file: failing to move it
-            // now is retried later, not an error.
-            if let Err(e) = self.advance_slot().await {
+            // now is retried later, not an error; a connection that does
+            // not answer is found lost by the next round.
+            let limit = self.reply_limit();
+            if let Err(e) = within(limit, self.advance_slot()).await {
                 tracing::debug!("advancing the slot: {e}");
             }
-            if let Err(e) = self.read_status().await {
+            if let Err(e) = within(limit, self.read_status()).await {
                 tracing::debug!("reading the slot's lag: {e}");
             }
         }
@@ -491,6 +543,27 @@ impl SlotSource {
             }
         }
         Ok(())
+    }
+}
+
+/// `work`, unless it takes longer than `limit`.
+async fn within<T>(
+    limit: Option<Duration>,
+    work: impl Future<Output = Result<T, SlotError>>,
+) -> Result<T, SlotError> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or(Err(SlotError::NoReply(limit))),
+        None => work.await,
+    }
+}
+
+/// `work`'s output, or `None` if `due` passes first.
+async fn until<T>(due: Option<Instant>, work: impl Future<Output = T>) -> Option<T> {
+    match due {
+        Some(due) => tokio::time::timeout_at(due, work).await.ok(),
+        None => Some(work.await),
     }
 }
 

@@ -1,6 +1,9 @@
 //! What the slot source asks PostgreSQL, over a normal SQL connection.
 
-use tokio_postgres::{Client, NoTls, RowStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::{Client, Config, NoTls, RowStream};
 
 use crate::SlotError;
 use crate::wal2json::{PLUGIN, Round};
@@ -23,15 +26,87 @@ pub(crate) fn transient(error: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// Connects to `url`; the connection runs on its own task.
-pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
+/// How long a TCP connection to the server may take, unless the URL says
+/// (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalives, unless the URL sets them (libpq's `keepalives_idle`,
+/// `keepalives_interval`, `keepalives_count`): a server that is gone
+/// without closing the connection (a failover, a dead host) is noticed
+/// after about 10 + 3 × 5 = 25 s of silence, inside Kubernetes' 30 s
+/// termination grace, instead of the kernel's two hours.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVES_RETRIES: u32 = 3;
+/// Sent data unacknowledged this long ends the connection (`TCP_USER_TIMEOUT`,
+/// libpq's `tcp_user_timeout`), unless the URL sets it.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest `statement_timeout` PostgreSQL takes (an `int` of ms, about
+/// 24.8 days); a longer one is as good as none.
+const MAX_STATEMENT_TIMEOUT_MS: u128 = i32::MAX as u128;
+/// tokio-postgres's keepalive idle time when the URL gives none.
+const DRIVER_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// A connection: the client, and the task that runs its socket.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) client: Arc<Client>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // A half-open socket would otherwise be held until the kernel
+        // gives up on it.
+        self.task.abort();
+    }
+}
+
+/// Connects to `url` with the keepalives and timeouts above (where the URL
+/// does not set its own) and this session's `statement_timeout`
+/// (`Duration::ZERO`: none); the connection runs on its own task.
+pub(crate) async fn connect(
+    url: &str,
+    statement_timeout: Duration,
+) -> Result<Connection, SlotError> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| SlotError::Url(e.to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_keepalives() {
+        if config.get_keepalives_idle() == DRIVER_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    let (client, connection) = config.connect(NoTls).await?;
+    let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("PostgreSQL connection ended: {e}");
         }
-    });
-    Ok(client)
+    })
+    .abort_handle();
+    let connection = Connection {
+        client: Arc::new(client),
+        task,
+    };
+    connection
+        .client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            statement_timeout.as_millis().min(MAX_STATEMENT_TIMEOUT_MS)
+        ))
+        .await?;
+    Ok(connection)
 }
 
 /// The slot as found, or as created; with its `confirmed_flush_lsn`.

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use shardline_core::{CheckpointFile, Input, Position};
+use shardline_harness::tcp_proxy::TcpProxy;
 use shardline_harness::{Postgres, unique_name};
 use shardline_postgres::{SlotConfig, SlotPosition, SlotSource, Source};
 use tokio_postgres::NoTls;
@@ -430,5 +431,38 @@ async fn a_row_that_is_not_utf8_is_handed_on_not_a_wedge() -> TestResult {
     );
     assert!(inputs[1].data.windows(4).any(|w| w == b"caf\xe9"));
     assert_eq!(actions(&inputs[3..]), ["B", "I:t", "C"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_that_stops_answering_is_made_again() -> TestResult {
+    // The source reaches the server through a proxy that can leave its
+    // open connections half-open, as a failover or a dead host does.
+    let pg = Postgres::shared()?;
+    let db = database(pg, "CREATE TABLE t (id int PRIMARY KEY)")?;
+    let proxy = TcpProxy::start(([127, 0, 0, 1], pg.port()).into()).await?;
+    let through_proxy = Db {
+        url: db.url.replace(
+            &format!(":{}/", pg.port()),
+            &format!(":{}/", proxy.addr().port()),
+        ),
+        name: db.name.clone(),
+    };
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let mut config = config(&through_proxy, &unique_name("slot"));
+    config.statement_timeout = Duration::from_secs(1);
+    let mut source = SlotSource::open(config, file).await?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (1)")?;
+    read_inputs(&mut source, 3).await;
+
+    proxy.freeze_open_connections();
+    pg.psql(&db.name, "INSERT INTO t VALUES (2)")?;
+    // The next answer is overdue after 1 s + 1 s of grace; a new
+    // connection reads the change.
+    let inputs = read_inputs(&mut source, 3).await;
+    let value: serde_json::Value = serde_json::from_slice(&inputs[1].data)?;
+    assert_eq!(value["columns"][0]["value"], 2);
+    assert!(source.status().lock().unwrap().reconnections >= 1);
     Ok(())
 }
