@@ -66,6 +66,7 @@ pub struct Acknowledgements<P> {
     outstanding: Arc<AtomicU64>,
     task: JoinHandle<AckSummary>,
     failure: watch::Receiver<Option<String>>,
+    settlements: watch::Receiver<u64>,
 }
 
 impl<P> std::fmt::Debug for Batch<P> {
@@ -98,6 +99,11 @@ impl<P: Send + 'static> Acknowledgements<P> {
         let (tx, rx) = mpsc::channel::<Batch<P>>(ACK_QUEUE_BATCHES);
         let outstanding = Arc::new(AtomicU64::new(0));
         let (failed, failure) = watch::channel(None);
+        let (settled, settlements) = watch::channel(0);
+        let on_settled = Reporter {
+            on_settled,
+            settled,
+        };
         let task = tokio::spawn(follow(
             rx,
             on_settled,
@@ -110,6 +116,7 @@ impl<P: Send + 'static> Acknowledgements<P> {
             outstanding,
             task,
             failure,
+            settlements,
         }
     }
 
@@ -128,6 +135,12 @@ impl<P: Send + 'static> Acknowledgements<P> {
             Ok(reason) => reason,
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Changes each time positions are handed to the source as settled
+    /// (its value counts the hand-overs): a cue to checkpoint soon.
+    pub fn settlements(&self) -> watch::Receiver<u64> {
+        self.settlements.clone()
     }
 
     /// Follows a batch's inputs, read at `read_at`, in read order: each
@@ -160,10 +173,26 @@ impl<P: Send + 'static> Acknowledgements<P> {
     }
 }
 
+/// The source's settler, and the signal that it was called.
+struct Reporter<F> {
+    on_settled: F,
+    settled: watch::Sender<u64>,
+}
+
+impl<F> Reporter<F> {
+    fn call<P>(&mut self, positions: Vec<P>)
+    where
+        F: FnMut(Vec<P>),
+    {
+        (self.on_settled)(positions);
+        self.settled.send_modify(|n| *n += 1);
+    }
+}
+
 /// The task: each batch's receipts in order, settled runs to `on_settled`.
-async fn follow<P>(
+async fn follow<P, F: FnMut(Vec<P>)>(
     mut rx: mpsc::Receiver<Batch<P>>,
-    mut on_settled: impl FnMut(Vec<P>),
+    mut on_settled: Reporter<F>,
     counters: Option<Arc<SourceCounters>>,
     outstanding: Arc<AtomicU64>,
     failed: watch::Sender<Option<String>>,
@@ -219,8 +248,12 @@ async fn follow<P>(
 }
 
 /// Hands the settled run to the source, unless a failure came before it.
-fn report<P>(settled: &mut Vec<P>, on_settled: &mut impl FnMut(Vec<P>), summary: &AckSummary) {
+fn report<P, F: FnMut(Vec<P>)>(
+    settled: &mut Vec<P>,
+    on_settled: &mut Reporter<F>,
+    summary: &AckSummary,
+) {
     if !settled.is_empty() && summary.failed == 0 {
-        on_settled(std::mem::take(settled));
+        on_settled.call(std::mem::take(settled));
     }
 }

@@ -55,7 +55,10 @@ mod pipeline;
 mod stdout;
 
 pub use acks::{ACK_QUEUE_BATCHES, AckSummary, Acknowledgements};
-pub use pipeline::{DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError, PipelineSummary};
+pub use pipeline::{
+    CHECKPOINT_AFTER_SETTLING, DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError,
+    PipelineSummary,
+};
 pub use stdout::StdoutSink;
 
 #[cfg(doc)]

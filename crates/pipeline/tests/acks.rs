@@ -316,3 +316,103 @@ async fn a_record_that_does_not_settle_holds_the_reader_back() {
         u64::from(read.load(Ordering::SeqCst))
     );
 }
+
+/// Reads one batch, then waits for more that never comes; each checkpoint
+/// notes when it was taken and how much was settled by then.
+#[derive(Debug)]
+struct OneBatchThenQuiet {
+    batch: Option<Vec<u32>>,
+    settled: Arc<Mutex<Vec<u32>>>,
+    checkpoints: Arc<Mutex<Vec<(tokio::time::Instant, usize)>>>,
+}
+
+#[async_trait::async_trait]
+impl Source for OneBatchThenQuiet {
+    type Position = At;
+
+    async fn read(&mut self) -> Result<Option<Vec<Input<At>>>, SourceError> {
+        match self.batch.take() {
+            Some(batch) => Ok(Some(
+                batch
+                    .into_iter()
+                    .map(|n| Input {
+                        data: n.to_string().into_bytes().into(),
+                        position: At(n),
+                    })
+                    .collect(),
+            )),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn settler(&self) -> Box<dyn FnMut(Vec<At>) + Send> {
+        let settled = self.settled.clone();
+        Box::new(move |run| {
+            settled
+                .lock()
+                .unwrap()
+                .extend(run.into_iter().map(|at| at.0))
+        })
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), SourceError> {
+        let settled = self.settled.lock().unwrap().len();
+        self.checkpoints
+            .lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), settled));
+        Ok(())
+    }
+}
+
+/// Regression (issue 20, crash duplicates): settled input waited for the
+/// next checkpoint period, so a crash within it re-sent all of it.
+#[tokio::test(start_paused = true)]
+async fn what_settles_is_checkpointed_promptly_not_at_the_next_period() {
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let checkpoints = Arc::new(Mutex::new(Vec::new()));
+    let source = OneBatchThenQuiet {
+        batch: Some((0..100).collect()),
+        settled: settled.clone(),
+        checkpoints: checkpoints.clone(),
+    };
+    let pipeline = Pipeline::new(
+        source,
+        Arc::new(Numbers),
+        Arc::new(Backwards::default()),
+        SourceName::new("numbers"),
+        Arc::new(SourceCounters::default()),
+    )
+    .checkpoint_interval(Duration::from_secs(3600));
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let running = tokio::spawn(pipeline.run(stop));
+    // Time is paused: it moves only when every task waits, so this is the
+    // pipeline's own timing, not the machine's.
+    let taken = loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let found = checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, settled)| *settled == 100)
+            .map(|(at, _)| *at);
+        if let Some(at) = found {
+            break at;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(7200),
+            "no checkpoint"
+        );
+    };
+    assert!(
+        taken - started
+            <= shardline_pipeline::CHECKPOINT_AFTER_SETTLING + Duration::from_millis(10),
+        "checkpointed {:?} after the start",
+        taken - started
+    );
+    // One checkpoint for the settlement, besides the period's first tick.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(checkpoints.lock().unwrap().len(), 2, "{checkpoints:?}");
+    running.abort();
+}
