@@ -107,7 +107,7 @@ struct RecordsPlan {
 
 impl Plan {
     fn new(args: &Args, common: CommonConfig, config: ConfigFile) -> anyhow::Result<Plan> {
-        let settings = Settings::new(&args.common, common, DEFAULTS)?;
+        let mut settings = Settings::new(&args.common, common, DEFAULTS)?;
         let (pg, cdc) = (config.postgres, config.cdc);
         let tables = TableFilter::parse(
             args.tables
@@ -187,6 +187,9 @@ impl Plan {
             Some(text) => text.parse().map_err(anyhow::Error::msg)?,
             None => Encoding::default(),
         };
+        if matches!(input, Input::Stdin(_)) {
+            settings.input_cannot_be_read_again();
+        }
         Ok(Plan {
             settings,
             input,

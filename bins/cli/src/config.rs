@@ -33,6 +33,11 @@ pub struct ProducerSection {
     pub max_retries: Option<i64>,
     pub retry_initial_delay: Option<f64>,
     pub retry_max_delay: Option<f64>,
+    /// Seconds a record may keep failing with transient errors before it
+    /// is dead-lettered; `0`: as soon as its retries are used up. Unset:
+    /// never for inputs that can be read again (the input pauses instead),
+    /// 300 s for stdin.
+    pub dead_letter_after: Option<f64>,
     pub strict_ordering: Option<bool>,
     pub rate_limit_percent: Option<u32>,
     /// Seconds given to deliver what is queued at shutdown.

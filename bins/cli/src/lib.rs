@@ -55,7 +55,7 @@ pub use config::{
     COMMON_KEYS, CommonConfig, MetricsSection, ProducerSection, load_config, seconds,
 };
 pub use keys::{ReportArgs, SampleKind, SampleReport};
-pub use settings::{Defaults, Settings};
+pub use settings::{Defaults, STDIN_DEAD_LETTER_AFTER, Settings};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).
 pub fn init_tracing() {

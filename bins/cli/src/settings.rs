@@ -5,11 +5,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shardline_core::default_state_dir;
-use shardline_producer::{ProducerConfig, RetryPolicy};
+use shardline_producer::{ProducerConfig, RetryPolicy, WhenRetriesRunOut};
 use shardline_runner::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATS_INTERVAL, Destination};
 
 use crate::args::CommonArgs;
 use crate::config::{CommonConfig, retries, seconds};
+
+/// How long a record read from stdin may keep failing (an outage, long
+/// throttling) before it is dead-lettered: stdin cannot be read again, so
+/// holding it for good would stall the writer on the other end of the pipe
+/// for as long as the outage lasts. Five minutes rides out a restart of
+/// the endpoint or a failover.
+pub const STDIN_DEAD_LETTER_AFTER: Duration = Duration::from_secs(300);
 /// Bytes of records the producer holds at most, by default: far more than
 /// 8 requests in flight need (8 × 500 records of ~400 bytes ≈ 1.6 MB), and
 /// small enough that a blocked destination keeps the whole process within
@@ -47,6 +54,18 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The input cannot be read again (stdin): unless `dead_letter_after`
+    /// says otherwise, a record failing through an outage is dead-lettered
+    /// after [`STDIN_DEAD_LETTER_AFTER`] rather than held for good.
+    pub fn input_cannot_be_read_again(&mut self) {
+        let retry = &mut self.run.producer.retry;
+        if retry.when_retries_run_out == (WhenRetriesRunOut::Hold { limit: None }) {
+            retry.when_retries_run_out = WhenRetriesRunOut::Hold {
+                limit: Some(STDIN_DEAD_LETTER_AFTER),
+            };
+        }
+    }
+
     pub fn new(
         args: &CommonArgs,
         config: CommonConfig,
@@ -93,6 +112,13 @@ impl Settings {
         if let Some(s) = p.retry_max_delay {
             retry.max_delay = seconds("retry_max_delay", s)?;
         }
+        retry.when_retries_run_out = match p.dead_letter_after {
+            None => WhenRetriesRunOut::Hold { limit: None },
+            Some(0.0) => WhenRetriesRunOut::DeadLetter,
+            Some(s) => WhenRetriesRunOut::Hold {
+                limit: Some(seconds("dead_letter_after", s)?),
+            },
+        };
         producer.retry = retry;
         producer.strict_ordering = p.strict_ordering.unwrap_or(defaults.strict_ordering);
         producer.rate_limit_percent = p.rate_limit_percent;
@@ -196,6 +222,39 @@ mod tests {
             dead_letter_file: Some("d".into()),
             ..CommonArgs::default()
         }
+    }
+
+    #[test]
+    fn an_outage_holds_records_unless_the_input_cannot_be_read_again() {
+        let kinesis = CommonArgs {
+            stream_name: Some("s".into()),
+            ..args()
+        };
+        let rule = |settings: &Settings| settings.run.producer.retry.when_retries_run_out;
+        let mut settings = Settings::new(&kinesis, CommonConfig::default(), DEFAULTS).unwrap();
+        assert_eq!(rule(&settings), WhenRetriesRunOut::Hold { limit: None });
+        settings.input_cannot_be_read_again();
+        assert_eq!(
+            rule(&settings),
+            WhenRetriesRunOut::Hold {
+                limit: Some(STDIN_DEAD_LETTER_AFTER)
+            }
+        );
+        let with = |after: f64| {
+            let mut config = CommonConfig::default();
+            config.producer.dead_letter_after = Some(after);
+            let mut settings = Settings::new(&kinesis, config, DEFAULTS).unwrap();
+            settings.input_cannot_be_read_again();
+            rule(&settings)
+        };
+        // Set in the config: it stands, for stdin too.
+        assert_eq!(with(0.0), WhenRetriesRunOut::DeadLetter);
+        assert_eq!(
+            with(30.0),
+            WhenRetriesRunOut::Hold {
+                limit: Some(Duration::from_secs(30))
+            }
+        );
     }
 
     #[test]

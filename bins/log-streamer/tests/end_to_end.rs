@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 use shardline_harness::binary::StreamRun;
-use shardline_harness::fault_proxy::{EntryFault, FaultCode, FaultProxy, RequestFault, Selection};
+use shardline_harness::fault_proxy::{
+    EntryFault, FaultCode, FaultProxy, ProxyAction, RequestFault, Selection,
+};
 use shardline_harness::{Kinesalite, Moto, binary, sdk_config, streams, unique_name};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -716,6 +718,65 @@ fn a_second_process_on_the_same_checkpoint_file_is_refused() -> TestResult {
         third.status.success(),
         "{}",
         String::from_utf8_lossy(&third.stderr)
+    );
+    Ok(())
+}
+
+/// Regression (issue 20, short outages): with the endpoint down for
+/// longer than the retries last, records became `retries_exhausted` dead
+/// letters that each needed a replay. A file can be read again: the
+/// records are held and the input waits; nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_longer_than_the_retries_is_ridden_out_without_dead_letters() -> TestResult {
+    let mut setup = Setup::new(1).await?;
+    let proxy = FaultProxy::start(&Kinesalite::shared()?.endpoint()).await?;
+    setup.endpoints.kinesis = Some(proxy.endpoint());
+    let log = setup.log();
+    std::fs::write(&log, "")?;
+    // The 3 retries are used up well within the outage.
+    let config = setup.config("retry_initial_delay = 0.05\nretry_max_delay = 0.2")?;
+    let mut child = setup.spawn(&config, &["--from-beginning"])?;
+    let mut stderr_pipe = child.stderr.take().ok_or("stderr not piped")?;
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr_pipe, &mut text).map(|_| text)
+    });
+    let mut written = 0;
+    let started = Instant::now();
+    let mut down = false;
+    // 1,000 lines/s for 6 s; every request fails from 1 s to 4 s.
+    while started.elapsed() < Duration::from_secs(6) {
+        let at = started.elapsed();
+        let outage = at >= Duration::from_secs(1) && at < Duration::from_secs(4);
+        if outage != down {
+            down = outage;
+            proxy.set_random_request_fault(down.then_some((RequestFault::Unavailable, 1.0)));
+        }
+        append(&log, written + 1..=written + 10)?;
+        written += 10;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let counts = tally(&setup.read(written as usize).await?)?;
+    binary::terminate(&child)?;
+    let status = binary::wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    let output = child.wait_with_output()?;
+    let stderr = stderr_reader
+        .join()
+        .map_err(|_| "stderr reader panicked")??;
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(missing(&counts, written), Vec::<u64>::new());
+    assert_eq!(setup.dead_letters()?, Vec::<Value>::new());
+    let summary: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(summary["dead_lettered"], 0, "{summary:#}");
+    assert_eq!(summary["held_records"], 0, "{summary:#}");
+    // The outage was visible while it lasted.
+    assert!(stderr.contains("the service keeps failing"), "{stderr}");
+    assert!(
+        proxy
+            .events()
+            .iter()
+            .any(|e| e.action == ProxyAction::Request(RequestFault::Unavailable)),
+        "the outage never reached the producer"
     );
     Ok(())
 }

@@ -83,6 +83,11 @@ pub struct SinkStats {
     /// Records in the sink now: queued, waiting to retry, or in flight.
     pub queued_records: u64,
     pub queued_bytes: u64,
+    /// Of those, records that failed through all their retries and are
+    /// held, tried again until the service takes them: above 0 while the
+    /// service is down or throttling hard. Their sources read on only
+    /// while the queue has room.
+    pub held_records: u64,
     /// Batch requests in flight now.
     pub in_flight_requests: u64,
     /// Batch requests sent, and those that failed as a whole.
@@ -99,6 +104,7 @@ struct Inner {
     by_source: BTreeMap<SourceName, DeliveryStats>,
     queued_records: u64,
     queued_bytes: u64,
+    held_records: u64,
     in_flight_requests: u64,
     requests: u64,
     request_errors: u64,
@@ -212,6 +218,16 @@ impl SinkCounters {
         self.source(source, |stats| stats.retried += 1);
     }
 
+    /// A record used up its retries and is held ([`SinkStats::held_records`]).
+    pub fn held(&self) {
+        self.with(|inner| inner.held_records += 1);
+    }
+
+    /// A held record left the sink (delivered, or dead-lettered).
+    pub fn released(&self) {
+        self.with(|inner| inner.held_records = inner.held_records.saturating_sub(1));
+    }
+
     pub fn dead_lettered(&self, source: &SourceName, bytes: usize, rejected: bool) {
         self.with(|inner| {
             Self::left(inner, bytes);
@@ -269,6 +285,7 @@ impl SinkCounters {
                 by_source,
                 queued_records: inner.queued_records,
                 queued_bytes: inner.queued_bytes,
+                held_records: inner.held_records,
                 in_flight_requests: inner.in_flight_requests,
                 requests: inner.requests,
                 request_errors: inner.request_errors,

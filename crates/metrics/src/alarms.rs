@@ -1,6 +1,7 @@
 //! Alarms evaluated locally, per source and in total: success rate below
 //! 95 % WARNING, below 90 % CRITICAL, a throughput collapse ALERT (the
-//! thresholds are settings).
+//! thresholds are settings), and records held through an outage CRITICAL
+//! (in total only: the producer holds them for every source).
 //!
 //! Each interval's figures are judged on their own (the records settled
 //! during the interval), so an alarm clears once delivery recovers instead
@@ -75,6 +76,9 @@ impl fmt::Display for Severity {
 pub enum AlarmKind {
     SuccessRate,
     Throughput,
+    /// Records used up their retries and are held: the service has been
+    /// failing (down, or throttling hard) and reading waits for it.
+    Held,
 }
 
 /// Raised or cleared.
@@ -93,7 +97,8 @@ pub struct AlarmEvent {
     pub alarm: AlarmKind,
     pub severity: Severity,
     pub state: AlarmState,
-    /// The interval's success rate (%) or throughput (records/s).
+    /// The interval's success rate (%) or throughput (records/s), or the
+    /// records held.
     pub value: f64,
     /// The threshold it was judged against.
     pub threshold: f64,
@@ -117,6 +122,8 @@ pub struct Alarms {
     scopes: BTreeMap<String, ScopeState>,
     last: Option<f64>,
     raised: BTreeMap<String, u64>,
+    /// Whether the held alarm is raised.
+    held: bool,
 }
 
 impl Alarms {
@@ -126,6 +133,7 @@ impl Alarms {
             scopes: BTreeMap::new(),
             last: None,
             raised: BTreeMap::new(),
+            held: false,
         }
     }
 
@@ -173,6 +181,25 @@ impl Alarms {
                 .count() as u64;
             if raised > 0 {
                 *self.raised.entry(scope.to_owned()).or_default() += raised;
+            }
+        }
+        let held = snapshot.held_records > 0;
+        if held != self.held {
+            self.held = held;
+            events.push(AlarmEvent {
+                scope: TOTAL_SCOPE.to_owned(),
+                alarm: AlarmKind::Held,
+                severity: Severity::Critical,
+                state: if held {
+                    AlarmState::Raised
+                } else {
+                    AlarmState::Cleared
+                },
+                value: snapshot.held_records as f64,
+                threshold: 0.0,
+            });
+            if held {
+                *self.raised.entry(TOTAL_SCOPE.to_owned()).or_default() += 1;
             }
         }
         events
@@ -295,6 +322,36 @@ mod tests {
             .iter()
             .map(|e| (e.scope.as_str(), e.severity, e.state))
             .collect()
+    }
+
+    #[test]
+    fn held_records_raise_one_alarm_until_none_is_held() {
+        let mut alarms = Alarms::new(AlarmConfig::default());
+        let mut held = snapshot(1.0, 100, 0);
+        held.held_records = 250;
+        let raised = alarms.observe(&held);
+        assert_eq!(
+            raised
+                .iter()
+                .map(|e| (e.alarm, e.state, e.value))
+                .collect::<Vec<_>>(),
+            [(AlarmKind::Held, AlarmState::Raised, 250.0)]
+        );
+        held.elapsed_secs = 2.0;
+        held.held_records = 40;
+        assert!(
+            alarms
+                .observe(&held)
+                .iter()
+                .all(|e| e.alarm != AlarmKind::Held)
+        );
+        let cleared = alarms.observe(&snapshot(3.0, 100, 0));
+        assert!(
+            cleared
+                .iter()
+                .any(|e| e.alarm == AlarmKind::Held && e.state == AlarmState::Cleared)
+        );
+        assert_eq!(alarms.raised()[TOTAL_SCOPE], 1);
     }
 
     #[test]

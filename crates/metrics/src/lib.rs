@@ -97,6 +97,7 @@ impl Metrics {
             let alarm = match e.alarm {
                 AlarmKind::SuccessRate => "success_rate",
                 AlarmKind::Throughput => "throughput",
+                AlarmKind::Held => "held_records",
             };
             match e.state {
                 AlarmState::Raised => tracing::warn!(

@@ -167,11 +167,16 @@ impl Collector for Exporter {
                 ConstCounter::new(field(s)).encode(metric.encode_family(&labels)?)?;
             }
         }
-        let gauges: [(&str, &str, f64); 4] = [
+        let gauges: [(&str, &str, f64); 5] = [
             (
                 "shardline_queue_records",
                 "Records in the producer: queued, retrying or in flight.",
                 snapshot.queue_size as f64,
+            ),
+            (
+                "shardline_held_records",
+                "Records that used up their retries, held until the service takes them (an outage).",
+                snapshot.held_records as f64,
             ),
             (
                 "shardline_in_flight_requests",

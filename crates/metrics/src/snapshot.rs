@@ -107,6 +107,10 @@ pub struct Snapshot {
     pub records_per_sec: f64,
     /// Records in the producer now: queued, retrying or in flight.
     pub queue_size: u64,
+    /// Of those, records that used up their retries and are held until the
+    /// service takes them: above 0 during an outage (see
+    /// `shardline_core::SinkStats::held_records`).
+    pub held_records: u64,
     pub in_flight_requests: u64,
     pub retried: u64,
     pub dead_lettered: u64,
@@ -176,6 +180,7 @@ impl Snapshot {
             lines_per_sec: per_second(lines, elapsed),
             records_per_sec: per_second(total_sent, elapsed),
             queue_size: producer.queued_records,
+            held_records: producer.held_records,
             in_flight_requests: producer.in_flight_requests,
             retried: sum(|s| s.retried),
             dead_lettered: sum(|s| s.dead_lettered),

@@ -126,6 +126,7 @@ async fn counters_reconcile_alarms_fire_and_clear_and_prometheus_is_scraped() ->
         initial_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
         max_retries: Some(1),
+        ..RetryPolicy::default()
     })
     .build()?;
     let metrics = Arc::new(Metrics::with_alarms(AlarmConfig::default()));

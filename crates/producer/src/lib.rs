@@ -90,7 +90,7 @@ pub use producer::{
     GRANT_RECORDS, Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError,
 };
 pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
-pub use retry::{Decision, RetryPolicy};
+pub use retry::{Decision, HOLD_RETRY_MAX_DELAY, RetryPolicy, WhenRetriesRunOut};
 
 // What the producer's API takes and returns, from the contract crate, so
 // that sending records needs this crate alone.

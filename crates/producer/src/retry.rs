@@ -7,13 +7,38 @@ use shardline_core::DeadLetterReason;
 
 use crate::destination::ErrorClass;
 
+/// The longest wait between tries of a held record: once the service has
+/// failed a record through all its retries (an outage, long throttling),
+/// it is tried at least this often, so delivery resumes within seconds of
+/// the service coming back — Fluent Bit's retry base, and a third of
+/// Vector's 30 s retry cap.
+pub const HOLD_RETRY_MAX_DELAY: Duration = Duration::from_secs(5);
+
 /// What to do with a record whose attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Try again after a [`RetryPolicy::delay`].
     Retry,
+    /// Its retries are used up and the error is transient: keep it, and
+    /// try again after a [`RetryPolicy::hold_delay`]. It keeps its room in
+    /// the queue, so a producer full of held records makes its sources wait.
+    Hold,
     /// Write it to the dead-letter file, for this reason.
     GiveUp(DeadLetterReason),
+}
+
+/// What becomes of a record still failing with a transient error (throttled,
+/// a 5xx, the endpoint unreachable) once its retries are used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenRetriesRunOut {
+    /// Dead-letter it (`retries_exhausted`).
+    DeadLetter,
+    /// Hold it and keep trying ([`Decision::Hold`]); with a limit, dead-letter
+    /// it once it has been failing that long (since its first attempt).
+    /// For sources that can read again (files, a replication slot, an MQTT
+    /// session) an outage then pauses reading instead of filling the
+    /// dead-letter file; a source that cannot (stdin) sets a limit.
+    Hold { limit: Option<Duration> },
 }
 
 /// Capped exponential backoff with full jitter: before retry `n` (1-based)
@@ -21,7 +46,7 @@ pub enum Decision {
 /// `0 ..= min(max_delay, initial_delay * 2^(n-1))`, so producers that were
 /// throttled together do not come back together.
 ///
-/// The defaults: 1 s initial delay, 60 s cap, 3 retries.
+/// The defaults: 1 s initial delay, 60 s cap, 3 retries, then dead-letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub initial_delay: Duration,
@@ -29,6 +54,8 @@ pub struct RetryPolicy {
     /// Retries after the first attempt; `None`: retry until delivered or
     /// shut down.
     pub max_retries: Option<u32>,
+    /// After `max_retries`: dead-letter, or hold.
+    pub when_retries_run_out: WhenRetriesRunOut,
 }
 
 impl Default for RetryPolicy {
@@ -37,6 +64,7 @@ impl Default for RetryPolicy {
             initial_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
             max_retries: Some(3),
+            when_retries_run_out: WhenRetriesRunOut::DeadLetter,
         }
     }
 }
@@ -51,17 +79,38 @@ impl RetryPolicy {
     }
 
     /// What to do with a record that has failed `attempts` times, the last
-    /// time with an error of `class`, while the producer is `stopping`
-    /// (past its shutdown deadline) or not. The one place that decides.
-    pub fn decide(&self, class: ErrorClass, attempts: u32, stopping: bool) -> Decision {
+    /// time with an error of `class`, `failing_for` since its first
+    /// attempt, while the producer is `stopping` (past its shutdown
+    /// deadline) or not. The one place that decides.
+    pub fn decide(
+        &self,
+        class: ErrorClass,
+        attempts: u32,
+        failing_for: Duration,
+        stopping: bool,
+    ) -> Decision {
         match class {
             ErrorClass::Fatal => Decision::GiveUp(DeadLetterReason::Fatal),
             ErrorClass::Retryable if stopping => {
                 Decision::GiveUp(DeadLetterReason::ShutdownDeadline)
             }
             ErrorClass::Retryable if self.may_retry(attempts) => Decision::Retry,
-            ErrorClass::Retryable => Decision::GiveUp(DeadLetterReason::RetriesExhausted),
+            ErrorClass::Retryable => match self.when_retries_run_out {
+                WhenRetriesRunOut::Hold { limit } if limit.is_none_or(|l| failing_for < l) => {
+                    Decision::Hold
+                }
+                _ => Decision::GiveUp(DeadLetterReason::RetriesExhausted),
+            },
         }
+    }
+
+    /// A random wait before the next try of a held record that has failed
+    /// `attempts` times: full jitter under the backoff's ceiling, capped at
+    /// [`HOLD_RETRY_MAX_DELAY`].
+    pub fn hold_delay(&self, attempts: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(attempts).min(HOLD_RETRY_MAX_DELAY);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rng.random_range(0..=nanos))
     }
 
     /// The upper bound of the wait before retry `retry` (1-based).
@@ -90,29 +139,77 @@ mod tests {
     fn decisions() {
         let policy = RetryPolicy::default();
         assert_eq!(
-            policy.decide(ErrorClass::Retryable, 1, false),
+            policy.decide(ErrorClass::Retryable, 1, Duration::ZERO, false),
             Decision::Retry
         );
         assert_eq!(
-            policy.decide(ErrorClass::Retryable, 3, false),
+            policy.decide(ErrorClass::Retryable, 3, Duration::ZERO, false),
             Decision::Retry
         );
         assert_eq!(
-            policy.decide(ErrorClass::Retryable, 4, false),
+            policy.decide(ErrorClass::Retryable, 4, Duration::ZERO, false),
             Decision::GiveUp(DeadLetterReason::RetriesExhausted)
         );
         assert_eq!(
-            policy.decide(ErrorClass::Retryable, 1, true),
+            policy.decide(ErrorClass::Retryable, 1, Duration::ZERO, true),
             Decision::GiveUp(DeadLetterReason::ShutdownDeadline)
         );
         assert_eq!(
-            policy.decide(ErrorClass::Fatal, 1, false),
+            policy.decide(ErrorClass::Fatal, 1, Duration::ZERO, false),
             Decision::GiveUp(DeadLetterReason::Fatal)
         );
         assert_eq!(
-            policy.decide(ErrorClass::Fatal, 1, true),
+            policy.decide(ErrorClass::Fatal, 1, Duration::ZERO, true),
             Decision::GiveUp(DeadLetterReason::Fatal)
         );
+    }
+
+    #[test]
+    fn held_records_are_kept_until_their_limit() {
+        let hold = RetryPolicy {
+            when_retries_run_out: WhenRetriesRunOut::Hold { limit: None },
+            ..RetryPolicy::default()
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            hold.decide(ErrorClass::Retryable, 3, day, false),
+            Decision::Retry
+        );
+        assert_eq!(
+            hold.decide(ErrorClass::Retryable, 4, day, false),
+            Decision::Hold
+        );
+        assert_eq!(
+            hold.decide(ErrorClass::Retryable, 1000, day, false),
+            Decision::Hold
+        );
+        // Fatal errors and the shutdown deadline still end it.
+        assert_eq!(
+            hold.decide(ErrorClass::Fatal, 4, day, false),
+            Decision::GiveUp(DeadLetterReason::Fatal)
+        );
+        assert_eq!(
+            hold.decide(ErrorClass::Retryable, 4, day, true),
+            Decision::GiveUp(DeadLetterReason::ShutdownDeadline)
+        );
+        let limited = RetryPolicy {
+            when_retries_run_out: WhenRetriesRunOut::Hold {
+                limit: Some(Duration::from_secs(300)),
+            },
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            limited.decide(ErrorClass::Retryable, 9, Duration::from_secs(299), false),
+            Decision::Hold
+        );
+        assert_eq!(
+            limited.decide(ErrorClass::Retryable, 9, Duration::from_secs(300), false),
+            Decision::GiveUp(DeadLetterReason::RetriesExhausted)
+        );
+        let mut rng = rand::rng();
+        for attempts in [1, 4, 40] {
+            assert!(hold.hold_delay(attempts, &mut rng) <= HOLD_RETRY_MAX_DELAY);
+        }
     }
 
     #[test]

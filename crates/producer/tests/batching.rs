@@ -190,6 +190,7 @@ proptest! {
                 initial_delay: Duration::from_micros(100),
                 max_delay: Duration::from_millis(1),
                 max_retries: Some(5),
+                ..RetryPolicy::default()
             })
             .build()?;
             let source = SourceName::new("prop");
@@ -537,6 +538,7 @@ proptest! {
                 initial_delay: Duration::from_micros(100),
                 max_delay: Duration::from_millis(1),
                 max_retries: None,
+                ..RetryPolicy::default()
             })
             .build()?;
             let source = SourceName::new("prop");

@@ -37,6 +37,7 @@ async fn partial_failures_are_retried_and_s3_holds_every_record_once() -> Result
         initial_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
         max_retries: None,
+        ..RetryPolicy::default()
     })
     .build()?;
 

@@ -25,6 +25,7 @@ fn fast_retries(max_retries: Option<u32>) -> RetryPolicy {
         initial_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
         max_retries,
+        ..RetryPolicy::default()
     }
 }
 

@@ -15,6 +15,8 @@ pub(super) struct Lost {
     pub(super) seq: u64,
     pub(super) key: PartitionKey,
     pub(super) holds_turn: bool,
+    /// It was held (counted in `held_records`).
+    pub(super) held: bool,
     pub(super) source: SourceName,
     pub(super) bytes: usize,
 }
@@ -39,7 +41,7 @@ pub(super) struct DeadLetters {
     /// The letters of the job, and what is known of its records, to account
     /// for them even if the job panics.
     job_letters: Vec<DeadLetter>,
-    job_records: Vec<(u64, PartitionKey, bool)>,
+    job_records: Vec<(u64, PartitionKey, bool, bool)>,
 }
 
 impl DeadLetters {
@@ -81,7 +83,7 @@ impl DeadLetters {
         self.job_letters = letters.clone();
         self.job_records = pendings
             .iter()
-            .map(|p| (p.seq, p.record.partition_key.clone(), p.holds_turn))
+            .map(|p| (p.seq, p.record.partition_key.clone(), p.holds_turn, p.held))
             .collect();
         self.job = Some(tokio::task::spawn_blocking(move || {
             let written = sink.write(&letters);
@@ -113,10 +115,11 @@ impl DeadLetters {
                     letters
                         .into_iter()
                         .zip(records)
-                        .map(|(letter, (seq, key, holds_turn))| Lost {
+                        .map(|(letter, (seq, key, holds_turn, held))| Lost {
                             seq,
                             key,
                             holds_turn,
+                            held,
                             source: SourceName::new(&letter.source),
                             bytes: letter.data_bytes().map_or(0, |d| d.len()),
                         })

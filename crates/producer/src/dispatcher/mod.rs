@@ -96,6 +96,8 @@ pub(crate) struct Dispatcher {
     config: ProducerConfig,
     counters: Arc<SinkCounters>,
     rng: StdRng,
+    /// Records held now (their retries used up).
+    held: u64,
 
     batcher: Batcher<Pending>,
     intake: Intake,
@@ -142,6 +144,7 @@ impl Dispatcher {
             config,
             counters,
             rng: StdRng::from_os_rng(),
+            held: 0,
             batcher,
             intake,
             retries: BTreeMap::new(),
@@ -512,12 +515,16 @@ impl Dispatcher {
         let mut back = Vec::new();
         for mut pending in pendings {
             pending.failed(code.clone(), message, outcome_unknown);
-            let decision = self
-                .config
-                .retry
-                .decide(class, pending.attempts, self.cut_off);
+            let failing_for = pending
+                .first_attempt
+                .and_then(|first| SystemTime::now().duration_since(first).ok())
+                .unwrap_or_default();
+            let decision =
+                self.config
+                    .retry
+                    .decide(class, pending.attempts, failing_for, self.cut_off);
             if regroup
-                && decision == Decision::Retry
+                && matches!(decision, Decision::Retry | Decision::Hold)
                 && !retrying.insert(pending.record.partition_key.clone())
             {
                 self.counters.retried(&pending.record.source);
@@ -529,16 +536,52 @@ impl Dispatcher {
         self.batcher.wait_again(back, Instant::now());
     }
 
-    /// A record failed: it waits for its retry, or is dead-lettered.
-    fn failed(&mut self, pending: Pending, decision: Decision) {
-        match decision {
-            Decision::Retry => {
-                self.counters.retried(&pending.record.source);
-                let delay = self.config.retry.delay(pending.attempts, &mut self.rng);
-                let due = Instant::now() + delay;
-                self.retries.insert((due, pending.seq), pending);
+    /// A record failed: it waits for its retry, is held, or is
+    /// dead-lettered.
+    fn failed(&mut self, mut pending: Pending, decision: Decision) {
+        let delay = match decision {
+            Decision::Retry => self.config.retry.delay(pending.attempts, &mut self.rng),
+            Decision::Hold => {
+                if !pending.held {
+                    pending.held = true;
+                    self.hold(&pending);
+                }
+                self.config
+                    .retry
+                    .hold_delay(pending.attempts, &mut self.rng)
             }
-            Decision::GiveUp(reason) => self.dead_letter(pending, reason),
+            Decision::GiveUp(reason) => return self.dead_letter(pending, reason),
+        };
+        self.counters.retried(&pending.record.source);
+        let due = Instant::now() + delay;
+        self.retries.insert((due, pending.seq), pending);
+    }
+
+    /// A held record left: the last one of an outage says so.
+    fn released(&mut self) {
+        self.counters.released();
+        self.held = self.held.saturating_sub(1);
+        if self.held == 0 {
+            tracing::info!(
+                destination = self.destination.name(),
+                "no record is held any more: the service is taking records again"
+            );
+        }
+    }
+
+    /// A record is held: the first one of an outage says so.
+    fn hold(&mut self, pending: &Pending) {
+        self.counters.held();
+        self.held += 1;
+        if self.held == 1 {
+            let (code, message) = pending.last_error.clone().unwrap_or_default();
+            tracing::warn!(
+                destination = self.destination.name(),
+                error = message,
+                code = code.unwrap_or_default(),
+                "the service keeps failing: records that used up their retries are held and \
+                 tried again until it takes them; reading pauses while the queue is full"
+            );
         }
     }
 
@@ -601,6 +644,9 @@ impl Dispatcher {
                 // The records went down with the job; their receipts were
                 // dropped and report the producer stopped. Count them.
                 for record in lost {
+                    if record.held {
+                        self.released();
+                    }
                     self.counters.failed(&record.source, record.bytes);
                     self.left_seq(record.seq, &record.key, record.holds_turn);
                 }
@@ -622,6 +668,9 @@ impl Dispatcher {
     /// A record leaves the producer: its key's next record may go, its
     /// sequence number no longer holds up flushes, its queue room is freed.
     fn left(&mut self, pending: Pending) {
+        if pending.held {
+            self.released();
+        }
         self.left_seq(
             pending.seq,
             &pending.record.partition_key,

@@ -42,6 +42,9 @@ pub(crate) struct Pending {
     /// With strict ordering: it is one of its key's active records (see
     /// [`crate::ordering`]), so its leaving lets the next one go.
     pub(crate) holds_turn: bool,
+    /// Its retries are used up and it is held (counted in the sink's
+    /// `held_records` until it leaves).
+    pub(crate) held: bool,
 }
 
 impl Pending {
@@ -66,6 +69,7 @@ impl Pending {
             ready_since: now,
             rejected: None,
             holds_turn: false,
+            held: false,
         }
     }
 
