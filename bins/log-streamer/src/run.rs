@@ -77,6 +77,9 @@ impl Plan {
         if let Some(s) = t.rotate_wait {
             tail.rotate_wait = seconds("rotate_wait", s)?;
         }
+        if let Some(s) = t.close_inactive {
+            tail.close_inactive = seconds("close_inactive", s)?;
+        }
         if let Some(n) = t.max_line_bytes {
             tail.max_line_bytes = n;
         }

@@ -62,6 +62,8 @@ impl LogFile {
 pub(crate) struct TailSection {
     pub(crate) poll_interval: Option<f64>,
     pub(crate) rotate_wait: Option<f64>,
+    /// Seconds a glob's idle file stays open.
+    pub(crate) close_inactive: Option<f64>,
     pub(crate) max_line_bytes: Option<usize>,
     pub(crate) from_beginning: Option<bool>,
     pub(crate) checkpoint_interval: Option<f64>,

@@ -8,6 +8,11 @@
 //!   open while it still grows, and let go after [`TailConfig::rotate_wait`]
 //!   without new data) and by copytruncate (a file that shrinks or whose
 //!   first bytes change is read again from its start);
+//! - closes a glob's file that has been idle for
+//!   [`TailConfig::close_inactive`], read to its end and settled (a dated
+//!   archive the pattern still matches), keeping its place: it is opened
+//!   again where it was when it changes, and forgotten once no longer
+//!   matched;
 //! - recognises a file by device + inode and a fingerprint of its first
 //!   [`FINGERPRINT_BYTES`] bytes, so a recycled inode is not taken for the
 //!   old file;
@@ -100,6 +105,11 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// default: Fluent Bit's `Rotate_Wait` default, 5 s — time for the writer
 /// to reopen its log.
 pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
+/// How long a file matched by a glob may sit idle — read to its end,
+/// everything from it settled — before it is closed by default: Filebeat's
+/// `close_inactive` default, 5 min. Dated archives that a pattern still
+/// matches then hold no descriptor and cost no reads.
+pub const DEFAULT_CLOSE_INACTIVE: Duration = Duration::from_secs(300);
 /// The longest line kept by default: 1 MiB, the largest record Kinesis
 /// accepts (data + key, `PutRecords` API reference) — a longer line cannot
 /// be one record.
@@ -116,6 +126,11 @@ pub struct TailConfig {
     pub start_at: StartAt,
     pub poll_interval: Duration,
     pub rotate_wait: Duration,
+    /// With a glob pattern: a file idle this long, read to its end and
+    /// settled, is closed; it keeps its place in the checkpoint and is
+    /// opened again where it was when it grows (or is truncated). A plain
+    /// path stays open.
+    pub close_inactive: Duration,
     /// Read to the end of every file once, then end.
     pub once: bool,
     pub max_line_bytes: usize,
@@ -131,6 +146,7 @@ impl TailConfig {
             start_at: StartAt::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             rotate_wait: DEFAULT_ROTATE_WAIT,
+            close_inactive: DEFAULT_CLOSE_INACTIVE,
             once: false,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_batch_lines: DEFAULT_MAX_BATCH_LINES,

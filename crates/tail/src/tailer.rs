@@ -93,9 +93,24 @@ struct Open {
     last_data: Instant,
 }
 
+/// A file closed for being idle ([`TailConfig::close_inactive`]): read to
+/// its end and settled. Its entry stays in the registry, so the checkpoint
+/// keeps its place.
+#[derive(Debug)]
+struct Closed {
+    id: u64,
+    path: PathBuf,
+    inode: Inode,
+    fingerprint: Fingerprint,
+    generation: u32,
+    offset: u64,
+    line: u64,
+}
+
 pub(crate) struct Tailer {
     config: TailConfig,
     open: Vec<Open>,
+    closed: Vec<Closed>,
     registry: Arc<Mutex<Registry>>,
     next_id: u64,
     /// Files at the first scan start where `config.start_at` says; later
@@ -117,6 +132,7 @@ impl Tailer {
         let mut tailer = Tailer {
             config,
             open: Vec::new(),
+            closed: Vec::new(),
             registry,
             next_id: 0,
             first_scan: !resuming,
@@ -270,6 +286,14 @@ impl Tailer {
                 }
                 continue;
             }
+            if let Some(at) = self.closed.iter().position(|c| c.inode == inode) {
+                if metadata.len() != self.closed.get(at).map_or(0, |c| c.offset) {
+                    self.reopen(at, &path);
+                } else if let Some(closed) = self.closed.get_mut(at) {
+                    closed.path.clone_from(&path);
+                }
+                continue;
+            }
             let file = match File::open(&path) {
                 Ok(file) => file,
                 Err(e) => {
@@ -303,7 +327,73 @@ impl Tailer {
                 open.rotated_since = Some(now);
             }
         }
+        // A closed file no longer matched was read to its end: its place
+        // leaves the checkpoint.
+        let (kept, gone): (Vec<Closed>, Vec<Closed>) = std::mem::take(&mut self.closed)
+            .into_iter()
+            .partition(|c| seen.contains(&c.inode));
+        self.closed = kept;
+        if !gone.is_empty() {
+            let mut registry = self.lock();
+            for closed in gone {
+                if let Some(tracked) = registry.files.get_mut(&closed.id) {
+                    tracked.emitted_offset = closed.offset;
+                    tracked.released = true;
+                }
+            }
+        }
         self.first_scan = false;
+    }
+
+    /// Opens the closed file `self.closed[at]` again, now at `path`, where
+    /// it was left; a truncation is then found as for any open file.
+    fn reopen(&mut self, at: usize, path: &Path) {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) => {
+                if self.reported.insert(path.to_path_buf()) {
+                    tracing::error!(file = %path.display(), "cannot open again: {e}");
+                }
+                return;
+            }
+        };
+        self.reported.remove(path);
+        let closed = self.closed.swap_remove(at);
+        tracing::info!(file = %path.display(), offset = closed.offset, "changed; following again");
+        let now = Instant::now();
+        self.open.push(Open {
+            id: closed.id,
+            file,
+            path: Arc::from(path),
+            inode: closed.inode,
+            fingerprint: closed.fingerprint,
+            generation: closed.generation,
+            offset: closed.offset,
+            line: closed.line,
+            partial: Vec::new(),
+            partial_start: closed.offset,
+            partial_dropped: 0,
+            rotated_since: None,
+            last_data: now,
+        });
+    }
+
+    /// Whether `open` may be closed for being idle: a glob's file, not
+    /// rotated, read to its end with no partial line, idle for
+    /// `close_inactive`, and everything read from it settled.
+    fn inactive(&self, open: &Open) -> bool {
+        is_glob(&self.config.watch)
+            && !self.config.once
+            && open.rotated_since.is_none()
+            && open.partial.is_empty()
+            && open.partial_dropped == 0
+            && open.last_data.elapsed() >= self.config.close_inactive
+            && file_len(&open.file).is_ok_and(|len| len == open.offset)
+            && self
+                .lock()
+                .files
+                .get(&open.id)
+                .is_some_and(|t| t.generation == open.generation && t.settled_offset >= open.offset)
     }
 
     /// Reads up to the batch limits from every file in turn. Returns the
@@ -355,6 +445,24 @@ impl Tailer {
                     tracked.emitted_offset = last.position.end;
                 }
             }
+            if self.open.get(index).is_some_and(|open| self.inactive(open)) {
+                let open = self.open.remove(index);
+                tracing::info!(
+                    file = %open.path.display(),
+                    idle = ?self.config.close_inactive,
+                    "idle: closed until it changes"
+                );
+                self.closed.push(Closed {
+                    id: open.id,
+                    path: open.path.to_path_buf(),
+                    inode: open.inode,
+                    fingerprint: open.fingerprint,
+                    generation: open.generation,
+                    offset: open.offset,
+                    line: open.line,
+                });
+                continue;
+            }
             index += 1;
         }
         out
@@ -378,7 +486,12 @@ impl Tailer {
         if size >= open.offset && open.fingerprint.matches(&open.file) {
             return None;
         }
-        let followed: HashSet<Inode> = self.open.iter().map(|o| o.inode).collect();
+        let followed: HashSet<Inode> = self
+            .open
+            .iter()
+            .map(|o| o.inode)
+            .chain(self.closed.iter().map(|c| c.inode))
+            .collect();
         let dir = open.path.parent().filter(|d| !d.as_os_str().is_empty())?;
         let (path, file, inode) = std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
             let path = entry.path();

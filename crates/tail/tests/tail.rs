@@ -215,3 +215,74 @@ async fn a_line_longer_than_the_limit_is_cut_and_says_how_much_was_dropped() {
     assert_eq!(read[0].position.dropped, 200);
     assert_eq!(text(&read[1..]), ["short"]);
 }
+
+/// Whether this process holds a descriptor open on `path`.
+fn held_open(path: &Path) -> bool {
+    let path = std::fs::canonicalize(path).unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+}
+
+/// Waits until `what` holds, or fails at the deadline.
+async fn wait_for(what: &str, mut until: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !until() {
+        assert!(started.elapsed() < DEADLINE, "{what} within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Regression (issue 20, item 10): every file a glob matched stayed open
+/// and was read on every pass for as long as it was matched — dated
+/// archives included.
+#[tokio::test]
+async fn an_idle_file_of_a_glob_is_closed_and_opened_again_where_it_was_when_it_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("app-2026-12-01.log");
+    let live = dir.path().join("app-2026-12-06.log");
+    append(&archive, lines("archive", 0..3));
+    append(&live, lines("live", 0..2));
+    let mut config = config(&dir.path().join("app-*.log"));
+    config.close_inactive = Duration::from_millis(300);
+    let checkpoints = checkpoints(dir.path(), false);
+    let mut source = TailSource::start(config, checkpoints.clone(), false).unwrap();
+    let read = read_lines(&mut source, 5).await;
+    assert!(held_open(&archive) && held_open(&live));
+
+    // Settled and idle: both are closed; the checkpoint keeps their place.
+    source.settler()(read.into_iter().map(|i| i.position).collect());
+    wait_for("the idle files closed", || {
+        !held_open(&archive) && !held_open(&live)
+    })
+    .await;
+    source.checkpoint().await.unwrap();
+    let saved = std::fs::read_to_string(dir.path().join("tail.checkpoint.json")).unwrap();
+    assert!(saved.contains("app-2026-12-01.log"), "{saved}");
+
+    // The live file grows: it is opened again and read from where it was.
+    append(&live, lines("live", 2..4));
+    let more = read_lines(&mut source, 2).await;
+    assert_eq!(text(&more), lines("live", 2..4));
+    assert_eq!(more[0].position.line, 3);
+    assert!(held_open(&live) && !held_open(&archive));
+
+    // The archive is deleted: its place leaves the checkpoint.
+    std::fs::remove_file(&archive).unwrap();
+    source.settler()(more.into_iter().map(|i| i.position).collect());
+    let file = dir.path().join("tail.checkpoint.json");
+    let mut dropped = false;
+    for _ in 0..200 {
+        source.checkpoint().await.unwrap();
+        if !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("app-2026-12-01.log")
+        {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(dropped, "the deleted archive is still checkpointed");
+}
