@@ -8,6 +8,10 @@
 //! - `cargo xtask test [--no-lint] [-- CARGO TEST ARGS]`: builds the
 //!   workspace, installs the test services, then runs `cargo fmt --check`,
 //!   `cargo clippy -D warnings` and every test. `.ci/run` runs exactly this.
+//! - `cargo xtask chaos [ARGS]`: builds the release binaries and runs the
+//!   chaos suite (`bins/chaos`): crashes, faults, an outage, garbage and a
+//!   full disk, with a table of what was lost and repeated. `cargo xtask
+//!   test` ends with its smoke size (`chaos --smoke`).
 //! - `cargo xtask bench`: builds the release binaries and the baseline
 //!   program, then runs the whole-path bench (`benches/whole_path.rs`), which
 //!   prints the table `docs/benchmarks.md` records.
@@ -22,6 +26,7 @@ use std::time::Instant;
 const USAGE: &str = "\
 usage: cargo xtask demo [--stream-name NAME] [--shards N]
        cargo xtask test [--no-lint] [-- ARGS FOR cargo test]
+       cargo xtask chaos [--smoke] [--only NAME,...]
        cargo xtask bench";
 
 fn main() -> ExitCode {
@@ -34,6 +39,7 @@ fn main() -> ExitCode {
         "demo" => demo(rest),
         "test" => test(rest),
         "bench" if rest.is_empty() => bench(),
+        "chaos" => chaos(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -77,11 +83,14 @@ fn step(name: &str, command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn harness_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug/harness")
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn harness_binary() -> PathBuf {
+    target_dir().join("debug/harness")
 }
 
 fn test(args: &[String]) -> Result<(), String> {
@@ -135,6 +144,40 @@ fn test(args: &[String]) -> Result<(), String> {
         cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(cargo_test_args),
+    )?;
+    // `cargo test --workspace` built every binary of the workspace, the
+    // chaos runner and the binaries it drives included.
+    step(
+        "chaos suite, smoke size",
+        Command::new(target_dir().join("debug/chaos")).arg("--smoke"),
+    )
+}
+
+/// The chaos suite at full size, with the release binaries.
+fn chaos(args: &[String]) -> Result<(), String> {
+    step(
+        "build the release binaries",
+        cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "log-streamer",
+            "--package",
+            "cdc-forwarder",
+            "--package",
+            "shardline-chaos",
+            "--package",
+            "shardline-harness",
+        ]),
+    )?;
+    step(
+        "install test services",
+        Command::new(target_dir().join("release/harness")).arg("install"),
+    )?;
+    step(
+        "chaos suite",
+        Command::new(target_dir().join("release/chaos")).args(args),
     )
 }
 

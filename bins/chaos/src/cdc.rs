@@ -1,0 +1,146 @@
+//! cdc-forwarder scenario: SIGKILLed mid-stream and mid-transaction, and
+//! PostgreSQL restarted in immediate mode (a crash) during the run.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use shardline_harness::binary::{self, StreamRun};
+use shardline_harness::streams::StreamReader;
+use shardline_harness::{Postgres, unique_name};
+use tokio::runtime::Runtime;
+
+use crate::count::{Row, Tally, read_until_complete};
+use crate::{Binaries, Size};
+
+/// A change event's row id (`primary_key.id`).
+fn event_id(data: &[u8]) -> Option<u64> {
+    let event: serde_json::Value = serde_json::from_slice(data).ok()?;
+    event.pointer("/primary_key/id")?.as_u64()
+}
+
+/// Inserts rows `first..=last` in one transaction, again until it is
+/// committed: a server restart may cut the connection, before or after the
+/// commit (then the rows are there already).
+fn insert(pg: &Postgres, database: &str, first: u64, last: u64) -> anyhow::Result<()> {
+    let sql = format!("INSERT INTO t SELECT g, 0 FROM generate_series({first}, {last}) g");
+    for _ in 0..100 {
+        match pg.psql(database, &sql) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().contains("duplicate key") => return Ok(()),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    anyhow::bail!("rows {first}..={last} could not be inserted")
+}
+
+pub(crate) fn kills_and_restart(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
+    // Transactions of 10 rows, with one large transaction in the middle.
+    let (transactions, big, kills) = match size {
+        Size::Smoke => (200, 2_000, 2),
+        Size::Full => (2_000, 50_000, 10),
+    };
+    let rows = transactions * 10 + big;
+    // A cluster of its own: it is crashed on purpose.
+    let pg = Postgres::start()?;
+    let database = unique_name("chaos");
+    pg.create_database(&database)?;
+    pg.psql(&database, "CREATE TABLE t (id int PRIMARY KEY, v int)")?;
+    let run = rt.block_on(StreamRun::new("chaos_cdc", 2))?;
+    let config = run.write_config("[postgres]\npoll_interval = 0.05\n")?;
+    let slot = unique_name("slot");
+    let url = pg.url(&database);
+    let spawn = || -> anyhow::Result<Child> {
+        run.command(&bins.cdc_forwarder.to_string_lossy())
+            .arg("--config")
+            .arg(&config)
+            .args(["--postgres-url", &url, "--slot", &slot, "--create-slot"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting cdc-forwarder")
+    };
+    // The slot exists before the first change.
+    let created = run
+        .command(&bins.cdc_forwarder.to_string_lossy())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--postgres-url",
+            &url,
+            "--slot",
+            &slot,
+            "--create-slot",
+            "--once",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        created.status.success(),
+        "creating the slot: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let mut rng = rand::rng();
+    let mut child = spawn()?;
+    let mut crashes = 0;
+    let mut next = 1;
+    let half = transactions / 2;
+    let kill_at: Vec<u64> = (0..kills)
+        .map(|_| rng.random_range(1..transactions))
+        .collect();
+    for txn in 0..transactions {
+        if txn == half {
+            // The large transaction; the forwarder is killed while it
+            // streams it.
+            insert(&pg, &database, next, next + big - 1)?;
+            next += big;
+            std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
+            child.kill()?;
+            child.wait()?;
+            crashes += 1;
+            child = spawn()?;
+            // And the database crashes.
+            pg.restart_immediate()?;
+            crashes += 1;
+        }
+        insert(&pg, &database, next, next + 9)?;
+        next += 10;
+        for _ in kill_at.iter().filter(|&&at| at == txn) {
+            child.kill()?;
+            child.wait()?;
+            crashes += 1;
+            child = spawn()?;
+        }
+    }
+    let mut tally = Tally::new(rows);
+    let mut reader = StreamReader::new(&run.client, &run.stream);
+    let letters = run.dead_letter_file();
+    rt.block_on(read_until_complete(
+        &mut reader,
+        &mut tally,
+        &letters,
+        Duration::from_secs(180),
+        event_id,
+    ))?;
+    binary::terminate(&child)?;
+    binary::wait_with_timeout(&mut child, Duration::from_secs(60))?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cdc-forwarder exited with {}",
+        output.status
+    );
+    rt.block_on(read_until_complete(
+        &mut reader,
+        &mut tally,
+        &letters,
+        Duration::from_secs(5),
+        event_id,
+    ))?;
+    let mut row = Row::from_tally("cdc", &tally, crashes);
+    row.notes.push(format!(
+        "{transactions} transactions of 10 rows and one of {big}; {kills} + 1 kills, 1 database crash"
+    ));
+    Ok(row)
+}

@@ -1,0 +1,249 @@
+//! Counting: which numbered inputs reached the stream (how often), which
+//! the dead-letter file, which neither; and the table of results.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use shardline_harness::streams::StreamReader;
+
+/// Records repeated per crash at most: one batch (a PutRecords request's
+/// 500 entries). A crash re-sends what was in flight and what settled
+/// after the last checkpoint, which is written at most 100 ms after it.
+pub(crate) const DUPLICATES_PER_CRASH: u64 = 500;
+
+/// One scenario's outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Row {
+    pub(crate) scenario: String,
+    pub(crate) records_in: u64,
+    /// Distinct inputs in the stream.
+    pub(crate) delivered: u64,
+    /// Distinct inputs in the dead-letter file.
+    pub(crate) dead_lettered: u64,
+    pub(crate) lost: u64,
+    /// Copies beyond the first, in the stream and the dead-letter file.
+    pub(crate) duplicates: u64,
+    /// Processes killed, servers restarted.
+    pub(crate) crashes: u64,
+    pub(crate) seconds: f64,
+    /// Goals missed, and anything else worth saying.
+    pub(crate) problems: Vec<String>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Row {
+    /// A scenario that could not run to its end.
+    pub(crate) fn broken(scenario: &str, seconds: f64, error: String) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            seconds,
+            problems: vec![format!("did not finish: {error}")],
+            ..Row::default()
+        }
+    }
+
+    /// Fills the counts from a tally and judges the common goals: nothing
+    /// lost, duplicates within a batch per crash, every input accounted
+    /// for once.
+    pub(crate) fn from_tally(scenario: &str, tally: &Tally, crashes: u64) -> Row {
+        let mut row = Row {
+            scenario: scenario.to_owned(),
+            records_in: tally.records_in,
+            delivered: tally.delivered.len() as u64,
+            dead_lettered: tally.dead.len() as u64,
+            lost: tally.lost(),
+            duplicates: tally.duplicates(),
+            crashes,
+            ..Row::default()
+        };
+        if row.lost > 0 {
+            row.problems.push(format!(
+                "{} lost (first: {:?})",
+                row.lost,
+                tally.missing().into_iter().take(5).collect::<Vec<_>>()
+            ));
+        }
+        let allowed = crashes * DUPLICATES_PER_CRASH;
+        if row.duplicates > allowed {
+            row.problems.push(format!(
+                "{} duplicates, over {allowed} ({DUPLICATES_PER_CRASH} per crash)",
+                row.duplicates
+            ));
+        }
+        let both = tally
+            .delivered
+            .keys()
+            .filter(|n| tally.dead.contains_key(n))
+            .count();
+        if both > 0 {
+            row.notes
+                .push(format!("{both} both delivered and dead-lettered"));
+        }
+        row
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub(crate) fn verdict(&self) -> String {
+        if self.passed() {
+            format!("ok in {:.1} s {}", self.seconds, self.notes.join("; "))
+        } else {
+            format!("FAILED: {}", self.problems.join("; "))
+        }
+    }
+}
+
+/// The results as a Markdown table.
+pub(crate) fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | records in | delivered | dead-lettered | lost | duplicates | crashes | time | result |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for row in rows {
+        let result = if row.passed() {
+            if row.notes.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("ok ({})", row.notes.join("; "))
+            }
+        } else {
+            format!("**failed**: {}", row.problems.join("; "))
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} s | {} |\n",
+            row.scenario,
+            row.records_in,
+            row.delivered,
+            row.dead_lettered,
+            row.lost,
+            row.duplicates,
+            row.crashes,
+            row.seconds,
+            result
+        ));
+    }
+    out
+}
+
+/// Numbered inputs `1..=records_in`: how often each reached the stream,
+/// and which reached the dead-letter file (how often).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) records_in: u64,
+    pub(crate) delivered: BTreeMap<u64, u64>,
+    pub(crate) dead: BTreeMap<u64, u64>,
+}
+
+impl Tally {
+    pub(crate) fn new(records_in: u64) -> Self {
+        Tally {
+            records_in,
+            ..Tally::default()
+        }
+    }
+
+    pub(crate) fn missing(&self) -> Vec<u64> {
+        (1..=self.records_in)
+            .filter(|n| !self.delivered.contains_key(n) && !self.dead.contains_key(n))
+            .collect()
+    }
+
+    pub(crate) fn lost(&self) -> u64 {
+        self.missing().len() as u64
+    }
+
+    pub(crate) fn complete(&self) -> bool {
+        self.lost() == 0
+    }
+
+    pub(crate) fn duplicates(&self) -> u64 {
+        self.delivered
+            .values()
+            .chain(self.dead.values())
+            .map(|c| c.saturating_sub(1))
+            .sum()
+    }
+
+    /// Counts the dead-letter file's letters whose data carries a number.
+    pub(crate) fn read_dead_letters(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.dead.clear();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for line in text.lines() {
+            let Ok(letter) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let data = letter
+                .get("data")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default();
+            let data = if letter.get("data_encoding").and_then(|d| d.as_str()) == Some("base64") {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                data.to_owned()
+            };
+            if let Some(n) = number_in(&data) {
+                *self.dead.entry(n).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The number an input carries: `/item/N` in a log line's path, `n=N` in
+/// a garbage line, `"id":N` in a change event.
+pub(crate) fn number_in(text: &str) -> Option<u64> {
+    for marker in ["/item/", " n=", "\"id\":"] {
+        if let Some(at) = text.find(marker) {
+            let digits: String = text
+                .get(at + marker.len()..)?
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse() {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// Reads the stream into `tally` until every input is accounted for (the
+/// dead-letter file re-read each time) or `timeout` passes; `number` finds
+/// a record's input.
+pub(crate) async fn read_until_complete(
+    reader: &mut StreamReader,
+    tally: &mut Tally,
+    dead_letter_file: &Path,
+    timeout: Duration,
+    number: impl Fn(&[u8]) -> Option<u64>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        for record in reader.poll().await? {
+            if let Some(n) = number(&record.data) {
+                *tally.delivered.entry(n).or_default() += 1;
+            }
+        }
+        tally.read_dead_letters(dead_letter_file)?;
+        if tally.complete() || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many of `numbers` are in `set`.
+pub(crate) fn count_in(set: &BTreeMap<u64, u64>, numbers: &BTreeSet<u64>) -> u64 {
+    numbers.iter().filter(|n| set.contains_key(n)).count() as u64
+}
