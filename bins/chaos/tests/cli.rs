@@ -2,6 +2,9 @@
 //! (The scenarios themselves run in `cargo xtask test`, as `chaos --smoke`,
 //! once every binary is built.)
 
+// Test code: a failed expect is the test failing.
+#![allow(clippy::expect_used)]
+
 use std::process::Command;
 
 fn chaos(args: &[&str]) -> std::process::Output {
