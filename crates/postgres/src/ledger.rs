@@ -14,6 +14,29 @@ pub(crate) struct Saved {
     pub(crate) lsn: String,
     /// Its transaction id; none for a heartbeat.
     pub(crate) xid: Option<String>,
+    /// The transaction after `lsn`, when its first messages are settled
+    /// and the rest not yet: a restart resumes it after them instead of
+    /// sending it again whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) partial: Option<SavedPartial>,
+}
+
+/// The first `rows` messages (its BEGIN included) of the transaction that
+/// ends at `end` are settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SavedPartial {
+    pub(crate) end: String,
+    pub(crate) rows: u64,
+}
+
+/// Where a transaction's inputs begin in this run: the first input handed
+/// out for it (sequence number) is its message number `first_row` (1-based,
+/// BEGIN is 1); its inputs are numbered on from there without a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Opened {
+    pub(crate) first_seq: u64,
+    pub(crate) first_row: u64,
+    pub(crate) end: u64,
 }
 
 /// A point reading may be confirmed up to, once every input up to `seq`
@@ -37,6 +60,8 @@ pub(crate) struct Ledger {
     marks: VecDeque<Mark>,
     /// The last mark reached.
     reached: Option<Mark>,
+    /// Transactions handed out and not yet reached, in order.
+    opened: VecDeque<Opened>,
 }
 
 impl Ledger {
@@ -46,12 +71,31 @@ impl Ledger {
             seq: 0,
             marks: VecDeque::new(),
             reached,
+            opened: VecDeque::new(),
         }
     }
 
     /// A new point to reach, after every mark pushed before.
     pub(crate) fn push(&mut self, mark: Mark) {
         self.marks.push_back(mark);
+    }
+
+    /// A transaction's inputs begin being handed out.
+    pub(crate) fn open(&mut self, opened: Opened) {
+        self.opened.push_back(opened);
+    }
+
+    /// The transaction after the last mark reached, if its first messages
+    /// are settled: its end and how many of its messages.
+    pub(crate) fn partial(&mut self) -> Option<(u64, u64)> {
+        self.pop_reached();
+        let reached = self.reached.as_ref().map_or(0, |m| m.lsn);
+        while self.opened.front().is_some_and(|o| o.end <= reached) {
+            self.opened.pop_front();
+        }
+        let open = self.opened.front()?;
+        (open.first_seq <= self.seq)
+            .then(|| (open.end, open.first_row + (self.seq - open.first_seq)))
     }
 
     /// Every input up to `seq` is settled.
@@ -90,6 +134,7 @@ mod tests {
             slot: "shardline".to_owned(),
             lsn: "0/16B3780".to_owned(),
             xid: Some("748".to_owned()),
+            partial: None,
         }
     }
 
@@ -110,6 +155,54 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             std::fs::read_to_string(golden()).unwrap()
         );
+    }
+
+    #[test]
+    fn a_transaction_settled_in_part_says_how_many_of_its_messages() {
+        let mut ledger = Ledger::default();
+        // T1 (inputs 1..=3) ends at 100; T2 starts at input 4 and ends at
+        // 200; T3 was resumed after 5 messages: input 9 is its 6th.
+        for opened in [
+            Opened {
+                first_seq: 1,
+                first_row: 1,
+                end: 100,
+            },
+            Opened {
+                first_seq: 4,
+                first_row: 1,
+                end: 200,
+            },
+            Opened {
+                first_seq: 9,
+                first_row: 6,
+                end: 300,
+            },
+        ] {
+            ledger.open(opened);
+        }
+        ledger.push(Mark {
+            seq: 3,
+            lsn: 100,
+            xid: None,
+            at_ms: None,
+        });
+        ledger.push(Mark {
+            seq: 8,
+            lsn: 200,
+            xid: None,
+            at_ms: None,
+        });
+        assert_eq!(ledger.partial(), None);
+        ledger.settle(2);
+        assert_eq!(ledger.partial(), Some((100, 2)));
+        ledger.settle(3);
+        assert_eq!(ledger.partial(), None, "T1 is whole, T2 not begun");
+        ledger.settle(6);
+        assert_eq!(ledger.partial(), Some((200, 3)));
+        ledger.settle(10);
+        assert_eq!(ledger.reached().map(|m| m.lsn), Some(200));
+        assert_eq!(ledger.partial(), Some((300, 7)));
     }
 
     #[test]

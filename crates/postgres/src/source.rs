@@ -15,7 +15,7 @@ use shardline_core::{CheckpointFile, Input, Position, Source, SourceCounters, So
 use tokio::time::Instant;
 use tokio_postgres::{Client, RowStream};
 
-use crate::ledger::{Ledger, Mark, Saved};
+use crate::ledger::{Ledger, Mark, Saved, SavedPartial};
 use crate::wal2json::{Reader, Round, Row};
 use crate::{
     DEFAULT_BATCH_ROWS, DEFAULT_MAX_CHANGES, DEFAULT_POLL_INTERVAL, DEFAULT_STATEMENT_TIMEOUT,
@@ -161,6 +161,8 @@ pub struct SlotSource {
     checkpoint: CheckpointFile,
     /// What the checkpoint file holds.
     saved: u64,
+    /// The partial transaction the checkpoint file holds: end, messages.
+    saved_partial: Option<(u64, u64)>,
     /// What the slot is known to be confirmed up to.
     slot_confirmed: u64,
     /// With `once`: where reading ends.
@@ -193,6 +195,14 @@ impl SlotSource {
             })
         });
         let saved_lsn = saved_mark.as_ref().map_or(0, |m| m.lsn);
+        let saved_partial = saved
+            .as_ref()
+            .and_then(|s| s.partial.as_ref())
+            .and_then(|p| Some((parse_lsn(&p.end)?, p.rows)));
+        let mut reader = Reader::new(saved_lsn);
+        if let Some((end, rows)) = saved_partial {
+            reader.resume_after(end, usize::try_from(rows).unwrap_or(usize::MAX));
+        }
         let mut source = SlotSource {
             config,
             connection: None,
@@ -201,9 +211,10 @@ impl SlotSource {
             ledger: Arc::new(Mutex::new(Ledger::starting_at(saved_mark))),
             checkpoint,
             saved: saved_lsn,
+            saved_partial,
             slot_confirmed: 0,
             target: None,
-            reader: Reader::new(saved_lsn),
+            reader,
             reconnect_delay: RECONNECT_INITIAL,
             status: Arc::new(Mutex::new(SlotStatus {
                 checkpoint_lsn: saved.map(|s| s.lsn),
@@ -374,7 +385,11 @@ impl SlotSource {
         let Phase::Streaming(_, round) = &mut self.phase else {
             return Ok(());
         };
-        match self.reader.row(round, lsn, xid, data)? {
+        let row = self.reader.row(round, lsn, xid, data)?;
+        for opened in self.reader.take_opened() {
+            self.ledger().open(opened);
+        }
+        match row {
             Row::Read => {}
             Row::TransactionSkipped => self.status_mut().transactions_skipped += 1,
             Row::MessagePassedOver => self.status_mut().messages_passed_over += 1,
@@ -494,17 +509,28 @@ impl SlotSource {
     /// Writes the checkpoint file when something new settled, then (when
     /// no round is running) advances the slot and reads its lag.
     async fn checkpoint_inner(&mut self) -> Result<(), SlotError> {
-        let reached = self.ledger().reached().cloned();
+        let (reached, partial) = {
+            let mut ledger = self.ledger();
+            (ledger.reached().cloned(), ledger.partial())
+        };
+        // A partial transaction is saved beside the last mark reached; with
+        // none reached yet there is no place to save it beside. Until a
+        // resumed transaction is read again, the saved part stands.
         if let Some(mark) = reached
-            && mark.lsn > self.saved
+            && (mark.lsn > self.saved || (partial.is_some() && partial != self.saved_partial))
         {
             let text = lsn_text(mark.lsn);
             self.checkpoint.save(&Saved {
                 slot: self.config.slot.clone(),
                 lsn: text.clone(),
                 xid: mark.xid,
+                partial: partial.map(|(end, rows)| SavedPartial {
+                    end: lsn_text(end),
+                    rows,
+                }),
             })?;
             self.saved = mark.lsn;
+            self.saved_partial = partial;
             self.status_mut().checkpoint_lsn = Some(text);
         }
         if matches!(self.phase, Phase::Idle(_)) && self.connection.is_some() {

@@ -11,7 +11,7 @@ use shardline_cdc::decode::{lsn_text, parse_lsn};
 use shardline_core::Input;
 
 use crate::SlotError;
-use crate::ledger::Mark;
+use crate::ledger::{Mark, Opened};
 use crate::source::SlotPosition;
 
 /// The output plugin the slot must use.
@@ -94,6 +94,8 @@ struct Transaction {
     /// Read entirely before: skip it all.
     skip_all: bool,
     rows: usize,
+    /// Whether its first input of this run was announced ([`Opened`]).
+    announced: bool,
 }
 
 /// What a row was, when it was not simply handed out.
@@ -124,6 +126,8 @@ pub(crate) struct Reader {
     next_seq: u64,
     /// Inputs read and not yet handed to the pipeline.
     pending: Vec<Input<SlotPosition>>,
+    /// Transactions whose first input of this run was just handed out.
+    opened: Vec<Opened>,
 }
 
 impl Reader {
@@ -136,7 +140,20 @@ impl Reader {
             unconfirmed: VecDeque::new(),
             next_seq: 1,
             pending: Vec::new(),
+            opened: Vec::new(),
         }
+    }
+
+    /// Resumes the transaction ending at `end` after its first `rows`
+    /// messages (settled before a restart), when a round reads it.
+    pub(crate) fn resume_after(&mut self, end: u64, rows: usize) {
+        self.cut = Some((end, rows));
+    }
+
+    /// Transactions whose first input of this run was handed out since
+    /// the last call.
+    pub(crate) fn take_opened(&mut self) -> Vec<Opened> {
+        std::mem::take(&mut self.opened)
     }
 
     pub(crate) fn read_through(&self) -> u64 {
@@ -205,10 +222,13 @@ impl Reader {
             }
             self.current = Some(Transaction {
                 end,
-                emitted: 0,
+                // What was handed out before counts: a cut during the
+                // skipped part keeps it.
+                emitted: skip_first,
                 skip_first,
                 skip_all,
                 rows: 0,
+                announced: false,
             });
         }
         if action == b'M' && self.current.is_none() {
@@ -240,6 +260,14 @@ impl Reader {
             txn.emitted = txn.rows;
             let seq = self.next_seq;
             self.next_seq += 1;
+            if !txn.announced {
+                txn.announced = true;
+                self.opened.push(Opened {
+                    first_seq: seq,
+                    first_row: txn.rows as u64,
+                    end: txn.end,
+                });
+            }
             self.pending.push(Input {
                 data: data.into(),
                 position: SlotPosition {

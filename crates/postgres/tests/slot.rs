@@ -128,10 +128,11 @@ async fn transactions_arrive_in_commit_order_and_only_settled_ones_are_checkpoin
     );
     drop(source);
 
-    // After a restart T1 is read again, whole; T2 is not.
+    // After a restart T1 is read again after its settled part (its BEGIN
+    // and first change); T2 is not.
     let mut source = SlotSource::open(config(&db, &slot), file.clone()).await?;
-    let again = read_inputs(&mut source, 4).await;
-    assert_eq!(actions(&again), ["B", "I:a", "I:a", "C"]);
+    let again = read_inputs(&mut source, 2).await;
+    assert_eq!(actions(&again), ["I:a", "C"]);
     let mut settle = source.settler();
     for input in &again {
         settle(vec![input.position.clone()]);
@@ -464,5 +465,51 @@ async fn a_connection_that_stops_answering_is_made_again() -> TestResult {
     let value: serde_json::Value = serde_json::from_slice(&inputs[1].data)?;
     assert_eq!(value["columns"][0]["value"], 2);
     assert!(source.status().lock().unwrap().reconnections >= 1);
+    Ok(())
+}
+
+/// Regression (issue 20, crash duplicates): a restart in the middle of a
+/// large transaction sent it again whole, however much of it had settled.
+#[tokio::test]
+async fn a_restart_resumes_a_large_transaction_after_its_settled_part() -> TestResult {
+    let pg = Postgres::shared()?;
+    let db = database(pg, "CREATE TABLE t (id int PRIMARY KEY)")?;
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let slot = unique_name("slot");
+    let mut config = config(&db, &slot);
+    config.batch_rows = 100;
+    let mut source = SlotSource::open(config.clone(), file.clone()).await?;
+    pg.psql(&db.name, "INSERT INTO t VALUES (0)")?;
+    pg.psql(
+        &db.name,
+        "INSERT INTO t SELECT g FROM generate_series(1, 1000) g",
+    )?;
+    // The small transaction and 300 messages of the large one settle (its
+    // BEGIN and 299 inserts); more of it was read.
+    let mut read = Vec::new();
+    while read.len() < 3 + 400 {
+        let batch = tokio::time::timeout(Duration::from_secs(30), source.read()).await??;
+        read.extend(batch.expect("the slot does not end"));
+    }
+    let mut settle = source.settler();
+    settle(read[..3 + 300].iter().map(|i| i.position.clone()).collect());
+    source.checkpoint().await?;
+    let saved: serde_json::Value = file.load()?.unwrap();
+    assert_eq!(saved["partial"]["rows"], 300, "{saved}");
+    drop(source);
+
+    // After a restart the large transaction goes on at insert 300.
+    let mut source = SlotSource::open(config, file.clone()).await?;
+    let rest = read_inputs(&mut source, 1002 - 300).await;
+    let first: serde_json::Value = serde_json::from_slice(&rest[0].data)?;
+    assert_eq!(first["columns"][0]["value"], 300, "{first}");
+    assert_eq!(actions(&rest).last().map(String::as_str), Some("C"));
+    // Settled whole, the checkpoint moves past it and drops the part.
+    let mut settle = source.settler();
+    settle(rest.iter().map(|i| i.position.clone()).collect());
+    source.checkpoint().await?;
+    let saved: serde_json::Value = file.load()?.unwrap();
+    assert!(saved.get("partial").is_none(), "{saved}");
     Ok(())
 }
