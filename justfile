@@ -13,6 +13,11 @@ test *ARGS:
 test-quick *ARGS:
     cargo xtask test --no-lint {{ARGS}}
 
+# Crashes, faults, an outage, garbage and a full disk through the release
+# binaries; prints what was lost and repeated (docs/reliability.md).
+chaos *ARGS:
+    cargo xtask chaos {{ARGS}}
+
 # Build the release binaries and measure the whole path (docs/benchmarks.md).
 bench:
     cargo xtask bench

@@ -170,14 +170,8 @@ impl<S: Source> Pipeline<S> {
             }
             tokio::select! {
                 _ = stop.changed() => {}
-                _ = tick.tick() => {
-                    self.source.checkpoint().await?;
-                    prompt.done();
-                }
-                () = prompt.due() => {
-                    self.source.checkpoint().await?;
-                    prompt.done();
-                }
+                _ = tick.tick() => self.checkpoint(&mut prompt).await?,
+                () = prompt.due() => self.checkpoint(&mut prompt).await?,
                 reason = acks.failed() => {
                     failure = Some(PipelineError::Unsettled(reason));
                     break;
@@ -242,14 +236,8 @@ impl<S: Source> Pipeline<S> {
             tokio::select! {
                 acks = &mut finish => break acks,
                 () = &mut flush, if !flushed => flushed = true,
-                _ = tick.tick() => {
-                    self.source.checkpoint().await?;
-                    prompt.done();
-                }
-                () = prompt.due() => {
-                    self.source.checkpoint().await?;
-                    prompt.done();
-                }
+                _ = tick.tick() => self.checkpoint(&mut prompt).await?,
+                () = prompt.due() => self.checkpoint(&mut prompt).await?,
             }
         };
         self.source.checkpoint().await?;
@@ -261,6 +249,13 @@ impl<S: Source> Pipeline<S> {
             (None, Err(e)) => Err(e.into()),
             (None, Ok(())) => Ok(summary),
         }
+    }
+
+    /// Checkpoints the source: everything settled so far is in it.
+    async fn checkpoint(&mut self, prompt: &mut Prompt) -> Result<(), SourceError> {
+        self.source.checkpoint().await?;
+        prompt.done();
+        Ok(())
     }
 
     fn count_read(&self, batch: &[Input<S::Position>], summary: &mut PipelineSummary) {
