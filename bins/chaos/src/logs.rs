@@ -300,12 +300,16 @@ fn garbage_line(n: u64, long: usize, rng: &mut impl Rng) -> Vec<u8> {
         return line(n).into_bytes();
     }
     let mut out = format!("junk n={n} ").into_bytes();
+    if n % 1000 == 1 {
+        out.extend(std::iter::repeat_n(b'z', long));
+        out.push(b'\n');
+        return out;
+    }
     match n % 5 {
         0 => out.extend((0..200).map(|_| rng.random_range(0x20..0x7f_u8))),
         1 => out.extend((0..200).map(|_| rng.random::<u8>()).filter(|b| *b != b'\n')),
         2 => out.extend([0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x82]),
         3 => out.extend([0, 0, b'x', 0, b'y', 0]),
-        _ if n % 1000 == 1 => out.extend(std::iter::repeat_n(b'z', long)),
         _ => out.extend(b"GET / HTTP/1.1 200 -".iter()),
     }
     out.push(b'\n');

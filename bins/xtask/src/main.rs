@@ -12,6 +12,11 @@
 //!   chaos suite (`bins/chaos`): crashes, faults, an outage, garbage and a
 //!   full disk, with a table of what was lost and repeated. `cargo xtask
 //!   test` ends with its smoke size (`chaos --smoke`).
+//! - `cargo xtask fuzz [--seconds N] [--keep] [TARGET...]`: builds the fuzz
+//!   targets (`fuzz/`) with libFuzzer's coverage instrumentation on the
+//!   stable toolchain and runs each for N seconds (default 600), from the
+//!   corpus in `fuzz/corpus/TARGET`; `--keep` merges what found new
+//!   coverage back into it. `cargo xtask test` runs each for 10 seconds.
 //! - `cargo xtask bench`: builds the release binaries and the baseline
 //!   program, then runs the whole-path bench (`benches/whole_path.rs`), which
 //!   prints the table `docs/benchmarks.md` records.
@@ -27,6 +32,7 @@ const USAGE: &str = "\
 usage: cargo xtask demo [--stream-name NAME] [--shards N]
        cargo xtask test [--no-lint] [-- ARGS FOR cargo test]
        cargo xtask chaos [--smoke] [--only NAME,...]
+       cargo xtask fuzz [--seconds N] [--keep] [TARGET...]
        cargo xtask bench";
 
 fn main() -> ExitCode {
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" if rest.is_empty() => bench(),
         "chaos" => chaos(rest),
+        "fuzz" => fuzz(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -150,7 +157,132 @@ fn test(args: &[String]) -> Result<(), String> {
     step(
         "chaos suite, smoke size",
         Command::new(target_dir().join("debug/chaos")).arg("--smoke"),
-    )
+    )?;
+    run_fuzz(FUZZ_TARGETS, FUZZ_SMOKE_SECONDS, false)
+}
+
+/// Every fuzz target (`fuzz/Cargo.toml`).
+const FUZZ_TARGETS: &[&str] = &[
+    "apache",
+    "nginx",
+    "application",
+    "custom_format",
+    "cdc",
+    "iot_filter",
+];
+/// Seconds each target runs in `cargo xtask test`.
+const FUZZ_SMOKE_SECONDS: u64 = 10;
+/// Seconds each target runs in `cargo xtask fuzz` unless told.
+const FUZZ_DEFAULT_SECONDS: u64 = 600;
+/// libFuzzer's coverage instrumentation, as cargo-fuzz asks rustc for it;
+/// every flag is stable (only sanitizers would need nightly, and safe Rust
+/// is what is fuzzed here). Debug assertions and overflow checks stay on.
+const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module \
+    -Cllvm-args=-sanitizer-coverage-level=4 \
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+    -Cllvm-args=-sanitizer-coverage-pc-table \
+    -Cllvm-args=-sanitizer-coverage-trace-compares \
+    --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
+
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let mut seconds = FUZZ_DEFAULT_SECONDS;
+    let mut keep = false;
+    let mut targets = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("--seconds needs a number\n{USAGE}"))?;
+            }
+            "--keep" => keep = true,
+            target if FUZZ_TARGETS.contains(&target) => targets.push(target),
+            other => {
+                return Err(format!(
+                    "unknown fuzz target or flag `{other}` (targets: {})\n{USAGE}",
+                    FUZZ_TARGETS.join(", ")
+                ));
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    run_fuzz(&targets, seconds, keep)
+}
+
+/// The host's target triple, as rustc names it.
+fn host_triple() -> Result<String, String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("running rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .ok_or_else(|| "rustc -vV named no host".to_owned())
+}
+
+/// Builds the fuzz targets and runs each for `seconds`. New inputs go to
+/// `target/fuzz/corpus/TARGET`; with `keep`, those that add coverage are
+/// merged into `fuzz/corpus/TARGET`. A crash is written to
+/// `target/fuzz/artifacts/TARGET/` and fails the run.
+fn run_fuzz(targets: &[&str], seconds: u64, keep: bool) -> Result<(), String> {
+    let fuzz_target = target_dir().join("fuzz");
+    let flags: String = FUZZ_RUSTFLAGS
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    // With the target named, RUSTFLAGS reach the targets' code only, not
+    // build scripts and proc macros (which are not linked with libFuzzer).
+    let host = host_triple()?;
+    step(
+        "build the fuzz targets",
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+            ])
+            .args(["--target", &host])
+            .arg("--target-dir")
+            .arg(&fuzz_target)
+            .env("RUSTFLAGS", flags),
+    )?;
+    for target in targets {
+        let seeds = workspace_root().join("fuzz/corpus").join(target);
+        let found = fuzz_target.join("corpus").join(target);
+        let artifacts = fuzz_target.join("artifacts").join(target);
+        for dir in [&seeds, &found, &artifacts] {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let binary = fuzz_target.join(&host).join("release").join(target);
+        step(
+            &format!("fuzz {target} for {seconds} s"),
+            Command::new(&binary)
+                .arg(format!("-max_total_time={seconds}"))
+                .arg(format!("-artifact_prefix={}/", artifacts.display()))
+                .arg("-print_final_stats=1")
+                .arg(&found)
+                .arg(&seeds),
+        )?;
+        if keep {
+            step(
+                &format!("keep what {target} found"),
+                Command::new(&binary)
+                    .arg("-merge=1")
+                    .arg(&seeds)
+                    .arg(&found),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The chaos suite at full size, with the release binaries.
