@@ -137,8 +137,8 @@ impl<P: Send + 'static> Acknowledgements<P> {
         }
     }
 
-    /// Changes each time positions are handed to the source as settled
-    /// (its value counts the hand-overs): a cue to checkpoint soon.
+    /// Changes each time positions are handed to the source as settled;
+    /// its value counts the positions so far: a cue to checkpoint soon.
     pub fn settlements(&self) -> watch::Receiver<u64> {
         self.settlements.clone()
     }
@@ -184,8 +184,9 @@ impl<F> Reporter<F> {
     where
         F: FnMut(Vec<P>),
     {
+        let count = positions.len() as u64;
         (self.on_settled)(positions);
-        self.settled.send_modify(|n| *n += 1);
+        self.settled.send_modify(|n| *n += count);
     }
 }
 

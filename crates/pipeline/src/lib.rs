@@ -56,8 +56,8 @@ mod stdout;
 
 pub use acks::{ACK_QUEUE_BATCHES, AckSummary, Acknowledgements};
 pub use pipeline::{
-    CHECKPOINT_AFTER_SETTLING, DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError,
-    PipelineSummary,
+    CHECKPOINT_AFTER_INPUTS, CHECKPOINT_AFTER_SETTLING, CHECKPOINT_MIN_GAP,
+    DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError, PipelineSummary,
 };
 pub use stdout::StdoutSink;
 

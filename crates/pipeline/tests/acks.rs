@@ -416,3 +416,53 @@ async fn what_settles_is_checkpointed_promptly_not_at_the_next_period() {
     assert_eq!(checkpoints.lock().unwrap().len(), 2, "{checkpoints:?}");
     running.abort();
 }
+
+/// At a high rate, 100 ms of settled input is more than a batch: once a
+/// batch's worth has settled, the checkpoint comes after the minimum gap.
+#[tokio::test(start_paused = true)]
+async fn a_batch_worth_of_settled_input_is_checkpointed_after_the_minimum_gap() {
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let checkpoints = Arc::new(Mutex::new(Vec::new()));
+    let inputs = shardline_pipeline::CHECKPOINT_AFTER_INPUTS as u32 + 100;
+    let source = OneBatchThenQuiet {
+        batch: Some((0..inputs).collect()),
+        settled: settled.clone(),
+        checkpoints: checkpoints.clone(),
+    };
+    // One worker: the batch is processed on the pipeline's task, so paused
+    // time cannot jump ahead of a thread.
+    let pipeline = Pipeline::new(
+        source,
+        Arc::new(Numbers),
+        Arc::new(Backwards::default()),
+        SourceName::new("numbers"),
+        Arc::new(SourceCounters::default()),
+    )
+    .workers(1)
+    .checkpoint_interval(Duration::from_secs(3600));
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let running = tokio::spawn(pipeline.run(stop));
+    let taken = loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let found = checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, settled)| *settled == inputs as usize)
+            .map(|(at, _)| *at);
+        if let Some(at) = found {
+            break at;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(7200),
+            "no checkpoint"
+        );
+    };
+    assert!(
+        taken - started <= shardline_pipeline::CHECKPOINT_MIN_GAP + Duration::from_millis(2),
+        "checkpointed {:?} after the start",
+        taken - started
+    );
+    running.abort();
+}
