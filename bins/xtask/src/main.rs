@@ -263,15 +263,40 @@ fn run_fuzz(targets: &[&str], seconds: u64, keep: bool) -> Result<(), String> {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let binary = fuzz_target.join(&host).join("release").join(target);
-        step(
+        // libFuzzer reports every new input: its output goes to a log, and
+        // only the final statistics (or, on a crash, the end) are shown.
+        let log_path = fuzz_target.join("logs").join(format!("{target}.log"));
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let result = step(
             &format!("fuzz {target} for {seconds} s"),
             Command::new(&binary)
                 .arg(format!("-max_total_time={seconds}"))
                 .arg(format!("-artifact_prefix={}/", artifacts.display()))
                 .arg("-print_final_stats=1")
                 .arg(&found)
-                .arg(&seeds),
-        )?;
+                .arg(&seeds)
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log),
+        );
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let shown: Vec<&str> = match &result {
+            Ok(()) => lines
+                .iter()
+                .filter(|l| l.starts_with("stat::") || l.starts_with("Done "))
+                .copied()
+                .collect(),
+            Err(_) => lines.iter().rev().take(40).rev().copied().collect(),
+        };
+        for line in shown {
+            eprintln!("    {line}");
+        }
+        eprintln!("    (libFuzzer's output: {})", log_path.display());
+        result?;
         if keep {
             step(
                 &format!("keep what {target} found"),
