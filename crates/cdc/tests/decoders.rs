@@ -193,6 +193,18 @@ fn wal2json_transactions() {
     assert!(matches!(all[9], Decoded::Commit { .. }));
 }
 
+/// Found by fuzzing (`cargo xtask fuzz cdc`): Maxwell's `ts` is in
+/// seconds, and one too large to be a time overflowed when turned into
+/// milliseconds (a panic with overflow checks, a wrong time without).
+#[test]
+fn a_maxwell_time_too_large_to_be_a_time_has_none() {
+    let line = br#"{"database":"test","table":"maxwell","type":"insert","ts":1705314088888888752,"xoffset":0,"data":{"id":1}}"#;
+    let decoded = Decoder::new(Format::Maxwell).decode(line).unwrap();
+    let event = change(&decoded);
+    assert_eq!(event.timestamp, None);
+    assert_eq!(event.table, "maxwell");
+}
+
 #[test]
 fn bad_input_is_an_error_naming_what_is_wrong() {
     let mut decoder = Decoder::new(Format::Debezium);

@@ -59,10 +59,12 @@ pub(super) fn decode(decoder: &mut Decoder, value: Value) -> Result<Decoded, Dec
         Some(n) => n,
         None => decoder.sequence(transaction_id.as_deref()),
     };
-    let millis = record
-        .get("ts_ms")
-        .and_then(Value::as_i64)
-        .or_else(|| record.get("ts").and_then(Value::as_i64).map(|s| s * 1000));
+    let millis = record.get("ts_ms").and_then(Value::as_i64).or_else(|| {
+        record
+            .get("ts")
+            .and_then(Value::as_i64)
+            .and_then(|s| s.checked_mul(1000))
+    });
     let primary_key = primary_key(record, after.as_ref().or(before.as_ref()));
     Ok(Decoded::Change(Box::new(ChangeEvent {
         timestamp: millis.and_then(rfc3339_from_millis),
