@@ -327,18 +327,34 @@ impl Tailer {
                 open.rotated_since = Some(now);
             }
         }
-        // A closed file no longer matched was read to its end: its place
-        // leaves the checkpoint.
+        // A closed file no longer matched (renamed away, deleted) may have
+        // grown just before it went: found where it is now, it is read to
+        // its end like any rotated file. Otherwise it was read whole, and
+        // its place leaves the checkpoint.
         let (kept, gone): (Vec<Closed>, Vec<Closed>) = std::mem::take(&mut self.closed)
             .into_iter()
             .partition(|c| seen.contains(&c.inode));
         self.closed = kept;
-        if !gone.is_empty() {
-            let mut registry = self.lock();
-            for closed in gone {
-                if let Some(tracked) = registry.files.get_mut(&closed.id) {
-                    tracked.emitted_offset = closed.offset;
-                    tracked.released = true;
+        for closed in gone {
+            let found = locate(&FileCheckpoint {
+                path: closed.path.clone(),
+                inode: closed.inode,
+                fingerprint: closed.fingerprint.clone(),
+                offset: closed.offset,
+                line: closed.line,
+            })
+            .filter(|(_, file)| file_len(file).is_ok_and(|len| len != closed.offset));
+            match found {
+                Some((path, file)) => {
+                    tracing::info!(file = %path.display(), "changed and rotated; reading it to its end");
+                    self.open.push(reopened(closed, file, &path, Some(now)));
+                }
+                None => {
+                    let mut registry = self.lock();
+                    if let Some(tracked) = registry.files.get_mut(&closed.id) {
+                        tracked.emitted_offset = closed.offset;
+                        tracked.released = true;
+                    }
                 }
             }
         }
@@ -360,22 +376,7 @@ impl Tailer {
         self.reported.remove(path);
         let closed = self.closed.swap_remove(at);
         tracing::info!(file = %path.display(), offset = closed.offset, "changed; following again");
-        let now = Instant::now();
-        self.open.push(Open {
-            id: closed.id,
-            file,
-            path: Arc::from(path),
-            inode: closed.inode,
-            fingerprint: closed.fingerprint,
-            generation: closed.generation,
-            offset: closed.offset,
-            line: closed.line,
-            partial: Vec::new(),
-            partial_start: closed.offset,
-            partial_dropped: 0,
-            rotated_since: None,
-            last_data: now,
-        });
+        self.open.push(reopened(closed, file, path, None));
     }
 
     /// Whether `open` may be closed for being idle: a glob's file, not
@@ -554,6 +555,25 @@ impl Tailer {
         }
         registry.files.insert(new_id, original);
         Some(copy)
+    }
+}
+
+/// A closed file opened again as `file` at `path`, where it was left.
+fn reopened(closed: Closed, file: File, path: &Path, rotated_since: Option<Instant>) -> Open {
+    Open {
+        id: closed.id,
+        file,
+        path: Arc::from(path),
+        inode: closed.inode,
+        fingerprint: closed.fingerprint,
+        generation: closed.generation,
+        offset: closed.offset,
+        line: closed.line,
+        partial: Vec::new(),
+        partial_start: closed.offset,
+        partial_dropped: 0,
+        rotated_since,
+        last_data: Instant::now(),
     }
 }
 

@@ -286,3 +286,24 @@ async fn an_idle_file_of_a_glob_is_closed_and_opened_again_where_it_was_when_it_
     }
     assert!(dropped, "the deleted archive is still checkpointed");
 }
+
+/// A closed file that grows and is renamed out of the glob before a scan
+/// sees it grow is found where it went and read to its end: its new lines
+/// are not taken as read.
+#[tokio::test]
+async fn a_closed_file_that_grows_and_is_renamed_away_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app-1.log");
+    append(&log, lines("old", 0..2));
+    let mut config = config(&dir.path().join("app-*.log"));
+    config.close_inactive = Duration::from_millis(200);
+    let mut source = TailSource::start(config, checkpoints(dir.path(), false), false).unwrap();
+    let read = read_lines(&mut source, 2).await;
+    source.settler()(read.into_iter().map(|i| i.position).collect());
+    wait_for("the idle file closed", || !held_open(&log)).await;
+    // The writer adds lines, and the file is rotated out of the pattern.
+    append(&log, lines("new", 0..3));
+    std::fs::rename(&log, dir.path().join("app-1.log.1")).unwrap();
+    let more = read_lines(&mut source, 3).await;
+    assert_eq!(text(&more), lines("new", 0..3));
+}
