@@ -189,7 +189,7 @@ impl<S: Source> Pipeline<S> {
                 }
                 done = first(&mut jobs), if !jobs.is_empty() => {
                     let read_at = jobs.pop_front().map_or_else(Instant::now, |job| job.read_at);
-                    match self.forward(done, read_at, &acks, &mut summary).await {
+                    match self.forward(done, read_at, &acks, &mut prompt, &mut summary).await {
                         Ok(true) => {}
                         Ok(false) => { sending = false; break; }
                         Err(e) => { failure = Some(e); break; }
@@ -201,7 +201,7 @@ impl<S: Source> Pipeline<S> {
                         self.count_read(&batch, &mut summary);
                         if let Some(batch) = self.start(batch, read_at, &mut jobs) {
                             let processed = process_run(&*self.processor, batch);
-                            match self.forward(processed, read_at, &acks, &mut summary).await {
+                            match self.forward(processed, read_at, &acks, &mut prompt, &mut summary).await {
                                 Ok(true) => {}
                                 Ok(false) => { sending = false; break; }
                                 Err(e) => { failure = Some(e); break; }
@@ -222,7 +222,10 @@ impl<S: Source> Pipeline<S> {
                 summary.unsent += inputs;
                 continue;
             }
-            match self.forward(done, read_at, &acks, &mut summary).await {
+            match self
+                .forward(done, read_at, &acks, &mut prompt, &mut summary)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => sending = false,
                 Err(e) => failure = Some(e),
@@ -264,10 +267,7 @@ impl<S: Source> Pipeline<S> {
 
     /// Checkpoints the source: everything settled so far is in it.
     async fn checkpoint(&mut self, prompt: &mut Prompt) -> Result<(), SourceError> {
-        let settled = prompt.settled();
-        self.source.checkpoint().await?;
-        prompt.done(settled);
-        Ok(())
+        checkpoint(&mut self.source, prompt).await
     }
 
     fn count_read(&self, batch: &[Input<S::Position>], summary: &mut PipelineSummary) {
@@ -310,6 +310,7 @@ impl<S: Source> Pipeline<S> {
         processed: Done<S::Position>,
         read_at: Instant,
         acks: &Acknowledgements<S::Position>,
+        prompt: &mut Prompt,
         summary: &mut PipelineSummary,
     ) -> Result<bool, PipelineError> {
         let processed = processed?;
@@ -343,7 +344,11 @@ impl<S: Source> Pipeline<S> {
             turns.push((input.position, item.is_some()));
             items.extend(item);
         }
-        let accepted = self.sink.send(items).await?;
+        // The sink and the acknowledgement queue may make this wait (a full
+        // queue is backpressure); what settles meanwhile is checkpointed
+        // meanwhile, or a crash during a burst would repeat it.
+        let sink = self.sink.clone();
+        let accepted = checkpointing(&mut self.source, prompt, sink.send(items)).await??;
         let mut receipts = accepted.receipts.into_iter();
         let mut followed = Vec::with_capacity(count);
         let mut refused = false;
@@ -369,8 +374,33 @@ impl<S: Source> Pipeline<S> {
             refused = true;
             break;
         }
-        acks.push(followed, read_at).await;
+        checkpointing(&mut self.source, prompt, acks.push(followed, read_at)).await?;
         Ok(!refused)
+    }
+}
+
+/// Checkpoints `source`: everything settled so far is in it.
+async fn checkpoint<S: Source>(source: &mut S, prompt: &mut Prompt) -> Result<(), SourceError> {
+    let settled = prompt.settled();
+    source.checkpoint().await?;
+    prompt.done(settled);
+    Ok(())
+}
+
+/// Waits for `work`, checkpointing `source` whenever a checkpoint falls due
+/// meanwhile.
+async fn checkpointing<S: Source, T>(
+    source: &mut S,
+    prompt: &mut Prompt,
+    work: impl Future<Output = T>,
+) -> Result<T, SourceError> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return Ok(out),
+            () = prompt.due() => checkpoint(source, prompt).await?,
+        }
     }
 }
 

@@ -317,21 +317,21 @@ async fn a_record_that_does_not_settle_holds_the_reader_back() {
     );
 }
 
-/// Reads one batch, then waits for more that never comes; each checkpoint
+/// Reads its batches, then waits for more that never comes; each checkpoint
 /// notes when it was taken and how much was settled by then.
 #[derive(Debug)]
-struct OneBatchThenQuiet {
-    batch: Option<Vec<u32>>,
+struct BatchesThenQuiet {
+    batches: std::collections::VecDeque<Vec<u32>>,
     settled: Arc<Mutex<Vec<u32>>>,
     checkpoints: Arc<Mutex<Vec<(tokio::time::Instant, usize)>>>,
 }
 
 #[async_trait::async_trait]
-impl Source for OneBatchThenQuiet {
+impl Source for BatchesThenQuiet {
     type Position = At;
 
     async fn read(&mut self) -> Result<Option<Vec<Input<At>>>, SourceError> {
-        match self.batch.take() {
+        match self.batches.pop_front() {
             Some(batch) => Ok(Some(
                 batch
                     .into_iter()
@@ -371,8 +371,8 @@ impl Source for OneBatchThenQuiet {
 async fn what_settles_is_checkpointed_promptly_not_at_the_next_period() {
     let settled = Arc::new(Mutex::new(Vec::new()));
     let checkpoints = Arc::new(Mutex::new(Vec::new()));
-    let source = OneBatchThenQuiet {
-        batch: Some((0..100).collect()),
+    let source = BatchesThenQuiet {
+        batches: [(0..100).collect()].into(),
         settled: settled.clone(),
         checkpoints: checkpoints.clone(),
     };
@@ -424,8 +424,8 @@ async fn a_batch_worth_of_settled_input_is_checkpointed_after_the_minimum_gap() 
     let settled = Arc::new(Mutex::new(Vec::new()));
     let checkpoints = Arc::new(Mutex::new(Vec::new()));
     let inputs = shardline_pipeline::CHECKPOINT_AFTER_INPUTS as u32 + 100;
-    let source = OneBatchThenQuiet {
-        batch: Some((0..inputs).collect()),
+    let source = BatchesThenQuiet {
+        batches: [(0..inputs).collect()].into(),
         settled: settled.clone(),
         checkpoints: checkpoints.clone(),
     };
@@ -461,6 +461,86 @@ async fn a_batch_worth_of_settled_input_is_checkpointed_after_the_minimum_gap() 
     };
     assert!(
         taken - started <= shardline_pipeline::CHECKPOINT_MIN_GAP + Duration::from_millis(2),
+        "checkpointed {:?} after the start",
+        taken - started
+    );
+    running.abort();
+}
+
+/// Takes its first batch and settles it at once; then waits without end
+/// to take the next, as a sink with a full queue makes its sender wait.
+#[derive(Debug, Default)]
+struct FullAfterFirst {
+    counters: SinkCounters,
+    taken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Sink for FullAfterFirst {
+    fn name(&self) -> &str {
+        "full-after-first"
+    }
+
+    async fn send(&self, items: Vec<Item>) -> Result<Accepted, SinkError> {
+        if self.taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(Accepted {
+            receipts: items.iter().map(|_| Receipt::ready(delivered())).collect(),
+            refused: None,
+        })
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.counters.snapshot()
+    }
+}
+
+/// Regression (issue 20, crash duplicates in a burst): while the sink made
+/// the pipeline wait to hand it a batch (backpressure), nothing was
+/// checkpointed, so what settled meanwhile — several batches when a
+/// database transaction of 50,000 rows was streamed — was sent again after
+/// a crash.
+#[tokio::test(start_paused = true)]
+async fn what_settles_while_the_sink_makes_the_pipeline_wait_is_checkpointed() {
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let checkpoints = Arc::new(Mutex::new(Vec::new()));
+    let source = BatchesThenQuiet {
+        batches: [(0..100).collect(), (100..200).collect()].into(),
+        settled: settled.clone(),
+        checkpoints: checkpoints.clone(),
+    };
+    let pipeline = Pipeline::new(
+        source,
+        Arc::new(Numbers),
+        Arc::new(FullAfterFirst::default()),
+        SourceName::new("numbers"),
+        Arc::new(SourceCounters::default()),
+    )
+    .workers(1)
+    .checkpoint_interval(Duration::from_secs(3600));
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let running = tokio::spawn(pipeline.run(stop));
+    let taken = loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let found = checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, settled)| *settled == 100)
+            .map(|(at, _)| *at);
+        if let Some(at) = found {
+            break at;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first batch settled but was never checkpointed: {checkpoints:?}"
+        );
+    };
+    assert!(
+        taken - started
+            <= shardline_pipeline::CHECKPOINT_AFTER_SETTLING + Duration::from_millis(10),
         "checkpointed {:?} after the start",
         taken - started
     );
