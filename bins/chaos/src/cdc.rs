@@ -11,7 +11,7 @@ use shardline_harness::streams::StreamReader;
 use shardline_harness::{Postgres, unique_name};
 use tokio::runtime::Runtime;
 
-use crate::count::{Row, Tally, read_until_complete};
+use crate::count::{CrashBound, Row, Tally, read_until_complete};
 use crate::{Binaries, Size};
 
 /// A change event's row id (`primary_key.id`).
@@ -35,7 +35,24 @@ fn insert(pg: &Postgres, database: &str, first: u64, last: u64) -> anyhow::Resul
     anyhow::bail!("rows {first}..={last} could not be inserted")
 }
 
-pub(crate) fn kills_and_restart(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
+/// With the default settings: up to 8 requests in flight, so a crash in
+/// the large transaction may repeat up to 8 batches.
+pub(crate) fn default_settings(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
+    kills_and_restart("cdc", CrashBound::DEFAULT, size, bins, rt)
+}
+
+/// With `[producer] max_in_flight = 1`: a crash may repeat one batch.
+pub(crate) fn one_in_flight(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
+    kills_and_restart("cdc-1", CrashBound { in_flight: 1 }, size, bins, rt)
+}
+
+fn kills_and_restart(
+    name: &str,
+    bound: CrashBound,
+    size: Size,
+    bins: &Binaries,
+    rt: &Runtime,
+) -> anyhow::Result<Row> {
     // Transactions of 10 rows, with one large transaction in the middle.
     let (transactions, big, kills) = match size {
         Size::Smoke => (200, 2_000, 2),
@@ -48,7 +65,14 @@ pub(crate) fn kills_and_restart(size: Size, bins: &Binaries, rt: &Runtime) -> an
     pg.create_database(&database)?;
     pg.psql(&database, "CREATE TABLE t (id int PRIMARY KEY, v int)")?;
     let run = rt.block_on(StreamRun::new("chaos_cdc", 2))?;
-    let config = run.write_config("[postgres]\npoll_interval = 0.05\n")?;
+    let config = run.write_config(&format!(
+        "[postgres]
+poll_interval = 0.05
+[producer]
+max_in_flight = {}
+",
+        bound.in_flight
+    ))?;
     let slot = unique_name("slot");
     let url = pg.url(&database);
     let spawn = || -> anyhow::Result<Child> {
@@ -138,9 +162,14 @@ pub(crate) fn kills_and_restart(size: Size, bins: &Binaries, rt: &Runtime) -> an
         Duration::from_secs(5),
         event_id,
     ))?;
-    let mut row = Row::from_tally("cdc", &tally, crashes);
+    let mut row = Row::from_tally(name, &tally, crashes, bound);
     row.notes.push(format!(
-        "{transactions} transactions of 10 rows and one of {big}; {kills} + 1 kills, 1 database crash"
+        "{transactions} transactions of 10 rows and one of {big}; {kills} + 1 kills, 1 database crash; {} in flight",
+        bound.in_flight
     ));
+    if let Some((first, last, extra)) = tally.duplicate_runs().first() {
+        row.notes
+            .push(format!("largest repeat: {first}..={last} ({extra})"));
+    }
     Ok(row)
 }

@@ -13,6 +13,7 @@
 mod cdc;
 mod count;
 mod logs;
+mod mqtt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,9 +24,10 @@ use count::Row;
 const USAGE: &str = "\
 usage: chaos [--smoke] [--only NAME,...] [--bin-dir DIR]
 
-Scenarios: kills, faults, garbage, disk-full, cdc.
+Scenarios: kills, faults, garbage, disk-full, cdc, cdc-1, mqtt.
 --smoke    small inputs and few crashes (a minute in all)
---bin-dir  where log-streamer and cdc-forwarder are (default: beside chaos)";
+--bin-dir  where log-streamer, cdc-forwarder and sensor-forwarder are
+           (default: beside chaos)";
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +41,19 @@ pub(crate) enum Size {
 pub(crate) struct Binaries {
     pub(crate) log_streamer: PathBuf,
     pub(crate) cdc_forwarder: PathBuf,
+    pub(crate) sensor_forwarder: PathBuf,
 }
 
 type Scenario = fn(Size, &Binaries, &tokio::runtime::Runtime) -> anyhow::Result<Row>;
 
-const SCENARIOS: [(&str, Scenario); 5] = [
+const SCENARIOS: [(&str, Scenario); 7] = [
     ("kills", logs::kills),
     ("faults", logs::faults),
     ("garbage", logs::garbage),
     ("disk-full", logs::disk_full),
-    ("cdc", cdc::kills_and_restart),
+    ("cdc", cdc::default_settings),
+    ("cdc-1", cdc::one_in_flight),
+    ("mqtt", mqtt::broker_restarts),
 ];
 
 fn main() -> ExitCode {
@@ -104,8 +109,13 @@ fn run() -> anyhow::Result<bool> {
     let binaries = Binaries {
         log_streamer: bin_dir.join("log-streamer"),
         cdc_forwarder: bin_dir.join("cdc-forwarder"),
+        sensor_forwarder: bin_dir.join("sensor-forwarder"),
     };
-    for binary in [&binaries.log_streamer, &binaries.cdc_forwarder] {
+    for binary in [
+        &binaries.log_streamer,
+        &binaries.cdc_forwarder,
+        &binaries.sensor_forwarder,
+    ] {
         anyhow::ensure!(
             binary.exists(),
             "{} is missing: build it first (cargo xtask chaos does)",

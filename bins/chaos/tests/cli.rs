@@ -19,7 +19,15 @@ fn help_names_every_scenario() {
     let output = chaos(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for scenario in ["kills", "faults", "garbage", "disk-full", "cdc"] {
+    for scenario in [
+        "kills",
+        "faults",
+        "garbage",
+        "disk-full",
+        "cdc",
+        "cdc-1",
+        "mqtt",
+    ] {
         assert!(help.contains(scenario), "{scenario}: {help}");
     }
 }

@@ -323,6 +323,8 @@ fn chaos(args: &[String]) -> Result<(), String> {
             "--package",
             "cdc-forwarder",
             "--package",
+            "sensor-forwarder",
+            "--package",
             "shardline-chaos",
             "--package",
             "shardline-harness",

@@ -161,10 +161,16 @@ impl Mosquitto {
     /// Stops the broker gracefully (it saves its persistence file) and
     /// starts it again on the same port.
     pub fn restart(&self) -> Result<(), Error> {
+        self.restart_after(std::time::Duration::ZERO)
+    }
+
+    /// [`Mosquitto::restart`], with the broker down for `down` between.
+    pub fn restart_after(&self, down: std::time::Duration) -> Result<(), Error> {
         let mut guard = self.process.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mut process) = guard.take() {
             process.stop();
         }
+        std::thread::sleep(down);
         *guard = Some(launch(
             &self.run_dir,
             self.port,
