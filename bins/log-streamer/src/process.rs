@@ -58,13 +58,20 @@ pub(crate) fn key_for(file: &LogFile) -> anyhow::Result<Box<dyn PartitionKeyStra
     Ok(spec.strategy())
 }
 
-/// The validator of an entry: `builtin` (default), `none`, or a schema file.
+/// The validator of an entry: `builtin` (default), `strict`, `none`, or a
+/// schema file. The built-in application schema takes any JSON object;
+/// `strict` asks for a time, a level and a message (access logs have one
+/// built-in schema, which both names give).
 pub(crate) fn validator_for(file: &LogFile) -> anyhow::Result<Option<Validator>> {
     let spec = file.schema.as_deref().unwrap_or("builtin");
     Ok(match spec {
         "none" => None,
         "builtin" => Some(match file.kind {
             LogKind::Application => Validator::application_log()?,
+            _ => Validator::web_log()?,
+        }),
+        "strict" => Some(match file.kind {
+            LogKind::Application => Validator::application_log_strict()?,
             _ => Validator::web_log()?,
         }),
         path => Some(Validator::from_file(std::path::Path::new(path))?),
@@ -118,13 +125,16 @@ mod tests {
 
     #[test]
     fn schema_failures_name_the_rule_and_path() {
-        let app = processor(r#"[{"path": "a", "type": "application"}]"#);
+        let app = processor(r#"[{"path": "a", "type": "application", "schema": "strict"}]"#);
         match app.process(
             br#"{"timestamp": "2024-01-15T10:30:45Z", "level": 3, "message": "m"}"#,
             Origin::default(),
         ) {
             Processed::Rejected(reason) => {
-                assert!(reason.starts_with("schema application_log:"), "{reason}");
+                assert!(
+                    reason.starts_with("schema application_log_strict:"),
+                    "{reason}"
+                );
                 assert!(reason.contains("type at \"/level\""), "{reason}");
             }
             other => panic!("{other:?}"),
@@ -133,5 +143,35 @@ mod tests {
             Processed::Record(record) => assert_eq!(record.partition_key.as_str(), "req-1"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Regression (issue 21): by default a JSON log line is taken whatever
+    /// its keys, with an epoch-millisecond time read as one; the strict
+    /// schema, by name, still refuses it.
+    #[test]
+    fn any_json_object_is_an_application_record_by_default() {
+        let line = br#"{"timestamp": 1446252053399, "request": {"path": "/a"}, "status": 200}"#;
+        let app = processor(r#"[{"path": "a", "type": "application"}]"#);
+        match app.process(line, Origin::default()) {
+            Processed::Record(record) => {
+                let value: Value = serde_json::from_slice(&record.data).unwrap();
+                assert_eq!(value["timestamp"], "2015-10-31T00:40:53.399+00:00");
+                assert_eq!(value["timestamp_original"], 1446252053399u64);
+                assert_eq!(value["request"]["path"], "/a");
+                assert_eq!(value["level"], Value::Null);
+            }
+            other => panic!("{other:?}"),
+        }
+        let strict = processor(r#"[{"path": "a", "type": "application", "schema": "strict"}]"#);
+        match strict.process(line, Origin::default()) {
+            Processed::Rejected(reason) => {
+                assert!(reason.contains("type at \"/level\""), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            app.process(b"[1, 2]", Origin::default()),
+            Processed::Rejected(_)
+        ));
     }
 }

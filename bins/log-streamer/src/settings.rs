@@ -44,7 +44,9 @@ pub(crate) struct LogFile {
     /// `field:<path>`, `fixed:<key>`, `random`, …; default: `web` for
     /// access logs, `field:request_id` for application logs).
     pub(crate) key: Option<String>,
-    /// Validation: `builtin` (default), `none`, or a JSON Schema file.
+    /// Validation: `builtin` (default), `strict` (application logs: a
+    /// `timestamp`, `level` and `message` required), `none`, or a JSON
+    /// Schema file.
     pub(crate) schema: Option<String>,
 }
 

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use crate::LogType;
 use crate::error::ParseError;
 use crate::json;
+use crate::time::loose::JsonTime;
 
 /// The keys the application-log schema names, written first and as
 /// `null` when a line lacks them.
@@ -26,6 +27,16 @@ pub const RECOGNISED_KEYS: [&str; 6] = [
 /// An input key that would clash with the `log_type` shardline adds is kept
 /// under this name instead.
 pub const ORIGINAL_LOG_TYPE_KEY: &str = "original_log_type";
+
+/// Where a record's `timestamp` comes from: the first of these keys the
+/// line has (the names JSON loggers use: Logstash and Elastic's
+/// `@timestamp`, zap's `ts`, logrus's `time`).
+pub const TIME_KEYS: [&str; 5] = ["timestamp", "@timestamp", "time", "ts", "datetime"];
+
+/// A line's own `timestamp`, when it is rewritten as RFC 3339 (an epoch
+/// count, a time without a zone), is kept under this name. A line that
+/// has a key of this name already keeps its `timestamp` as it is.
+pub const ORIGINAL_TIMESTAMP_KEY: &str = "timestamp_original";
 
 /// Above this many keys, duplicate keys are found with a hash map rather
 /// than by scanning.
@@ -89,6 +100,56 @@ impl<'a> AppRecord<'a> {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|(k, _)| k.as_ref())
     }
+
+    /// Whether the record's `timestamp` is a string that passes `rule`
+    /// (on its raw JSON) or a time written as RFC 3339.
+    pub(crate) fn writes_time_as_string(&self, rule: &dyn Fn(&str) -> bool) -> bool {
+        match self.time() {
+            TimeField::Missing => false,
+            TimeField::Raw(raw) => rule(raw.get()),
+            TimeField::Read { .. } => true,
+        }
+    }
+
+    /// What the record's `timestamp` is: the first of [`TIME_KEYS`] the
+    /// line has, as RFC 3339 when it is a time in another form.
+    fn time(&self) -> TimeField<'a> {
+        let Some((key, raw)) = TIME_KEYS
+            .iter()
+            .find_map(|key| Some((*key, self.raw(key)?)))
+        else {
+            return TimeField::Missing;
+        };
+        let own = key == "timestamp";
+        if own && self.raw(ORIGINAL_TIMESTAMP_KEY).is_some() {
+            return TimeField::Raw(raw);
+        }
+        match crate::time::loose::json_time(raw.get()) {
+            Some(JsonTime::Rfc3339) => TimeField::Raw(raw),
+            Some(JsonTime::Read(time)) => TimeField::Read {
+                time,
+                original: own.then_some(raw),
+            },
+            // A `timestamp` that is no time is kept as the line had it;
+            // another key's stays under that key.
+            None if own => TimeField::Raw(raw),
+            None => TimeField::Missing,
+        }
+    }
+}
+
+/// A record's `timestamp`.
+enum TimeField<'a> {
+    /// None of [`TIME_KEYS`]: `null`.
+    Missing,
+    /// As the line had it.
+    Raw(&'a RawValue),
+    /// Read from another form and written as RFC 3339; the line's own
+    /// `timestamp`, if that is where it came from, kept beside it.
+    Read {
+        time: crate::time::Timestamp,
+        original: Option<&'a RawValue>,
+    },
 }
 
 /// Keeps one entry per key — the last value, at the first key's position —
@@ -138,12 +199,27 @@ impl AppRecord<'_> {
     /// implementation gives `serde_json`, written directly.
     pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
         buf.push(b'{');
-        for (i, key) in RECOGNISED_KEYS.iter().enumerate() {
-            json::key(buf, i == 0, key);
+        let time = self.time();
+        json::key(buf, true, "timestamp");
+        match &time {
+            TimeField::Missing => buf.extend_from_slice(b"null"),
+            TimeField::Raw(raw) => buf.extend_from_slice(raw.get().as_bytes()),
+            TimeField::Read { time, .. } => time.write_json(buf),
+        }
+        for key in RECOGNISED_KEYS.iter().skip(1) {
+            json::key(buf, false, key);
             match self.raw(key) {
                 Some(raw) => buf.extend_from_slice(raw.get().as_bytes()),
                 None => buf.extend_from_slice(b"null"),
             }
+        }
+        if let TimeField::Read {
+            original: Some(original),
+            ..
+        } = time
+        {
+            json::key(buf, false, ORIGINAL_TIMESTAMP_KEY);
+            buf.extend_from_slice(original.get().as_bytes());
         }
         for (key, value) in &self.fields {
             if RECOGNISED_KEYS.contains(&key.as_ref()) {
@@ -165,8 +241,21 @@ impl AppRecord<'_> {
 impl serde::Serialize for AppRecord<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        for key in RECOGNISED_KEYS {
+        let time = self.time();
+        match &time {
+            TimeField::Missing => map.serialize_entry("timestamp", &())?,
+            TimeField::Raw(raw) => map.serialize_entry("timestamp", raw)?,
+            TimeField::Read { time, .. } => map.serialize_entry("timestamp", time)?,
+        }
+        for key in RECOGNISED_KEYS.iter().skip(1) {
             map.serialize_entry(key, &self.raw(key))?;
+        }
+        if let TimeField::Read {
+            original: Some(original),
+            ..
+        } = time
+        {
+            map.serialize_entry(ORIGINAL_TIMESTAMP_KEY, original)?;
         }
         for (key, value) in &self.fields {
             if RECOGNISED_KEYS.contains(&key.as_ref()) {
@@ -258,6 +347,34 @@ mod tests {
             json(r#"{"a\"b": {"x": [1, 2]}, "log_type": "mine", "level": "x"}"#),
             r#"{"timestamp":null,"level":"x","logger":null,"message":null,"user_id":null,"request_id":null,"a\"b":{"x": [1, 2]},"original_log_type":"mine","log_type":"application"}"#
         );
+    }
+
+    /// The two ways of writing a record agree when the time is rewritten
+    /// too (`tests/fixtures.rs` holds the output to the golden file).
+    #[test]
+    fn time_keys_are_written_the_same_both_ways() {
+        let lines = [
+            r#"{"timestamp": 1446252053399, "x": {"y": 1}}"#,
+            r#"{"@timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO"}"#,
+            r#"{"ts": 1705314645.25, "msg": "m"}"#,
+            r#"{"time": "2024-01-15 10:30:45"}"#,
+            r#"{"timestamp": "nope", "time": 5}"#,
+            r#"{"timestamp": 5, "timestamp_original": "mine"}"#,
+            r#"{"message": "no time"}"#,
+        ];
+        for line in lines {
+            let record = AppRecord::parse(line).unwrap();
+            let mut written = Vec::new();
+            record.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&record).unwrap(),
+                "{line}"
+            );
+        }
+        assert!(json(r#"{"timestamp": 1446252053399}"#).starts_with(
+            r#"{"timestamp":"2015-10-31T00:40:53.399+00:00","level":null,"logger":null,"message":null,"user_id":null,"request_id":null,"timestamp_original":1446252053399,"#
+        ));
     }
 
     #[test]

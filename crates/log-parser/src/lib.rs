@@ -64,12 +64,15 @@ mod text;
 mod time;
 
 pub use access::{AccessRecord, FieldValue};
-pub use application::{AppRecord, ORIGINAL_LOG_TYPE_KEY, RECOGNISED_KEYS};
+pub use application::{
+    AppRecord, ORIGINAL_LOG_TYPE_KEY, ORIGINAL_TIMESTAMP_KEY, RECOGNISED_KEYS, TIME_KEYS,
+};
 pub use error::{FormatError, ParseError};
 #[cfg(feature = "records")]
 pub use records::{DEFAULT_MAX_LINE_BYTES, LogRecords};
 pub use text::Text;
 pub use time::Timestamp;
+pub use time::loose::{EPOCH_MICROSECONDS_BELOW, EPOCH_MILLISECONDS_BELOW, EPOCH_SECONDS_BELOW};
 
 use format::AccessFormat;
 

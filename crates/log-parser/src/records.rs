@@ -231,8 +231,15 @@ impl LogRecords {
             {
                 passes_web_log(access)
             }
-            (Some(validator), LogRecord::Application(app))
+            // The parser made an object and wrote its `log_type`: all the
+            // default schema asks.
+            (Some(validator), LogRecord::Application(_))
                 if validator.builtin() == Some(Builtin::ApplicationLog) =>
+            {
+                true
+            }
+            (Some(validator), LogRecord::Application(app))
+                if validator.builtin() == Some(Builtin::ApplicationLogStrict) =>
             {
                 surely_passes_application_log(app)
             }
@@ -274,11 +281,13 @@ const JSON_OVERHEAD_BYTES: usize = 96;
 /// reserve a thousand times that.
 const RUN_BUFFER_START_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-/// The built-in application-log schema's rules (`Validator::application_log`),
-/// read off the raw JSON of the parsed line: `true` only when its JSON
-/// surely passes. A `false` is not a rejection: the schema then decides on
-/// the JSON (and says why it fails). What is sure here: `timestamp` and
-/// `level` non-empty strings, `message` a string, `logger` and `request_id`
+/// The strict application-log schema's rules
+/// (`Validator::application_log_strict`), read off the raw JSON of the
+/// parsed line: `true` only when its JSON surely passes. A `false` is not a
+/// rejection: the schema then decides on the JSON (and says why it fails).
+/// What is sure here: a `timestamp` that is a non-empty string or a time
+/// the parser writes as RFC 3339, `level` a non-empty string, `message` a
+/// string, `logger` and `request_id`
 /// a string or absent or null, `user_id` a string, a plain integer, absent
 /// or null; `log_type` is written by the parser. A property test holds this
 /// to the schema.
@@ -292,7 +301,7 @@ pub(crate) fn surely_passes_application_log(app: &AppRecord<'_>) -> bool {
         let digits = raw.strip_prefix('-').unwrap_or(raw);
         !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
     };
-    app.get("timestamp").is_some_and(non_empty_string)
+    app.writes_time_as_string(&non_empty_string)
         && app.get("level").is_some_and(non_empty_string)
         && app.get("message").is_some_and(string)
         && null_or(app.get("logger"), &string)
@@ -593,7 +602,7 @@ mod application_log_rules {
 
     /// The schema's verdict on a line's JSON, and the typed check's.
     fn verdicts(line: &str) -> Option<(bool, bool)> {
-        let schema = Validator::application_log().unwrap_or_else(|e| panic!("{e}"));
+        let schema = Validator::application_log_strict().unwrap_or_else(|e| panic!("{e}"));
         let parser = LogParser::application();
         let Ok(LogRecord::Application(app)) = parser.parse(line) else {
             return None;

@@ -78,6 +78,15 @@ fn application_sample_lines() -> Result<(), Box<dyn Error>> {
     check("app", &LogParser::application())
 }
 
+/// Lines in the shapes JSON loggers write (Logstash's encoder, zap,
+/// logrus, bunyan, pino, python-json-logger, a nested access record with
+/// an epoch-millisecond time): every key kept, `timestamp` read from the
+/// first time key and written as RFC 3339.
+#[test]
+fn json_logger_lines() -> Result<(), Box<dyn Error>> {
+    check("json_loggers", &LogParser::application())
+}
+
 #[test]
 fn apache_edge_cases() -> Result<(), Box<dyn Error>> {
     check("apache_edge_cases", &LogParser::apache())

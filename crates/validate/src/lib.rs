@@ -84,6 +84,7 @@ type Check = Box<dyn Fn(&Value) -> Option<Violation> + Send + Sync>;
 pub enum Builtin {
     WebLog,
     ApplicationLog,
+    ApplicationLogStrict,
     IotReading,
     CdcEvent,
 }

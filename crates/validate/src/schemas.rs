@@ -90,10 +90,30 @@ impl Validator {
         .map(|validator| validator.builtin_as(Builtin::WebLog))
     }
 
-    /// JSON application-log records: a time, a level and a message.
+    /// JSON application-log records, as log-streamer makes them of any
+    /// JSON object: the parser keeps every key and writes `log_type`, so
+    /// this only holds the record to that shape. `level`, `message` and
+    /// `timestamp` may be missing or of any type (see
+    /// [`Validator::application_log_strict`] to require them).
     pub fn application_log() -> Result<Validator, SchemaError> {
         Validator::from_schema(
             "application_log",
+            &json!({
+                "type": "object",
+                "required": ["log_type"],
+                "properties": {
+                    "log_type": {"const": "application"}
+                }
+            }),
+        )
+        .map(|validator| validator.builtin_as(Builtin::ApplicationLog))
+    }
+
+    /// JSON application-log records with a time, a level and a message,
+    /// each a string, and the usual fields typed (`"schema": "strict"`).
+    pub fn application_log_strict() -> Result<Validator, SchemaError> {
+        Validator::from_schema(
+            "application_log_strict",
             &json!({
                 "type": "object",
                 "required": ["timestamp", "level", "message", "log_type"],
@@ -108,7 +128,7 @@ impl Validator {
                 }
             }),
         )
-        .map(|validator| validator.builtin_as(Builtin::ApplicationLog))
+        .map(|validator| validator.builtin_as(Builtin::ApplicationLogStrict))
     }
 
     /// IoT sensor readings: a device id, a temperature in range, humidity
@@ -263,12 +283,27 @@ mod tests {
 
     #[test]
     fn application_logs() {
-        let app = Validator::application_log().unwrap();
+        let strict = Validator::application_log_strict().unwrap();
         let good = json!({"timestamp": "2024-01-15T10:30:45.123Z", "level": "INFO",
                           "message": "ok", "user_id": 5, "log_type": "application"});
-        assert_eq!(rules(&app, &good), []);
+        assert_eq!(rules(&strict, &good), []);
         let bad =
             json!({"timestamp": null, "level": "INFO", "message": "ok", "log_type": "application"});
-        assert_eq!(rules(&app, &bad), [pair("type", "/timestamp")]);
+        assert_eq!(rules(&strict, &bad), [pair("type", "/timestamp")]);
+        // The default takes any object the parser made: no level, no
+        // message, a nested body (issue 21: a real JSON log, every line
+        // of which the strict schema refused).
+        let app = Validator::application_log().unwrap();
+        let nested = json!({"timestamp": "2015-10-31T00:40:53.399+00:00", "level": null,
+                            "message": null, "payload": {"id": 1}, "log_type": "application"});
+        assert_eq!(rules(&app, &nested), []);
+        assert_eq!(
+            rules(&strict, &nested),
+            [pair("type", "/level"), pair("type", "/message")]
+        );
+        assert_eq!(
+            rules(&app, &json!({"log_type": "apache_access"})),
+            [pair("const", "/log_type")]
+        );
     }
 }

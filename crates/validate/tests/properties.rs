@@ -44,6 +44,7 @@ proptest! {
         let validators = [
             Validator::web_log(),
             Validator::application_log(),
+            Validator::application_log_strict(),
             Validator::iot_reading(IotLimits::default()),
             Validator::cdc_event(),
         ];

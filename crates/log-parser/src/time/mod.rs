@@ -10,6 +10,7 @@ use nom::character::complete::char;
 use crate::nom_error::{PResult, expecting, fail};
 
 mod fixed;
+pub(crate) mod loose;
 
 use fixed::{CLF_LEN, ISO_LEN, clf_fixed, iso_fixed};
 

@@ -1,0 +1,325 @@
+//! Times as JSON logs write them, for a record's `timestamp`: RFC 3339; ISO
+//! 8601 with a space for the `T`, a comma for the decimal point, minutes
+//! only, or no zone; or a count since the Unix epoch (a JSON number or a
+//! string of digits) in seconds, milliseconds, microseconds or nanoseconds,
+//! told apart by its magnitude.
+
+use super::{MAX_FRACTION_DIGITS, Timestamp};
+
+/// Epoch counts below this are seconds (1e11 s is the year 5138) ...
+pub const EPOCH_SECONDS_BELOW: u128 = 100_000_000_000;
+/// ... below this milliseconds (1e14 ms: also the year 5138) ...
+pub const EPOCH_MILLISECONDS_BELOW: u128 = 100_000_000_000_000;
+/// ... below this microseconds; nanoseconds from here on.
+pub const EPOCH_MICROSECONDS_BELOW: u128 = 100_000_000_000_000_000;
+
+/// What a JSON value holding a time is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonTime {
+    /// A string already in RFC 3339 form: kept as it is.
+    Rfc3339,
+    /// Another form, read as this time (UTC when it named no zone).
+    Read(Timestamp),
+}
+
+/// Reads the raw JSON of a value as a time; `None` if it is not one of the
+/// forms this module reads.
+pub(crate) fn json_time(raw: &str) -> Option<JsonTime> {
+    match raw.as_bytes().first()? {
+        b'"' => {
+            let inner = raw.get(1..raw.len().checked_sub(1)?)?;
+            if inner.contains('\\') {
+                let text: String = serde_json::from_str(raw).ok()?;
+                string_time(&text)
+            } else {
+                string_time(inner)
+            }
+        }
+        b'0'..=b'9' => epoch(raw).map(JsonTime::Read),
+        _ => None,
+    }
+}
+
+fn string_time(text: &str) -> Option<JsonTime> {
+    if super::iso(text).is_ok() {
+        return Some(JsonTime::Rfc3339);
+    }
+    if text.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && let Some(time) = iso_loose(text.as_bytes())
+    {
+        return Some(JsonTime::Read(time));
+    }
+    epoch(text).map(JsonTime::Read)
+}
+
+/// `YYYY-MM-DD(T|t| )HH:MM[:SS][(.|,)fraction][Z|z|±HH[:][MM]]`; UTC when
+/// no zone is written.
+fn iso_loose(text: &[u8]) -> Option<Timestamp> {
+    let mut at = Cursor { text, at: 0 };
+    let year = at.number(4)?;
+    at.byte(b'-')?;
+    let month = at.number(2).filter(|m| (1..=12).contains(m))?;
+    at.byte(b'-')?;
+    let day = at.number(2).filter(|d| (1..=31).contains(d))?;
+    match at.next()? {
+        b'T' | b't' | b' ' => {}
+        _ => return None,
+    }
+    let hour = at.number(2).filter(|h| *h <= 23)?;
+    at.byte(b':')?;
+    let minute = at.number(2).filter(|m| *m <= 59)?;
+    let second = if at.peek() == Some(b':') {
+        at.next();
+        at.number(2).filter(|s| *s <= 60)?
+    } else {
+        0
+    };
+    let (mut fraction, mut fraction_digits) = (0u32, 0u8);
+    if matches!(at.peek(), Some(b'.' | b',')) {
+        at.next();
+        let mut count = 0usize;
+        while let Some(digit) = at.peek().filter(u8::is_ascii_digit) {
+            at.next();
+            if count < MAX_FRACTION_DIGITS {
+                fraction = fraction * 10 + u32::from(digit - b'0');
+                fraction_digits += 1;
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return None;
+        }
+    }
+    let offset_minutes = match at.next() {
+        None => 0,
+        Some(b'Z' | b'z') => 0,
+        Some(sign @ (b'+' | b'-')) => {
+            let hours = at.number(2).filter(|h| *h <= 23)?;
+            if at.peek() == Some(b':') {
+                at.next();
+            }
+            let minutes = if at.peek().is_some() {
+                at.number(2).filter(|m| *m <= 59)?
+            } else {
+                0
+            };
+            let total = i16::try_from(hours * 60 + minutes).ok()?;
+            if sign == b'-' { -total } else { total }
+        }
+        Some(_) => return None,
+    };
+    if at.peek().is_some() {
+        return None;
+    }
+    Some(Timestamp {
+        year: u16::try_from(year).ok()?,
+        month: u8::try_from(month).ok()?,
+        day: u8::try_from(day).ok()?,
+        hour: u8::try_from(hour).ok()?,
+        minute: u8::try_from(minute).ok()?,
+        second: u8::try_from(second).ok()?,
+        fraction,
+        fraction_digits,
+        offset_minutes,
+    })
+}
+
+struct Cursor<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn byte(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// Exactly `digits` ASCII digits.
+    fn number(&mut self, digits: usize) -> Option<u32> {
+        let mut value = 0u32;
+        for _ in 0..digits {
+            let digit = self.next().filter(u8::is_ascii_digit)?;
+            value = value * 10 + u32::from(digit - b'0');
+        }
+        Some(value)
+    }
+}
+
+/// A count since the Unix epoch, `DIGITS[.DIGITS]`, in the unit its
+/// magnitude says (see [`EPOCH_SECONDS_BELOW`] and the next two), as UTC.
+/// Written with the unit's precision: milliseconds with three fractional
+/// digits, and so on (nine at most).
+fn epoch(text: &str) -> Option<Timestamp> {
+    let (whole, part) = match text.split_once('.') {
+        Some((whole, part)) => (whole, part),
+        None => (text, ""),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 30 || !all_digits(whole) || !all_digits(part) {
+        return None;
+    }
+    let whole_value: u128 = whole.parse().ok()?;
+    let unit_digits: u32 = if whole_value < EPOCH_SECONDS_BELOW {
+        0
+    } else if whole_value < EPOCH_MILLISECONDS_BELOW {
+        3
+    } else if whole_value < EPOCH_MICROSECONDS_BELOW {
+        6
+    } else {
+        9
+    };
+    // Fractional digits past a nanosecond are dropped.
+    let kept = part.len().min(9 - unit_digits as usize);
+    let part = part.get(..kept).unwrap_or_default();
+    let part_value: u128 = if part.is_empty() {
+        0
+    } else {
+        part.parse().ok()?
+    };
+    let scale = 10u128.pow(9 - unit_digits - kept as u32);
+    let nanos = whole_value
+        .checked_mul(10u128.pow(9 - unit_digits))?
+        .checked_add(part_value.checked_mul(scale)?)?;
+    let seconds = i64::try_from(nanos / 1_000_000_000).ok()?;
+    let sub = u32::try_from(nanos % 1_000_000_000).ok()?;
+    let digits = (unit_digits as usize + kept).min(MAX_FRACTION_DIGITS);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let of_day = seconds.rem_euclid(86_400);
+    Some(Timestamp {
+        year: u16::try_from(year).ok().filter(|y| *y <= 9999)?,
+        month,
+        day,
+        hour: u8::try_from(of_day / 3600).ok()?,
+        minute: u8::try_from(of_day / 60 % 60).ok()?,
+        second: u8::try_from(of_day % 60).ok()?,
+        fraction: sub / 10u32.pow(9 - digits as u32),
+        fraction_digits: u8::try_from(digits).ok()?,
+        offset_minutes: 0,
+    })
+}
+
+/// The proleptic Gregorian date `days` days after 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        u8::try_from(month).unwrap_or(1),
+        u8::try_from(day).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(raw: &str) -> Option<String> {
+        match json_time(raw)? {
+            JsonTime::Rfc3339 => Some("as is".to_owned()),
+            JsonTime::Read(time) => Some(time.to_string()),
+        }
+    }
+
+    #[test]
+    fn forms_json_logs_write() {
+        let cases = [
+            // Already RFC 3339: kept as it is.
+            (r#""2024-01-15T10:30:45.123Z""#, Some("as is")),
+            (r#""2024-01-15T19:30:45+09:00""#, Some("as is")),
+            // ISO 8601 forms that are not RFC 3339.
+            (
+                r#""2024-01-15 10:30:45,123""#,
+                Some("2024-01-15T10:30:45.123+00:00"),
+            ),
+            (
+                r#""2024-01-15T10:30:45""#,
+                Some("2024-01-15T10:30:45+00:00"),
+            ),
+            (r#""2024-01-15t10:30Z""#, Some("2024-01-15T10:30:00+00:00")),
+            (
+                r#""2024-01-15 10:30:45.5+0530""#,
+                Some("2024-01-15T10:30:45.5+05:30"),
+            ),
+            (
+                r#""2024-01-15T10:30:45-08""#,
+                Some("2024-01-15T10:30:45-08:00"),
+            ),
+            // Epoch counts, by magnitude (the public log of issue 21).
+            ("1446252053", Some("2015-10-31T00:40:53+00:00")),
+            ("1446252053399", Some("2015-10-31T00:40:53.399+00:00")),
+            ("1446252053399123", Some("2015-10-31T00:40:53.399123+00:00")),
+            (
+                "1446252053399123456",
+                Some("2015-10-31T00:40:53.399123456+00:00"),
+            ),
+            ("1446252053.25", Some("2015-10-31T00:40:53.25+00:00")),
+            (r#""1446252053399""#, Some("2015-10-31T00:40:53.399+00:00")),
+            ("0", Some("1970-01-01T00:00:00+00:00")),
+            // A leap year's last day.
+            ("1709164800", Some("2024-02-29T00:00:00+00:00")),
+            // Not times.
+            (r#""yesterday""#, None),
+            (r#""2024-13-01T00:00:00Z""#, None),
+            (r#""2024-01-15T10:30:45 trailing""#, None),
+            ("-1", None),
+            ("1e12", None),
+            ("null", None),
+            ("{}", None),
+            (r#""""#, None),
+            // Past the year 9999.
+            ("99999999999999999999999999", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(read(raw).as_deref(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_read_unescaped() {
+        assert_eq!(
+            read(r#""2024-01-15\u002010:30:45""#).as_deref(),
+            Some("2024-01-15T10:30:45+00:00")
+        );
+    }
+
+    #[test]
+    fn days_to_dates_agree_with_counting_days() {
+        // Walk day by day from 1970 and compare.
+        let mut date = (1970i64, 1u8, 1u8);
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        for days in 0..200_000i64 {
+            assert_eq!(civil_from_days(days), date, "day {days}");
+            let length = match date.1 {
+                2 if leap(date.0) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            date = if date.2 < length {
+                (date.0, date.1, date.2 + 1)
+            } else if date.1 < 12 {
+                (date.0, date.1 + 1, 1)
+            } else {
+                (date.0 + 1, 1, 1)
+            };
+        }
+    }
+}
