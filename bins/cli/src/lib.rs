@@ -57,14 +57,18 @@ pub use config::{
 pub use keys::{ReportArgs, SampleKind, SampleReport};
 pub use settings::{Defaults, STDIN_DEAD_LETTER_AFTER, Settings};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors),
+/// in colour only when stderr is a terminal: a log file or a journal gets
+/// no escape codes.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

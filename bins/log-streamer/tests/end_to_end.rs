@@ -780,3 +780,62 @@ async fn an_outage_longer_than_the_retries_is_ridden_out_without_dead_letters() 
     );
     Ok(())
 }
+
+/// Regression (issue 21, quieter output): with 90 % of 3,000 lines
+/// refused, each refusal was a WARN line (1,966 of them), in colour codes
+/// though stderr was no terminal. Now the first of a kind is logged and
+/// the rest summed, and the text is plain.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_lines_are_summarised_in_plain_text_not_logged_one_by_one() -> TestResult {
+    let setup = Setup::new(1).await?;
+    let log = setup.log();
+    let mut text = String::new();
+    for n in 1..=3_000u64 {
+        if n % 10 == 0 {
+            text.push_str(&line(n));
+        } else {
+            text.push_str(&format!("garbage line {n}\n"));
+        }
+    }
+    std::fs::write(&log, text)?;
+    let config = setup.config("")?;
+    let (output, summary) = setup.run(&config, &["--once"])?;
+    assert_eq!(summary["total_sent"], 300, "{summary:#}");
+    assert_eq!(
+        summary["by_source"]["apache"]["invalid"], 2_700,
+        "{summary:#}"
+    );
+    assert_eq!(setup.dead_letters()?.len(), 2_700);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains('\u{1b}'), "escape codes: {stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
+    // A first line and a summary per 5 s window: the run takes a few
+    // seconds at most.
+    assert!(
+        (2..=6).contains(&warnings.len()),
+        "{} warning lines: {stderr}",
+        warnings.len()
+    );
+    let first = warnings.first().copied().unwrap_or_default();
+    assert!(
+        first.contains("record dead-lettered") && first.contains("reason=\"rejected\""),
+        "{first}"
+    );
+    let counted: u64 = warnings
+        .iter()
+        .filter_map(|l| {
+            l.split(" more in ")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(
+        counted + warnings.iter().filter(|l| !l.contains(" more in ")).count() as u64,
+        2_700,
+        "every refusal is counted in the log: {stderr}"
+    );
+    Ok(())
+}

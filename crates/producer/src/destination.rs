@@ -35,6 +35,16 @@ pub enum ErrorClass {
     Fatal,
 }
 
+impl ErrorClass {
+    /// `retryable` or `fatal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Fatal => "fatal",
+        }
+    }
+}
+
 /// A whole batch call that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

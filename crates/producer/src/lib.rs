@@ -76,6 +76,7 @@ mod ordering;
 mod producer;
 mod rate_limit;
 mod retry;
+mod warnings;
 
 pub use config::{
     ConfigError, DEFAULT_BATCH_RECORDS, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
@@ -91,6 +92,7 @@ pub use producer::{
 };
 pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
 pub use retry::{Decision, HOLD_RETRY_MAX_DELAY, RetryPolicy, WhenRetriesRunOut};
+pub use warnings::WARNING_WINDOW;
 
 // What the producer's API takes and returns, from the contract crate, so
 // that sending records needs this crate alone.

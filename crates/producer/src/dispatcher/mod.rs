@@ -29,6 +29,7 @@ use crate::config::ProducerConfig;
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 use crate::limits::BatchLimits;
 use crate::retry::Decision;
+use crate::warnings::{Kind, Warnings};
 use dead_letters::{DeadLetters, Job, Written};
 pub(crate) use pending::{Control, Pending, Permits};
 
@@ -98,6 +99,8 @@ pub(crate) struct Dispatcher {
     rng: StdRng,
     /// Records held now (their retries used up).
     held: u64,
+    /// Dead letters and failed requests, logged in summary.
+    warnings: Warnings,
 
     batcher: Batcher<Pending>,
     intake: Intake,
@@ -145,6 +148,7 @@ impl Dispatcher {
             counters,
             rng: StdRng::from_os_rng(),
             held: 0,
+            warnings: Warnings::default(),
             batcher,
             intake,
             retries: BTreeMap::new(),
@@ -175,6 +179,9 @@ impl Dispatcher {
                 self.load_shard_map().await;
             }
             let now = Instant::now();
+            for line in self.warnings.close(now, false) {
+                line.log();
+            }
             self.cut_off_at_deadline(now);
             self.promote_due_retries(now);
             self.dispatch(now);
@@ -214,6 +221,9 @@ impl Dispatcher {
                 Event::DeadLettersWritten(result) => self.dead_letters_written(result),
                 Event::Timer => {}
             }
+        }
+        for line in self.warnings.close(Instant::now(), true) {
+            line.log();
         }
         self.answer_flushes();
         for (_, done) in self.flushes.drain(..) {
@@ -294,7 +304,11 @@ impl Dispatcher {
             .as_ref()
             .filter(|_| !self.cut_off)
             .map(|(d, _)| *d);
-        [linger, retry, deadline, rate].into_iter().flatten().min()
+        let warnings = self.warnings.next_due();
+        [linger, retry, deadline, rate, warnings]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// A record arrives from `send`.
@@ -469,12 +483,15 @@ impl Dispatcher {
                 }
             }
             Err(error) => {
-                tracing::warn!(
-                    destination = self.destination.name(),
-                    entries = members.len(),
-                    error = %error.message,
-                    "batch request failed"
-                );
+                let kind = Kind {
+                    message: "batch request failed",
+                    source: self.destination.name().to_owned(),
+                    reason: error.class.as_str().to_owned(),
+                };
+                let example = || format!("{} ({} entries)", error.message, members.len());
+                if let Some(line) = self.warnings.warn(kind, Instant::now(), example) {
+                    line.log();
+                }
                 self.failed_together(
                     members.into_iter().flatten().collect(),
                     error.class,
@@ -619,12 +636,15 @@ impl Dispatcher {
                         pending.record.data.len(),
                         letter.reason == DeadLetterReason::Rejected,
                     );
-                    tracing::warn!(
-                        source = pending.record.source.as_str(),
-                        reason = letter.reason.as_str(),
-                        error = letter.error_message.as_deref().unwrap_or_default(),
-                        "record dead-lettered"
-                    );
+                    let kind = Kind {
+                        message: "record dead-lettered",
+                        source: pending.record.source.as_str().to_owned(),
+                        reason: letter.reason.as_str().to_owned(),
+                    };
+                    let example = || letter.error_message.clone().unwrap_or_default();
+                    if let Some(line) = self.warnings.warn(kind, Instant::now(), example) {
+                        line.log();
+                    }
                     if let Some(reply) = pending.reply.take() {
                         reply.send(Outcome::DeadLettered {
                             reason: letter.reason,
