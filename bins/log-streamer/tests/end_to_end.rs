@@ -839,3 +839,36 @@ async fn refused_lines_are_summarised_in_plain_text_not_logged_one_by_one() -> T
     );
     Ok(())
 }
+
+/// Issue 21, files that come and go: a configured file that does not exist
+/// yet is waited for, with a warning, and read once it appears.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_does_not_exist_yet_is_waited_for_and_read() -> TestResult {
+    let setup = Setup::new(1).await?;
+    let log = setup.log();
+    let config = setup.config("")?;
+    let child = setup.spawn(&config, &["--from-beginning"])?;
+    // Waited for on a thread: a binary that never says it is waiting
+    // fails the test in 30 s rather than hanging it.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let said = binary::wait_for_stderr(&mut child, "no such file yet");
+        let _ = tx.send((child, said));
+    });
+    let Ok((mut child, said)) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        return Err("no warning about the missing file in 30 s".into());
+    };
+    let (warning, _rest) = said?;
+    assert!(warning.contains("access.log"), "{warning}");
+    assert!(warning.contains("waiting for it to appear"), "{warning}");
+    append(&log, 1..=50)?;
+    let counts = tally(&setup.read(50).await?)?;
+    assert_eq!(missing(&counts, 50), Vec::<u64>::new());
+    binary::terminate(&child)?;
+    let status = binary::wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}

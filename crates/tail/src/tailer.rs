@@ -242,6 +242,12 @@ impl Tailer {
                     if self.config.once && self.open.is_empty() {
                         return Err(TailError::NotFound(path.to_path_buf()));
                     }
+                    if self.open.is_empty() && self.closed.is_empty() {
+                        tracing::warn!(
+                            file = %path.display(),
+                            "no such file yet; waiting for it to appear"
+                        );
+                    }
                 }
                 Err(e) => {
                     return Err(TailError::Io {
@@ -252,6 +258,13 @@ impl Tailer {
             }
         }
         self.scan();
+        if !self.config.once && is_glob(&watched) && self.open.is_empty() && self.closed.is_empty()
+        {
+            tracing::warn!(
+                pattern = watched.as_str(),
+                "no file matches yet; waiting for one to appear"
+            );
+        }
         Ok(())
     }
 
