@@ -7,11 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use rand::Rng;
 use shardline_harness::binary::{self, StreamRun};
-use shardline_harness::streams::StreamReader;
 use shardline_harness::{Postgres, unique_name};
 use tokio::runtime::Runtime;
 
-use crate::count::{CrashBound, Row, Tally, read_until_complete};
+use crate::count::{Collector, CrashBound, Row};
 use crate::{Binaries, Size};
 
 /// A change event's row id (`primary_key.id`).
@@ -137,16 +136,8 @@ max_in_flight = {}
             child = spawn()?;
         }
     }
-    let mut tally = Tally::new(rows);
-    let mut reader = StreamReader::new(&run.client, &run.stream);
-    let letters = run.dead_letter_file();
-    rt.block_on(read_until_complete(
-        &mut reader,
-        &mut tally,
-        &letters,
-        Duration::from_secs(180),
-        event_id,
-    ))?;
+    let mut collected = Collector::new(&run, rows, event_id);
+    rt.block_on(collected.read(Duration::from_secs(180)))?;
     binary::terminate(&child)?;
     binary::wait_with_timeout(&mut child, Duration::from_secs(60))?;
     let output = child.wait_with_output()?;
@@ -155,13 +146,8 @@ max_in_flight = {}
         "cdc-forwarder exited with {}",
         output.status
     );
-    rt.block_on(read_until_complete(
-        &mut reader,
-        &mut tally,
-        &letters,
-        Duration::from_secs(5),
-        event_id,
-    ))?;
+    rt.block_on(collected.read(Duration::from_secs(5)))?;
+    let tally = collected.tally;
     let mut row = Row::from_tally(name, &tally, crashes, bound);
     row.notes.push(format!(
         "{transactions} transactions of 10 rows and one of {big}; {kills} + 1 kills, 1 database crash; {} in flight",

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
+use shardline_harness::binary::StreamRun;
 use shardline_harness::streams::StreamReader;
 
 /// What a crash may repeat: the batch requests in flight when it came
@@ -305,6 +306,38 @@ pub(crate) async fn read_until_complete(
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A run's stream and dead-letter file, read into a tally of its numbered
+/// inputs; `number` finds a record's input.
+pub(crate) struct Collector<F> {
+    pub(crate) tally: Tally,
+    reader: StreamReader,
+    letters: std::path::PathBuf,
+    number: F,
+}
+
+impl<F: Fn(&[u8]) -> Option<u64>> Collector<F> {
+    pub(crate) fn new(run: &StreamRun, records_in: u64, number: F) -> Self {
+        Collector {
+            tally: Tally::new(records_in),
+            reader: StreamReader::new(&run.client, &run.stream),
+            letters: run.dead_letter_file(),
+            number,
+        }
+    }
+
+    /// Reads on until every input is accounted for or `timeout` passes.
+    pub(crate) async fn read(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        read_until_complete(
+            &mut self.reader,
+            &mut self.tally,
+            &self.letters,
+            timeout,
+            &self.number,
+        )
+        .await
     }
 }
 

@@ -9,11 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use shardline_harness::binary::{self, StreamRun};
-use shardline_harness::streams::StreamReader;
 use shardline_harness::{Mosquitto, unique_name};
 use tokio::runtime::Runtime;
 
-use crate::count::{CrashBound, Row, Tally, read_until_complete};
+use crate::count::{Collector, CrashBound, Row};
 use crate::{Binaries, Size};
 
 /// How long the broker stays down at each restart.
@@ -134,16 +133,8 @@ pub(crate) fn broker_restarts(size: Size, bins: &Binaries, rt: &Runtime) -> anyh
     }
     let publisher_reconnections = rt.block_on(publisher)??;
 
-    let mut tally = Tally::new(readings);
-    let mut reader = StreamReader::new(&run.client, &run.stream);
-    let letters = run.dead_letter_file();
-    rt.block_on(read_until_complete(
-        &mut reader,
-        &mut tally,
-        &letters,
-        Duration::from_secs(180),
-        reading_number,
-    ))?;
+    let mut collected = Collector::new(&run, readings, reading_number);
+    rt.block_on(collected.read(Duration::from_secs(180)))?;
     binary::terminate(&forwarder.child)?;
     binary::wait_with_timeout(&mut forwarder.child, Duration::from_secs(60))?;
     let status = forwarder.child.wait()?;
@@ -152,13 +143,8 @@ pub(crate) fn broker_restarts(size: Size, bins: &Binaries, rt: &Runtime) -> anyh
         status.success(),
         "sensor-forwarder exited with {status}: {stderr}"
     );
-    rt.block_on(read_until_complete(
-        &mut reader,
-        &mut tally,
-        &letters,
-        Duration::from_secs(5),
-        reading_number,
-    ))?;
+    rt.block_on(collected.read(Duration::from_secs(5)))?;
+    let tally = collected.tally;
     let mut row = Row::from_tally("mqtt", &tally, crashes, CrashBound::DEFAULT);
     row.notes.push(format!(
         "broker restarted {restarts} time(s) ({} s down each), forwarder killed once; the publisher's connection failed {publisher_reconnections} times",

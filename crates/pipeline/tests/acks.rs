@@ -317,13 +317,82 @@ async fn a_record_that_does_not_settle_holds_the_reader_back() {
     );
 }
 
+/// Checkpoints taken: when, and how many inputs were settled by then.
+type Checkpoints = Arc<Mutex<Vec<(tokio::time::Instant, usize)>>>;
+
+/// When the first checkpoint holding `settled` inputs was taken, looked
+/// for every `step` of (paused) time; `None` if none was by `limit` after
+/// `started`.
+async fn first_checkpoint_holding(
+    checkpoints: &Checkpoints,
+    settled: usize,
+    step: Duration,
+    started: tokio::time::Instant,
+    limit: Duration,
+) -> Option<tokio::time::Instant> {
+    loop {
+        tokio::time::sleep(step).await;
+        let found = checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, n)| *n == settled)
+            .map(|(at, _)| *at);
+        if found.is_some() || started.elapsed() >= limit {
+            return found;
+        }
+    }
+}
+
+/// A pipeline's task.
+type Running = tokio::task::JoinHandle<
+    Result<shardline_pipeline::PipelineSummary, shardline_pipeline::PipelineError>,
+>;
+
+/// A pipeline over `batches` (then nothing more) into `sink`, with
+/// `workers` if given, checkpointing for settlements only (its period is
+/// an hour), started: its checkpoints, when it started, its task, and the
+/// sender that would stop it.
+fn start_quiet(
+    batches: Vec<Vec<u32>>,
+    sink: Arc<dyn Sink>,
+    workers: Option<usize>,
+) -> (
+    Checkpoints,
+    tokio::time::Instant,
+    Running,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let checkpoints = Checkpoints::default();
+    let source = BatchesThenQuiet {
+        batches: batches.into(),
+        settled: Arc::new(Mutex::new(Vec::new())),
+        checkpoints: checkpoints.clone(),
+    };
+    let mut pipeline = Pipeline::new(
+        source,
+        Arc::new(Numbers),
+        sink,
+        SourceName::new("numbers"),
+        Arc::new(SourceCounters::default()),
+    )
+    .checkpoint_interval(Duration::from_secs(3600));
+    if let Some(workers) = workers {
+        pipeline = pipeline.workers(workers);
+    }
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let running = tokio::spawn(pipeline.run(stop));
+    (checkpoints, started, running, stop_tx)
+}
+
 /// Reads its batches, then waits for more that never comes; each checkpoint
 /// notes when it was taken and how much was settled by then.
 #[derive(Debug)]
 struct BatchesThenQuiet {
     batches: std::collections::VecDeque<Vec<u32>>,
     settled: Arc<Mutex<Vec<u32>>>,
-    checkpoints: Arc<Mutex<Vec<(tokio::time::Instant, usize)>>>,
+    checkpoints: Checkpoints,
 }
 
 #[async_trait::async_trait]
@@ -369,42 +438,22 @@ impl Source for BatchesThenQuiet {
 /// next checkpoint period, so a crash within it re-sent all of it.
 #[tokio::test(start_paused = true)]
 async fn what_settles_is_checkpointed_promptly_not_at_the_next_period() {
-    let settled = Arc::new(Mutex::new(Vec::new()));
-    let checkpoints = Arc::new(Mutex::new(Vec::new()));
-    let source = BatchesThenQuiet {
-        batches: [(0..100).collect()].into(),
-        settled: settled.clone(),
-        checkpoints: checkpoints.clone(),
-    };
-    let pipeline = Pipeline::new(
-        source,
-        Arc::new(Numbers),
+    let (checkpoints, started, running, _stop) = start_quiet(
+        vec![(0..100).collect()],
         Arc::new(Backwards::default()),
-        SourceName::new("numbers"),
-        Arc::new(SourceCounters::default()),
-    )
-    .checkpoint_interval(Duration::from_secs(3600));
-    let (_stop, stop) = tokio::sync::watch::channel(false);
-    let started = tokio::time::Instant::now();
-    let running = tokio::spawn(pipeline.run(stop));
+        None,
+    );
     // Time is paused: it moves only when every task waits, so this is the
     // pipeline's own timing, not the machine's.
-    let taken = loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let found = checkpoints
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, settled)| *settled == 100)
-            .map(|(at, _)| *at);
-        if let Some(at) = found {
-            break at;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(7200),
-            "no checkpoint"
-        );
-    };
+    let taken = first_checkpoint_holding(
+        &checkpoints,
+        100,
+        Duration::from_millis(10),
+        started,
+        Duration::from_secs(7200),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no checkpoint"));
     assert!(
         taken - started
             <= shardline_pipeline::CHECKPOINT_AFTER_SETTLING + Duration::from_millis(10),
@@ -421,44 +470,23 @@ async fn what_settles_is_checkpointed_promptly_not_at_the_next_period() {
 /// batch's worth has settled, the checkpoint comes after the minimum gap.
 #[tokio::test(start_paused = true)]
 async fn a_batch_worth_of_settled_input_is_checkpointed_after_the_minimum_gap() {
-    let settled = Arc::new(Mutex::new(Vec::new()));
-    let checkpoints = Arc::new(Mutex::new(Vec::new()));
     let inputs = shardline_pipeline::CHECKPOINT_AFTER_INPUTS as u32 + 100;
-    let source = BatchesThenQuiet {
-        batches: [(0..inputs).collect()].into(),
-        settled: settled.clone(),
-        checkpoints: checkpoints.clone(),
-    };
     // One worker: the batch is processed on the pipeline's task, so paused
     // time cannot jump ahead of a thread.
-    let pipeline = Pipeline::new(
-        source,
-        Arc::new(Numbers),
+    let (checkpoints, started, running, _stop) = start_quiet(
+        vec![(0..inputs).collect()],
         Arc::new(Backwards::default()),
-        SourceName::new("numbers"),
-        Arc::new(SourceCounters::default()),
+        Some(1),
+    );
+    let taken = first_checkpoint_holding(
+        &checkpoints,
+        inputs as usize,
+        Duration::from_millis(1),
+        started,
+        Duration::from_secs(7200),
     )
-    .workers(1)
-    .checkpoint_interval(Duration::from_secs(3600));
-    let (_stop, stop) = tokio::sync::watch::channel(false);
-    let started = tokio::time::Instant::now();
-    let running = tokio::spawn(pipeline.run(stop));
-    let taken = loop {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let found = checkpoints
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, settled)| *settled == inputs as usize)
-            .map(|(at, _)| *at);
-        if let Some(at) = found {
-            break at;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(7200),
-            "no checkpoint"
-        );
-    };
+    .await
+    .unwrap_or_else(|| panic!("no checkpoint"));
     assert!(
         taken - started <= shardline_pipeline::CHECKPOINT_MIN_GAP + Duration::from_millis(2),
         "checkpointed {:?} after the start",
@@ -503,41 +531,25 @@ impl Sink for FullAfterFirst {
 /// a crash.
 #[tokio::test(start_paused = true)]
 async fn what_settles_while_the_sink_makes_the_pipeline_wait_is_checkpointed() {
-    let settled = Arc::new(Mutex::new(Vec::new()));
-    let checkpoints = Arc::new(Mutex::new(Vec::new()));
-    let source = BatchesThenQuiet {
-        batches: [(0..100).collect(), (100..200).collect()].into(),
-        settled: settled.clone(),
-        checkpoints: checkpoints.clone(),
-    };
-    let pipeline = Pipeline::new(
-        source,
-        Arc::new(Numbers),
+    let (checkpoints, started, running, _stop) = start_quiet(
+        vec![(0..100).collect(), (100..200).collect()],
         Arc::new(FullAfterFirst::default()),
-        SourceName::new("numbers"),
-        Arc::new(SourceCounters::default()),
+        Some(1),
+    );
+    let taken = first_checkpoint_holding(
+        &checkpoints,
+        100,
+        Duration::from_millis(10),
+        started,
+        Duration::from_secs(60),
     )
-    .workers(1)
-    .checkpoint_interval(Duration::from_secs(3600));
-    let (_stop, stop) = tokio::sync::watch::channel(false);
-    let started = tokio::time::Instant::now();
-    let running = tokio::spawn(pipeline.run(stop));
-    let taken = loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let found = checkpoints
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, settled)| *settled == 100)
-            .map(|(at, _)| *at);
-        if let Some(at) = found {
-            break at;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the first batch settled but was never checkpointed: {checkpoints:?}"
-        );
-    };
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the first batch settled but was never checkpointed: {:?}",
+            checkpoints.lock().unwrap()
+        )
+    });
     assert!(
         taken - started
             <= shardline_pipeline::CHECKPOINT_AFTER_SETTLING + Duration::from_millis(10),
