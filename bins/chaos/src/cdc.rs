@@ -19,6 +19,16 @@ fn event_id(data: &[u8]) -> Option<u64> {
     event.pointer("/primary_key/id")?.as_u64()
 }
 
+/// The last lines of a log file, joined.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .get(lines.len().saturating_sub(8)..)
+        .unwrap_or_default()
+        .join(" | ")
+}
+
 /// Inserts rows `first..=last` in one transaction, again until it is
 /// committed: a server restart may cut the connection, before or after the
 /// commit (then the rows are there already).
@@ -74,13 +84,21 @@ max_in_flight = {}
     ))?;
     let slot = unique_name("slot");
     let url = pg.url(&database);
+    // Every start's log, one after another: the end of it goes into an
+    // error.
+    let stderr_log = run.dir.path().join("cdc-forwarder.log");
     let spawn = || -> anyhow::Result<Child> {
         run.command(&bins.cdc_forwarder.to_string_lossy())
             .arg("--config")
             .arg(&config)
             .args(["--postgres-url", &url, "--slot", &slot, "--create-slot"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr_log)?,
+            )
             .spawn()
             .context("starting cdc-forwarder")
     };
@@ -143,8 +161,9 @@ max_in_flight = {}
     let output = child.wait_with_output()?;
     anyhow::ensure!(
         output.status.success(),
-        "cdc-forwarder exited with {}",
-        output.status
+        "cdc-forwarder exited with {}; its log ends: {}",
+        output.status,
+        log_tail(&stderr_log)
     );
     rt.block_on(collected.read(Duration::from_secs(5)))?;
     let tally = collected.tally;

@@ -36,7 +36,13 @@ impl TcpProxy {
     /// Starts a proxy on a free 127.0.0.1 port forwarding to `upstream`.
     /// Needs a Tokio runtime.
     pub async fn start(upstream: SocketAddr) -> Result<TcpProxy, Error> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at(([127, 0, 0, 1], 0).into(), upstream).await
+    }
+
+    /// [`TcpProxy::start`] on `listen` (a port that a test saw closed, to
+    /// open it later: a server that comes up).
+    pub async fn start_at(listen: SocketAddr, upstream: SocketAddr) -> Result<TcpProxy, Error> {
+        let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| Error::io("binding the TCP proxy", e))?;
         let addr = listener

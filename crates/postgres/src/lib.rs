@@ -63,7 +63,7 @@ use std::time::Duration;
 
 use shardline_core::SourceError;
 
-pub use source::{SlotConfig, SlotPosition, SlotSource, SlotStatus};
+pub use source::{STARTUP_CONNECT_WAIT, SlotConfig, SlotPosition, SlotSource, SlotStatus};
 
 #[doc(no_inline)]
 pub use shardline_core::Source;

@@ -27,6 +27,13 @@ use crate::{
 /// them.
 const SETTLE_WAIT: Duration = Duration::from_millis(50);
 /// Reconnection backoff after a lost connection: first delay and cap.
+/// How long [`SlotSource::open`] keeps trying a server that refuses or
+/// drops the connection (one restarting, recovering, failing over) before
+/// the error is the run's: a forwarder started beside a database that is
+/// coming up waits for it, and a wrong address still fails within half a
+/// minute, having said why each time it tried.
+pub const STARTUP_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// How long past `statement_timeout` to wait for the server's answer (its
@@ -223,7 +230,22 @@ impl SlotSource {
             backlog: None,
         };
         let limit = source.reply_limit();
-        within(limit, source.connect()).await?;
+        let started = Instant::now();
+        let mut delay = RECONNECT_INITIAL;
+        loop {
+            match within(limit, source.connect()).await {
+                Ok(()) => break,
+                Err(e) if transient(&e) && started.elapsed() + delay < STARTUP_CONNECT_WAIT => {
+                    tracing::warn!(
+                        "{e}; trying again in {delay:?} (for up to {} s from the start)",
+                        STARTUP_CONNECT_WAIT.as_secs()
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RECONNECT_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if source.config.once {
             let client = source.client()?.clone();
             source.target = Some(within(limit, sql::flush_lsn(&client)).await?);
@@ -365,10 +387,8 @@ impl SlotSource {
     /// A lost connection: reconnect after a backoff. Other errors end the
     /// source.
     fn broken(&mut self, error: SlotError) -> Result<(), SlotError> {
-        match &error {
-            SlotError::Postgres(e) if sql::transient(e) => {}
-            SlotError::NoReply(_) => {}
-            _ => return Err(error),
+        if !transient(&error) {
+            return Err(error);
         }
         tracing::warn!("{error}; reconnecting in {:?}", self.reconnect_delay);
         self.reader.connection_lost();
@@ -569,6 +589,16 @@ impl SlotSource {
             }
         }
         Ok(())
+    }
+}
+
+/// An error a new connection may not meet: the server restarting or out
+/// of reach, or not answering in time.
+fn transient(error: &SlotError) -> bool {
+    match error {
+        SlotError::Postgres(e) => sql::transient(e),
+        SlotError::NoReply(_) => true,
+        _ => false,
     }
 }
 

@@ -513,3 +513,61 @@ async fn a_restart_resumes_a_large_transaction_after_its_settled_part() -> TestR
     assert!(saved.get("partial").is_none(), "{saved}");
     Ok(())
 }
+
+/// A server that is not up yet when the source opens (restarting,
+/// recovering) is waited for, up to `STARTUP_CONNECT_WAIT`: the chaos
+/// suite's forwarder, started just as the database crashed, exited with
+/// "Connection refused" instead.
+#[tokio::test]
+async fn a_server_that_is_not_up_yet_at_the_start_is_waited_for() -> TestResult {
+    let pg = Postgres::shared()?;
+    let db = database(pg, "CREATE TABLE t (id int PRIMARY KEY)")?;
+    // A port nothing listens on, until the proxy opens it 1.5 s from now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let later = Db {
+        url: db
+            .url
+            .replace(&format!(":{}/", pg.port()), &format!(":{port}/")),
+        name: db.name.clone(),
+    };
+    let upstream = ([127, 0, 0, 1], pg.port()).into();
+    let proxy = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        TcpProxy::start_at(([127, 0, 0, 1], port).into(), upstream).await
+    });
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let started = std::time::Instant::now();
+    let mut source = SlotSource::open(config(&later, &unique_name("slot")), file).await?;
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    let _proxy = proxy.await??;
+    pg.psql(&db.name, "INSERT INTO t VALUES (1)")?;
+    let inputs = read_inputs(&mut source, 3).await;
+    let value: serde_json::Value = serde_json::from_slice(&inputs[1].data)?;
+    assert_eq!(value["columns"][0]["value"], 1);
+    Ok(())
+}
+
+/// An error no retry mends (a setting the server does not know) ends the
+/// start at once.
+#[tokio::test]
+async fn a_refusal_that_is_no_outage_fails_the_start_at_once() -> TestResult {
+    let pg = Postgres::shared()?;
+    let db = database(pg, "CREATE TABLE t (id int PRIMARY KEY)")?;
+    let wrong = Db {
+        url: format!("{}?options=-c%20nosuchsetting%3D1", db.url),
+        name: db.name.clone(),
+    };
+    let dir = tempfile::tempdir()?;
+    let file = CheckpointFile::new(dir.path().join("slot.json"), "postgres");
+    let started = std::time::Instant::now();
+    let error = SlotSource::open(config(&wrong, &unique_name("slot")), file)
+        .await
+        .err()
+        .ok_or("opened with a bad setting")?;
+    assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+    assert!(error.to_string().contains("nosuchsetting"), "{error}");
+    Ok(())
+}
