@@ -13,14 +13,21 @@ use std::time::{Duration, Instant};
 /// How long a kind of warning is summarised after its first line.
 pub const WARNING_WINDOW: Duration = Duration::from_secs(5);
 
-/// What a warning is about: its message and the source (or destination)
-/// and reason it names. Warnings differing in any of these are logged
+/// What a warning is about: its message, the source or destination it
+/// names, and the reason. Warnings differing in any of these are logged
 /// apart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Kind {
     pub(crate) message: &'static str,
-    pub(crate) source: String,
+    pub(crate) about: About,
     pub(crate) reason: String,
+}
+
+/// Whose warning it is: logged as the field `source` or `destination`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum About {
+    Source(String),
+    Destination(String),
 }
 
 /// A line to log.
@@ -40,27 +47,43 @@ pub(crate) enum Line {
 impl Line {
     /// Logs the line as a warning.
     pub(crate) fn log(&self) {
-        match self {
-            Line::First { kind, example } => tracing::warn!(
-                source = kind.source.as_str(),
-                reason = kind.reason.as_str(),
-                error = example.as_str(),
-                "{}",
-                kind.message
-            ),
+        let (kind, text, example) = match self {
+            Line::First { kind, example } => (kind, kind.message.to_owned(), example),
             Line::More {
                 kind,
                 more,
                 window,
                 example,
-            } => tracing::warn!(
-                source = kind.source.as_str(),
-                reason = kind.reason.as_str(),
-                first_error = example.as_str(),
-                "{} — {more} more in {:.0} s (each counted in the statistics)",
-                kind.message,
-                window.as_secs_f64()
+            } => (
+                kind,
+                format!(
+                    "{} — {more} more in {:.0} s (each counted in the statistics; the first of them: {example})",
+                    kind.message,
+                    window.as_secs_f64()
+                ),
+                example,
             ),
+        };
+        let reason = kind.reason.as_str();
+        match (&kind.about, self) {
+            (About::Source(source), Line::First { .. }) => tracing::warn!(
+                source = source.as_str(),
+                reason,
+                error = example.as_str(),
+                "{text}"
+            ),
+            (About::Destination(destination), Line::First { .. }) => tracing::warn!(
+                destination = destination.as_str(),
+                reason,
+                error = example.as_str(),
+                "{text}"
+            ),
+            (About::Source(source), Line::More { .. }) => {
+                tracing::warn!(source = source.as_str(), reason, "{text}")
+            }
+            (About::Destination(destination), Line::More { .. }) => {
+                tracing::warn!(destination = destination.as_str(), reason, "{text}")
+            }
         }
     }
 }
@@ -149,7 +172,7 @@ mod tests {
     fn kind(reason: &str) -> Kind {
         Kind {
             message: "record dead-lettered",
-            source: "apache".to_owned(),
+            about: About::Source("apache".to_owned()),
             reason: reason.to_owned(),
         }
     }

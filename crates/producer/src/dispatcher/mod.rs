@@ -29,7 +29,7 @@ use crate::config::ProducerConfig;
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 use crate::limits::BatchLimits;
 use crate::retry::Decision;
-use crate::warnings::{Kind, Warnings};
+use crate::warnings::{About, Kind, Warnings};
 use dead_letters::{DeadLetters, Job, Written};
 pub(crate) use pending::{Control, Pending, Permits};
 
@@ -485,7 +485,7 @@ impl Dispatcher {
             Err(error) => {
                 let kind = Kind {
                     message: "batch request failed",
-                    source: self.destination.name().to_owned(),
+                    about: About::Destination(self.destination.name().to_owned()),
                     reason: error.class.as_str().to_owned(),
                 };
                 let example = || format!("{} ({} entries)", error.message, members.len());
@@ -638,7 +638,7 @@ impl Dispatcher {
                     );
                     let kind = Kind {
                         message: "record dead-lettered",
-                        source: pending.record.source.as_str().to_owned(),
+                        about: About::Source(pending.record.source.as_str().to_owned()),
                         reason: letter.reason.as_str().to_owned(),
                     };
                     let example = || letter.error_message.clone().unwrap_or_default();
