@@ -348,7 +348,9 @@ impl<S: Source> Pipeline<S> {
         // queue is backpressure); what settles meanwhile is checkpointed
         // meanwhile, or a crash during a burst would repeat it.
         let sink = self.sink.clone();
-        let accepted = checkpointing(&mut self.source, prompt, sink.send(items)).await??;
+        let (accepted, sent_checkpoint) =
+            checkpointing(&mut self.source, prompt, sink.send(items)).await;
+        let accepted = accepted?;
         let mut receipts = accepted.receipts.into_iter();
         let mut followed = Vec::with_capacity(count);
         let mut refused = false;
@@ -374,7 +376,10 @@ impl<S: Source> Pipeline<S> {
             refused = true;
             break;
         }
-        checkpointing(&mut self.source, prompt, acks.push(followed, read_at)).await?;
+        let ((), pushed_checkpoint) =
+            checkpointing(&mut self.source, prompt, acks.push(followed, read_at)).await;
+        sent_checkpoint?;
+        pushed_checkpoint?;
         Ok(!refused)
     }
 }
@@ -388,18 +393,24 @@ async fn checkpoint<S: Source>(source: &mut S, prompt: &mut Prompt) -> Result<()
 }
 
 /// Waits for `work`, checkpointing `source` whenever a checkpoint falls due
-/// meanwhile.
+/// meanwhile. A checkpoint that fails stops the checkpointing, never the
+/// work: a batch half handed to the sink is handed over whole and its
+/// records followed; the caller reports the error after.
 async fn checkpointing<S: Source, T>(
     source: &mut S,
     prompt: &mut Prompt,
     work: impl Future<Output = T>,
-) -> Result<T, SourceError> {
+) -> (T, Result<(), SourceError>) {
     tokio::pin!(work);
     loop {
         tokio::select! {
             biased;
-            out = &mut work => return Ok(out),
-            () = prompt.due() => checkpoint(source, prompt).await?,
+            out = &mut work => return (out, Ok(())),
+            () = prompt.due() => {
+                if let Err(e) = checkpoint(source, prompt).await {
+                    return (work.await, Err(e));
+                }
+            }
         }
     }
 }
