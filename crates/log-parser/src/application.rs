@@ -103,6 +103,7 @@ impl<'a> AppRecord<'a> {
 
     /// Whether the record's `timestamp` is a string that passes `rule`
     /// (on its raw JSON) or a time written as RFC 3339.
+    #[cfg(feature = "records")]
     pub(crate) fn writes_time_as_string(&self, rule: &dyn Fn(&str) -> bool) -> bool {
         match self.time() {
             TimeField::Missing => false,
