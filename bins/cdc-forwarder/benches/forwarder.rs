@@ -11,7 +11,8 @@
 //!
 //! Each run is `--once` — start-up, the whole slot, the final checkpoint —
 //! into `--sink stdout` (PostgreSQL decoding and the forwarder only), and
-//! into a 4-shard kinesalite stream without and with KPL aggregation.
+//! into a 4-shard kinesalite stream without and with KPL aggregation, each
+//! with cdc-forwarder's one request in flight and with the producer's 8.
 //! Peak resident memory (VmHWM) of each run is sampled from /proc.
 
 use std::process::{Command, Stdio};
@@ -104,7 +105,7 @@ fn run(pg: &Postgres, database: &str, kinesalite: &Kinesalite, run: &Run<'_>) ->
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
     println!(
-        "{:<44} {:>8} changes in {:>6.2} s = {:>8.0} changes/s, peak RSS {:>6.1} MiB",
+        "{:<56} {:>8} changes in {:>6.2} s = {:>8.0} changes/s, peak RSS {:>6.1} MiB",
         run.label,
         parsed,
         elapsed.as_secs_f64(),
@@ -130,6 +131,15 @@ fn main() -> Result<()> {
         "CREATE TABLE small (id bigint PRIMARY KEY, name text, amount numeric, at timestamptz);
          CREATE TABLE large (id bigint PRIMARY KEY, name text, amount numeric, at timestamptz);",
     )?;
+    // The producer's default of 8 requests in flight, beside cdc-forwarder's
+    // default of 1.
+    let configs = tempfile::tempdir()?;
+    let eight_config = configs.path().join("eight-in-flight.toml");
+    std::fs::write(&eight_config, "[producer]\nmax_in_flight = 8\n")?;
+    let eight = vec![
+        "--config".to_owned(),
+        eight_config.to_string_lossy().into_owned(),
+    ];
     let mut runs = Vec::new();
     for workload in ["small", "large"] {
         for (sink, args) in [
@@ -138,10 +148,16 @@ fn main() -> Result<()> {
                 vec!["--sink".to_owned(), "stdout".to_owned()],
             ),
             ("kinesalite 4 shards", vec![]),
+            ("kinesalite 4 shards, 8 in flight", eight.clone()),
             (
                 "kinesalite 4 shards --aggregate",
                 vec!["--aggregate".to_owned()],
             ),
+            ("kinesalite 4 shards --aggregate, 8 in flight", {
+                let mut args = eight.clone();
+                args.push("--aggregate".to_owned());
+                args
+            }),
         ] {
             let slot = unique_name("bench");
             pg.psql(

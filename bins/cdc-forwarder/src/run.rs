@@ -28,7 +28,16 @@ const DEFAULTS: Defaults = Defaults {
     binary: "cdc-forwarder",
     strict_ordering: true,
     linger: Some(Duration::from_millis(100)),
+    max_in_flight: Some(CDC_MAX_IN_FLIGHT),
 };
+/// One batch request in flight unless `[producer] max_in_flight` says
+/// otherwise. Kinesis has no idempotent put, so a crash may send again
+/// what was in flight: with one request that is one batch (500 changes),
+/// where the producer's default of 8 may repeat 4,000. Changes arrive in
+/// commit order and strict ordering already holds a row's batches one at a
+/// time, so more requests bought no speed (`docs/benchmarks.md`:
+/// cdc-forwarder at 1 and 8 in flight).
+const CDC_MAX_IN_FLIGHT: usize = 1;
 /// The source's name in statistics (`by_source`) and dead letters.
 const DEFAULT_SOURCE_NAME: &str = "database_cdc";
 /// The slot read when none is named.

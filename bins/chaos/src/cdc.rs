@@ -44,20 +44,24 @@ fn insert(pg: &Postgres, database: &str, first: u64, last: u64) -> anyhow::Resul
     anyhow::bail!("rows {first}..={last} could not be inserted")
 }
 
-/// With the default settings: up to 8 requests in flight, so a crash in
-/// the large transaction may repeat up to 8 batches.
+/// With cdc-forwarder's defaults: one request in flight, so a crash may
+/// repeat one batch.
 pub(crate) fn default_settings(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
-    kills_and_restart("cdc", CrashBound::DEFAULT, size, bins, rt)
+    kills_and_restart("cdc", CrashBound { in_flight: 1 }, None, size, bins, rt)
 }
 
-/// With `[producer] max_in_flight = 1`: a crash may repeat one batch.
-pub(crate) fn one_in_flight(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
-    kills_and_restart("cdc-1", CrashBound { in_flight: 1 }, size, bins, rt)
+/// With `[producer] max_in_flight = 8`, the producer's default: a crash in
+/// the large transaction may repeat up to 8 batches.
+pub(crate) fn eight_in_flight(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result<Row> {
+    let bound = CrashBound::DEFAULT;
+    kills_and_restart("cdc-8", bound, Some(bound.in_flight), size, bins, rt)
 }
 
+/// `max_in_flight`: the config's setting, if any.
 fn kills_and_restart(
     name: &str,
     bound: CrashBound,
+    max_in_flight: Option<u64>,
     size: Size,
     bins: &Binaries,
     rt: &Runtime,
@@ -74,14 +78,11 @@ fn kills_and_restart(
     pg.create_database(&database)?;
     pg.psql(&database, "CREATE TABLE t (id int PRIMARY KEY, v int)")?;
     let run = rt.block_on(StreamRun::new("chaos_cdc", 2))?;
-    let config = run.write_config(&format!(
-        "[postgres]
-poll_interval = 0.05
-[producer]
-max_in_flight = {}
-",
-        bound.in_flight
-    ))?;
+    let mut config = "[postgres]\npoll_interval = 0.05\n".to_owned();
+    if let Some(n) = max_in_flight {
+        config.push_str(&format!("[producer]\nmax_in_flight = {n}\n"));
+    }
+    let config = run.write_config(&config)?;
     let slot = unique_name("slot");
     let url = pg.url(&database);
     // Every start's log, one after another: the end of it goes into an

@@ -24,7 +24,7 @@ use count::Row;
 const USAGE: &str = "\
 usage: chaos [--smoke] [--only NAME,...] [--bin-dir DIR]
 
-Scenarios: kills, faults, garbage, disk-full, cdc, cdc-1, mqtt.
+Scenarios: kills, faults, garbage, disk-full, cdc, cdc-8, mqtt.
 --smoke    small inputs and few crashes (a minute in all)
 --bin-dir  where log-streamer, cdc-forwarder and sensor-forwarder are
            (default: beside chaos)";
@@ -52,7 +52,7 @@ const SCENARIOS: [(&str, Scenario); 7] = [
     ("garbage", logs::garbage),
     ("disk-full", logs::disk_full),
     ("cdc", cdc::default_settings),
-    ("cdc-1", cdc::one_in_flight),
+    ("cdc-8", cdc::eight_in_flight),
     ("mqtt", mqtt::broker_restarts),
 ];
 

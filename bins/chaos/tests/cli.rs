@@ -25,7 +25,7 @@ fn help_names_every_scenario() {
         "garbage",
         "disk-full",
         "cdc",
-        "cdc-1",
+        "cdc-8",
         "mqtt",
     ] {
         assert!(help.contains(scenario), "{scenario}: {help}");

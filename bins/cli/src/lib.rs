@@ -31,7 +31,7 @@
 //! }
 //!
 //! let cli = Cli::parse_from(["example", "--stream-name", "orders", "--batch-size", "100", "--dead-letter-file", "dl.ndjson", "--checkpoint-file", "cp.json"]);
-//! let defaults = Defaults { binary: "example", strict_ordering: false, linger: None };
+//! let defaults = Defaults { binary: "example", strict_ordering: false, linger: None, max_in_flight: None };
 //! let settings = Settings::new(&cli.common, CommonConfig::default(), defaults)?;
 //! assert_eq!(settings.run.destination, Destination::Kinesis("orders".into()));
 //! assert_eq!(settings.run.producer.batch_records, 100);

@@ -36,6 +36,10 @@ pub struct Defaults {
     /// How long a batch may wait to fill unless the flags or the config
     /// say; `None`: the producer's default (5 s, for logs).
     pub linger: Option<Duration>,
+    /// Batch requests in flight at once unless the config says; `None`:
+    /// the producer's default (8). Also what a crash may send twice
+    /// (`docs/reliability.md`): CDC keeps it at one batch.
+    pub max_in_flight: Option<usize>,
 }
 
 /// The shared settings, resolved: flags override the config file, which
@@ -86,7 +90,7 @@ impl Settings {
         if let Some(n) = args.queue_maxsize.or(p.queue_maxsize) {
             producer.queue_max_records = n;
         }
-        if let Some(n) = p.max_in_flight {
+        if let Some(n) = p.max_in_flight.or(defaults.max_in_flight) {
             producer.max_in_flight = n;
         }
         if args.aggregate || p.aggregate == Some(true) {
@@ -214,6 +218,7 @@ mod tests {
         binary: "test",
         strict_ordering: true,
         linger: Some(Duration::from_millis(100)),
+        max_in_flight: Some(1),
     };
 
     fn args() -> CommonArgs {

@@ -27,6 +27,7 @@ const DEFAULTS: Defaults = Defaults {
     binary: "log-streamer",
     strict_ordering: false,
     linger: None,
+    max_in_flight: None,
 };
 
 /// Every setting, from the config file and the flags.

@@ -33,6 +33,7 @@ const DEFAULTS: Defaults = Defaults {
     binary: "multi-source",
     strict_ordering: true,
     linger: Some(Duration::from_millis(100)),
+    max_in_flight: None,
 };
 /// The sources' names in statistics and dead letters.
 const WEB: &str = "web_logs";

@@ -28,6 +28,7 @@ const DEFAULTS: Defaults = Defaults {
     binary: "sensor-forwarder",
     strict_ordering: false,
     linger: Some(Duration::from_millis(50)),
+    max_in_flight: None,
 };
 /// The source's name in statistics (`by_source`) and dead letters.
 pub(crate) const DEFAULT_SOURCE_NAME: &str = "iot_sensors";
