@@ -49,7 +49,9 @@ enum Command {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) common: shardline_cli::CommonArgs,
-    /// The files to follow, as a JSON list: [{"path": "...", "type": "apache"|"nginx"|"application"|"custom", "format": "..."}].
+    /// The files to follow, as a JSON list: [{"path": "...", "type": "apache"|"nginx"|"application"|"text"|"custom", "format": "..."}].
+    /// Multi-line events (stack traces): add "multi_line_start_pattern": "<regex>" (a matching line starts an event)
+    /// or "multi_line": "java"|"python"|"go", and optionally "multi_line_flush_ms" (default 1000); the type then defaults to "text".
     #[arg(long)]
     pub(crate) log_files: Option<String>,
     /// Read the files to their current end, deliver, checkpoint, exit.

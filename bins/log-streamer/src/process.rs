@@ -31,6 +31,7 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
         (LogKind::Apache, None) => LogParser::apache(),
         (LogKind::Nginx, None) => LogParser::nginx(),
         (LogKind::Application, None) => LogParser::application(),
+        (LogKind::Text, None) => LogParser::text(),
         (LogKind::Apache, Some(format)) => LogParser::apache_format(format)?,
         (LogKind::Nginx, Some(format)) => LogParser::nginx_format(format)?,
         (LogKind::Custom, Some(format)) if format.contains('$') && !format.contains('%') => {
@@ -38,6 +39,12 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
         }
         (LogKind::Custom, Some(format)) => LogParser::apache_format(format)?,
         (LogKind::Custom, None) => bail!("{}: type \"custom\" needs a \"format\"", file.path),
+        (LogKind::Text, Some(_)) => {
+            bail!(
+                "{}: text logs are shipped as logged; \"format\" does not apply",
+                file.path
+            )
+        }
         (LogKind::Application, Some(_)) => {
             bail!(
                 "{}: application logs are JSON; \"format\" does not apply",
@@ -48,11 +55,14 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
 }
 
 /// The key strategy of an entry ([`KeySpec`]; by default `web` for
-/// access logs, `field:request_id` for application logs).
+/// access logs, `field:request_id` for application logs, `random` for
+/// text).
 pub(crate) fn key_for(file: &LogFile) -> anyhow::Result<Box<dyn PartitionKeyStrategy>> {
     let spec = match (&file.key, file.kind) {
         (Some(spec), _) => spec.parse::<KeySpec>()?,
         (None, LogKind::Application) => KeySpec::Field("request_id".to_owned()),
+        // Nothing in plain text to key on: spread evenly.
+        (None, LogKind::Text) => KeySpec::Random,
         (None, _) => KeySpec::Web,
     };
     Ok(spec.strategy())
@@ -66,6 +76,9 @@ pub(crate) fn validator_for(file: &LogFile) -> anyhow::Result<Option<Validator>>
     let spec = file.schema.as_deref().unwrap_or("builtin");
     Ok(match spec {
         "none" => None,
+        // A text record is its text and a time, whatever the text: nothing
+        // to check.
+        "builtin" | "strict" if file.kind == LogKind::Text => None,
         "builtin" => Some(match file.kind {
             LogKind::Application => Validator::application_log()?,
             _ => Validator::web_log()?,

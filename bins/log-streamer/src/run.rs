@@ -209,6 +209,7 @@ async fn stream(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
         let processor = Arc::new(plan.processor(file)?);
         let mut tail = plan.tail.clone();
         tail.watch = file.path.clone();
+        tail.multi_line = file.multi_line.clone();
         let source = TailSource::start(tail, checkpoints.clone(), args.resume_from_checkpoint)?;
         let name = file.source_name();
         let pipeline = running

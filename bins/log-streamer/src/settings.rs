@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use serde::Deserialize;
+use shardline_tail::{MultiLine, Preset};
 use shardline_validate::MaskRule;
 use std::collections::BTreeMap;
 
@@ -12,6 +13,9 @@ pub(crate) enum LogKind {
     Apache,
     Nginx,
     Application,
+    /// Any text, shipped as logged: `{"message", "timestamp", "log_type"}`.
+    /// The default for multi-line events.
+    Text,
     /// A server's own directive in `format`: Apache `LogFormat` text, or
     /// Nginx `log_format` text (told apart by `%` / `$`).
     Custom,
@@ -23,18 +27,18 @@ impl LogKind {
             LogKind::Apache => "apache",
             LogKind::Nginx => "nginx",
             LogKind::Application => "application",
+            LogKind::Text => "text",
             LogKind::Custom => "custom",
         }
     }
 }
 
-/// One entry of `--log-files` / `[[log_files]]`.
+/// One entry of `--log-files` / `[[log_files]]`, checked.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "LogFileEntry")]
 pub(crate) struct LogFile {
     /// A path or a glob pattern.
     pub(crate) path: String,
-    #[serde(rename = "type")]
     pub(crate) kind: LogKind,
     /// The directive text of a `custom` format.
     pub(crate) format: Option<String>,
@@ -42,12 +46,90 @@ pub(crate) struct LogFile {
     pub(crate) name: Option<String>,
     /// Partition-key strategy (`shardline_partition_key::KeySpec`: `web`,
     /// `field:<path>`, `fixed:<key>`, `random`, …; default: `web` for
-    /// access logs, `field:request_id` for application logs).
+    /// access logs, `field:request_id` for application logs, `random` for
+    /// text).
     pub(crate) key: Option<String>,
     /// Validation: `builtin` (default), `strict` (application logs: a
     /// `timestamp`, `level` and `message` required), `none`, or a JSON
     /// Schema file.
     pub(crate) schema: Option<String>,
+    /// How lines are joined into events, if they are.
+    pub(crate) multi_line: Option<MultiLine>,
+}
+
+/// One entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogFileEntry {
+    path: String,
+    /// Required, except with multi-line events: `text` then.
+    #[serde(rename = "type")]
+    kind: Option<LogKind>,
+    format: Option<String>,
+    name: Option<String>,
+    key: Option<String>,
+    schema: Option<String>,
+    /// A line matching this regular expression starts a new event
+    /// (Kinesis Agent's `multiLineStartPattern`).
+    multi_line_start_pattern: Option<String>,
+    /// A preset instead of a pattern: `java`, `python` or `go`.
+    multi_line: Option<String>,
+    /// An event is handed out after this long without a new line of its
+    /// file (default 1000).
+    multi_line_flush_ms: Option<u64>,
+}
+
+impl TryFrom<LogFileEntry> for LogFile {
+    type Error = String;
+
+    fn try_from(entry: LogFileEntry) -> Result<Self, String> {
+        let path = entry.path;
+        let mut multi_line = match (entry.multi_line_start_pattern, entry.multi_line) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{path}: give multi_line_start_pattern or multi_line, not both"
+                ));
+            }
+            (Some(pattern), None) => Some(
+                MultiLine::start_pattern(&pattern)
+                    .map_err(|e| format!("{path}: multi_line_start_pattern: {e}"))?,
+            ),
+            (None, Some(preset)) => Some(MultiLine::preset(
+                preset
+                    .parse::<Preset>()
+                    .map_err(|e| format!("{path}: {e}"))?,
+            )),
+            (None, None) => None,
+        };
+        match (entry.multi_line_flush_ms, multi_line.as_mut()) {
+            (Some(0), _) => return Err(format!("{path}: multi_line_flush_ms must be at least 1")),
+            (Some(ms), Some(rule)) => rule.flush_after = std::time::Duration::from_millis(ms),
+            (Some(_), None) => {
+                return Err(format!(
+                    "{path}: multi_line_flush_ms needs multi_line_start_pattern or multi_line"
+                ));
+            }
+            (None, _) => {}
+        }
+        let kind = match (entry.kind, &multi_line) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => LogKind::Text,
+            (None, None) => {
+                return Err(format!(
+                    "{path}: no \"type\": apache, nginx, application, text or custom"
+                ));
+            }
+        };
+        Ok(LogFile {
+            path,
+            kind,
+            format: entry.format,
+            name: entry.name,
+            key: entry.key,
+            schema: entry.schema,
+            multi_line,
+        })
+    }
 }
 
 impl LogFile {
@@ -124,5 +206,55 @@ mod tests {
         assert_eq!(config.log_files[0].kind, LogKind::Apache);
         assert_eq!(config.masking.fields["ip_address"], MaskRule::TruncateIp);
         assert!(toml::from_str::<ConfigFile>("log_filez = []").is_err());
+    }
+
+    #[test]
+    fn multi_line_entries_default_to_text_and_bad_ones_say_why() {
+        let files = parse_log_files(
+            r#"[{"path": "a.log", "multi_line_start_pattern": "^\\d{4}-"},
+                {"path": "b.log", "type": "application", "multi_line": "python", "multi_line_flush_ms": 250},
+                {"path": "c.log", "type": "apache"}]"#,
+        )
+        .unwrap();
+        assert_eq!(files[0].kind, LogKind::Text);
+        assert!(matches!(
+            &files[0].multi_line,
+            Some(MultiLine { start: shardline_tail::StartRule::Pattern(p), flush_after })
+                if p.as_str() == "^\\d{4}-" && *flush_after == shardline_tail::DEFAULT_MULTI_LINE_FLUSH
+        ));
+        assert_eq!(files[1].kind, LogKind::Application);
+        assert!(matches!(
+            &files[1].multi_line,
+            Some(MultiLine { start: shardline_tail::StartRule::Preset(Preset::Python), flush_after })
+                if flush_after.as_millis() == 250
+        ));
+        assert!(files[2].multi_line.is_none());
+        let refused = [
+            (r#"[{"path": "x"}]"#, "x: no \"type\""),
+            (
+                r#"[{"path": "x", "multi_line": "java", "multi_line_start_pattern": "^a"}]"#,
+                "not both",
+            ),
+            (
+                r#"[{"path": "x", "multi_line": "cobol"}]"#,
+                "java, python or go",
+            ),
+            (
+                r#"[{"path": "x", "multi_line_start_pattern": "("}]"#,
+                "multi_line_start_pattern",
+            ),
+            (
+                r#"[{"path": "x", "type": "text", "multi_line_flush_ms": 5}]"#,
+                "needs",
+            ),
+            (
+                r#"[{"path": "x", "multi_line": "go", "multi_line_flush_ms": 0}]"#,
+                "at least 1",
+            ),
+        ];
+        for (json, reason) in refused {
+            let error = format!("{:#}", parse_log_files(json).unwrap_err());
+            assert!(error.contains(reason), "{json}: {error}");
+        }
     }
 }

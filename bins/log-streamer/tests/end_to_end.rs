@@ -872,3 +872,190 @@ async fn a_file_that_does_not_exist_yet_is_waited_for_and_read() -> TestResult {
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+/// Event `n` of a Java application log: its log line and a stack trace.
+fn java_event(n: u64) -> Vec<String> {
+    vec![
+        format!(
+            "2024-01-15 10:30:{:02}.000 ERROR [main] c.e.App - event {n}",
+            n % 60
+        ),
+        format!("java.lang.IllegalStateException: failure {n}"),
+        format!("\tat com.example.Stock.take(Stock.java:{n})"),
+        format!("\tat com.example.App.main(App.java:{n})"),
+    ]
+}
+
+fn write_lines(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    file.write_all(text.as_bytes())
+}
+
+/// Waits until the checkpoint holds a file settled to `offset`.
+fn wait_for_checkpoint_offset(checkpoint: &Path, offset: u64) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let settled = std::fs::read(checkpoint)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|value| value.pointer("/state/watched").cloned())
+            .and_then(|watched| watched.as_object().cloned())
+            .is_some_and(|watched| {
+                watched
+                    .values()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .any(|file| file.get("offset").and_then(Value::as_u64) == Some(offset))
+            });
+        if settled {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!("the checkpoint did not reach offset {offset} in 30 s").into())
+}
+
+/// Stack traces are joined to their log line through a SIGKILL between
+/// an event's first lines and the rest of it, and through two rename
+/// rotations in the middle of an event (one while the streamer is down,
+/// one while it runs): every event arrives once, whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_line_events_arrive_whole_through_a_kill_and_rotations() -> TestResult {
+    let setup = Setup::new(1).await?;
+    let log = setup.dir.path().join("app.log");
+    // A long flush wait: an event is handed out by the next event's first
+    // line, by its file being let go after rotation, or at the end of a
+    // run, never by the clock in this test.
+    let config = setup.write_config(&format!(
+        "[producer]\nbatch_timeout = 0.05\n\
+         [tail]\npoll_interval = 0.05\nrotate_wait = 0.5\ncheckpoint_interval = 0.1\n\n\
+         [[log_files]]\npath = {:?}\nmulti_line_start_pattern = '^\\d{{4}}-'\nmulti_line_flush_ms = 60000\n",
+        log.display().to_string()
+    ))?;
+    let event_text = |n: u64| java_event(n).join("\n");
+
+    // Events 1-3 whole, and the first two lines of event 4.
+    let mut first: Vec<String> = (1..=3).flat_map(java_event).collect();
+    let settled_to: u64 = first.iter().map(|l| l.len() as u64 + 1).sum();
+    first.extend(java_event(4).into_iter().take(2));
+    write_lines(&log, &first)?;
+    let mut child = setup.spawn(&config, &["--from-beginning"])?;
+    setup.read(3).await?;
+    // Events 1-3 settled; event 4 waits for the rest of it.
+    wait_for_checkpoint_offset(&setup.checkpoint_file(), settled_to)?;
+    child.kill()?;
+    child.wait()?;
+
+    // While it is down: the log is renamed and the writer, still holding
+    // it, finishes event 4 there; events 5-6 and the start of 7 go to a
+    // new log.
+    let rotated = setup.dir.path().join("app.log.1");
+    std::fs::rename(&log, &rotated)?;
+    write_lines(&rotated, &java_event(4)[2..])?;
+    let mut second: Vec<String> = (5..=6).flat_map(java_event).collect();
+    second.extend(java_event(7).into_iter().take(3));
+    write_lines(&log, &second)?;
+    let mut child = setup.spawn(&config, &["--resume-from-checkpoint"])?;
+    // Event 4 is found in the renamed file and read from its start;
+    // events 5 and 6 follow (7 waits for its last line).
+    setup.read(6).await?;
+
+    // While it runs: a rotation in the middle of event 7.
+    let rotated = setup.dir.path().join("app.log.2");
+    std::fs::rename(&log, &rotated)?;
+    write_lines(&rotated, &java_event(7)[3..])?;
+    let third: Vec<String> = (8..=9).flat_map(java_event).collect();
+    write_lines(&log, &third)?;
+    // 7 is handed out when app.log.2 is let go; 8 when 9 starts.
+    let records = setup.read(8).await?;
+    binary::terminate(&child)?;
+    let status = binary::wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    assert!(status.success(), "{status}");
+
+    let mut counts = BTreeMap::new();
+    for record in &records {
+        let value: Value = serde_json::from_slice(&record.data)?;
+        assert_eq!(value["log_type"], "text");
+        let message = value["message"].as_str().ok_or("no message")?;
+        let n: u64 = message
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit("event ").next())
+            .ok_or("no event number")?
+            .parse()?;
+        assert_eq!(message, event_text(n), "event {n} was not whole");
+        assert_eq!(
+            value["timestamp"],
+            format!("2024-01-15T10:30:{:02}.000+00:00", n % 60)
+        );
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    assert_eq!(counts, (1..=8).map(|n| (n, 1)).collect::<BTreeMap<_, _>>());
+    Ok(())
+}
+
+/// The records log-streamer prints for `log` with `entry`'s multi-line
+/// settings, one JSON line each; a time read from the clock (a text that
+/// starts with no time) is written `(read time)`.
+fn multi_line_records(log: &Path, entry: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let files = format!(r#"[{{"path": {:?}, {entry}}}]"#, log.display().to_string());
+    let output = Command::new(env!("CARGO_BIN_EXE_log-streamer"))
+        .args(["--log-files", &files, "--sink", "stdout", "--once"])
+        .arg("--checkpoint-file")
+        .arg(dir.path().join("checkpoint.json"))
+        .arg("--dead-letter-file")
+        .arg(dir.path().join("dead-letters.ndjson"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "log-streamer failed: {stderr}");
+    let mut out = String::new();
+    for line in String::from_utf8(output.stdout)?.lines() {
+        let mut record: Value = serde_json::from_str(line)?;
+        let timed = record["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(|c: char| c.is_ascii_digit()));
+        if !timed {
+            record["timestamp"] = Value::from("(read time)");
+        }
+        out.push_str(&serde_json::to_string(&record)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Golden files: Java, Python and Go logs with stack traces in
+/// `fixtures/logs/multi_line/`, against the reviewed records in
+/// `<name>.expected.ndjson` (regenerate with `SHARDLINE_BLESS=1` and
+/// review the diff). Each preset gives the same events as a start pattern
+/// on the logger's time, where one exists.
+#[test]
+fn stack_traces_of_java_python_and_go_become_one_record_each() -> TestResult {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/logs/multi_line");
+    let pattern = r#""type": "text", "multi_line_start_pattern": "^\\d{4}-""#;
+    for (name, preset, same_as_pattern) in [
+        ("java", r#""multi_line": "java""#, true),
+        ("python", r#""multi_line": "python""#, true),
+        ("go", r#""multi_line": "go""#, false),
+    ] {
+        let log = fixtures.join(format!("{name}.log"));
+        let got = multi_line_records(&log, preset)?;
+        let expected_path = fixtures.join(format!("{name}.expected.ndjson"));
+        if std::env::var_os("SHARDLINE_BLESS").is_some() {
+            std::fs::write(&expected_path, &got)?;
+        }
+        let expected = std::fs::read_to_string(&expected_path)?;
+        for (number, (got, want)) in got.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(got, want, "{name}: record {}", number + 1);
+        }
+        assert_eq!(got.lines().count(), expected.lines().count(), "{name}");
+        if same_as_pattern {
+            assert_eq!(multi_line_records(&log, pattern)?, got, "{name}");
+        }
+    }
+    Ok(())
+}

@@ -57,6 +57,7 @@ mod field;
 mod format;
 mod json;
 mod nom_error;
+mod plain;
 #[cfg(feature = "records")]
 mod records;
 mod scan;
@@ -68,6 +69,7 @@ pub use application::{
     AppRecord, ORIGINAL_LOG_TYPE_KEY, ORIGINAL_TIMESTAMP_KEY, RECOGNISED_KEYS, TIME_KEYS,
 };
 pub use error::{FormatError, ParseError};
+pub use plain::TextRecord;
 #[cfg(feature = "records")]
 pub use records::{DEFAULT_MAX_LINE_BYTES, LogRecords};
 pub use text::Text;
@@ -83,15 +85,18 @@ pub enum LogType {
     ApacheAccess,
     NginxAccess,
     Application,
+    Text,
 }
 
 impl LogType {
-    /// The JSON value: `apache_access`, `nginx_access` or `application`.
+    /// The JSON value: `apache_access`, `nginx_access`, `application` or
+    /// `text`.
     pub fn as_str(self) -> &'static str {
         match self {
             LogType::ApacheAccess => "apache_access",
             LogType::NginxAccess => "nginx_access",
             LogType::Application => "application",
+            LogType::Text => "text",
         }
     }
 
@@ -101,6 +106,7 @@ impl LogType {
             LogType::ApacheAccess => br#","log_type":"apache_access"}"#,
             LogType::NginxAccess => br#","log_type":"nginx_access"}"#,
             LogType::Application => br#","log_type":"application"}"#,
+            LogType::Text => br#","log_type":"text"}"#,
         }
     }
 }
@@ -115,6 +121,7 @@ pub struct LogParser {
 enum Inner {
     Access(AccessFormat),
     Application,
+    Text,
 }
 
 impl LogParser {
@@ -137,6 +144,12 @@ impl LogParser {
         LogParser {
             inner: Inner::Application,
         }
+    }
+
+    /// Plain text: each line or multi-line event is one record holding it
+    /// as logged ([`TextRecord`]).
+    pub fn text() -> Self {
+        LogParser { inner: Inner::Text }
     }
 
     /// A parser for an Apache `LogFormat` string (or a whole `LogFormat
@@ -180,6 +193,7 @@ impl LogParser {
         match &self.inner {
             Inner::Access(format) => format.log_type,
             Inner::Application => LogType::Application,
+            Inner::Text => LogType::Text,
         }
     }
 
@@ -219,6 +233,7 @@ impl LogParser {
         match &self.inner {
             Inner::Access(format) => format.parse(line),
             Inner::Application => application::AppRecord::parse(line).map(LogRecord::Application),
+            Inner::Text => Ok(LogRecord::Text(plain::TextRecord::parse(line))),
         }
     }
 }
@@ -233,6 +248,7 @@ impl LogParser {
 pub enum LogRecord<'a> {
     Access(AccessRecord<'a>),
     Application(AppRecord<'a>),
+    Text(TextRecord<'a>),
 }
 
 impl LogRecord<'_> {
@@ -246,6 +262,7 @@ impl LogRecord<'_> {
         match self {
             LogRecord::Access(access) => access.write_json(buf),
             LogRecord::Application(app) => app.write_json(buf),
+            LogRecord::Text(text) => text.write_json(buf),
         }
         Ok(())
     }
@@ -255,6 +272,7 @@ impl LogRecord<'_> {
         match self {
             LogRecord::Access(access) => access.log_type(),
             LogRecord::Application(_) => LogType::Application,
+            LogRecord::Text(_) => LogType::Text,
         }
     }
 }
@@ -264,6 +282,7 @@ impl serde::Serialize for LogRecord<'_> {
         match self {
             LogRecord::Access(access) => access.serialize(serializer),
             LogRecord::Application(app) => app.serialize(serializer),
+            LogRecord::Text(text) => text.serialize(serializer),
         }
     }
 }
@@ -282,6 +301,7 @@ mod tests {
             LogType::ApacheAccess,
             LogType::NginxAccess,
             LogType::Application,
+            LogType::Text,
         ] {
             let tail = format!(r#","log_type":"{}"}}"#, log_type.as_str());
             assert_eq!(log_type.json_tail(), tail.as_bytes());

@@ -117,6 +117,12 @@ impl Fields for LogRecord<'_> {
                 other => access.extra(other).and_then(extra_text),
             },
             LogRecord::Application(app) => app.get(path).and_then(json_text),
+            LogRecord::Text(text) => match path {
+                "message" => Some(Cow::Borrowed(text.message())),
+                "timestamp" => Some(Cow::Owned(text.timestamp().to_string())),
+                "log_type" => Some(Cow::Borrowed(LogType::Text.as_str())),
+                _ => None,
+            },
         }
     }
 

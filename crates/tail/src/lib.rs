@@ -74,6 +74,7 @@
 mod checkpoint;
 mod identity;
 mod lines;
+mod multiline;
 mod source;
 mod tailer;
 
@@ -85,6 +86,7 @@ use std::time::Duration;
 pub use checkpoint::{CHECKPOINT_KIND, FileCheckpoint, TailCheckpoints};
 pub use identity::{FINGERPRINT_BYTES, Fingerprint, Inode};
 pub use lines::{LinePosition, LinesSource};
+pub use multiline::{DEFAULT_MULTI_LINE_FLUSH, MultiLine, Preset, StartRule};
 pub use source::TailSource;
 pub use tailer::is_glob;
 
@@ -136,6 +138,9 @@ pub struct TailConfig {
     pub max_line_bytes: usize,
     pub max_batch_lines: usize,
     pub max_batch_bytes: usize,
+    /// Join lines into multi-line events (a stack trace and the line
+    /// logged before it); `None`: every line is one input.
+    pub multi_line: Option<MultiLine>,
 }
 
 impl TailConfig {
@@ -151,6 +156,7 @@ impl TailConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_batch_lines: DEFAULT_MAX_BATCH_LINES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            multi_line: None,
         }
     }
 }
@@ -166,8 +172,10 @@ pub struct TailPosition {
     /// Byte offsets of the line's start and just past its newline.
     pub start: u64,
     pub end: u64,
-    /// 1-based line number.
+    /// 1-based line number; of the last line, for a multi-line event.
     pub line: u64,
+    /// The first line's number: `line` unless this is a multi-line event.
+    pub first_line: u64,
     /// Bytes of the line beyond `max_line_bytes` that were not kept.
     pub dropped: u64,
 }
@@ -176,7 +184,10 @@ impl shardline_core::Position for TailPosition {
     fn describe(&self) -> BTreeMap<String, String> {
         let mut context = BTreeMap::new();
         context.insert("file".to_owned(), self.path.display().to_string());
-        context.insert("line".to_owned(), self.line.to_string());
+        context.insert("line".to_owned(), self.first_line.to_string());
+        if self.line != self.first_line {
+            context.insert("last_line".to_owned(), self.line.to_string());
+        }
         context.insert("offset".to_owned(), self.start.to_string());
         if self.dropped > 0 {
             context.insert("dropped_bytes".to_owned(), self.dropped.to_string());

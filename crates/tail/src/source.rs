@@ -2,11 +2,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use shardline_core::{Input, Source, SourceError};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::TailCheckpoints;
+use crate::multiline::Joiner;
 use crate::tailer::{Registry, Tailer};
 use crate::{TailConfig, TailError, TailPosition};
 
@@ -47,20 +49,33 @@ impl TailSource {
         let stopping = stop.clone();
         let name = format!("tail {watch}");
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let mut last_scan = std::time::Instant::now();
+            let mut last_scan = Instant::now();
+            let mut joiner = config
+                .multi_line
+                .as_ref()
+                .map(|rule| Joiner::new(rule, config.max_line_bytes));
             while !stopping.load(Ordering::Relaxed) {
                 if last_scan.elapsed() >= config.poll_interval {
                     tailer.scan();
-                    last_scan = std::time::Instant::now();
+                    last_scan = Instant::now();
                 }
                 let mut batch = tailer.read(false);
                 let idle = batch.is_empty();
+                let mut at_end = false;
                 if idle && config.once {
                     tailer.scan();
                     batch = tailer.read(true);
-                    if batch.is_empty() {
-                        break;
-                    }
+                    at_end = batch.is_empty();
+                }
+                let released = tailer.take_released();
+                if let Some(joiner) = &mut joiner {
+                    let now = Instant::now();
+                    batch = joiner.join(batch, now);
+                    batch.extend(joiner.finish(&released));
+                    batch.extend(joiner.flush(now, at_end));
+                }
+                if at_end && batch.is_empty() {
+                    break;
                 }
                 if !batch.is_empty() && tx.blocking_send(batch).is_err() {
                     break;

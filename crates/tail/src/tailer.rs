@@ -118,6 +118,9 @@ pub(crate) struct Tailer {
     first_scan: bool,
     /// Watched paths that did not exist or could not be read, reported once.
     reported: HashSet<PathBuf>,
+    /// Files let go since [`Tailer::take_released`] was last called: no
+    /// more lines will come from them.
+    released: Vec<u64>,
 }
 
 impl Tailer {
@@ -137,6 +140,7 @@ impl Tailer {
             next_id: 0,
             first_scan: !resuming,
             reported: HashSet::new(),
+            released: Vec::new(),
         };
         for checkpoint in resume.unwrap_or_default() {
             tailer.resume(&checkpoint);
@@ -410,6 +414,12 @@ impl Tailer {
                 .is_some_and(|t| t.generation == open.generation && t.settled_offset >= open.offset)
     }
 
+    /// The files let go since the last call: their last lines have been
+    /// handed out.
+    pub(crate) fn take_released(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.released)
+    }
+
     /// Reads up to the batch limits from every file in turn. Returns the
     /// lines read; releases rotated files that are done. `at_end` lets a
     /// `--once` run hand out partial last lines.
@@ -449,6 +459,7 @@ impl Tailer {
                     tracked.released = true;
                 }
                 tracing::info!(file = %open.path.display(), "read to its end; let go");
+                self.released.push(open.id);
                 continue;
             }
             if let Some(last) = out.last()
@@ -718,6 +729,7 @@ fn push_line(
             start,
             end,
             line: open.line,
+            first_line: open.line,
             dropped,
         },
     });

@@ -106,10 +106,54 @@ fn is_rfc3339(text: &[u8]) -> bool {
 /// no zone is written.
 fn iso_loose(text: &[u8]) -> Option<Timestamp> {
     let mut at = Cursor { text, at: 0 };
+    let time = iso_at(&mut at, Ends::Whole)?;
+    at.peek().is_none().then_some(time)
+}
+
+/// The time a plain log line starts with, for a text record's `timestamp`:
+/// `YYYY-MM-DD` or `YYYY/MM/DD` (Go's `log` package), then `T` or a space,
+/// `HH:MM:SS`, an optional fraction after `.` or `,` (log4j, Python's
+/// `logging`), and an optional zone right after it (`Z`, `±HH:MM`,
+/// `±HHMM`); it may sit in `[…]`. UTC when no zone is written. The time
+/// must end the line or be followed by a byte that is not a letter or a
+/// digit.
+///
+/// ```text
+/// 2024-01-15 10:30:45,123 ERROR [main] c.e.App - Order failed
+/// 2024/01/15 10:30:45 listening on :8080
+/// [2024-01-15T10:30:45.123+09:00] worker.WARNING: slow
+/// ```
+pub(crate) fn leading_time(line: &str) -> Option<Timestamp> {
+    let text = line.as_bytes();
+    let mut at = Cursor {
+        text,
+        at: usize::from(text.first() == Some(&b'[')),
+    };
+    let time = iso_at(&mut at, Ends::Prefix)?;
+    match at.peek() {
+        Some(b) if b.is_ascii_alphanumeric() => None,
+        _ => Some(time),
+    }
+}
+
+/// Whether a time is the whole text or the start of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    /// The whole of a JSON value: minutes without seconds are allowed, and
+    /// anything after the time that is not a zone fails it.
+    Whole,
+    /// The start of a line: seconds are required, the date may use `/`, and
+    /// the time ends where a zone does not follow.
+    Prefix,
+}
+
+fn iso_at(at: &mut Cursor<'_>, ends: Ends) -> Option<Timestamp> {
     let year = at.number(4)?;
-    at.byte(b'-')?;
+    let separator = at
+        .next()
+        .filter(|b| *b == b'-' || (ends == Ends::Prefix && *b == b'/'))?;
     let month = at.number(2).filter(|m| (1..=12).contains(m))?;
-    at.byte(b'-')?;
+    at.byte(separator)?;
     let day = at.number(2).filter(|d| (1..=31).contains(d))?;
     match at.next()? {
         b'T' | b't' | b' ' => {}
@@ -121,6 +165,8 @@ fn iso_loose(text: &[u8]) -> Option<Timestamp> {
     let second = if at.peek() == Some(b':') {
         at.next();
         at.number(2).filter(|s| *s <= 60)?
+    } else if ends == Ends::Prefix {
+        return None;
     } else {
         0
     };
@@ -140,27 +186,17 @@ fn iso_loose(text: &[u8]) -> Option<Timestamp> {
             return None;
         }
     }
-    let offset_minutes = match at.next() {
-        None => 0,
-        Some(b'Z' | b'z') => 0,
-        Some(sign @ (b'+' | b'-')) => {
-            let hours = at.number(2).filter(|h| *h <= 23)?;
-            if at.peek() == Some(b':') {
-                at.next();
-            }
-            let minutes = if at.peek().is_some() {
-                at.number(2).filter(|m| *m <= 59)?
-            } else {
+    let offset_minutes = match ends {
+        Ends::Whole => zone(at)?,
+        // A sign not followed by an hour is the line's text, not a zone.
+        Ends::Prefix => {
+            let before = at.at;
+            zone(at).unwrap_or_else(|| {
+                at.at = before;
                 0
-            };
-            let total = i16::try_from(hours * 60 + minutes).ok()?;
-            if sign == b'-' { -total } else { total }
+            })
         }
-        Some(_) => return None,
     };
-    if at.peek().is_some() {
-        return None;
-    }
     Some(Timestamp {
         year: u16::try_from(year).ok()?,
         month: u8::try_from(month).ok()?,
@@ -171,6 +207,51 @@ fn iso_loose(text: &[u8]) -> Option<Timestamp> {
         fraction,
         fraction_digits,
         offset_minutes,
+    })
+}
+
+/// `Z`, `z`, `±HH`, `±HHMM` or `±HH:MM` at the cursor, in minutes east of
+/// UTC; nothing there (the end, or another byte, left unread) is UTC.
+fn zone(at: &mut Cursor<'_>) -> Option<i16> {
+    match at.peek() {
+        Some(b'Z' | b'z') => {
+            at.next();
+            Some(0)
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            at.next();
+            let hours = at.number(2).filter(|h| *h <= 23)?;
+            if at.peek() == Some(b':') {
+                at.next();
+            }
+            let minutes = if at.peek().is_some_and(|b| b.is_ascii_digit()) {
+                at.number(2).filter(|m| *m <= 59)?
+            } else {
+                0
+            };
+            let total = i16::try_from(hours * 60 + minutes).ok()?;
+            Some(if sign == b'-' { -total } else { total })
+        }
+        _ => Some(0),
+    }
+}
+
+/// The time now, in UTC to the millisecond: a text record's `timestamp`
+/// when its line starts with no time.
+pub(crate) fn now() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    from_unix_nanos(since.as_millis() * 1_000_000, 3).unwrap_or(Timestamp {
+        year: 1970,
+        month: 1,
+        day: 1,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        fraction: 0,
+        fraction_digits: 0,
+        offset_minutes: 0,
     })
 }
 
@@ -240,9 +321,15 @@ fn epoch(text: &str) -> Option<Timestamp> {
     let nanos = whole_value
         .checked_mul(10u128.pow(9 - unit_digits))?
         .checked_add(part_value.checked_mul(scale)?)?;
+    from_unix_nanos(nanos, unit_digits as usize + kept)
+}
+
+/// The UTC time `nanos` nanoseconds after the Unix epoch, written with
+/// `digits` fractional digits (nine at most).
+fn from_unix_nanos(nanos: u128, digits: usize) -> Option<Timestamp> {
     let seconds = i64::try_from(nanos / 1_000_000_000).ok()?;
     let sub = u32::try_from(nanos % 1_000_000_000).ok()?;
-    let digits = (unit_digits as usize + kept).min(MAX_FRACTION_DIGITS);
+    let digits = digits.min(MAX_FRACTION_DIGITS);
     let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
     let of_day = seconds.rem_euclid(86_400);
     Some(Timestamp {
