@@ -14,6 +14,9 @@
 //! - JSON application logs, the same count: the serde_json baseline and
 //!   log-streamer to stdout (one core), and log-streamer into the endpoint,
 //!   aggregated;
+//! - a Java service's log with stack traces, the same count of lines:
+//!   log-streamer to stdout (one core) shipping each line as a text record,
+//!   and joining the stack traces into events (`"multi_line": "java"`);
 //! - Debezium change events on stdin, the same count: cdc-forwarder to
 //!   stdout and into the endpoint, aggregated.
 //!
@@ -54,6 +57,10 @@ enum Input {
     Apache,
     Json,
     Debezium,
+    /// A Java service's log, each line a text record.
+    JavaLines,
+    /// The same log, its stack traces joined (the `java` preset).
+    JavaEvents,
 }
 
 impl Input {
@@ -62,6 +69,8 @@ impl Input {
             Input::Apache => "Apache combined",
             Input::Json => "JSON application logs",
             Input::Debezium => "Debezium changes (stdin)",
+            Input::JavaLines => "Java log, text, line by line",
+            Input::JavaEvents => "Java log, text, multi-line (java)",
         }
     }
 }
@@ -163,6 +172,18 @@ const CASES: &[Case] = &[
         cores: Cores::All,
     },
     Case {
+        input: Input::JavaLines,
+        program: Program::LogStreamer,
+        sink: Sink::Stdout,
+        cores: Cores::One,
+    },
+    Case {
+        input: Input::JavaEvents,
+        program: Program::LogStreamer,
+        sink: Sink::Stdout,
+        cores: Cores::One,
+    },
+    Case {
         input: Input::Debezium,
         program: Program::CdcForwarder,
         sink: Sink::Stdout,
@@ -203,6 +224,7 @@ impl Setup {
             Input::Apache => "apache.log",
             Input::Json => "application.log",
             Input::Debezium => "debezium.ndjson",
+            Input::JavaLines | Input::JavaEvents => "java.log",
         })
     }
 
@@ -226,11 +248,15 @@ impl Setup {
                 command.arg(&input);
             }
             Program::LogStreamer => {
-                let kind = match case.input {
-                    Input::Json => "application",
-                    _ => "apache",
-                };
-                let files = serde_json::json!([{"path": input, "type": kind}]).to_string();
+                let files = match case.input {
+                    Input::Json => serde_json::json!([{"path": input, "type": "application"}]),
+                    Input::JavaLines => serde_json::json!([{"path": input, "type": "text"}]),
+                    Input::JavaEvents => {
+                        serde_json::json!([{"path": input, "type": "text", "multi_line": "java"}])
+                    }
+                    _ => serde_json::json!([{"path": input, "type": "apache"}]),
+                }
+                .to_string();
                 command
                     .arg(self.bins.join("log-streamer"))
                     .args(["--log-files", &files]);
@@ -397,11 +423,13 @@ fn main() -> Result<()> {
     )?;
     let json = write_lines(&setup.input_path(Input::Json), corpus::application_lines(n))?;
     let cdc = write_lines(&setup.input_path(Input::Debezium), debezium(n)?)?;
+    let java = write_lines(&setup.input_path(Input::JavaLines), corpus::java_lines(n))?;
     println!(
-        "input: {lines} lines each; Apache {:.1} MB, JSON {:.1} MB, Debezium {:.1} MB; {rounds} rounds",
+        "input: {lines} lines each; Apache {:.1} MB, JSON {:.1} MB, Debezium {:.1} MB, Java {:.1} MB; {rounds} rounds",
         apache as f64 / 1e6,
         json as f64 / 1e6,
-        cdc as f64 / 1e6
+        cdc as f64 / 1e6,
+        java as f64 / 1e6
     );
 
     let only = std::env::var("SHARDLINE_BENCH_ONLY").ok();

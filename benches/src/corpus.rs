@@ -210,6 +210,70 @@ pub fn application_lines(n: usize) -> impl Iterator<Item = String> {
     })
 }
 
+/// `n` lines of a Java service's log (logback's pattern layout): one event
+/// in five is an ERROR with a stack trace of 4 to 16 lines under it (an
+/// exception header, frames, sometimes a cause), the others one line each.
+pub fn java_lines(n: usize) -> impl Iterator<Item = String> {
+    const LOGGERS: [&str; 3] = [
+        "c.e.orders.OrderController",
+        "c.e.orders.OrderService",
+        "c.e.payments.PaymentGateway",
+    ];
+    const MESSAGES: [&str; 3] = [
+        "Order processed in 12 ms",
+        "Cache miss for product:42",
+        "Payment authorised for order 8812",
+    ];
+    const FRAMES: [&str; 4] = [
+        "\tat com.example.orders.OrderService.place(OrderService.java:88)",
+        "\tat com.example.orders.OrderController.create(OrderController.java:41)",
+        "\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)",
+        "\tat java.base/java.lang.Thread.run(Thread.java:840)",
+    ];
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut pending: Vec<String> = Vec::new();
+    let mut event = 0u64;
+    std::iter::from_fn(move || {
+        if pending.is_empty() {
+            event += 1;
+            let time = format!(
+                "2024-01-15 10:{:02}:{:02}.{:03}",
+                rng.random_range(0..60u8),
+                rng.random_range(0..60u8),
+                rng.random_range(0..1000u16)
+            );
+            let thread = rng.random_range(1..200u16);
+            if event.is_multiple_of(5) {
+                pending.push(format!(
+                    "{time} ERROR [http-nio-8080-exec-{thread}] c.e.orders.OrderController - Order {event} failed"
+                ));
+                pending.push(format!(
+                    "java.lang.IllegalStateException: stock is negative for order {event}"
+                ));
+                for _ in 0..rng.random_range(2..8u8) {
+                    pending.push(pick(&mut rng, &FRAMES).to_owned());
+                }
+                if rng.random_bool(0.5) {
+                    pending.push("Caused by: java.sql.SQLException: deadlock detected".to_owned());
+                    for _ in 0..rng.random_range(1..6u8) {
+                        pending.push(pick(&mut rng, &FRAMES).to_owned());
+                    }
+                    pending.push("\t... 42 common frames omitted".to_owned());
+                }
+            } else {
+                pending.push(format!(
+                    "{time} INFO  [http-nio-8080-exec-{thread}] {} - {}",
+                    pick(&mut rng, &LOGGERS),
+                    pick(&mut rng, &MESSAGES)
+                ));
+            }
+            pending.reverse();
+        }
+        pending.pop()
+    })
+    .take(n)
+}
+
 /// The mean length in bytes of `lines`.
 pub fn mean_len(lines: &[String]) -> f64 {
     if lines.is_empty() {

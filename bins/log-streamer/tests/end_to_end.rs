@@ -1016,11 +1016,12 @@ fn multi_line_records(log: &Path, entry: &str) -> Result<String, Box<dyn std::er
     let mut out = String::new();
     for line in String::from_utf8(output.stdout)?.lines() {
         let mut record: Value = serde_json::from_str(line)?;
-        let timed = record["message"]
-            .as_str()
+        let timed = record
+            .get("message")
+            .and_then(Value::as_str)
             .is_some_and(|m| m.starts_with(|c: char| c.is_ascii_digit()));
-        if !timed {
-            record["timestamp"] = Value::from("(read time)");
+        if !timed && let Some(time) = record.get_mut("timestamp") {
+            *time = Value::from("(read time)");
         }
         out.push_str(&serde_json::to_string(&record)?);
         out.push('\n');

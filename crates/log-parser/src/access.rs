@@ -8,6 +8,7 @@ use crate::error::ParseError;
 use crate::field::{dash_or, number, request_line, status};
 use crate::format::{AccessFormat, Delim, Field, Kind, Step};
 use crate::json;
+use crate::not_utf8::NOT_UTF8_KEY;
 use crate::scan;
 use crate::text::{Form, Text};
 use crate::time::{Timestamp, clf, iso};
@@ -189,6 +190,10 @@ impl serde::Serialize for AccessRecord<'_> {
         for (key, value) in &self.extra {
             map.serialize_entry(key, value)?;
         }
+        let not_utf8 = self.not_utf8_fields();
+        if !not_utf8.is_empty() {
+            map.serialize_entry(NOT_UTF8_KEY, &not_utf8)?;
+        }
         map.serialize_entry("log_type", &self.log_type)?;
         map.end()
     }
@@ -202,7 +207,7 @@ fn opt_text(buf: &mut Vec<u8>, text: Option<Text<'_>>) {
     }
 }
 
-impl AccessRecord<'_> {
+impl<'a> AccessRecord<'a> {
     /// Appends the record's JSON to `buf`: the same bytes as its `Serialize`
     /// implementation gives `serde_json`, written directly.
     pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
@@ -261,7 +266,52 @@ impl AccessRecord<'_> {
                 FieldValue::Null => buf.extend_from_slice(b"null"),
             }
         }
+        // Only a field with `\xhh` escapes can hold bytes that are not
+        // UTF-8: nearly every line has none, and pays one check per field.
+        if self.texts().any(|(_, text)| text.is_escaped()) {
+            let not_utf8 = self.not_utf8_fields();
+            if let Some((first, rest)) = not_utf8.split_first() {
+                buf.extend_from_slice(b",\"not_utf8\":[");
+                json::string(buf, first);
+                for name in rest {
+                    buf.push(b',');
+                    json::string(buf, name);
+                }
+                buf.push(b']');
+            }
+        }
         buf.extend_from_slice(self.log_type.json_tail());
+    }
+
+    /// Every text field with its name, in the order the JSON has them.
+    fn texts(&self) -> impl Iterator<Item = (&'a str, Text<'a>)> + '_ {
+        let named = [
+            ("ip_address", self.ip_address),
+            ("ident", self.ident),
+            ("remote_user", self.remote_user),
+            ("method", self.method),
+            ("path", self.path),
+            ("protocol", self.protocol),
+            ("request", self.request),
+            ("referer", self.referer),
+            ("user_agent", self.user_agent),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(name, text)| Some((name, text?)))
+            .chain(self.extra.iter().filter_map(|(name, value)| match value {
+                FieldValue::Str(text) => Some((*name, *text)),
+                _ => None,
+            }))
+    }
+
+    /// The fields kept as logged because their escapes stand for bytes
+    /// that are not UTF-8 (`crate::not_utf8`).
+    pub fn not_utf8_fields(&self) -> Vec<&'a str> {
+        self.texts()
+            .filter(|(_, text)| !text.is_utf8())
+            .map(|(name, _)| name)
+            .collect()
     }
 }
 

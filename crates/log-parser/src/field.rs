@@ -7,17 +7,19 @@ use crate::scan;
 use crate::text::Text;
 
 /// Undoes the escapes Apache and Nginx write inside log fields:
-/// `\"`, `\\`, `\n`, `\r`, `\t`, `\v`, `\b`, `\f` and `\xhh`. Bytes from
-/// `\xhh` that do not form UTF-8 (a TLS handshake sent to port 80) become
-/// U+FFFD; an unknown escape is kept as written.
+/// `\"`, `\\`, `\n`, `\r`, `\t`, `\v`, `\b`, `\f` and `\xhh`; an unknown
+/// escape is kept as written. `None` when bytes from `\xhh` do not form
+/// UTF-8 (cp1251 in a referer, a TLS handshake sent to port 80): the text
+/// cannot hold them, and the caller keeps the field as logged, from which
+/// [`crate::recover_bytes`] gets them back.
 ///
 /// The text between escapes is already UTF-8 and is copied as it is; only
 /// each run of `\xhh` bytes is decoded (a run cannot combine with the text
 /// around it: that text starts and ends on whole characters).
-pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
+pub(crate) fn unescape(raw: &str) -> Option<Cow<'_, str>> {
     let bytes = raw.as_bytes();
     let Some(mut backslash) = scan::find_byte(b'\\', bytes) else {
-        return Cow::Borrowed(raw);
+        return Some(Cow::Borrowed(raw));
     };
     let mut out = String::with_capacity(raw.len());
     // Bytes from a run of `\xhh` escapes, decoded when the run ends.
@@ -25,7 +27,7 @@ pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
     let mut copied_to = 0;
     loop {
         if backslash > copied_to {
-            flush_run(&mut out, &mut run);
+            flush_run(&mut out, &mut run)?;
             out.push_str(raw.get(copied_to..backslash).unwrap_or_default());
         }
         let after = bytes.get(backslash + 1..).unwrap_or_default();
@@ -48,11 +50,11 @@ pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
         match decoded {
             Some(Decoded::Byte(byte)) => run.push(byte),
             Some(Decoded::Char(c)) => {
-                flush_run(&mut out, &mut run);
+                flush_run(&mut out, &mut run)?;
                 out.push(c);
             }
             None => {
-                flush_run(&mut out, &mut run);
+                flush_run(&mut out, &mut run)?;
                 out.push('\\');
             }
         }
@@ -65,9 +67,9 @@ pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
             None => break,
         }
     }
-    flush_run(&mut out, &mut run);
+    flush_run(&mut out, &mut run)?;
     out.push_str(raw.get(copied_to..).unwrap_or_default());
-    Cow::Owned(out)
+    Some(Cow::Owned(out))
 }
 
 /// What one escape stands for.
@@ -78,15 +80,16 @@ enum Decoded {
     Byte(u8),
 }
 
-/// Appends a run of `\xhh` bytes as text (U+FFFD where not UTF-8).
-fn flush_run(out: &mut String, run: &mut Vec<u8>) {
+/// Appends a run of `\xhh` bytes as text; `None` if they are not UTF-8.
+fn flush_run(out: &mut String, run: &mut Vec<u8>) -> Option<()> {
     if !run.is_empty() {
-        out.push_str(&String::from_utf8_lossy(run));
+        out.push_str(std::str::from_utf8(run).ok()?);
         run.clear();
     }
+    Some(())
 }
 
-fn hex_byte(pair: &[u8]) -> Option<u8> {
+pub(crate) fn hex_byte(pair: &[u8]) -> Option<u8> {
     let text = std::str::from_utf8(pair).ok()?;
     u8::from_str_radix(text, 16).ok()
 }
@@ -246,35 +249,9 @@ mod tests {
     use proptest::strategy::Strategy;
 
     /// Unescaping as first written: every escape decoded into one byte
-    /// buffer, then the whole decoded as UTF-8 (lossily).
-    fn unescape_whole(raw: &str) -> String {
-        let mut bytes = Vec::new();
-        let mut rest = raw.as_bytes();
-        while let Some((&first, after)) = rest.split_first() {
-            if first != b'\\' {
-                bytes.push(first);
-                rest = after;
-                continue;
-            }
-            let (decoded, used) = match after.first() {
-                Some(b'"') => (Some(b'"'), 1),
-                Some(b'\\') => (Some(b'\\'), 1),
-                Some(b'n') => (Some(b'\n'), 1),
-                Some(b'r') => (Some(b'\r'), 1),
-                Some(b't') => (Some(b'\t'), 1),
-                Some(b'v') => (Some(0x0b), 1),
-                Some(b'b') => (Some(0x08), 1),
-                Some(b'f') => (Some(0x0c), 1),
-                Some(b'x' | b'X') => match after.get(1..3).and_then(hex_byte) {
-                    Some(byte) => (Some(byte), 3),
-                    None => (None, 0),
-                },
-                _ => (None, 0),
-            };
-            bytes.push(decoded.unwrap_or(b'\\'));
-            rest = &after[used..];
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
+    /// buffer, then the whole decoded as UTF-8.
+    fn unescape_whole(raw: &str) -> Option<String> {
+        String::from_utf8(crate::recover_bytes(raw)).ok()
     }
 
     proptest::proptest! {
@@ -299,7 +276,7 @@ mod tests {
             if trailing_backslash {
                 raw.push('\\');
             }
-            proptest::prop_assert_eq!(unescape(&raw).into_owned(), unescape_whole(&raw));
+            proptest::prop_assert_eq!(unescape(&raw).map(Cow::into_owned), unescape_whole(&raw));
         }
     }
 
@@ -313,15 +290,18 @@ mod tests {
             (r"tab\there", "tab\there"),
             (r"\xd0\xb0", "а"),
             (r"\x16\x03\x01", "\u{16}\u{3}\u{1}"),
-            (r"\xff", "\u{fffd}"),
             (r"odd \q escape", r"odd \q escape"),
             (r"\xZZ", r"\xZZ"),
             ("trailing \\", "trailing \\"),
         ];
         for (input, want) in cases {
-            assert_eq!(unescape(input), want, "{input}");
+            assert_eq!(unescape(input).as_deref(), Some(want), "{input}");
         }
-        assert!(matches!(unescape("plain"), Cow::Borrowed(_)));
+        assert!(matches!(unescape("plain"), Some(Cow::Borrowed(_))));
+        // Bytes that are not UTF-8: no text holds them.
+        for input in [r"\xff", r"ref \xe4\xe5 ok", r"\xd0", r"\xd0\x22"] {
+            assert_eq!(unescape(input), None, "{input}");
+        }
     }
 
     #[test]

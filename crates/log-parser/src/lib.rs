@@ -57,6 +57,7 @@ mod field;
 mod format;
 mod json;
 mod nom_error;
+mod not_utf8;
 mod plain;
 #[cfg(feature = "records")]
 mod records;
@@ -69,6 +70,7 @@ pub use application::{
     AppRecord, ORIGINAL_LOG_TYPE_KEY, ORIGINAL_TIMESTAMP_KEY, RECOGNISED_KEYS, TIME_KEYS,
 };
 pub use error::{FormatError, ParseError};
+pub use not_utf8::{NOT_UTF8_KEY, recover_bytes};
 pub use plain::TextRecord;
 #[cfg(feature = "records")]
 pub use records::{DEFAULT_MAX_LINE_BYTES, LogRecords};
@@ -208,6 +210,13 @@ impl LogParser {
         }
         match std::str::from_utf8(line) {
             Ok(text) => self.parse(text),
+            // Plain text ships whatever it holds: bytes that are not UTF-8
+            // are kept escaped (`recover_bytes`).
+            Err(_) if self.inner == Inner::Text => {
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                Ok(LogRecord::Text(plain::TextRecord::parse_bytes(line)))
+            }
             Err(e) => {
                 let valid = e.valid_up_to();
                 let text = line

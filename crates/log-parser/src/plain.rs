@@ -2,8 +2,11 @@
 //! log4j pattern-layout line and the stack trace under it), shipped as it
 //! is, with the time it starts with.
 
+use std::borrow::Cow;
+
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::not_utf8::{NOT_UTF8_KEY, escape_not_utf8};
 use crate::time::Timestamp;
 use crate::time::loose::{leading_time, now};
 use crate::{LogType, json};
@@ -13,7 +16,10 @@ use crate::{LogType, json};
 /// Its JSON is `{"message": <the text as logged>, "timestamp": <RFC 3339>,
 /// "log_type": "text"}`. The time is the one the text starts with when it
 /// starts with one (`2024-01-15 10:30:45,123 ERROR …`; UTC when it names
-/// no zone), else the time it was read.
+/// no zone), else the time it was read. A text that is not UTF-8 is kept
+/// with each byte that is not part of UTF-8 written `\xhh` and each
+/// backslash `\\`, and the record says `"not_utf8": ["message"]`
+/// ([`crate::recover_bytes`] gives the bytes back).
 ///
 /// ```
 /// use shardline_log_parser::{LogParser, LogRecord};
@@ -30,32 +36,51 @@ use crate::{LogType, json};
 /// assert_eq!(record.timestamp().to_string(), "2024-01-15T10:30:46.001+00:00");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextRecord<'a> {
-    message: &'a str,
+    message: Cow<'a, str>,
     timestamp: Timestamp,
     time_from_text: bool,
+    /// The message is escaped: the text was not UTF-8.
+    not_utf8: bool,
 }
 
 impl<'a> TextRecord<'a> {
     pub(crate) fn parse(text: &'a str) -> Self {
-        match leading_time(text) {
-            Some(timestamp) => TextRecord {
-                message: text,
-                timestamp,
-                time_from_text: true,
-            },
-            None => TextRecord {
-                message: text,
-                timestamp: now(),
-                time_from_text: false,
-            },
+        Self::new(Cow::Borrowed(text), false)
+    }
+
+    /// A text given as bytes, escaped if they are not UTF-8.
+    pub(crate) fn parse_bytes(bytes: &'a [u8]) -> Self {
+        match escape_not_utf8(bytes) {
+            Ok(text) => Self::new(Cow::Borrowed(text), false),
+            Err(escaped) => Self::new(Cow::Owned(escaped), true),
         }
     }
 
-    /// The text as logged (the lines of an event joined with `\n`).
-    pub fn message(&self) -> &'a str {
-        self.message
+    fn new(message: Cow<'a, str>, not_utf8: bool) -> Self {
+        let (timestamp, time_from_text) = match leading_time(&message) {
+            Some(timestamp) => (timestamp, true),
+            None => (now(), false),
+        };
+        TextRecord {
+            message,
+            timestamp,
+            time_from_text,
+            not_utf8,
+        }
+    }
+
+    /// The text as logged (the lines of an event joined with `\n`),
+    /// escaped if it was not UTF-8 ([`TextRecord::is_utf8`]).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the text was UTF-8; if not, [`TextRecord::message`] holds
+    /// it escaped.
+    pub fn is_utf8(&self) -> bool {
+        !self.not_utf8
     }
 
     pub fn timestamp(&self) -> Timestamp {
@@ -73,18 +98,24 @@ impl<'a> TextRecord<'a> {
     pub(crate) fn write_json(&self, buf: &mut Vec<u8>) {
         buf.push(b'{');
         json::key(buf, true, "message");
-        json::string(buf, self.message);
+        json::string(buf, &self.message);
         json::key(buf, false, "timestamp");
         self.timestamp.write_json(buf);
+        if self.not_utf8 {
+            buf.extend_from_slice(br#","not_utf8":["message"]"#);
+        }
         buf.extend_from_slice(LogType::Text.json_tail());
     }
 }
 
 impl serde::Serialize for TextRecord<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("message", self.message)?;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("message", &self.message)?;
         map.serialize_entry("timestamp", &self.timestamp)?;
+        if self.not_utf8 {
+            map.serialize_entry(NOT_UTF8_KEY, &["message"])?;
+        }
         map.serialize_entry("log_type", &LogType::Text)?;
         map.end()
     }
@@ -154,6 +185,29 @@ mod tests {
     }
 
     #[test]
+    fn a_text_that_is_not_utf8_is_kept_escaped_and_said_so() {
+        let bytes = b"2024-01-15 10:30:45 caf\xe9 C:\\temp \xff";
+        let record = TextRecord::parse_bytes(bytes);
+        assert!(!record.is_utf8());
+        assert_eq!(
+            record.message(),
+            r"2024-01-15 10:30:45 caf\xe9 C:\\temp \xff"
+        );
+        assert!(record.time_from_text());
+        let mut buf = Vec::new();
+        record.write_json(&mut buf);
+        assert_eq!(buf, serde_json::to_vec(&record).unwrap());
+        let value: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(value["not_utf8"], serde_json::json!(["message"]));
+        let message = value["message"].as_str().unwrap();
+        assert_eq!(crate::recover_bytes(message), bytes);
+        // UTF-8 is kept as it is, backslashes and all.
+        let record = TextRecord::parse_bytes(br"C:\temp \x41");
+        assert!(record.is_utf8());
+        assert_eq!(record.message(), r"C:\temp \x41");
+    }
+
+    #[test]
     fn the_json_writer_matches_serde() {
         for text in [
             "2024-01-15 10:30:46,001 ERROR failed\n\tat a.B(B.java:1)\n\t... 3 more",
@@ -167,7 +221,7 @@ mod tests {
                 String::from_utf8(buf).unwrap(),
                 serde_json::to_string(&record).unwrap()
             );
-            let value: serde_json::Value = serde_json::to_value(record).unwrap();
+            let value: serde_json::Value = serde_json::to_value(&record).unwrap();
             assert_eq!(value["message"], text);
             assert_eq!(value["log_type"], "text");
         }

@@ -84,15 +84,23 @@ impl<'a> Text<'a> {
     }
 
     /// The value: `\"`, `\\`, `\n`, `\r`, `\t`, `\v`, `\b`, `\f` and `\xhh`
-    /// undone. Bytes from `\xhh` that do not form UTF-8 (a TLS handshake
-    /// sent to port 80) become U+FFFD; an unknown escape is kept as
-    /// written. Borrows from the line unless there was something to undo.
+    /// undone; an unknown escape is kept as written. Borrows from the line
+    /// unless there was something to undo. When bytes from `\xhh` do not
+    /// form UTF-8 (cp1251 in a referer, a TLS handshake sent to port 80),
+    /// the value is the text as logged ([`Text::is_utf8`] is false), from
+    /// which [`crate::recover_bytes`] gets the bytes back.
     pub fn decoded(&self) -> Cow<'a, str> {
         if self.is_escaped() {
-            unescape(self.logged)
+            unescape(self.logged).unwrap_or(Cow::Borrowed(self.logged))
         } else {
             Cow::Borrowed(self.logged)
         }
+    }
+
+    /// Whether the value is text: false when its `\xhh` escapes stand for
+    /// bytes that are not UTF-8, and the value is kept as logged.
+    pub fn is_utf8(&self) -> bool {
+        self.form != Form::Escaped || unescape(self.logged).is_some()
     }
 
     /// Appends the value as a JSON string: inline where it is a copy (the
@@ -108,7 +116,10 @@ impl<'a> Text<'a> {
     #[inline(never)]
     fn write_json_escaped(&self, buf: &mut Vec<u8>) {
         match self.form {
-            Form::Escaped => json::string(buf, &unescape(self.logged)),
+            Form::Escaped => match unescape(self.logged) {
+                Some(value) => json::string(buf, &value),
+                None => json::string(buf, self.logged),
+            },
             _ => json::string(buf, self.logged),
         }
     }

@@ -472,6 +472,75 @@ proptest! {
         }
     }
 
+    /// Whatever bytes a referer or user agent held, Apache's escaping of
+    /// them (printable ASCII as is, `"` and `\` backslashed, every other
+    /// byte `\xhh`) and the record give them back: as text when they were
+    /// UTF-8, through `recover_bytes` when the record names the field under
+    /// `not_utf8`. Never U+FFFD.
+    #[test]
+    fn any_bytes_in_a_field_are_recovered_from_the_record(
+        referer in proptest::collection::vec(any::<u8>(), 1..40),
+        agent in proptest::collection::vec(prop_oneof![Just(0xe4u8), Just(0xd0), Just(0xb0), Just(b'\\'), Just(b'x'), Just(b'4'), any::<u8>()], 1..20),
+    ) {
+        let escape = |bytes: &[u8]| -> String {
+            let mut out = String::new();
+            for &byte in bytes {
+                match byte {
+                    b'"' => out.push_str("\\\""),
+                    b'\\' => out.push_str("\\\\"),
+                    0x20..=0x7e => out.push(byte as char),
+                    _ => out.push_str(&format!("\\x{byte:02x}")),
+                }
+            }
+            out
+        };
+        // "-" alone means no value.
+        prop_assume!(referer != b"-" && agent != b"-");
+        let line = format!(
+            "10.0.0.1 - - [15/Jan/2024:10:30:45 +0000] \"GET / HTTP/1.1\" 200 1 \"{}\" \"{}\"",
+            escape(&referer),
+            escape(&agent)
+        );
+        let parsed = parse_to_json(&LogParser::apache(), &line).map_err(TestCaseError::fail)?;
+        let flagged: Vec<&str> = parsed["not_utf8"]
+            .as_array()
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for (name, bytes) in [("referer", &referer), ("user_agent", &agent)] {
+            let text = parsed[name].as_str().ok_or_else(|| TestCaseError::fail(format!("{name}: {parsed}")))?;
+            prop_assert!(!text.contains('\u{fffd}'), "U+FFFD in {}", name);
+            let got = if flagged.contains(&name) {
+                prop_assert!(std::str::from_utf8(bytes).is_err(), "{} flagged but UTF-8", name);
+                shardline_log_parser::recover_bytes(text)
+            } else {
+                text.as_bytes().to_vec()
+            };
+            prop_assert_eq!(&got, bytes, "{}", name);
+        }
+    }
+
+    /// Any line of a text log, UTF-8 or not, is had back from its record.
+    #[test]
+    fn any_text_line_is_recovered_from_its_record(
+        line in proptest::collection::vec(prop_oneof![Just(b'\\'), Just(0xffu8), Just(0xe2), Just(0x82), any::<u8>()], 1..60)
+            .prop_filter("one line, not blank", |l| !l.contains(&b'\n') && !l.ends_with(b"\r") && !l.iter().all(u8::is_ascii_whitespace)),
+    ) {
+        let parser = LogParser::text();
+        let record = parser.parse_bytes(&line).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut buf = Vec::new();
+        record.write_json(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&buf, &serde_json::to_vec(&record).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        let parsed: Value = serde_json::from_slice(&buf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let message = parsed["message"].as_str().unwrap_or_default();
+        let got = if parsed["not_utf8"] == json!(["message"]) {
+            shardline_log_parser::recover_bytes(message)
+        } else {
+            prop_assert!(parsed.get("not_utf8").is_none());
+            message.as_bytes().to_vec()
+        };
+        prop_assert_eq!(&got, &line);
+    }
+
     #[test]
     fn application_records_keep_every_key(
         fields in proptest::collection::btree_map("[a-z_]{1,12}", any::<i64>(), 0..12)

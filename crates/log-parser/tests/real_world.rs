@@ -167,16 +167,20 @@ fn request_lines_that_are_not_method_path_protocol() -> TestResult {
         to_json(&parser, &line("GET /"))?,
         bad(json!({"method": "GET", "path": "/", "protocol": null, "request": "GET /"}))
     );
-    // A TLS handshake sent to port 80, escaped by Apache.
+    // A TLS handshake sent to port 80, escaped by Apache: \xfc is not
+    // UTF-8, so the request is kept as logged, and said to be.
+    let handshake = r"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    let value = to_json(&parser, &line(handshake))?;
     assert_eq!(
-        to_json(
-            &parser,
-            &line(r"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
-        )?,
+        value,
         bad(json!({
             "method": null, "path": null, "protocol": null,
-            "request": "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}\u{fffd}\u{3}\u{3}"
+            "request": handshake, "not_utf8": ["request"]
         }))
+    );
+    assert_eq!(
+        shardline_log_parser::recover_bytes(value["request"].as_str().unwrap_or_default()),
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
     );
     // An over-long request line, cut off by the server before the protocol.
     let long_path = format!("/{}", "a".repeat(8190));
