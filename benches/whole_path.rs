@@ -17,6 +17,8 @@
 //! - a Java service's log with stack traces, the same count of lines:
 //!   log-streamer to stdout (one core) shipping each line as a text record,
 //!   and joining the stack traces into events (`"multi_line": "java"`);
+//! - syslog (RFC 3164 and 5424 in turn) and CSV with quoted fields, the
+//!   same count, log-streamer to stdout (one core);
 //! - Debezium change events on stdin, the same count: cdc-forwarder to
 //!   stdout and into the endpoint, aggregated.
 //!
@@ -61,6 +63,10 @@ enum Input {
     JavaLines,
     /// The same log, its stack traces joined (the `java` preset).
     JavaEvents,
+    /// Syslog, RFC 3164 and RFC 5424 lines in turn.
+    Syslog,
+    /// CSV with quoted fields.
+    Csv,
 }
 
 impl Input {
@@ -71,6 +77,8 @@ impl Input {
             Input::Debezium => "Debezium changes (stdin)",
             Input::JavaLines => "Java log, text, line by line",
             Input::JavaEvents => "Java log, text, multi-line (java)",
+            Input::Syslog => "syslog (RFC 3164 and 5424)",
+            Input::Csv => "CSV, quoted fields",
         }
     }
 }
@@ -184,6 +192,18 @@ const CASES: &[Case] = &[
         cores: Cores::One,
     },
     Case {
+        input: Input::Syslog,
+        program: Program::LogStreamer,
+        sink: Sink::Stdout,
+        cores: Cores::One,
+    },
+    Case {
+        input: Input::Csv,
+        program: Program::LogStreamer,
+        sink: Sink::Stdout,
+        cores: Cores::One,
+    },
+    Case {
         input: Input::Debezium,
         program: Program::CdcForwarder,
         sink: Sink::Stdout,
@@ -225,6 +245,8 @@ impl Setup {
             Input::Json => "application.log",
             Input::Debezium => "debezium.ndjson",
             Input::JavaLines | Input::JavaEvents => "java.log",
+            Input::Syslog => "syslog.log",
+            Input::Csv => "access.csv",
         })
     }
 
@@ -254,6 +276,10 @@ impl Setup {
                     Input::JavaEvents => {
                         serde_json::json!([{"path": input, "type": "text", "multi_line": "java"}])
                     }
+                    Input::Syslog => serde_json::json!([{"path": input, "type": "syslog"}]),
+                    Input::Csv => serde_json::json!([
+                        {"path": input, "type": "csv", "columns": corpus::CSV_COLUMNS}
+                    ]),
                     _ => serde_json::json!([{"path": input, "type": "apache"}]),
                 }
                 .to_string();
@@ -424,12 +450,16 @@ fn main() -> Result<()> {
     let json = write_lines(&setup.input_path(Input::Json), corpus::application_lines(n))?;
     let cdc = write_lines(&setup.input_path(Input::Debezium), debezium(n)?)?;
     let java = write_lines(&setup.input_path(Input::JavaLines), corpus::java_lines(n))?;
+    let syslog = write_lines(&setup.input_path(Input::Syslog), corpus::syslog_lines(n))?;
+    let csv = write_lines(&setup.input_path(Input::Csv), corpus::csv_lines(n))?;
     println!(
-        "input: {lines} lines each; Apache {:.1} MB, JSON {:.1} MB, Debezium {:.1} MB, Java {:.1} MB; {rounds} rounds",
+        "input: {lines} lines each; Apache {:.1} MB, JSON {:.1} MB, Debezium {:.1} MB, Java {:.1} MB, syslog {:.1} MB, CSV {:.1} MB; {rounds} rounds",
         apache as f64 / 1e6,
         json as f64 / 1e6,
         cdc as f64 / 1e6,
-        java as f64 / 1e6
+        java as f64 / 1e6,
+        syslog as f64 / 1e6,
+        csv as f64 / 1e6
     );
 
     let only = std::env::var("SHARDLINE_BENCH_ONLY").ok();

@@ -274,6 +274,67 @@ pub fn java_lines(n: usize) -> impl Iterator<Item = String> {
     .take(n)
 }
 
+/// `n` syslog lines: half RFC 3164 as `/var/log/syslog` holds them (no
+/// PRI, a tag and process id), half RFC 5424 with structured data.
+pub fn syslog_lines(n: usize) -> impl Iterator<Item = String> {
+    const PROGRAMS: [&str; 4] = ["sshd", "CRON", "systemd", "nginx"];
+    const MESSAGES: [&str; 4] = [
+        "Accepted publickey for deploy from 10.0.0.5 port 52144 ssh2",
+        "(root) CMD (   cd / && run-parts --report /etc/cron.hourly)",
+        "Started Session 42 of user deploy.",
+        "GET /health 200 0.002",
+    ];
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n).map(move |i| {
+        let (h, m, s) = (
+            rng.random_range(0..24u8),
+            rng.random_range(0..60u8),
+            rng.random_range(0..60u8),
+        );
+        let program = pick(&mut rng, &PROGRAMS);
+        let message = pick(&mut rng, &MESSAGES);
+        let pid = rng.random_range(1..65536u32);
+        if i % 2 == 0 {
+            format!("Jan 15 {h:02}:{m:02}:{s:02} web-{} {program}[{pid}]: {message}", i % 8)
+        } else {
+            format!(
+                r#"<{}>1 2024-01-15T{h:02}:{m:02}:{s:02}.{:06}Z web-{}.example.com {program} {pid} ID{} [origin ip="10.0.{}.{}" software="{program}"] {message}"#,
+                rng.random_range(0..192u16),
+                rng.random_range(0..1_000_000u32),
+                i % 8,
+                rng.random_range(1..100u8),
+                rng.random_range(0..256u16),
+                rng.random_range(0..256u16)
+            )
+        }
+    })
+}
+
+/// The columns of [`csv_lines`].
+pub const CSV_COLUMNS: [&str; 6] = ["time", "client", "method", "path", "status", "user_agent"];
+
+/// `n` CSV lines of [`CSV_COLUMNS`]: a quoted user agent in each, one in
+/// four with a comma or doubled quote inside a quoted field.
+pub fn csv_lines(n: usize) -> impl Iterator<Item = String> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    (0..n).map(move |i| {
+        let path = if i % 4 == 0 {
+            format!("\"/search?q=red,green&page={}\"", rng.random_range(1..50u8))
+        } else {
+            format!("/item/{}", rng.random_range(1..100_000u32))
+        };
+        let agent = pick(&mut rng, &AGENTS).replace('"', "\"\"");
+        format!(
+            "2024-01-15T10:{:02}:{:02}Z,10.0.{}.{},GET,{path},{},\"{agent}\"",
+            rng.random_range(0..60u8),
+            rng.random_range(0..60u8),
+            rng.random_range(0..256u16),
+            rng.random_range(0..256u16),
+            pick(&mut rng, &["200", "200", "304", "404"]),
+        )
+    })
+}
+
 /// The mean length in bytes of `lines`.
 pub fn mean_len(lines: &[String]) -> f64 {
     if lines.is_empty() {

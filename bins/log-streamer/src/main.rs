@@ -49,7 +49,8 @@ enum Command {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) common: shardline_cli::CommonArgs,
-    /// The files to follow, as a JSON list: [{"path": "...", "type": "apache"|"nginx"|"application"|"text"|"custom", "format": "..."}].
+    /// The files to follow, as a JSON list: [{"path": "...", "type": "apache"|"nginx"|"application"|"text"|"syslog"|"csv"|"custom", "format": "..."}].
+    /// "csv" takes "columns": ["...", ...] and optionally "delimiter" (default ",") and "quote" (default "\"").
     /// Multi-line events (stack traces): add "multi_line_start_pattern": "<regex>" (a matching line starts an event)
     /// or "multi_line": "java"|"python"|"go", and optionally "multi_line_flush_ms" (default 1000); the type then defaults to "text".
     #[arg(long)]

@@ -3,7 +3,7 @@
 
 use anyhow::bail;
 use shardline_core::SourceName;
-use shardline_log_parser::{LogParser, LogRecords};
+use shardline_log_parser::{CsvFormat, LogParser, LogRecords};
 use shardline_partition_key::{KeySpec, PartitionKeyStrategy};
 use shardline_validate::{Masker, Validator};
 
@@ -32,6 +32,17 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
         (LogKind::Nginx, None) => LogParser::nginx(),
         (LogKind::Application, None) => LogParser::application(),
         (LogKind::Text, None) => LogParser::text(),
+        (LogKind::Syslog, None) => LogParser::syslog(),
+        (LogKind::Csv, None) => {
+            let Some(csv) = &file.csv else {
+                bail!("{}: type \"csv\" needs \"columns\"", file.path)
+            };
+            LogParser::csv(CsvFormat::new(
+                csv.columns.clone(),
+                csv.delimiter,
+                csv.quote,
+            )?)
+        }
         (LogKind::Apache, Some(format)) => LogParser::apache_format(format)?,
         (LogKind::Nginx, Some(format)) => LogParser::nginx_format(format)?,
         (LogKind::Custom, Some(format)) if format.contains('$') && !format.contains('%') => {
@@ -39,9 +50,9 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
         }
         (LogKind::Custom, Some(format)) => LogParser::apache_format(format)?,
         (LogKind::Custom, None) => bail!("{}: type \"custom\" needs a \"format\"", file.path),
-        (LogKind::Text, Some(_)) => {
+        (LogKind::Text | LogKind::Syslog | LogKind::Csv, Some(_)) => {
             bail!(
-                "{}: text logs are shipped as logged; \"format\" does not apply",
+                "{}: \"format\" is for types apache, nginx and custom",
                 file.path
             )
         }
@@ -55,14 +66,16 @@ pub(crate) fn parser_for(file: &LogFile) -> anyhow::Result<LogParser> {
 }
 
 /// The key strategy of an entry ([`KeySpec`]; by default `web` for
-/// access logs, `field:request_id` for application logs, `random` for
-/// text).
+/// access logs, `field:request_id` for application logs, `field:hostname`
+/// for syslog, `random` for text and CSV).
 pub(crate) fn key_for(file: &LogFile) -> anyhow::Result<Box<dyn PartitionKeyStrategy>> {
     let spec = match (&file.key, file.kind) {
         (Some(spec), _) => spec.parse::<KeySpec>()?,
         (None, LogKind::Application) => KeySpec::Field("request_id".to_owned()),
-        // Nothing in plain text to key on: spread evenly.
-        (None, LogKind::Text) => KeySpec::Random,
+        // Nothing in plain text or CSV to key on: spread evenly.
+        (None, LogKind::Text | LogKind::Csv) => KeySpec::Random,
+        // A host's messages stay in order.
+        (None, LogKind::Syslog) => KeySpec::Field("hostname".to_owned()),
         (None, _) => KeySpec::Web,
     };
     Ok(spec.strategy())
@@ -76,9 +89,13 @@ pub(crate) fn validator_for(file: &LogFile) -> anyhow::Result<Option<Validator>>
     let spec = file.schema.as_deref().unwrap_or("builtin");
     Ok(match spec {
         "none" => None,
-        // A text record is its text and a time, whatever the text: nothing
-        // to check.
-        "builtin" | "strict" if file.kind == LogKind::Text => None,
+        // Text, syslog and CSV records are whatever their lines held, in
+        // the parser's shape: no built-in schema to check.
+        "builtin" | "strict"
+            if matches!(file.kind, LogKind::Text | LogKind::Syslog | LogKind::Csv) =>
+        {
+            None
+        }
         "builtin" => Some(match file.kind {
             LogKind::Application => Validator::application_log()?,
             _ => Validator::web_log()?,

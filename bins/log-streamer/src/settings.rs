@@ -16,6 +16,10 @@ pub(crate) enum LogKind {
     /// Any text, shipped as logged: `{"message", "timestamp", "log_type"}`.
     /// The default for multi-line events.
     Text,
+    /// Syslog, RFC 5424 or RFC 3164 (told from each line).
+    Syslog,
+    /// CSV or TSV: `columns`, and optionally `delimiter` and `quote`.
+    Csv,
     /// A server's own directive in `format`: Apache `LogFormat` text, or
     /// Nginx `log_format` text (told apart by `%` / `$`).
     Custom,
@@ -28,6 +32,8 @@ impl LogKind {
             LogKind::Nginx => "nginx",
             LogKind::Application => "application",
             LogKind::Text => "text",
+            LogKind::Syslog => "syslog",
+            LogKind::Csv => "csv",
             LogKind::Custom => "custom",
         }
     }
@@ -46,15 +52,27 @@ pub(crate) struct LogFile {
     pub(crate) name: Option<String>,
     /// Partition-key strategy (`shardline_partition_key::KeySpec`: `web`,
     /// `field:<path>`, `fixed:<key>`, `random`, …; default: `web` for
-    /// access logs, `field:request_id` for application logs, `random` for
-    /// text).
+    /// access logs, `field:request_id` for application logs,
+    /// `field:hostname` for syslog, `random` for text and CSV).
     pub(crate) key: Option<String>,
-    /// Validation: `builtin` (default), `strict` (application logs: a
+    /// Validation: `builtin` (default; nothing to check for text, syslog
+    /// and CSV), `strict` (application logs: a
     /// `timestamp`, `level` and `message` required), `none`, or a JSON
     /// Schema file.
     pub(crate) schema: Option<String>,
     /// How lines are joined into events, if they are.
     pub(crate) multi_line: Option<MultiLine>,
+    /// `csv`: the column names, and the delimiter and quote characters.
+    pub(crate) csv: Option<CsvSettings>,
+}
+
+/// A `csv` entry's `columns`, `delimiter` (default `,`) and `quote`
+/// (default `"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CsvSettings {
+    pub(crate) columns: Vec<String>,
+    pub(crate) delimiter: char,
+    pub(crate) quote: char,
 }
 
 /// One entry as written.
@@ -77,6 +95,12 @@ struct LogFileEntry {
     /// An event is handed out after this long without a new line of its
     /// file (default 1000).
     multi_line_flush_ms: Option<u64>,
+    /// `csv`: the field names, in order.
+    columns: Option<Vec<String>>,
+    /// `csv`: one character (default `,`; `"\t"` for TSV).
+    delimiter: Option<String>,
+    /// `csv`: one character (default `"`).
+    quote: Option<String>,
 }
 
 impl TryFrom<LogFileEntry> for LogFile {
@@ -116,8 +140,40 @@ impl TryFrom<LogFileEntry> for LogFile {
             (None, Some(_)) => LogKind::Text,
             (None, None) => {
                 return Err(format!(
-                    "{path}: no \"type\": apache, nginx, application, text or custom"
+                    "{path}: no \"type\": apache, nginx, application, text, syslog, csv or custom"
                 ));
+            }
+        };
+        let one_char = |value: Option<String>, what: &str, default: char| match value {
+            None => Ok(default),
+            Some(text) => {
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => Ok(c),
+                    _ => Err(format!(
+                        "{path}: {what} must be one character, not {text:?}"
+                    )),
+                }
+            }
+        };
+        let csv = match (kind, entry.columns) {
+            (LogKind::Csv, Some(columns)) => Some(CsvSettings {
+                columns,
+                delimiter: one_char(entry.delimiter, "delimiter", ',')?,
+                quote: one_char(entry.quote, "quote", '"')?,
+            }),
+            (LogKind::Csv, None) => {
+                return Err(format!(
+                    "{path}: type \"csv\" needs \"columns\": the name of each field, in order"
+                ));
+            }
+            (_, columns) => {
+                if columns.is_some() || entry.delimiter.is_some() || entry.quote.is_some() {
+                    return Err(format!(
+                        "{path}: \"columns\", \"delimiter\" and \"quote\" are for type \"csv\""
+                    ));
+                }
+                None
             }
         };
         Ok(LogFile {
@@ -128,6 +184,7 @@ impl TryFrom<LogFileEntry> for LogFile {
             key: entry.key,
             schema: entry.schema,
             multi_line,
+            csv,
         })
     }
 }
@@ -250,6 +307,34 @@ mod tests {
             (
                 r#"[{"path": "x", "multi_line": "go", "multi_line_flush_ms": 0}]"#,
                 "at least 1",
+            ),
+        ];
+        for (json, reason) in refused {
+            let error = format!("{:#}", parse_log_files(json).unwrap_err());
+            assert!(error.contains(reason), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn csv_entries_take_columns_a_delimiter_and_a_quote() {
+        let files = parse_log_files(
+            r#"[{"path": "a.csv", "type": "csv", "columns": ["time", "user"]},
+                {"path": "b.tsv", "type": "csv", "columns": ["x"], "delimiter": "\t", "quote": "'"}]"#,
+        )
+        .unwrap();
+        let csv = |i: usize| files[i].csv.clone().unwrap();
+        assert_eq!(csv(0).columns, ["time", "user"]);
+        assert_eq!((csv(0).delimiter, csv(0).quote), (',', '"'));
+        assert_eq!((csv(1).delimiter, csv(1).quote), ('\t', '\''));
+        let refused = [
+            (r#"[{"path": "x", "type": "csv"}]"#, "needs \"columns\""),
+            (
+                r#"[{"path": "x", "type": "csv", "columns": ["a"], "delimiter": ";;"}]"#,
+                "one character",
+            ),
+            (
+                r#"[{"path": "x", "type": "syslog", "columns": ["a"]}]"#,
+                "are for type \"csv\"",
             ),
         ];
         for (json, reason) in refused {

@@ -169,6 +169,9 @@ const FUZZ_TARGETS: &[&str] = &[
     "custom_format",
     "cdc",
     "iot_filter",
+    "syslog",
+    "csv",
+    "text",
 ];
 /// Seconds each target runs in `cargo xtask test`.
 const FUZZ_SMOKE_SECONDS: u64 = 10;

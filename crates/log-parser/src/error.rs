@@ -71,6 +71,10 @@ pub enum FormatError {
     /// The format has no fields at all.
     #[error("the format has no fields")]
     Empty,
+    /// CSV settings that cannot split a line: no columns, a column named
+    /// twice, a delimiter that is not one ASCII character.
+    #[error("csv: {0}")]
+    Csv(String),
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@
 
 mod access;
 mod application;
+mod delimited;
 mod error;
 mod field;
 mod format;
@@ -62,6 +63,7 @@ mod plain;
 #[cfg(feature = "records")]
 mod records;
 mod scan;
+mod syslog;
 mod text;
 mod time;
 
@@ -69,11 +71,13 @@ pub use access::{AccessRecord, FieldValue};
 pub use application::{
     AppRecord, ORIGINAL_LOG_TYPE_KEY, ORIGINAL_TIMESTAMP_KEY, RECOGNISED_KEYS, TIME_KEYS,
 };
+pub use delimited::{CsvFormat, CsvRecord};
 pub use error::{FormatError, ParseError};
 pub use not_utf8::{NOT_UTF8_KEY, recover_bytes};
 pub use plain::TextRecord;
 #[cfg(feature = "records")]
 pub use records::{DEFAULT_MAX_LINE_BYTES, LogRecords};
+pub use syslog::{SdElement, SyslogFormat, SyslogRecord};
 pub use text::Text;
 pub use time::Timestamp;
 pub use time::loose::{EPOCH_MICROSECONDS_BELOW, EPOCH_MILLISECONDS_BELOW, EPOCH_SECONDS_BELOW};
@@ -88,6 +92,8 @@ pub enum LogType {
     NginxAccess,
     Application,
     Text,
+    Syslog,
+    Csv,
 }
 
 impl LogType {
@@ -99,6 +105,8 @@ impl LogType {
             LogType::NginxAccess => "nginx_access",
             LogType::Application => "application",
             LogType::Text => "text",
+            LogType::Syslog => "syslog",
+            LogType::Csv => "csv",
         }
     }
 
@@ -109,6 +117,8 @@ impl LogType {
             LogType::NginxAccess => br#","log_type":"nginx_access"}"#,
             LogType::Application => br#","log_type":"application"}"#,
             LogType::Text => br#","log_type":"text"}"#,
+            LogType::Syslog => br#","log_type":"syslog"}"#,
+            LogType::Csv => br#","log_type":"csv"}"#,
         }
     }
 }
@@ -124,6 +134,8 @@ enum Inner {
     Access(AccessFormat),
     Application,
     Text,
+    Syslog,
+    Csv(CsvFormat),
 }
 
 impl LogParser {
@@ -152,6 +164,21 @@ impl LogParser {
     /// as logged ([`TextRecord`]).
     pub fn text() -> Self {
         LogParser { inner: Inner::Text }
+    }
+
+    /// Syslog: RFC 5424 or RFC 3164, told from each line
+    /// ([`SyslogRecord`]).
+    pub fn syslog() -> Self {
+        LogParser {
+            inner: Inner::Syslog,
+        }
+    }
+
+    /// CSV or TSV lines, split as `format` says ([`CsvRecord`]).
+    pub fn csv(format: CsvFormat) -> Self {
+        LogParser {
+            inner: Inner::Csv(format),
+        }
     }
 
     /// A parser for an Apache `LogFormat` string (or a whole `LogFormat
@@ -196,6 +223,8 @@ impl LogParser {
             Inner::Access(format) => format.log_type,
             Inner::Application => LogType::Application,
             Inner::Text => LogType::Text,
+            Inner::Syslog => LogType::Syslog,
+            Inner::Csv(_) => LogType::Csv,
         }
     }
 
@@ -243,6 +272,8 @@ impl LogParser {
             Inner::Access(format) => format.parse(line),
             Inner::Application => application::AppRecord::parse(line).map(LogRecord::Application),
             Inner::Text => Ok(LogRecord::Text(plain::TextRecord::parse(line))),
+            Inner::Syslog => syslog::SyslogRecord::parse(line).map(LogRecord::Syslog),
+            Inner::Csv(format) => format.parse(line).map(LogRecord::Csv),
         }
     }
 }
@@ -258,6 +289,8 @@ pub enum LogRecord<'a> {
     Access(AccessRecord<'a>),
     Application(AppRecord<'a>),
     Text(TextRecord<'a>),
+    Syslog(SyslogRecord<'a>),
+    Csv(CsvRecord<'a>),
 }
 
 impl LogRecord<'_> {
@@ -272,6 +305,8 @@ impl LogRecord<'_> {
             LogRecord::Access(access) => access.write_json(buf),
             LogRecord::Application(app) => app.write_json(buf),
             LogRecord::Text(text) => text.write_json(buf),
+            LogRecord::Syslog(syslog) => serde_json::to_writer(&mut *buf, syslog)?,
+            LogRecord::Csv(csv) => serde_json::to_writer(&mut *buf, csv)?,
         }
         Ok(())
     }
@@ -282,6 +317,8 @@ impl LogRecord<'_> {
             LogRecord::Access(access) => access.log_type(),
             LogRecord::Application(_) => LogType::Application,
             LogRecord::Text(_) => LogType::Text,
+            LogRecord::Syslog(_) => LogType::Syslog,
+            LogRecord::Csv(_) => LogType::Csv,
         }
     }
 }
@@ -292,6 +329,8 @@ impl serde::Serialize for LogRecord<'_> {
             LogRecord::Access(access) => access.serialize(serializer),
             LogRecord::Application(app) => app.serialize(serializer),
             LogRecord::Text(text) => text.serialize(serializer),
+            LogRecord::Syslog(syslog) => syslog.serialize(serializer),
+            LogRecord::Csv(csv) => csv.serialize(serializer),
         }
     }
 }
@@ -311,6 +350,8 @@ mod tests {
             LogType::NginxAccess,
             LogType::Application,
             LogType::Text,
+            LogType::Syslog,
+            LogType::Csv,
         ] {
             let tail = format!(r#","log_type":"{}"}}"#, log_type.as_str());
             assert_eq!(log_type.json_tail(), tail.as_bytes());

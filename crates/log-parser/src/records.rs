@@ -117,6 +117,23 @@ impl Fields for LogRecord<'_> {
                 other => access.extra(other).and_then(extra_text),
             },
             LogRecord::Application(app) => app.get(path).and_then(json_text),
+            LogRecord::Syslog(syslog) => match path {
+                "timestamp" => syslog.timestamp().map(|t| Cow::Owned(t.to_string())),
+                "hostname" => syslog.hostname().map(Cow::Borrowed),
+                "app_name" => syslog.app_name().map(Cow::Borrowed),
+                "procid" => syslog.procid().map(Cow::Borrowed),
+                "msgid" => syslog.msgid().map(Cow::Borrowed),
+                "facility" => syslog.facility().map(Cow::Borrowed),
+                "severity" => syslog.severity().map(Cow::Borrowed),
+                "message" => Some(Cow::Borrowed(syslog.message())),
+                "syslog_format" => Some(Cow::Borrowed(syslog.format().as_str())),
+                "log_type" => Some(Cow::Borrowed(LogType::Syslog.as_str())),
+                _ => None,
+            },
+            LogRecord::Csv(csv) => match path {
+                "log_type" => Some(Cow::Borrowed(LogType::Csv.as_str())),
+                column => csv.get(column).map(Cow::Borrowed),
+            },
             LogRecord::Text(text) => match path {
                 "message" => Some(Cow::Borrowed(text.message())),
                 "timestamp" => Some(Cow::Owned(text.timestamp().to_string())),

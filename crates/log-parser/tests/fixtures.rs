@@ -10,7 +10,7 @@
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
-use shardline_log_parser::LogParser;
+use shardline_log_parser::{CsvFormat, LogParser};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/logs")
@@ -41,11 +41,20 @@ fn render(parser: &LogParser, log: &[u8]) -> String {
 }
 
 fn check(name: &str, parser: &LogParser) -> Result<(), Box<dyn Error>> {
+    check_with(name, parser, |out| out)
+}
+
+/// [`check`], with the output passed through `normalise` first.
+fn check_with(
+    name: &str,
+    parser: &LogParser,
+    normalise: impl Fn(String) -> String,
+) -> Result<(), Box<dyn Error>> {
     let log_path = fixtures().join(format!("{name}.log"));
     let log = std::fs::read(&log_path)?;
     // The file's final newline does not start another line.
     let log = log.strip_suffix(b"\n").unwrap_or(&log);
-    let got = render(parser, log);
+    let got = normalise(render(parser, log));
     let expected_path = fixtures().join(format!("{name}.expected.ndjson"));
     if std::env::var_os("SHARDLINE_BLESS").is_some() {
         std::fs::write(&expected_path, &got)?;
@@ -95,4 +104,34 @@ fn apache_edge_cases() -> Result<(), Box<dyn Error>> {
 #[test]
 fn nginx_edge_cases() -> Result<(), Box<dyn Error>> {
     check("nginx_edge_cases", &LogParser::nginx())
+}
+
+#[test]
+fn syslog_lines_of_both_forms() -> Result<(), Box<dyn Error>> {
+    // A BSD time has no year: it is this year's, or last year's for a
+    // month still ahead. Those two years are written YYYY here; the RFC
+    // 3339 times in the file are from years long past.
+    // January is never ahead: its year is this year.
+    let syslog = LogParser::syslog();
+    let january = syslog.parse("Jan  1 00:00:00 h x: y")?;
+    let this_year = serde_json::to_value(&january)?["timestamp"]
+        .as_str()
+        .and_then(|t| t.get(..4))
+        .and_then(|y| y.parse::<i32>().ok())
+        .ok_or("no year")?;
+    check_with("syslog", &syslog, |out| {
+        let mut out = out;
+        for year in [this_year, this_year - 1] {
+            out = out.replace(&format!("\"timestamp\":\"{year}-"), "\"timestamp\":\"YYYY-");
+        }
+        out
+    })
+}
+
+#[test]
+fn csv_lines_with_quotes_and_embedded_delimiters() -> Result<(), Box<dyn Error>> {
+    let columns = ["time", "client", "method", "path", "status", "user_agent"]
+        .map(String::from)
+        .to_vec();
+    check("csv", &LogParser::csv(CsvFormat::new(columns, ',', '"')?))
 }

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use shardline_log_parser::LogParser;
+use shardline_log_parser::{CsvFormat, LogParser};
 
 /// The keys every access record has.
 const ACCESS_KEYS: [&str; 10] = [
@@ -422,6 +422,12 @@ proptest! {
             LogParser::nginx(),
             LogParser::application(),
             LogParser::apache_format(r#"%v:%p %h "%r" %>s %D %{X-Id}i"#).map_err(|e| TestCaseError::fail(e.to_string()))?,
+            LogParser::text(),
+            LogParser::syslog(),
+            LogParser::csv(
+                CsvFormat::new(vec!["a".into(), "b".into(), "c".into()], ',', '"')
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?,
+            ),
         ];
         for parser in &parsers {
             if let Ok(record) = parser.parse_bytes(&bytes) {
@@ -539,6 +545,29 @@ proptest! {
             message.as_bytes().to_vec()
         };
         prop_assert_eq!(&got, &line);
+    }
+
+    /// Syslog-like and CSV-like lines (the shapes the parsers branch on,
+    /// with quotes, brackets and escapes where they matter) never panic,
+    /// and what parses writes the same JSON both ways.
+    #[test]
+    fn syslog_and_csv_like_lines_never_panic(
+        syslog in r#"(<[0-9]{1,4}>)?([0-9] )?(-|[0-9T:.Z+-]{0,30}|(Jan|Oct) [ 0-9]{1,2} [0-9:]{0,8}) [a-z.-]{0,6} [a-z\[\]0-9:]{0,8} [a-zA-Z0-9 ="\\\]\[@-]{0,40}"#,
+        csv in r#"([a-z ",]{0,6},){0,5}[a-z "]{0,6}"#,
+    ) {
+        let csv_parser = LogParser::csv(
+            CsvFormat::new(vec!["a".into(), "b".into(), "c".into()], ',', '"')
+                .map_err(|e| TestCaseError::fail(e.to_string()))?,
+        );
+        for (parser, line) in [(LogParser::syslog(), &syslog), (csv_parser, &csv)] {
+            if let Ok(record) = parser.parse(line) {
+                let mut buf = Vec::new();
+                prop_assert!(record.write_json(&mut buf).is_ok());
+                let through_serde = serde_json::to_vec(&record)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&buf, &through_serde);
+            }
+        }
     }
 
     #[test]

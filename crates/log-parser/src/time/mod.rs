@@ -208,7 +208,7 @@ fn two_digits<'a>(
 
 /// An English three-letter month abbreviation, as `%t` and `$time_local`
 /// write it whatever the server's locale.
-fn month_name(input: &str) -> PResult<'_, u8> {
+pub(crate) fn month_name(input: &str) -> PResult<'_, u8> {
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
@@ -334,7 +334,7 @@ fn clf_checked(input: &str) -> PResult<'_, Timestamp> {
 }
 
 /// `HH:MM:SS` (a leap second `60` allowed).
-fn clock(input: &str) -> PResult<'_, (u8, u8, u8)> {
+pub(crate) fn clock(input: &str) -> PResult<'_, (u8, u8, u8)> {
     let (rest, hour) = two_digits(0, 23, "an hour (00-23)")(input)?;
     let (rest, _) = expecting("`:`", char(':')).parse(rest)?;
     let (rest, minute) = two_digits(0, 59, "minutes (00-59)")(rest)?;
