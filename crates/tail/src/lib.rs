@@ -13,6 +13,9 @@
 //!   archive the pattern still matches), keeping its place: it is opened
 //!   again where it was when it changes, and forgotten once no longer
 //!   matched;
+//! - leaves alone compressed archives a glob matches (`app.log.2.gz`);
+//! - joins multi-line events (a stack trace and its log line) when
+//!   [`TailConfig::multi_line`] says how;
 //! - recognises a file by device + inode and a fingerprint of its first
 //!   [`FINGERPRINT_BYTES`] bytes, so a recycled inode is not taken for the
 //!   old file;

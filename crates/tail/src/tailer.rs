@@ -19,6 +19,10 @@ use crate::{StartAt, TailConfig, TailError, TailPosition};
 
 /// Bytes read from a file at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Endings of compressed archives, which a glob matching a log's rotated
+/// files (`app.log*`) also matches: logrotate's `compress` (gzip) and the
+/// other `compresscmd`s. Their bytes are no log lines; they are left alone.
+const COMPRESSED_ENDINGS: [&str; 6] = [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"];
 
 /// What the settling side knows of a file.
 #[derive(Debug)]
@@ -121,6 +125,8 @@ pub(crate) struct Tailer {
     /// Files let go since [`Tailer::take_released`] was last called: no
     /// more lines will come from them.
     released: Vec<u64>,
+    /// Compressed archives the glob matched, reported once.
+    left_alone: HashSet<PathBuf>,
 }
 
 impl Tailer {
@@ -141,6 +147,7 @@ impl Tailer {
             first_scan: !resuming,
             reported: HashSet::new(),
             released: Vec::new(),
+            left_alone: HashSet::new(),
         };
         for checkpoint in resume.unwrap_or_default() {
             tailer.resume(&checkpoint);
@@ -278,7 +285,14 @@ impl Tailer {
     pub(crate) fn scan(&mut self) {
         let now = Instant::now();
         let mut seen = HashSet::new();
+        let glob = is_glob(&self.config.watch);
         for path in expand(&self.config.watch) {
+            if glob && is_compressed(&path) {
+                if self.left_alone.insert(path.clone()) {
+                    tracing::info!(file = %path.display(), "a compressed archive; not read");
+                }
+                continue;
+            }
             let metadata = match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => m,
                 _ => continue,
@@ -771,6 +785,16 @@ fn locate(checkpoint: &FileCheckpoint) -> Option<(PathBuf, File)> {
 /// Whether a watched path is a glob pattern (has `*`, `?` or `[`).
 pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
+}
+
+fn is_compressed(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    COMPRESSED_ENDINGS
+        .iter()
+        .any(|ending| name.ends_with(ending))
 }
 
 fn expand(pattern: &str) -> Vec<PathBuf> {

@@ -307,3 +307,101 @@ async fn a_closed_file_that_grows_and_is_renamed_away_is_read_to_its_end() {
     let more = read_lines(&mut source, 3).await;
     assert_eq!(text(&more), lines("new", 0..3));
 }
+
+/// Whether this process holds a descriptor on a deleted file once at
+/// `path`.
+fn held_deleted(path: &Path) -> bool {
+    let gone = format!("{} (deleted)", path.display());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy() == gone))
+}
+
+/// A file deleted while lines in it were still unread is read to its end
+/// through the descriptor held on it, then let go: its descriptor closed.
+#[tokio::test]
+async fn a_file_deleted_while_open_is_read_to_its_end_then_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let log = dir_path.join("app.log");
+    append(&log, lines("first", 0..3));
+    let mut config = config(&log);
+    config.max_batch_lines = 100;
+    let mut source = TailSource::start(config, checkpoints(&dir_path, false), false).unwrap();
+    assert_eq!(
+        text(&read_lines(&mut source, 3).await),
+        lines("first", 0..3)
+    );
+    // More than a batch, and the file deleted before a read sees them.
+    append(&log, lines("last", 0..1000));
+    std::fs::remove_file(&log).unwrap();
+    assert!(held_deleted(&log));
+    let rest = read_lines(&mut source, 1000).await;
+    assert_eq!(text(&rest), lines("last", 0..1000));
+    wait_for("the deleted file let go", || !held_deleted(&log)).await;
+}
+
+/// A glob that matches a log's compressed archives (`app.log*` matching
+/// `app.log.2.gz`) leaves them alone: their bytes are no log lines.
+#[tokio::test]
+async fn compressed_archives_matched_by_a_glob_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("live", 0..2));
+    append(&dir.path().join("app.log.1"), lines("rotated", 0..2));
+    for archive in [
+        "app.log.2.gz",
+        "app.log.3.bz2",
+        "app.log.4.xz",
+        "app.log.5.zst",
+    ] {
+        std::fs::write(dir.path().join(archive), b"\x1f\x8b\x08\x00compressed\n").unwrap();
+    }
+    let mut config = config(&dir.path().join("app.log*"));
+    config.once = true;
+    let mut source = TailSource::start(config, checkpoints(dir.path(), false), false).unwrap();
+    let mut read = Vec::new();
+    while let Some(batch) = source.read().await.unwrap() {
+        read.extend(text(&batch));
+    }
+    read.sort();
+    let mut want = [lines("live", 0..2), lines("rotated", 0..2)].concat();
+    want.sort();
+    assert_eq!(read, want);
+}
+
+/// A glob that matches a log's rotated names (`app.log*`): the rotated
+/// file keeps its place through the rename and through a restart, so a
+/// restart reads neither file again, only what was added.
+#[tokio::test]
+async fn a_glob_over_rotated_names_reads_nothing_twice_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, lines("before", 0..3));
+    let config = config(&dir.path().join("app.log*"));
+    let mut source =
+        TailSource::start(config.clone(), checkpoints(dir.path(), false), false).unwrap();
+    let mut read = read_lines(&mut source, 3).await;
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, lines("after", 0..2));
+    read.extend(read_lines(&mut source, 2).await);
+    assert_eq!(
+        text(&read),
+        [lines("before", 0..3), lines("after", 0..2)].concat()
+    );
+    source.settler()(read.into_iter().map(|i| i.position).collect());
+    source.checkpoint().await.unwrap();
+    drop(source);
+
+    append(&log, lines("new", 0..2));
+    let mut source = TailSource::start(config, checkpoints(dir.path(), true), true).unwrap();
+    assert_eq!(text(&read_lines(&mut source, 2).await), lines("new", 0..2));
+    // Nothing more comes: neither file is read again.
+    let more = tokio::time::timeout(Duration::from_millis(500), source.read()).await;
+    assert!(
+        more.is_err(),
+        "read again: {:?}",
+        more.map(|r| r.map(|b| b.map(|b| text(&b))))
+    );
+}
