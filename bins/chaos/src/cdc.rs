@@ -173,9 +173,5 @@ fn kills_and_restart(
         "{transactions} transactions of 10 rows and one of {big}; {kills} + 1 kills, 1 database crash; {} in flight",
         bound.in_flight
     ));
-    if let Some((first, last, extra)) = tally.duplicate_runs().first() {
-        row.notes
-            .push(format!("largest repeat: {first}..={last} ({extra})"));
-    }
     Ok(row)
 }

@@ -117,6 +117,14 @@ impl Row {
             row.notes
                 .push(format!("{both} both delivered and dead-lettered"));
         }
+        // The longest stretch of inputs sent twice or more: what one crash
+        // (or a few landing close together) repeated.
+        if crashes > 0
+            && let Some((first, last, extra)) = tally.duplicate_runs().first()
+        {
+            row.notes
+                .push(format!("largest repeat: {first}..={last} ({extra})"));
+        }
         row
     }
 

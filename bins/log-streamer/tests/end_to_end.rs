@@ -135,31 +135,11 @@ impl Setup {
         use std::os::unix::fs::MetadataExt;
         let metadata = std::fs::metadata(path)?;
         let (inode, len) = (metadata.ino(), metadata.len().min(256));
-        let checkpoint = self.checkpoint_file();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let followed = std::fs::read(&checkpoint)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-                .and_then(|value| value.pointer("/state/watched").cloned())
-                .and_then(|watched| watched.as_object().cloned())
-                .is_some_and(|watched| {
-                    watched
-                        .values()
-                        .filter_map(Value::as_array)
-                        .flatten()
-                        .any(|file| {
-                            file.get("ino").and_then(Value::as_u64) == Some(inode)
-                                && file.pointer("/fingerprint/len").and_then(Value::as_u64)
-                                    == Some(len)
-                        })
-                });
-            if followed {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Err(format!("{} was not fingerprinted within 30 s", path.display()).into())
+        wait_for_checkpointed_file(&self.checkpoint_file(), |file| {
+            file.get("ino").and_then(Value::as_u64) == Some(inode)
+                && file.pointer("/fingerprint/len").and_then(Value::as_u64) == Some(len)
+        })
+        .map_err(|_| format!("{} was not fingerprinted within 30 s", path.display()).into())
     }
 
     fn dead_letters(&self) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
@@ -895,11 +875,12 @@ fn write_lines(path: &Path, lines: &[String]) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
-/// Waits until the checkpoint holds a file settled to `offset`.
-fn wait_for_checkpoint_offset(checkpoint: &Path, offset: u64) -> TestResult {
+/// Waits up to 30 s until the checkpoint lists a file for which `matches`
+/// holds.
+fn wait_for_checkpointed_file(checkpoint: &Path, matches: impl Fn(&Value) -> bool) -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let settled = std::fs::read(checkpoint)
+        let found = std::fs::read(checkpoint)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .and_then(|value| value.pointer("/state/watched").cloned())
@@ -909,14 +890,22 @@ fn wait_for_checkpoint_offset(checkpoint: &Path, offset: u64) -> TestResult {
                     .values()
                     .filter_map(Value::as_array)
                     .flatten()
-                    .any(|file| file.get("offset").and_then(Value::as_u64) == Some(offset))
+                    .any(&matches)
             });
-        if settled {
+        if found {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(format!("the checkpoint did not reach offset {offset} in 30 s").into())
+    Err("no such file in the checkpoint within 30 s".into())
+}
+
+/// Waits until the checkpoint holds a file settled to `offset`.
+fn wait_for_checkpoint_offset(checkpoint: &Path, offset: u64) -> TestResult {
+    wait_for_checkpointed_file(checkpoint, |file| {
+        file.get("offset").and_then(Value::as_u64) == Some(offset)
+    })
+    .map_err(|_| format!("the checkpoint did not reach offset {offset} in 30 s").into())
 }
 
 /// Stack traces are joined to their log line through a SIGKILL between
