@@ -67,6 +67,9 @@ pub struct AccessRecord<'a> {
     /// inline, so that a line does not allocate for them.
     extra: SmallVec<[(&'a str, FieldValue<'a>); INLINE_EXTRAS]>,
     log_type: LogType,
+    /// Some field holds escapes other than `\"` and `\\` (`\xhh`): only
+    /// then may one hold bytes that are not UTF-8 (`not_utf8`).
+    escaped: bool,
 }
 
 impl<'a> AccessRecord<'a> {
@@ -86,6 +89,7 @@ impl<'a> AccessRecord<'a> {
             user_agent: None,
             extra: SmallVec::new(),
             log_type,
+            escaped: false,
         }
     }
 
@@ -267,8 +271,8 @@ impl<'a> AccessRecord<'a> {
             }
         }
         // Only a field with `\xhh` escapes can hold bytes that are not
-        // UTF-8: nearly every line has none, and pays one check per field.
-        if self.texts().any(|(_, text)| text.is_escaped()) {
+        // UTF-8: nearly every line has none, and pays one test here.
+        if self.escaped {
             let not_utf8 = self.not_utf8_fields();
             if let Some((first, rest)) = not_utf8.split_first() {
                 buf.extend_from_slice(b",\"not_utf8\":[");
@@ -344,6 +348,7 @@ impl AccessFormat {
                 .map_err(|(offset, expected)| ParseError::at(line, offset, expected))?;
             // Fields end at ASCII delimiters: always character boundaries.
             let value = line.get(start..end).unwrap_or_default();
+            record.escaped |= form == Form::Escaped;
             store(record, &step.field, Text::new(value, form))
                 .map_err(|(within, expected)| ParseError::at(line, start + within, expected))?;
             if let Some(within) = step.line_may_end
