@@ -30,6 +30,17 @@ impl Position for At {
     }
 }
 
+/// Each number as an input holding it, at its own position.
+fn numbered(batch: Vec<u32>) -> Vec<Input<At>> {
+    batch
+        .into_iter()
+        .map(|n| Input {
+            data: n.to_string().into_bytes().into(),
+            position: At(n),
+        })
+        .collect()
+}
+
 fn delivered() -> Outcome {
     Outcome::Delivered(Delivery::default())
 }
@@ -98,16 +109,7 @@ impl Source for Batches {
         if self.batches.is_empty() {
             return Ok(None);
         }
-        let batch = self.batches.remove(0);
-        Ok(Some(
-            batch
-                .into_iter()
-                .map(|n| Input {
-                    data: n.to_string().into_bytes().into(),
-                    position: At(n),
-                })
-                .collect(),
-        ))
+        Ok(Some(numbered(self.batches.remove(0))))
     }
 
     fn settler(&self) -> Box<dyn FnMut(Vec<At>) + Send> {
@@ -401,15 +403,7 @@ impl Source for BatchesThenQuiet {
 
     async fn read(&mut self) -> Result<Option<Vec<Input<At>>>, SourceError> {
         match self.batches.pop_front() {
-            Some(batch) => Ok(Some(
-                batch
-                    .into_iter()
-                    .map(|n| Input {
-                        data: n.to_string().into_bytes().into(),
-                        position: At(n),
-                    })
-                    .collect(),
-            )),
+            Some(batch) => Ok(Some(numbered(batch))),
             None => std::future::pending().await,
         }
     }
@@ -574,15 +568,7 @@ impl Source for CheckpointFails {
 
     async fn read(&mut self) -> Result<Option<Vec<Input<At>>>, SourceError> {
         match self.batches.pop_front() {
-            Some(batch) => Ok(Some(
-                batch
-                    .into_iter()
-                    .map(|n| Input {
-                        data: n.to_string().into_bytes().into(),
-                        position: At(n),
-                    })
-                    .collect(),
-            )),
+            Some(batch) => Ok(Some(numbered(batch))),
             None => std::future::pending().await,
         }
     }
