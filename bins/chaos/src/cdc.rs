@@ -156,7 +156,13 @@ fn kills_and_restart(
         }
     }
     let mut collected = Collector::new(&run, rows, event_id);
-    rt.block_on(collected.read(Duration::from_secs(180)))?;
+    rt.block_on(collected.read_while_running(Duration::from_secs(180), &mut child))?;
+    if let Some(status) = child.try_wait()? {
+        anyhow::bail!(
+            "cdc-forwarder exited with {status} before delivering everything; its log ends: {}",
+            log_tail(&stderr_log)
+        );
+    }
     binary::terminate(&child)?;
     binary::wait_with_timeout(&mut child, Duration::from_secs(60))?;
     let output = child.wait_with_output()?;

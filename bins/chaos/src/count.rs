@@ -295,12 +295,17 @@ pub(crate) fn number_in(text: &str) -> Option<u64> {
 /// Reads the stream into `tally` until every input is accounted for (the
 /// dead-letter file re-read each time) or `timeout` passes; `number` finds
 /// a record's input.
+///
+/// Stops early, without an error, once `running` says the binary that
+/// should deliver them has exited: its exit status and log, which the
+/// caller checks next, say why, rather than a wait for the whole timeout.
 pub(crate) async fn read_until_complete(
     reader: &mut StreamReader,
     tally: &mut Tally,
     dead_letter_file: &Path,
     timeout: Duration,
     number: impl Fn(&[u8]) -> Option<u64>,
+    running: &mut dyn FnMut() -> bool,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -310,7 +315,7 @@ pub(crate) async fn read_until_complete(
             }
         }
         tally.read_dead_letters(dead_letter_file)?;
-        if tally.complete() || tokio::time::Instant::now() >= deadline {
+        if tally.complete() || tokio::time::Instant::now() >= deadline || !running() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -338,12 +343,31 @@ impl<F: Fn(&[u8]) -> Option<u64>> Collector<F> {
 
     /// Reads on until every input is accounted for or `timeout` passes.
     pub(crate) async fn read(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.read_while(timeout, &mut || true).await
+    }
+
+    /// [`Collector::read`], stopping early once `child` has exited.
+    pub(crate) async fn read_while_running(
+        &mut self,
+        timeout: Duration,
+        child: &mut std::process::Child,
+    ) -> anyhow::Result<()> {
+        self.read_while(timeout, &mut || matches!(child.try_wait(), Ok(None)))
+            .await
+    }
+
+    async fn read_while(
+        &mut self,
+        timeout: Duration,
+        running: &mut dyn FnMut() -> bool,
+    ) -> anyhow::Result<()> {
         read_until_complete(
             &mut self.reader,
             &mut self.tally,
             &self.letters,
             timeout,
             &self.number,
+            running,
         )
         .await
     }

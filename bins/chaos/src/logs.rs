@@ -96,13 +96,25 @@ impl Streamer {
         Ok(Running { child, drain })
     }
 
-    async fn tally(&self, tally: &mut Tally, reader: &mut StreamReader) -> anyhow::Result<()> {
+    /// Reads the stream and the dead letters until every line is found
+    /// (or the timeout), stopping early if `running` has exited.
+    async fn tally(
+        &self,
+        tally: &mut Tally,
+        reader: &mut StreamReader,
+        running: Option<&mut Running>,
+    ) -> anyhow::Result<()> {
+        let mut alive: Box<dyn FnMut() -> bool + '_> = match running {
+            Some(running) => Box::new(move || matches!(running.child.try_wait(), Ok(None))),
+            None => Box::new(|| true),
+        };
         read_until_complete(
             reader,
             tally,
             &self.run.dead_letter_file(),
             SETTLE_TIMEOUT,
             record_number,
+            &mut *alive,
         )
         .await
     }
@@ -123,6 +135,10 @@ impl Running {
 
     /// SIGTERM, then its summary; stderr with the error if it failed.
     fn stop(mut self) -> anyhow::Result<serde_json::Value> {
+        // Exited already: its status and log say why.
+        if self.child.try_wait()?.is_some() {
+            return self.finish();
+        }
         binary::terminate(&self.child)?;
         binary::wait_with_timeout(&mut self.child, Duration::from_secs(60))?;
         self.finish()
@@ -220,15 +236,15 @@ pub(crate) fn kills(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Result
         std::thread::sleep(Duration::from_secs_f64(up));
         running.kill()?;
     }
-    let running = streamer.spawn(&args)?;
+    let mut running = streamer.spawn(&args)?;
     let rotations = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
     let mut tally = Tally::new(lines);
     let mut reader = StreamReader::new(&streamer.run.client, &streamer.run.stream);
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, Some(&mut running)))?;
     running.stop()?;
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, None))?;
     let mut row = Row::from_tally("kills", &tally, kills, CrashBound::DEFAULT);
     row.notes.push(format!(
         "{rotations} rotations; {:.0} duplicates per kill",
@@ -251,7 +267,7 @@ pub(crate) fn faults(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Resul
         code: FaultCode::Throttled,
     }));
     streamer.run.endpoints.kinesis = Some(proxy.endpoint());
-    let running = streamer.spawn(&["--from-beginning"])?;
+    let mut running = streamer.spawn(&["--from-beginning"])?;
     let started = Instant::now();
     let writer = write_paced(streamer.log(), lines, rate, 0);
     let at = |seconds: f64| {
@@ -270,9 +286,9 @@ pub(crate) fn faults(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Resul
         .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
     let mut tally = Tally::new(lines);
     let mut reader = StreamReader::new(&streamer.run.client, &streamer.run.stream);
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, Some(&mut running)))?;
     let summary = running.stop()?;
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, None))?;
     let mut row = Row::from_tally("faults", &tally, 0, CrashBound::DEFAULT);
     if row.dead_lettered > 0 || num(&summary, "dead_lettered") != Some(0) {
         row.problems
@@ -330,10 +346,10 @@ pub(crate) fn garbage(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Resu
         .flat_map(|n| garbage_line(n, long, &mut rng))
         .collect();
     append(&log, &text)?;
-    let running = streamer.spawn(&["--from-beginning"])?;
+    let mut running = streamer.spawn(&["--from-beginning"])?;
     let mut tally = Tally::new(half);
     let mut reader = StreamReader::new(&streamer.run.client, &streamer.run.stream);
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, Some(&mut running)))?;
     // Everything so far is accounted for: the file is truncated and
     // written again.
     std::fs::OpenOptions::new()
@@ -345,9 +361,9 @@ pub(crate) fn garbage(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Resu
         .collect();
     append(&log, &text)?;
     tally.records_in = lines;
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, Some(&mut running)))?;
     let summary = running.stop()?;
-    rt.block_on(streamer.tally(&mut tally, &mut reader))?;
+    rt.block_on(streamer.tally(&mut tally, &mut reader, None))?;
     let mut row = Row::from_tally("garbage", &tally, 0, CrashBound::DEFAULT);
     let valid: BTreeSet<u64> = (1..=lines).filter(|n| n.is_multiple_of(10)).collect();
     let valid_delivered = count_in(&tally.delivered, &valid);
@@ -443,6 +459,7 @@ pub(crate) fn disk_full(size: Size, bins: &Binaries, rt: &Runtime) -> anyhow::Re
         &letters,
         Duration::from_secs(30),
         record_number,
+        &mut || true,
     ))?;
     // A stop, not a crash: everything the first run read after the first
     // letter it could not write is read again, so its copies are counted

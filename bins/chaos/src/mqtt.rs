@@ -134,7 +134,13 @@ pub(crate) fn broker_restarts(size: Size, bins: &Binaries, rt: &Runtime) -> anyh
     let publisher_reconnections = rt.block_on(publisher)??;
 
     let mut collected = Collector::new(&run, readings, reading_number);
-    rt.block_on(collected.read(Duration::from_secs(180)))?;
+    rt.block_on(collected.read_while_running(Duration::from_secs(180), &mut forwarder.child))?;
+    if let Some(status) = forwarder.child.try_wait()? {
+        anyhow::bail!(
+            "sensor-forwarder exited with {status} before delivering everything: {}",
+            forwarder.stderr.join().unwrap_or_default()
+        );
+    }
     binary::terminate(&forwarder.child)?;
     binary::wait_with_timeout(&mut forwarder.child, Duration::from_secs(60))?;
     let status = forwarder.child.wait()?;
