@@ -31,33 +31,22 @@ pub(crate) fn unescape(raw: &str) -> Option<Cow<'_, str>> {
             out.push_str(raw.get(copied_to..backslash).unwrap_or_default());
         }
         let after = bytes.get(backslash + 1..).unwrap_or_default();
-        let short = |c: char| (Some(Decoded::Char(c)), 1);
-        let (decoded, used) = match after.first() {
-            Some(b'"') => short('"'),
-            Some(b'\\') => short('\\'),
-            Some(b'n') => short('\n'),
-            Some(b'r') => short('\r'),
-            Some(b't') => short('\t'),
-            Some(b'v') => short('\u{b}'),
-            Some(b'b') => short('\u{8}'),
-            Some(b'f') => short('\u{c}'),
-            Some(b'x' | b'X') => match after.get(1..3).and_then(hex_byte) {
-                Some(byte) => (Some(Decoded::Byte(byte)), 3),
-                None => (None, 0),
-            },
-            _ => (None, 0),
-        };
-        match decoded {
-            Some(Decoded::Byte(byte)) => run.push(byte),
-            Some(Decoded::Char(c)) => {
+        let used = match escape_after(after) {
+            Some((Decoded::Byte(byte), used)) => {
+                run.push(byte);
+                used
+            }
+            Some((Decoded::Char(c), used)) => {
                 flush_run(&mut out, &mut run)?;
-                out.push(c);
+                out.push(char::from(c));
+                used
             }
             None => {
                 flush_run(&mut out, &mut run)?;
                 out.push('\\');
+                0
             }
-        }
+        };
         copied_to = backslash + 1 + used;
         match bytes
             .get(copied_to..)
@@ -72,10 +61,32 @@ pub(crate) fn unescape(raw: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(out))
 }
 
+/// What the escape after a backslash stands for (the bytes after it are
+/// `after`), and how many of those bytes it takes; `None` when they start
+/// no escape, and the backslash stands for itself.
+pub(crate) fn escape_after(after: &[u8]) -> Option<(Decoded, usize)> {
+    let short = |c: u8| Some((Decoded::Char(c), 1));
+    match after.first()? {
+        b'"' => short(b'"'),
+        b'\\' => short(b'\\'),
+        b'n' => short(b'\n'),
+        b'r' => short(b'\r'),
+        b't' => short(b'\t'),
+        b'v' => short(0x0b),
+        b'b' => short(0x08),
+        b'f' => short(0x0c),
+        b'x' | b'X' => after
+            .get(1..3)
+            .and_then(hex_byte)
+            .map(|byte| (Decoded::Byte(byte), 3)),
+        _ => None,
+    }
+}
+
 /// What one escape stands for.
-enum Decoded {
-    /// A character (`\"`, `\n`, …).
-    Char(char),
+pub(crate) enum Decoded {
+    /// An ASCII character (`\"`, `\n`, …).
+    Char(u8),
     /// A byte (`\xhh`), part of a run decoded as UTF-8.
     Byte(u8),
 }
@@ -89,7 +100,7 @@ fn flush_run(out: &mut String, run: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-pub(crate) fn hex_byte(pair: &[u8]) -> Option<u8> {
+fn hex_byte(pair: &[u8]) -> Option<u8> {
     let text = std::str::from_utf8(pair).ok()?;
     u8::from_str_radix(text, 16).ok()
 }

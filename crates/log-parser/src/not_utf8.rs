@@ -12,7 +12,7 @@
 //!
 //! [`recover_bytes`] undoes both, giving the original bytes back.
 
-use crate::field::hex_byte;
+use crate::field::{Decoded, escape_after};
 
 /// The key listing the fields written escaped because they held bytes that
 /// are not UTF-8: `"not_utf8": ["referer"]`. Absent when there are none.
@@ -47,20 +47,9 @@ pub fn recover_bytes(text: &str) -> Vec<u8> {
             rest = after;
             continue;
         }
-        let (decoded, used) = match after.first() {
-            Some(b'"') => (b'"', 1),
-            Some(b'\\') => (b'\\', 1),
-            Some(b'n') => (b'\n', 1),
-            Some(b'r') => (b'\r', 1),
-            Some(b't') => (b'\t', 1),
-            Some(b'v') => (0x0b, 1),
-            Some(b'b') => (0x08, 1),
-            Some(b'f') => (0x0c, 1),
-            Some(b'x' | b'X') => match after.get(1..3).and_then(hex_byte) {
-                Some(byte) => (byte, 3),
-                None => (b'\\', 0),
-            },
-            _ => (b'\\', 0),
+        let (decoded, used) = match escape_after(after) {
+            Some((Decoded::Char(byte) | Decoded::Byte(byte), used)) => (byte, used),
+            None => (b'\\', 0),
         };
         bytes.push(decoded);
         rest = after.get(used..).unwrap_or_default();

@@ -41,6 +41,14 @@ fn numbered(batch: Vec<u32>) -> Vec<Input<At>> {
         .collect()
 }
 
+/// Every item taken and delivered at once.
+fn all_delivered(items: &[Item]) -> Accepted {
+    Accepted {
+        receipts: items.iter().map(|_| Receipt::ready(delivered())).collect(),
+        refused: None,
+    }
+}
+
 fn delivered() -> Outcome {
     Outcome::Delivered(Delivery::default())
 }
@@ -507,10 +515,7 @@ impl Sink for FullAfterFirst {
         if self.taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
-        Ok(Accepted {
-            receipts: items.iter().map(|_| Receipt::ready(delivered())).collect(),
-            refused: None,
-        })
+        Ok(all_delivered(&items))
     }
 
     fn stats(&self) -> SinkStats {
@@ -610,10 +615,7 @@ impl Sink for SlowSecond {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         self.finished.fetch_add(1, SeqCst);
-        Ok(Accepted {
-            receipts: items.iter().map(|_| Receipt::ready(delivered())).collect(),
-            refused: None,
-        })
+        Ok(all_delivered(&items))
     }
 
     fn stats(&self) -> SinkStats {
