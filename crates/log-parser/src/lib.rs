@@ -241,7 +241,7 @@ impl LogParser {
             Ok(text) => self.parse(text),
             // Plain text ships whatever it holds: bytes that are not UTF-8
             // are kept escaped (`recover_bytes`).
-            Err(_) if self.inner == Inner::Text => {
+            Err(_) if matches!(self.inner, Inner::Text) => {
                 let line = line.strip_suffix(b"\n").unwrap_or(line);
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 Ok(LogRecord::Text(plain::TextRecord::parse_bytes(line)))
