@@ -47,7 +47,8 @@ fn overhead(c: &mut Criterion) {
     for (name, aggregate) in [("plain", None), ("aggregated_51200", Some(51_200))] {
         let producer = runtime.block_on(async {
             let sink = DeadLetterFile::open(&dir.path().join(format!("{name}.ndjson")))?;
-            let mut builder = Producer::builder(Accept::default(), sink)
+            let mut builder = Producer::builder(Accept::default())
+                .dead_letters(sink)
                 .linger(Duration::from_millis(5))
                 .queue_max_records(RECORDS * 2);
             if let Some(max) = aggregate {

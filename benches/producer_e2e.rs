@@ -59,7 +59,8 @@ async fn producer_run(
     dir: &std::path::Path,
 ) -> Result<f64> {
     let sink = DeadLetterFile::open(&dir.join(format!("{stream}.ndjson")))?;
-    let mut builder = Producer::builder(KinesisDestination::new(client, stream), sink)
+    let mut builder = Producer::builder(KinesisDestination::new(client, stream))
+        .dead_letters(sink)
         .linger(Duration::from_millis(20));
     if let Some(max) = aggregate {
         builder = builder.aggregate(max);
@@ -103,7 +104,8 @@ async fn billing_units(
     };
     let counts = accept.counts.clone();
     let sink = DeadLetterFile::open(&dir.join("units.ndjson"))?;
-    let mut builder = Producer::builder(accept, sink)
+    let mut builder = Producer::builder(accept)
+        .dead_letters(sink)
         .linger(Duration::from_millis(50))
         .queue_max_records(50_000);
     builder = match packing {

@@ -143,8 +143,40 @@ impl DeadLetter {
 /// Where dead letters are written. `write` must return only once the
 /// letters are durable: a record counts as settled — and a source may move
 /// its checkpoint past it — as soon as it returns `Ok`.
+///
+/// The producer calls `write` on a blocking thread (never on the async
+/// runtime), one call at a time.
+///
+/// Three sinks come with the crate: a [`DeadLetterFile`], a Tokio channel
+/// (`tokio::sync::mpsc::Sender<DeadLetter>`, for a caller that keeps its
+/// own outbox), and any boxed sink.
 pub trait DeadLetterSink: Send + 'static {
+    /// Writes `letters`, returning once they are durable.
     fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()>;
+}
+
+impl DeadLetterSink for Box<dyn DeadLetterSink> {
+    fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+        (**self).write(letters)
+    }
+}
+
+/// Letters go to the channel's receiver, which owns them from then on:
+/// `write` waits while the channel is full, and fails (the records are then
+/// not settled) once the receiver is gone. Call it from a blocking thread,
+/// as the producer does; on the async runtime it panics.
+impl DeadLetterSink for tokio::sync::mpsc::Sender<DeadLetter> {
+    fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+        for letter in letters {
+            self.blocking_send(letter.clone()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the dead-letter channel's receiver is gone",
+                )
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// An NDJSON dead-letter file: one [`DeadLetter`] per line, appended,

@@ -117,15 +117,28 @@ impl Delivery {
 /// checkpoint past it. `Failed` is not settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The service stored the record.
     Delivered(Delivery),
+    /// The record will not be delivered: it was written to the dead-letter
+    /// sink, or, for a producer built without one, it is handed back in
+    /// `record` for the caller to keep.
     DeadLettered {
+        /// Why it was not delivered.
         reason: DeadLetterReason,
+        /// The service's error code for the last failure, if any
+        /// (`ResourceNotFoundException`).
         error_code: Option<String>,
+        /// The last failure, one line, if any.
+        error_message: Option<String>,
+        /// The record itself when the producer has no dead-letter sink;
+        /// `None` when it was written to one.
+        record: Option<Box<crate::Record>>,
     },
     /// Neither delivered nor dead-lettered — the dead-letter sink could not
     /// be written, or the sink stopped. The record must be read again
     /// (a source keeps its checkpoint before it).
     Failed {
+        /// What went wrong.
         message: String,
     },
 }

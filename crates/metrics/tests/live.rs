@@ -117,18 +117,16 @@ async fn counters_reconcile_alarms_fire_and_clear_and_prometheus_is_scraped() ->
     }));
     let dir = tempfile::tempdir()?;
     let client = aws_sdk_kinesis::Client::new(&sdk_config(&proxy.endpoint()));
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-    )
-    .linger(Duration::from_millis(10))
-    .retry(RetryPolicy {
-        initial_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-        max_retries: Some(1),
-        ..RetryPolicy::default()
-    })
-    .build()?;
+    let producer = Producer::builder(KinesisDestination::new(&client, &stream))
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+        .linger(Duration::from_millis(10))
+        .retry(RetryPolicy {
+            initial_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_retries: Some(1),
+            ..RetryPolicy::default()
+        })
+        .build()?;
     let metrics = Arc::new(Metrics::with_alarms(AlarmConfig::default()));
     let web = metrics.source("web_logs");
     let stats: StatsProvider = {

@@ -116,6 +116,8 @@ impl Sink for StdoutSink {
                     outcomes.push(Outcome::DeadLettered {
                         reason: DeadLetterReason::Rejected,
                         error_code: None,
+                        error_message: letter.error_message.clone(),
+                        record: None,
                     });
                     letters.push(letter);
                 }

@@ -85,6 +85,8 @@ async fn positions_settle_in_read_order_and_never_past_a_failure() {
             2 => Outcome::DeadLettered {
                 reason: DeadLetterReason::Rejected,
                 error_code: None,
+                error_message: None,
+                record: None,
             },
             _ => delivered(),
         });

@@ -50,7 +50,8 @@ impl Process for Lines {
 async fn run(shut_down_first: bool) -> PipelineSummary {
     let dir = tempfile::tempdir().unwrap();
     let dead_letters = DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap();
-    let producer = Producer::builder(Accept, dead_letters)
+    let producer = Producer::builder(Accept)
+        .dead_letters(dead_letters)
         .linger(Duration::from_millis(1))
         .build()
         .unwrap();
@@ -93,13 +94,11 @@ async fn a_live_producer_leaves_nothing_unsent() {
 #[tokio::test]
 async fn at_the_end_of_the_input_the_last_batch_goes_without_waiting_for_the_linger() {
     let dir = tempfile::tempdir().unwrap();
-    let producer = Producer::builder(
-        Accept,
-        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
-    )
-    .linger(Duration::from_secs(3600))
-    .build()
-    .unwrap();
+    let producer = Producer::builder(Accept)
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
+        .linger(Duration::from_secs(3600))
+        .build()
+        .unwrap();
     let pipeline = Pipeline::new(
         LinesSource::new(&b"a\nb\nc\nd\ne\n"[..], "test"),
         Arc::new(Lines),
@@ -144,12 +143,10 @@ impl Process for Short {
 #[tokio::test]
 async fn a_processor_that_loses_an_input_stops_the_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let producer = Producer::builder(
-        Accept,
-        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
-    )
-    .build()
-    .unwrap();
+    let producer = Producer::builder(Accept)
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
+        .build()
+        .unwrap();
     let pipeline = Pipeline::new(
         LinesSource::new(&b"a\nb\nc\n"[..], "test"),
         Arc::new(Short),

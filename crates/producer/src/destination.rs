@@ -1,13 +1,22 @@
 //! Where batches go: the [`Destination`] trait, and how errors are
 //! classified.
 
-use aws_sdk_kinesis::config::http::HttpResponse;
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use std::time::Duration;
+
 use bytes::Bytes;
 use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardMap};
 
 use crate::limits::BatchLimits;
 use shardline_core::Delivery;
+
+/// How long one batch request (`PutRecords`, `PutRecordBatch`) attempt may
+/// take before it counts as failed (with an unknown outcome) and is retried
+/// by the producer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest error message kept from the SDK: a service's own message is
+/// a sentence; anything longer is a dump nobody reads in a log line.
+const MAX_ERROR_MESSAGE_CHARS: usize = 300;
 
 /// One entry of a batch call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,34 +158,56 @@ pub fn classify(code: &str, http_status: Option<u16>) -> ErrorClass {
     }
 }
 
+/// The SDK's error types, shared by every AWS service client.
+#[cfg(feature = "kinesis")]
+mod sdk {
+    pub(super) use aws_sdk_kinesis::config::http::HttpResponse;
+    pub(super) use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+}
+#[cfg(all(feature = "firehose", not(feature = "kinesis")))]
+mod sdk {
+    pub(super) use aws_sdk_firehose::config::http::HttpResponse;
+    pub(super) use aws_sdk_firehose::error::{ProvideErrorMetadata, SdkError};
+}
+
 /// Turns an SDK error into a [`PutError`], for any AWS service client (they
-/// share the SDK's error and response types).
-pub(crate) fn from_sdk_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> PutError
+/// share the SDK's error and response types). The message is one line:
+/// the operation, the service's error code and its own message, or, for an
+/// error that never reached the service, the chain of causes.
+#[cfg(any(feature = "kinesis", feature = "firehose"))]
+pub(crate) fn from_sdk_error<E>(
+    operation: &str,
+    err: sdk::SdkError<E, sdk::HttpResponse>,
+) -> PutError
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: sdk::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = format!("{operation}: {}", DisplayErrorContext(&err));
+    use sdk::SdkError;
     match &err {
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("Unknown").to_owned();
             let status = service.raw().status().as_u16();
+            let message = match service.err().message() {
+                Some(text) if !text.is_empty() => format!("{operation}: {code}: {text}"),
+                _ => format!("{operation}: {code} (HTTP {status})"),
+            };
             PutError {
                 class: classify(&code, Some(status)),
                 code: Some(code),
-                message,
+                message: one_line(&message),
                 outcome_unknown: false,
             }
         }
         SdkError::ConstructionFailure(_) => PutError {
             class: ErrorClass::Fatal,
             code: None,
-            message,
+            message: one_line(&format!("{operation}: {}", causes(&err))),
             outcome_unknown: false,
         },
         SdkError::DispatchFailure(failure) => PutError {
             class: ErrorClass::Retryable,
             code: None,
-            message,
+            message: one_line(&format!("{operation}: {}", causes(&err))),
             // A user error never left the client; an I/O error or timeout
             // may have struck after the request was sent.
             outcome_unknown: !failure.is_user(),
@@ -186,15 +217,94 @@ where
             // processed.
             class: ErrorClass::Retryable,
             code: None,
-            message,
+            message: one_line(&format!("{operation}: {}", causes(&err))),
             outcome_unknown: true,
         },
     }
 }
 
+/// An error and its sources, `: `-separated; a source that only repeats
+/// the text before it is left out.
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` on one line (line breaks and runs of spaces become one space),
+/// cut at [`MAX_ERROR_MESSAGE_CHARS`] characters with an ellipsis.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len().min(MAX_ERROR_MESSAGE_CHARS + 3));
+    for (count, word) in text.split_whitespace().enumerate() {
+        if line.chars().count() + word.chars().count() + 1 > MAX_ERROR_MESSAGE_CHARS {
+            line.push_str(" …");
+            break;
+        }
+        if count > 0 {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_message_is_one_line_of_bounded_length() {
+        assert_eq!(
+            one_line("PutRecords: dispatch failure:\n  io error:   refused"),
+            "PutRecords: dispatch failure: io error: refused"
+        );
+        let long = "word ".repeat(200);
+        let line = one_line(&long);
+        assert!(
+            line.chars().count() <= MAX_ERROR_MESSAGE_CHARS + 2,
+            "{line}"
+        );
+        assert!(line.ends_with(" …"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn causes_are_joined_without_repeats() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let err = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer(
+                    "io error",
+                    Some(Box::new(Layer("connection refused", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            causes(&err),
+            "dispatch failure: io error: connection refused"
+        );
+    }
 
     #[test]
     fn classification_table() {

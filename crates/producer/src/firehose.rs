@@ -7,8 +7,8 @@ use aws_sdk_firehose::config::timeout::TimeoutConfig;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record as FirehoseRecord;
 
+use crate::destination::DEFAULT_REQUEST_TIMEOUT;
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
-use crate::kinesis::DEFAULT_REQUEST_TIMEOUT;
 use crate::limits::BatchLimits;
 use shardline_core::Delivery;
 

@@ -9,13 +9,11 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
 use shardline_partition_key::{ShardMap, ShardRange};
 
-use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
+use crate::destination::{
+    DEFAULT_REQUEST_TIMEOUT, Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error,
+};
 use crate::limits::BatchLimits;
 use shardline_core::Delivery;
-
-/// How long one `PutRecords` attempt may take before it counts as failed
-/// (with an unknown outcome) and is retried by the producer.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A Kinesis data stream, by name or ARN.
 #[derive(Debug, Clone)]

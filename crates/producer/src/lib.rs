@@ -49,7 +49,8 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! let dead_letters = DeadLetterFile::open(&dir.path().join("dead-letters.ndjson"))?;
-//! let producer = Producer::builder(Accept, dead_letters)
+//! let producer = Producer::builder(Accept)
+//!     .dead_letters(dead_letters)
 //!     .linger(std::time::Duration::from_millis(10))
 //!     .build()?;
 //!
@@ -69,7 +70,9 @@ mod batcher;
 mod config;
 mod destination;
 mod dispatcher;
+#[cfg(feature = "firehose")]
 mod firehose;
+#[cfg(feature = "kinesis")]
 mod kinesis;
 pub mod limits;
 mod ordering;
@@ -83,9 +86,13 @@ pub use config::{
     DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, MIN_AGGREGATE_BYTES, ProducerConfig,
     RECORD_OVERHEAD_BYTES, REQUEST_ENTRY_OVERHEAD_BYTES,
 };
-pub use destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
+pub use destination::{
+    DEFAULT_REQUEST_TIMEOUT, Destination, Entry, EntryError, ErrorClass, PutError, classify,
+};
+#[cfg(feature = "firehose")]
 pub use firehose::FirehoseDestination;
-pub use kinesis::{DEFAULT_REQUEST_TIMEOUT, KinesisDestination};
+#[cfg(feature = "kinesis")]
+pub use kinesis::KinesisDestination;
 pub use limits::BatchLimits;
 pub use producer::{
     GRANT_RECORDS, Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError,

@@ -55,7 +55,7 @@ pub struct ReplaySummary {
 /// limits by [`ProducerBuilder::build`].
 pub struct ProducerBuilder {
     destination: Arc<dyn Destination>,
-    dead_letters: Box<dyn DeadLetterSink>,
+    dead_letters: Option<Box<dyn DeadLetterSink>>,
     config: ProducerConfig,
 }
 
@@ -69,6 +69,15 @@ impl std::fmt::Debug for ProducerBuilder {
 }
 
 impl ProducerBuilder {
+    /// Where records that cannot be delivered are written: a
+    /// [`shardline_core::DeadLetterFile`], a Tokio channel of
+    /// [`DeadLetter`]s, or a sink of your own. Without one, such a record
+    /// comes back in its outcome ([`Outcome::DeadLettered`]'s `record`).
+    pub fn dead_letters(mut self, sink: impl DeadLetterSink) -> Self {
+        self.dead_letters = Some(Box::new(sink));
+        self
+    }
+
     pub fn batch_records(mut self, records: usize) -> Self {
         self.config.batch_records = records;
         self
@@ -231,17 +240,15 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// A builder for a producer sending to `destination` and writing what it
-    /// cannot deliver to `dead_letters`. Defaults: 500 records or
-    /// 5 s per batch, 1 s / 60 s / 3 retries backoff, 64 MiB of records held.
-    pub fn builder(
-        destination: impl Destination,
-        dead_letters: impl DeadLetterSink,
-    ) -> ProducerBuilder {
+    /// A builder for a producer sending to `destination`. Defaults: 500
+    /// records or [`crate::DEFAULT_LINGER`] per batch, 1 s / 60 s /
+    /// 3 retries backoff, 64 MiB of records held, no dead-letter sink
+    /// (see [`ProducerBuilder::dead_letters`]).
+    pub fn builder(destination: impl Destination) -> ProducerBuilder {
         let config = ProducerConfig::defaults_for(destination.limits());
         ProducerBuilder {
             destination: Arc::new(destination),
-            dead_letters: Box::new(dead_letters),
+            dead_letters: None,
             config,
         }
     }

@@ -59,15 +59,13 @@ async fn a_batch_larger_than_the_producer_goes_through_in_order_and_reconciles()
     let dir = tempfile::tempdir().unwrap();
     let keep = Keep::default();
     // Room for 50 records: a batch of 1,000 takes it a group at a time.
-    let producer = Producer::builder(
-        keep.clone(),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
-    )
-    .queue_max_records(50)
-    .strict_ordering(true)
-    .linger(Duration::from_millis(1))
-    .build()
-    .unwrap();
+    let producer = Producer::builder(keep.clone())
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
+        .queue_max_records(50)
+        .strict_ordering(true)
+        .linger(Duration::from_millis(1))
+        .build()
+        .unwrap();
     let source = SourceName::new("batch");
     let accepted = tokio::time::timeout(
         Duration::from_secs(30),
@@ -109,12 +107,10 @@ async fn a_batch_larger_than_the_producer_goes_through_in_order_and_reconciles()
 #[tokio::test]
 async fn a_shut_down_producer_refuses_the_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let producer = Producer::builder(
-        Keep::default(),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
-    )
-    .build()
-    .unwrap();
+    let producer = Producer::builder(Keep::default())
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
+        .build()
+        .unwrap();
     producer.shutdown(Duration::from_secs(1)).await;
     let accepted = producer
         .send_batch(items(&SourceName::new("late"), 10))

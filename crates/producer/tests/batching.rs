@@ -175,10 +175,8 @@ proptest! {
         let dir = tempfile::tempdir()?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (outcomes, stats) = runtime.block_on(async {
-            let producer = Producer::builder(
-                Checking { seen: seen.clone(), newline: pack.is_some() },
-                DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-            )
+            let producer = Producer::builder(Checking { seen: seen.clone(), newline: pack.is_some() })
+.dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
             .batch_records(batch_records)
             .batch_bytes(batch_bytes)
             .linger(Duration::from_millis(1))
@@ -219,9 +217,18 @@ proptest! {
             let too_large = data_len + framing + key_len > LIMITS.max_record_bytes;
             let id = i.to_string();
             if too_large {
-                prop_assert_eq!(
-                    outcome,
-                    &Outcome::DeadLettered { reason: DeadLetterReason::RecordTooLarge, error_code: None }
+                prop_assert!(
+                    matches!(
+                        outcome,
+                        Outcome::DeadLettered {
+                            reason: DeadLetterReason::RecordTooLarge,
+                            error_code: None,
+                            record: None,
+                            ..
+                        }
+                    ),
+                    "{:?}",
+                    outcome
                 );
                 prop_assert!(!seen.delivered.contains_key(&id));
             } else {
@@ -304,13 +311,11 @@ async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn st
             target: if two_batches { 2 } else { 8 },
             ..Concurrency::default()
         });
-        let builder = Producer::builder(
-            Counting(destination.clone()),
-            DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-        )
-        .linger(Duration::from_secs(60))
-        .max_in_flight(8)
-        .queue_max_bytes(1024 * 1024);
+        let builder = Producer::builder(Counting(destination.clone()))
+            .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+            .linger(Duration::from_secs(60))
+            .max_in_flight(8)
+            .queue_max_bytes(1024 * 1024);
         let builder = if two_batches {
             // Room for the copies of two full batches: a third must wait.
             let config = builder.current_config();
@@ -410,13 +415,11 @@ async fn a_dead_lettered_record_does_not_release_its_keys_next_record()
 -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let seen = Arc::new(KeysInFlight::default());
-    let producer = Producer::builder(
-        Overlapping(seen.clone()),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-    )
-    .linger(Duration::from_millis(1))
-    .strict_ordering(true)
-    .build()?;
+    let producer = Producer::builder(Overlapping(seen.clone()))
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+        .linger(Duration::from_millis(1))
+        .strict_ordering(true)
+        .build()?;
     let source = SourceName::new("order");
     let key = PartitionKey::new("k")?;
     let send = |id: &str, size: usize| {
@@ -521,14 +524,12 @@ proptest! {
         let dir = tempfile::tempdir()?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let outcomes = runtime.block_on(async {
-            let producer = Producer::builder(
-                Aggregating {
+            let producer = Producer::builder(Aggregating {
                     seen: seen.clone(),
                     fail_requests,
                     requests: std::sync::atomic::AtomicUsize::new(0),
-                },
-                DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-            )
+                })
+.dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
             .batch_bytes(batch_bytes)
             .linger(Duration::from_millis(1))
             .strict_ordering(true)

@@ -27,19 +27,17 @@ async fn partial_failures_are_retried_and_s3_holds_every_record_once() -> Result
     }));
     let dir = tempfile::tempdir()?;
     let client = aws_sdk_firehose::Client::new(&sdk_config(&proxy.endpoint()));
-    let producer = Producer::builder(
-        FirehoseDestination::new(&client, &name),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-    )
-    .linger(Duration::from_millis(10))
-    .batch_records(100)
-    .retry(RetryPolicy {
-        initial_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        max_retries: None,
-        ..RetryPolicy::default()
-    })
-    .build()?;
+    let producer = Producer::builder(FirehoseDestination::new(&client, &name))
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+        .linger(Duration::from_millis(10))
+        .batch_records(100)
+        .retry(RetryPolicy {
+            initial_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            max_retries: None,
+            ..RetryPolicy::default()
+        })
+        .build()?;
 
     let source = SourceName::new("web_logs");
     let key = PartitionKey::new("unused-by-firehose")?;
@@ -94,13 +92,11 @@ async fn packing_puts_many_lines_in_each_firehose_record() -> Result<(), Box<dyn
     let proxy = FaultProxy::start(&moto.endpoint()).await?;
     let dir = tempfile::tempdir()?;
     let client = aws_sdk_firehose::Client::new(&sdk_config(&proxy.endpoint()));
-    let producer = Producer::builder(
-        FirehoseDestination::new(&client, &name),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-    )
-    .linger(Duration::from_millis(20))
-    .pack(4 * 1024)
-    .build()?;
+    let producer = Producer::builder(FirehoseDestination::new(&client, &name))
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+        .linger(Duration::from_millis(20))
+        .pack(4 * 1024)
+        .build()?;
     let source = SourceName::new("app");
     let key = PartitionKey::new("k")?;
     let mut receipts = Vec::new();

@@ -169,10 +169,10 @@ fn builder(
     stream: &str,
     dir: &Path,
 ) -> Result<shardline_producer::ProducerBuilder, Box<dyn Error>> {
-    Ok(Producer::builder(
-        KinesisDestination::new(&kinesis_client(endpoint), stream),
-        dead_letter_file(dir)?,
-    ))
+    Ok(
+        Producer::builder(KinesisDestination::new(&kinesis_client(endpoint), stream))
+            .dead_letters(dead_letter_file(dir)?),
+    )
 }
 
 #[tokio::test]
@@ -281,7 +281,8 @@ async fn request_faults_throttling_5xx_resets_and_timeouts_lose_nothing() -> Tes
     let client = kinesis_client(&proxy.endpoint());
     let destination =
         KinesisDestination::with_request_timeout(&client, &stream, Duration::from_millis(500));
-    let producer = Producer::builder(destination, dead_letter_file(dir.path())?)
+    let producer = Producer::builder(destination)
+        .dead_letters(dead_letter_file(dir.path())?)
         .linger(Duration::from_millis(10))
         .batch_records(50)
         .retry(fast_retries(None))
@@ -349,20 +350,31 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
             .all(|o| matches!(o, Outcome::Delivered(_)))
     );
     for outcome in &outcomes[100..105] {
-        assert_eq!(
-            outcome,
-            &Outcome::DeadLettered {
-                reason: DeadLetterReason::RetriesExhausted,
-                error_code: Some("ProvisionedThroughputExceededException".into())
-            }
+        assert!(
+            matches!(
+                outcome,
+                Outcome::DeadLettered {
+                    reason: DeadLetterReason::RetriesExhausted,
+                    error_code: Some(code),
+                    record: None,
+                    ..
+                } if code == "ProvisionedThroughputExceededException"
+            ),
+            "{outcome:?}"
         );
     }
-    assert_eq!(
-        outcomes[105],
-        Outcome::DeadLettered {
-            reason: DeadLetterReason::RecordTooLarge,
-            error_code: None
-        }
+    assert!(
+        matches!(
+            outcomes[105],
+            Outcome::DeadLettered {
+                reason: DeadLetterReason::RecordTooLarge,
+                error_code: None,
+                record: None,
+                ..
+            }
+        ),
+        "{:?}",
+        outcomes[105]
     );
 
     let letters = replay(&dir.path().join("dead-letters.ndjson"))?.letters;
@@ -394,6 +406,72 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
 }
 
 #[tokio::test]
+async fn without_a_dead_letter_sink_an_undeliverable_record_comes_back_in_its_outcome() -> TestResult
+{
+    let stream = unique_name("producer_hand_back");
+    let endpoint = Kinesalite::shared()?.endpoint();
+    let producer = Producer::builder(KinesisDestination::new(&kinesis_client(&endpoint), &stream))
+        .linger(Duration::from_millis(10))
+        .build()?;
+    let sent = records("back", 10, 3)?;
+    let mut returned = Vec::new();
+    for receipt in send_all(&producer, sent.clone()).await? {
+        match receipt.await {
+            Outcome::DeadLettered {
+                reason: DeadLetterReason::Fatal,
+                record: Some(record),
+                ..
+            } => returned.push(*record),
+            other => return Err(format!("not handed back: {other:?}").into()),
+        }
+    }
+    assert_eq!(returned, sent, "every record back, as sent");
+    producer.shutdown(Duration::from_secs(5)).await;
+    let stats = producer.stats();
+    assert_eq!(stats.total.dead_lettered, 10);
+    assert_reconciles(&stats);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_channel_takes_the_dead_letters_of_a_caller_that_keeps_its_own() -> TestResult {
+    let stream = unique_name("producer_channel");
+    let endpoint = Kinesalite::shared()?.endpoint();
+    let (letters, mut inbox) = tokio::sync::mpsc::channel(4);
+    let producer = Producer::builder(KinesisDestination::new(&kinesis_client(&endpoint), &stream))
+        .dead_letters(letters)
+        .linger(Duration::from_millis(10))
+        .build()?;
+    let sent = records("channel", 10, 3)?;
+    let receipts = send_all(&producer, sent.clone()).await?;
+    // The channel holds 4: the producer waits for the reader, losing none.
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let letter = inbox.recv().await.ok_or("the channel closed early")?;
+        got.push(letter.to_record()?.data);
+    }
+    for receipt in receipts {
+        let outcome = receipt.await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::DeadLettered {
+                    reason: DeadLetterReason::Fatal,
+                    record: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+    }
+    let want: Vec<_> = sent.iter().map(|r| r.data.clone()).collect();
+    assert_eq!(got, want);
+    producer.shutdown(Duration::from_secs(5)).await;
+    assert_reconciles(&producer.stats());
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> TestResult {
     let stream = unique_name("producer_missing");
     let dir = tempfile::tempdir()?;
@@ -403,12 +481,24 @@ async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> Tes
         .build()?;
     let sent = records("missing", 20, 5)?;
     for receipt in send_all(&producer, sent.clone()).await? {
-        assert_eq!(
-            receipt.await,
-            Outcome::DeadLettered {
-                reason: DeadLetterReason::Fatal,
-                error_code: Some("ResourceNotFoundException".into())
-            }
+        let outcome = receipt.await;
+        let Outcome::DeadLettered {
+            reason: DeadLetterReason::Fatal,
+            error_code: Some(code),
+            error_message: Some(message),
+            record: None,
+        } = &outcome
+        else {
+            return Err(format!("not a fatal dead letter: {outcome:?}").into());
+        };
+        assert_eq!(code, "ResourceNotFoundException");
+        // One readable line: the operation, the code and the service's
+        // own words, not a dump of the SDK's error.
+        assert!(
+            message.starts_with("PutRecords: ResourceNotFoundException: ")
+                && message.len() < 200
+                && !message.contains('\n'),
+            "{message}"
         );
     }
     producer.shutdown(Duration::from_secs(5)).await;
@@ -454,7 +544,8 @@ async fn the_emulator_killed_and_restarted_mid_run_loses_nothing() -> TestResult
     let client = kinesis_client(&kinesalite.endpoint());
     let destination =
         KinesisDestination::with_request_timeout(&client, &stream, Duration::from_secs(2));
-    let producer = Producer::builder(destination, dead_letter_file(dir.path())?)
+    let producer = Producer::builder(destination)
+        .dead_letters(dead_letter_file(dir.path())?)
         .linger(Duration::from_millis(5))
         .batch_records(20)
         .retry(fast_retries(None))
@@ -629,14 +720,12 @@ async fn a_full_queue_pushes_back_and_flush_waits_for_settlement() -> TestResult
     let client = kinesis_client(&proxy.endpoint());
     // Ten records fill one batch, which the proxy stalls; the long linger
     // keeps anything else from going out until `flush` asks.
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        dead_letter_file(dir.path())?,
-    )
-    .linger(Duration::from_secs(60))
-    .batch_records(10)
-    .queue_max_records(10)
-    .build()?;
+    let producer = Producer::builder(KinesisDestination::new(&client, &stream))
+        .dead_letters(dead_letter_file(dir.path())?)
+        .linger(Duration::from_secs(60))
+        .batch_records(10)
+        .queue_max_records(10)
+        .build()?;
     let mut all = records("bp", 11, 3)?;
     let eleventh = all.pop().ok_or("no record")?;
     let mut receipts = send_all(&producer, all).await?;

@@ -37,12 +37,10 @@ impl Destination for Accept {
 async fn a_full_producer_sends_aggregated_batches_without_waiting_for_the_linger() {
     for cap_by_records in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let builder = Producer::builder(
-            Accept,
-            DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap(),
-        )
-        .aggregate(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES)
-        .linger(Duration::from_secs(3600));
+        let builder = Producer::builder(Accept)
+            .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
+            .aggregate(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES)
+            .linger(Duration::from_secs(3600));
         let builder = if cap_by_records {
             builder.queue_max_records(1_000)
         } else {

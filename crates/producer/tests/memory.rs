@@ -50,15 +50,13 @@ async fn a_blocked_destination_holds_the_sender_at_the_byte_cap() -> Result<(), 
     )));
     let dir = tempfile::tempdir()?;
     let client = aws_sdk_kinesis::Client::new(&sdk_config(&proxy.endpoint()));
-    let producer = Producer::builder(
-        KinesisDestination::new(&client, &stream),
-        DeadLetterFile::open(&dir.path().join("dead.ndjson"))?,
-    )
-    .linger(Duration::from_millis(1))
-    .max_in_flight(1)
-    .batch_bytes(1024 * 1024)
-    .queue_max_records(1_000_000)
-    .build()?;
+    let producer = Producer::builder(KinesisDestination::new(&client, &stream))
+        .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+        .linger(Duration::from_millis(1))
+        .max_in_flight(1)
+        .batch_bytes(1024 * 1024)
+        .queue_max_records(1_000_000)
+        .build()?;
     assert_eq!(producer.config().queue_max_bytes, DEFAULT_QUEUE_MAX_BYTES);
     let baseline = resident_bytes()?;
 

@@ -45,7 +45,7 @@ pub(crate) async fn sink(
                 .send()
                 .await
                 .map_err(|e| describe_aws_error(e, &format!("Kinesis stream {name}")))?;
-            Producer::builder(KinesisDestination::new(&client, name), dead_letters)
+            Producer::builder(KinesisDestination::new(&client, name)).dead_letters(dead_letters)
         }
         (Destination::Firehose(name), Some(sdk)) => {
             let client = aws_sdk_firehose::Client::new(sdk);
@@ -55,7 +55,7 @@ pub(crate) async fn sink(
                 .send()
                 .await
                 .map_err(|e| describe_aws_error(e, &format!("Firehose delivery stream {name}")))?;
-            Producer::builder(FirehoseDestination::new(&client, name), dead_letters)
+            Producer::builder(FirehoseDestination::new(&client, name)).dead_letters(dead_letters)
         }
     };
     Ok(Arc::new(builder.config(settings.producer.clone()).build()?))

@@ -149,14 +149,12 @@ async fn a_stop_takes_the_shutdown_timeout_once() {
     let mut settings = Settings::new(Destination::Stdout, dir.path().join("dead.ndjson"));
     settings.stats_interval = Duration::ZERO;
     settings.shutdown_timeout = TIMEOUT;
-    let producer = shardline_producer::Producer::builder(
-        NeverAnswers,
-        DeadLetterFile::open(&settings.dead_letter_file).unwrap(),
-    )
-    .queue_max_records(200)
-    .linger(Duration::from_millis(1))
-    .build()
-    .unwrap();
+    let producer = shardline_producer::Producer::builder(NeverAnswers)
+        .dead_letters(DeadLetterFile::open(&settings.dead_letter_file).unwrap())
+        .queue_max_records(200)
+        .linger(Duration::from_millis(1))
+        .build()
+        .unwrap();
     let mut runner = Runner::start_with_sink(settings, Arc::new(producer.clone()))
         .await
         .unwrap();

@@ -6,6 +6,17 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::pending::Pending;
 
+/// The sink of a producer built without one: nothing is written, and the
+/// dispatcher hands each record back in its outcome instead.
+#[derive(Debug)]
+pub(super) struct HandBack;
+
+impl DeadLetterSink for HandBack {
+    fn write(&mut self, _letters: &[DeadLetter]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What a job hands back: the sink, the records, and how the write went.
 pub(super) type Job = (Box<dyn DeadLetterSink>, Vec<Pending>, std::io::Result<()>);
 

@@ -30,7 +30,7 @@ use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, c
 use crate::limits::BatchLimits;
 use crate::retry::Decision;
 use crate::warnings::{About, Kind, Warnings};
-use dead_letters::{DeadLetters, Job, Written};
+use dead_letters::{DeadLetters, HandBack, Job, Written};
 pub(crate) use pending::{Control, Pending, Permits};
 
 type PutResult = Result<Vec<Result<Delivery, EntryError>>, PutError>;
@@ -115,6 +115,9 @@ pub(crate) struct Dispatcher {
     /// With aggregation: ask the destination for its shards (again).
     refresh_shard_map: bool,
     dead_letters: DeadLetters,
+    /// No dead-letter sink: a record that cannot be delivered is handed
+    /// back in its outcome.
+    hand_back: bool,
 
     /// Every sequence number below this has reached the dispatcher; those
     /// above it that arrived early (sends race) wait in `admitted_ahead`.
@@ -133,7 +136,7 @@ pub(crate) struct Dispatcher {
 impl Dispatcher {
     pub(crate) fn new(
         destination: Arc<dyn Destination>,
-        sink: Box<dyn DeadLetterSink>,
+        sink: Option<Box<dyn DeadLetterSink>>,
         config: ProducerConfig,
         counters: Arc<SinkCounters>,
         intake: Intake,
@@ -156,7 +159,8 @@ impl Dispatcher {
             in_flight_batches: HashMap::new(),
             request_bytes_in_flight: 0,
             request_budget_full: false,
-            dead_letters: DeadLetters::new(sink),
+            hand_back: sink.is_none(),
+            dead_letters: DeadLetters::new(sink.unwrap_or_else(|| Box::new(HandBack))),
             admitted_below: 0,
             admitted_ahead: BTreeSet::new(),
             unsettled: BTreeSet::new(),
@@ -646,9 +650,12 @@ impl Dispatcher {
                         line.log();
                     }
                     if let Some(reply) = pending.reply.take() {
+                        let record = self.hand_back.then(|| Box::new(pending.record.clone()));
                         reply.send(Outcome::DeadLettered {
                             reason: letter.reason,
                             error_code: letter.error_code,
+                            error_message: letter.error_message,
+                            record,
                         });
                     }
                     self.left(pending);
