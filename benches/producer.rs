@@ -24,7 +24,7 @@ fn records() -> Vec<Record> {
             data.resize(RECORD_BYTES - 2, b'x');
             data.extend_from_slice(b"\"}");
             let key = PartitionKey::new_or_hashed(&format!("session-{}", i % 1000));
-            Record::new(data, key, source.clone())
+            Record::from_source(source.clone(), key, data)
         })
         .collect()
 }
@@ -54,7 +54,10 @@ fn overhead(c: &mut Criterion) {
             if let Some(max) = aggregate {
                 builder = builder.aggregate(max);
             }
-            builder.build().map_err(Box::<dyn std::error::Error>::from)
+            builder
+                .build()
+                .await
+                .map_err(Box::<dyn std::error::Error>::from)
         });
         let producer = producer.unwrap_or_else(|e| {
             eprintln!("cannot build the producer: {e}");

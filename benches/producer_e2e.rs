@@ -27,7 +27,7 @@ fn record_with_keys(i: usize, keys: usize) -> Record {
     data.resize(RECORD_BYTES - 2, b'x');
     data.extend_from_slice(b"\"}");
     let key = PartitionKey::new_or_hashed(&format!("session-{}", i % keys));
-    Record::new(data, key, SourceName::new("bench"))
+    Record::from_source(SourceName::new("bench"), key, data)
 }
 
 fn record(i: usize) -> Record {
@@ -65,7 +65,7 @@ async fn producer_run(
     if let Some(max) = aggregate {
         builder = builder.aggregate(max);
     }
-    let producer = builder.build()?;
+    let producer = builder.build().await?;
     let started = Instant::now();
     let mut receipts = Vec::with_capacity(n);
     for i in 0..n {
@@ -113,7 +113,7 @@ async fn billing_units(
         Packing::Aggregate(max) => builder.aggregate(max),
         Packing::FirehosePack(max) => builder.pack(max),
     };
-    let producer = builder.build()?;
+    let producer = builder.build().await?;
     for i in 0..n {
         let _receipt = producer.send(record_with_keys(i, keys)).await?;
     }

@@ -55,7 +55,7 @@ pub use config::{
     COMMON_KEYS, CommonConfig, MetricsSection, ProducerSection, load_config, seconds,
 };
 pub use keys::{ReportArgs, SampleKind, SampleReport};
-pub use settings::{Defaults, STDIN_DEAD_LETTER_AFTER, Settings};
+pub use settings::{DEFAULT_BATCH_TIMEOUT, Defaults, STDIN_DEAD_LETTER_AFTER, Settings};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors),
 /// in colour only when stderr is a terminal: a log file or a journal gets

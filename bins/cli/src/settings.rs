@@ -25,6 +25,12 @@ pub const STDIN_DEAD_LETTER_AFTER: Duration = Duration::from_secs(300);
 /// (64 MiB in all) suits a library user with memory to spare.
 const DEFAULT_RECORD_MEMORY: usize = 8 * 1024 * 1024;
 
+/// How long a batch may wait to fill (`batch_timeout`) unless a binary
+/// says otherwise: 5 s. Log lines come fast enough to fill batches by count
+/// sooner; a quiet log's lines wait at most this long. The library's own
+/// default is shorter ([`shardline_producer::DEFAULT_LINGER`]).
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What differs between binaries in the shared settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {
@@ -34,7 +40,7 @@ pub struct Defaults {
     /// says otherwise (CDC: each row's changes in order).
     pub strict_ordering: bool,
     /// How long a batch may wait to fill unless the flags or the config
-    /// say; `None`: the producer's default (5 s, for logs).
+    /// say; `None`: [`DEFAULT_BATCH_TIMEOUT`] (for logs).
     pub linger: Option<Duration>,
     /// Batch requests in flight at once unless the config says; `None`:
     /// the producer's default (8). Also what a crash may send twice
@@ -84,8 +90,8 @@ impl Settings {
         }
         if let Some(s) = args.batch_timeout.or(p.batch_timeout) {
             producer.linger = seconds("batch_timeout", s)?;
-        } else if let Some(linger) = defaults.linger {
-            producer.linger = linger;
+        } else {
+            producer.linger = defaults.linger.unwrap_or(DEFAULT_BATCH_TIMEOUT);
         }
         if let Some(n) = args.queue_maxsize.or(p.queue_maxsize) {
             producer.queue_max_records = n;

@@ -193,7 +193,7 @@ impl ChangeRecords {
                 serde_json::to_vec(&encode::to_debezium(event)).unwrap_or_default()
             }
         };
-        Ok(Record::new(data, key, self.source.clone()))
+        Ok(Record::from_source(self.source.clone(), key, data))
     }
 
     fn key(&self, event: &ChangeEvent) -> Result<PartitionKey, StrategyError> {

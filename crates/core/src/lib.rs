@@ -30,7 +30,7 @@
 //!     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
 //!         let line = String::from_utf8_lossy(data);
 //!         match line.split_whitespace().next().map(PartitionKey::new) {
-//!             Some(Ok(key)) => Processed::Record(Record::new(data.to_vec(), key, self.0.clone())),
+//!             Some(Ok(key)) => Processed::Record(Record::from_source(self.0.clone(), key, data.to_vec())),
 //!             Some(Err(e)) => Processed::Rejected(format!("no key: {e}")),
 //!             None => Processed::Skip,
 //!         }

@@ -172,7 +172,7 @@ impl Process for SensorRecords {
             Ok(json) => json,
             Err(e) => return Processed::Rejected(format!("cannot write the reading: {e}")),
         };
-        let mut record = Record::new(json, key.partition_key, self.source.clone());
+        let mut record = Record::from_source(self.source.clone(), key.partition_key, json);
         record.explicit_hash_key = key.explicit_hash_key;
         Processed::Record(record)
     }

@@ -336,7 +336,9 @@ impl Process for LogRecords {
     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
         let mut json = Vec::with_capacity(data.len() + JSON_OVERHEAD_BYTES);
         match self.make(data, &mut json) {
-            Made::Record(key) => Processed::Record(Record::new(json, key, self.source.clone())),
+            Made::Record(key) => {
+                Processed::Record(Record::from_source(self.source.clone(), key, json))
+            }
             Made::Rejected(message) => Processed::Rejected(message),
             Made::Skip => Processed::Skip,
         }
@@ -372,9 +374,11 @@ impl Process for LogRecords {
         }
         let buffer = Bytes::from(buffer);
         out.extend(made.into_iter().map(|(line, span)| match line {
-            Made::Record(key) => {
-                Processed::Record(Record::new(buffer.slice(span), key, self.source.clone()))
-            }
+            Made::Record(key) => Processed::Record(Record::from_source(
+                self.source.clone(),
+                key,
+                buffer.slice(span),
+            )),
             Made::Rejected(message) => Processed::Rejected(message),
             Made::Skip => Processed::Skip,
         }));

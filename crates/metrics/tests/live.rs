@@ -45,7 +45,7 @@ async fn send(
         let key = PartitionKey::new(&format!("k{}", i % 7))?;
         receipts.push(
             producer
-                .send(Record::new(data, key, source.clone()))
+                .send(Record::from_source(source.clone(), key, data))
                 .await?,
         );
     }
@@ -120,13 +120,14 @@ async fn counters_reconcile_alarms_fire_and_clear_and_prometheus_is_scraped() ->
     let producer = Producer::builder(KinesisDestination::new(&client, &stream))
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
         .linger(Duration::from_millis(10))
-        .retry(RetryPolicy {
-            initial_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            max_retries: Some(1),
-            ..RetryPolicy::default()
-        })
-        .build()?;
+        .retry(
+            RetryPolicy::default()
+                .initial_delay(Duration::from_millis(5))
+                .max_delay(Duration::from_millis(20))
+                .max_retries(Some(1)),
+        )
+        .build()
+        .await?;
     let metrics = Arc::new(Metrics::with_alarms(AlarmConfig::default()));
     let web = metrics.source("web_logs");
     let stats: StatsProvider = {

@@ -29,7 +29,7 @@
 //! impl Process for Lines {
 //!     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
 //!         let key = PartitionKey::new_or_hashed(&String::from_utf8_lossy(data));
-//!         Processed::Record(Record::new(data.to_vec(), key, SourceName::new("lines")))
+//!         Processed::Record(Record::from_source(SourceName::new("lines"), key, data.to_vec()))
 //!     }
 //! }
 //!

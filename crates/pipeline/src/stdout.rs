@@ -28,7 +28,7 @@ struct Output {
 /// let dead_letters = DeadLetterFile::open(&dir.path().join("dead-letters.ndjson"))?;
 /// let out = dir.path().join("records.ndjson");
 /// let sink = StdoutSink::with_writer(Box::new(std::fs::File::create(&out)?), dead_letters);
-/// let record = Record::new("{\"n\":1}", PartitionKey::new("k")?, SourceName::new("lines"));
+/// let record = Record::from_source(SourceName::new("lines"), PartitionKey::new("k")?, "{\"n\":1}");
 /// let accepted = sink.send(vec![Item::Record(record)]).await?;
 /// for receipt in accepted.receipts {
 ///     assert!(receipt.await.is_settled());

@@ -142,7 +142,11 @@ struct Numbers;
 impl Process for Numbers {
     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
         let key = PartitionKey::new_or_hashed(&String::from_utf8_lossy(data));
-        Processed::Record(Record::new(data.to_vec(), key, SourceName::new("numbers")))
+        Processed::Record(Record::from_source(
+            SourceName::new("numbers"),
+            key,
+            data.to_vec(),
+        ))
     }
 }
 

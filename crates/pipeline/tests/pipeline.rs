@@ -43,7 +43,11 @@ struct Lines;
 impl Process for Lines {
     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
         let key = PartitionKey::new_or_hashed(&String::from_utf8_lossy(data));
-        Processed::Record(Record::new(data.to_vec(), key, SourceName::new("lines")))
+        Processed::Record(Record::from_source(
+            SourceName::new("lines"),
+            key,
+            data.to_vec(),
+        ))
     }
 }
 
@@ -54,6 +58,7 @@ async fn run(shut_down_first: bool) -> PipelineSummary {
         .dead_letters(dead_letters)
         .linger(Duration::from_millis(1))
         .build()
+        .await
         .unwrap();
     if shut_down_first {
         producer.shutdown(Duration::from_millis(100)).await;
@@ -98,6 +103,7 @@ async fn at_the_end_of_the_input_the_last_batch_goes_without_waiting_for_the_lin
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
         .linger(Duration::from_secs(3600))
         .build()
+        .await
         .unwrap();
     let pipeline = Pipeline::new(
         LinesSource::new(&b"a\nb\nc\nd\ne\n"[..], "test"),
@@ -146,6 +152,7 @@ async fn a_processor_that_loses_an_input_stops_the_pipeline() {
     let producer = Producer::builder(Accept)
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
         .build()
+        .await
         .unwrap();
     let pipeline = Pipeline::new(
         LinesSource::new(&b"a\nb\nc\n"[..], "test"),

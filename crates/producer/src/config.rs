@@ -9,8 +9,11 @@ use crate::retry::RetryPolicy;
 /// Records per batch by default: 500 (`batch_size`), the most one
 /// `PutRecords` call takes.
 pub const DEFAULT_BATCH_RECORDS: usize = 500;
-/// How long a batch may wait to fill by default: 5 s (`batch_timeout`).
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+/// How long a record may wait for its batch to fill by default: 100 ms,
+/// the KPL's `RecordMaxBufferedTime`. A service awaiting each record's
+/// outcome gets it within a tenth of a second; a busy one fills batches by
+/// count or size long before. (log-streamer keeps 5 s.)
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(100);
 /// Batch requests in flight at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 /// Records the producer holds at most (queued, retrying, in flight).
@@ -37,14 +40,45 @@ pub const REQUEST_ENTRY_OVERHEAD_BYTES: usize = 256;
 /// The smallest aggregate worth the framing (20 bytes of magic and MD5).
 pub const MIN_AGGREGATE_BYTES: usize = 1024;
 
-/// Producer settings. Build with [`crate::Producer::builder`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Producer settings, given to [`crate::ProducerBuilder::config`] or set
+/// one by one on the builder.
+///
+/// They deserialise from TOML (or any serde format): every field is
+/// optional, durations are written as text (`"100ms"`, `"5s"`, `"2m"`),
+/// and an unknown field is an error.
+///
+/// ```
+/// use std::time::Duration;
+/// use shardline_producer::{ProducerConfig, WhenRetriesRunOut};
+///
+/// let config: ProducerConfig = toml::from_str(r#"
+///     linger = "250ms"
+///     max_in_flight = 4
+///     aggregate_max_bytes = 51200
+///
+///     [retry]
+///     max_retries = 5
+///     when_retries_run_out = { hold = { limit = "10m" } }
+/// "#)?;
+/// assert_eq!(config.linger, Duration::from_millis(250));
+/// assert_eq!(config.retry.max_retries, Some(5));
+/// assert_eq!(
+///     config.retry.when_retries_run_out,
+///     WhenRetriesRunOut::Hold { limit: Some(Duration::from_secs(600)) },
+/// );
+/// assert_eq!(config.batch_records, 500, "the default");
+/// # Ok::<(), toml::de::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ProducerConfig {
     /// Records per batch request (≤ the destination's limit).
     pub batch_records: usize,
     /// Bytes per batch request (≤ the destination's limit).
     pub batch_bytes: usize,
     /// How long a record may wait for its batch to fill.
+    #[serde(with = "humantime_serde")]
     pub linger: Duration,
     /// Batch requests in flight at once.
     pub max_in_flight: usize,
@@ -61,6 +95,7 @@ pub struct ProducerConfig {
     /// own. `None`: a quarter of `queue_max_bytes`, or one full batch's
     /// copies if that is more.
     pub request_memory_bytes: Option<usize>,
+    /// How failed records are retried.
     pub retry: RetryPolicy,
     /// Keep each partition key's records in order through retries: at most
     /// one entry per key is in flight or waiting to retry at a time. Without
@@ -78,6 +113,16 @@ pub struct ProducerConfig {
     /// Per-shard rate limiting (Kinesis): send to each shard at most this
     /// percentage of its 1,000 records/s and 1 MiB/s. `None`: off.
     pub rate_limit_percent: Option<u32>,
+}
+
+/// The defaults that fit every destination: those for Firehose, whose
+/// batches are the smaller (4 MiB; Kinesis takes 5 MiB). A builder starts
+/// from its own destination's defaults instead
+/// ([`ProducerConfig::defaults_for`]).
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig::defaults_for(BatchLimits::FIREHOSE)
+    }
 }
 
 impl ProducerConfig {

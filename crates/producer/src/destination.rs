@@ -84,6 +84,13 @@ pub trait Destination: Send + Sync + 'static {
     /// Sends one batch.
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError>;
 
+    /// Checks that the destination exists and answers, before the first
+    /// record is sent ([`crate::ProducerBuilder::check_destination`]). The
+    /// default checks nothing.
+    async fn check(&self) -> Result<(), PutError> {
+        Ok(())
+    }
+
     /// Whether records may be KPL-aggregated for this destination (Kinesis:
     /// yes; consumers deaggregate).
     fn supports_aggregation(&self) -> bool {

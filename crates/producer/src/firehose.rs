@@ -67,6 +67,30 @@ impl FirehoseDestination {
 
 #[async_trait::async_trait]
 impl Destination for FirehoseDestination {
+    /// `DescribeDeliveryStream`: the delivery stream exists and is not
+    /// being deleted.
+    async fn check(&self) -> Result<(), PutError> {
+        let described = self
+            .client
+            .describe_delivery_stream()
+            .delivery_stream_name(&self.delivery_stream)
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("DescribeDeliveryStream", e))?;
+        let status = described
+            .delivery_stream_description()
+            .map(|d| d.delivery_stream_status().as_str().to_owned());
+        match status.as_deref() {
+            Some("DELETING") => Err(PutError {
+                class: ErrorClass::Fatal,
+                code: None,
+                message: format!("{} is being deleted", self.name),
+                outcome_unknown: false,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

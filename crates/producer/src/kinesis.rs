@@ -80,6 +80,30 @@ impl Destination for KinesisDestination {
         true
     }
 
+    /// `DescribeStreamSummary`: the stream exists and is not being deleted.
+    async fn check(&self) -> Result<(), PutError> {
+        let request = match &self.stream {
+            StreamRef::Name(name) => self.client.describe_stream_summary().stream_name(name),
+            StreamRef::Arn(arn) => self.client.describe_stream_summary().stream_arn(arn),
+        };
+        let summary = request
+            .send()
+            .await
+            .map_err(|e| from_sdk_error("DescribeStreamSummary", e))?;
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().as_str().to_owned());
+        match status.as_deref() {
+            Some("DELETING") => Err(PutError {
+                class: ErrorClass::Fatal,
+                code: None,
+                message: format!("{} is being deleted", self.name),
+                outcome_unknown: false,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
         let mut ranges = Vec::new();
         let mut token: Option<String> = None;

@@ -52,11 +52,12 @@
 //! let producer = Producer::builder(Accept)
 //!     .dead_letters(dead_letters)
 //!     .linger(std::time::Duration::from_millis(10))
-//!     .build()?;
+//!     .build()
+//!     .await?;
 //!
 //! let source = SourceName::new("orders");
 //! let receipt = producer
-//!     .send(Record::new("{\"order\":1}", PartitionKey::new("order-1")?, source))
+//!     .send(Record::from_source(source, PartitionKey::new("order-1")?, "{\"order\":1}"))
 //!     .await?;
 //! assert!(matches!(receipt.await, Outcome::Delivered(_)));
 //!
@@ -95,7 +96,7 @@ pub use firehose::FirehoseDestination;
 pub use kinesis::KinesisDestination;
 pub use limits::BatchLimits;
 pub use producer::{
-    GRANT_RECORDS, Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError,
+    BuildError, GRANT_RECORDS, Producer, ProducerBuilder, ReplaySummary, SendError, TrySendError,
 };
 pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
 pub use retry::{Decision, HOLD_RETRY_MAX_DELAY, RetryPolicy, WhenRetriesRunOut};

@@ -57,6 +57,25 @@ pub struct ProducerBuilder {
     destination: Arc<dyn Destination>,
     dead_letters: Option<Box<dyn DeadLetterSink>>,
     config: ProducerConfig,
+    check_destination: bool,
+}
+
+/// Why [`ProducerBuilder::build`] made no producer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is out of range for the destination.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The destination's check failed: it does not exist, is being
+    /// deleted, or could not be reached.
+    #[error("{destination} cannot be used: {source}")]
+    Destination {
+        /// The destination's name (`kinesis:orders`).
+        destination: String,
+        /// What the service (or the connection) said.
+        source: crate::PutError,
+    },
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -64,6 +83,7 @@ impl std::fmt::Debug for ProducerBuilder {
         f.debug_struct("ProducerBuilder")
             .field("destination", &self.destination.name())
             .field("config", &self.config)
+            .field("check_destination", &self.check_destination)
             .finish()
     }
 }
@@ -163,9 +183,35 @@ impl ProducerBuilder {
         self
     }
 
-    /// Checks the settings and starts the producer's dispatcher task on the
-    /// current Tokio runtime.
-    pub fn build(self) -> Result<Producer, ConfigError> {
+    /// Whether [`ProducerBuilder::build`] checks that the destination
+    /// exists and answers (on by default): a Kinesis stream with
+    /// `DescribeStreamSummary`, a Firehose delivery stream with
+    /// `DescribeDeliveryStream`. Turn it off for a destination that may be
+    /// down or not yet created when the producer starts: records then wait
+    /// and retry, or are dead-lettered if it does not exist.
+    pub fn check_destination(mut self, on: bool) -> Self {
+        self.check_destination = on;
+        self
+    }
+
+    /// Checks the settings and the destination
+    /// ([`ProducerBuilder::check_destination`]), then starts the producer's
+    /// dispatcher task on the current Tokio runtime.
+    pub async fn build(self) -> Result<Producer, BuildError> {
+        self.validate()?;
+        if self.check_destination {
+            self.destination
+                .check()
+                .await
+                .map_err(|source| BuildError::Destination {
+                    destination: self.destination.name().to_owned(),
+                    source,
+                })?;
+        }
+        Ok(self.start())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
         let limits = self.destination.limits();
         self.config.validate(limits)?;
         if self.config.rate_limit_percent.is_some() && !self.destination.supports_aggregation() {
@@ -185,6 +231,10 @@ impl ProducerBuilder {
                 destination: self.destination.name().to_owned(),
             });
         }
+        Ok(())
+    }
+
+    fn start(self) -> Producer {
         let config = self.config;
         let (tx, records_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -199,7 +249,7 @@ impl ProducerBuilder {
             Intake::new(records.clone(), bytes.clone(), &config),
         );
         let task = tokio::spawn(dispatcher.run(records_rx, control_rx));
-        Ok(Producer {
+        Producer {
             shared: Arc::new(Shared {
                 tx,
                 control,
@@ -212,7 +262,7 @@ impl ProducerBuilder {
                 task: std::sync::Mutex::new(Some(task)),
                 name: self.destination.name().to_owned(),
             }),
-        })
+        }
     }
 }
 
@@ -250,7 +300,25 @@ impl Producer {
             destination: Arc::new(destination),
             dead_letters: None,
             config,
+            check_destination: true,
         }
+    }
+
+    /// A builder for a producer sending to the Kinesis data stream
+    /// `stream` (a name or an ARN), with a client made from `sdk_config`
+    /// (`aws_config::load_defaults`, or your own).
+    #[cfg(feature = "kinesis")]
+    pub fn kinesis(sdk_config: &aws_types::SdkConfig, stream: &str) -> ProducerBuilder {
+        let client = aws_sdk_kinesis::Client::new(sdk_config);
+        Producer::builder(crate::KinesisDestination::new(&client, stream))
+    }
+
+    /// A builder for a producer sending to the Firehose delivery stream
+    /// `delivery_stream`, with a client made from `sdk_config`.
+    #[cfg(feature = "firehose")]
+    pub fn firehose(sdk_config: &aws_types::SdkConfig, delivery_stream: &str) -> ProducerBuilder {
+        let client = aws_sdk_firehose::Client::new(sdk_config);
+        Producer::builder(crate::FirehoseDestination::new(&client, delivery_stream))
     }
 
     /// The settings in force.
@@ -645,10 +713,10 @@ fn rejected_record(letter: &DeadLetter) -> Record {
     let data = letter
         .data_bytes()
         .unwrap_or_else(|_| letter.data.clone().into_bytes());
-    Record::new(
-        data,
-        PartitionKey::new_or_hashed(&letter.partition_key),
+    Record::from_source(
         SourceName::new(&letter.source),
+        PartitionKey::new_or_hashed(&letter.partition_key),
+        data,
     )
 }
 

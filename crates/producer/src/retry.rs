@@ -29,7 +29,8 @@ pub enum Decision {
 
 /// What becomes of a record still failing with a transient error (throttled,
 /// a 5xx, the endpoint unreachable) once its retries are used up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WhenRetriesRunOut {
     /// Dead-letter it (`retries_exhausted`).
     DeadLetter,
@@ -38,7 +39,12 @@ pub enum WhenRetriesRunOut {
     /// For sources that can read again (files, a replication slot, an MQTT
     /// session) an outage then pauses reading instead of filling the
     /// dead-letter file; a source that cannot (stdin) sets a limit.
-    Hold { limit: Option<Duration> },
+    Hold {
+        /// How long a record may keep failing before it is dead-lettered;
+        /// `None`: for as long as it takes.
+        #[serde(default, with = "humantime_serde")]
+        limit: Option<Duration>,
+    },
 }
 
 /// Capped exponential backoff with full jitter: before retry `n` (1-based)
@@ -47,9 +53,15 @@ pub enum WhenRetriesRunOut {
 /// throttled together do not come back together.
 ///
 /// The defaults: 1 s initial delay, 60 s cap, 3 retries, then dead-letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RetryPolicy {
+    /// The cap on the wait before the first retry (it doubles with each).
+    #[serde(with = "humantime_serde")]
     pub initial_delay: Duration,
+    /// The cap on any wait.
+    #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
     /// Retries after the first attempt; `None`: retry until delivered or
     /// shut down.
@@ -70,6 +82,31 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// With `delay` as the first retry's cap.
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        self.initial_delay = delay;
+        self
+    }
+
+    /// With `delay` as the cap on any wait.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// With `retries` retries after the first attempt (`None`: until
+    /// delivered or shut down).
+    pub fn max_retries(mut self, retries: Option<u32>) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// With `rule` for a record whose retries are used up.
+    pub fn when_retries_run_out(mut self, rule: WhenRetriesRunOut) -> Self {
+        self.when_retries_run_out = rule;
+        self
+    }
+
     /// Whether a record that has failed `attempts` times may be tried again.
     pub fn may_retry(&self, attempts: u32) -> bool {
         match self.max_retries {

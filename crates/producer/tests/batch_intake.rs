@@ -48,7 +48,7 @@ fn items(source: &SourceName, n: usize) -> Vec<Item> {
                 ))
             } else {
                 let key = PartitionKey::new(&format!("k{}", i % 3)).unwrap();
-                Item::Record(Record::new(format!("{i}"), key, source.clone()))
+                Item::Record(Record::from_source(source.clone(), key, format!("{i}")))
             }
         })
         .collect()
@@ -65,6 +65,7 @@ async fn a_batch_larger_than_the_producer_goes_through_in_order_and_reconciles()
         .strict_ordering(true)
         .linger(Duration::from_millis(1))
         .build()
+        .await
         .unwrap();
     let source = SourceName::new("batch");
     let accepted = tokio::time::timeout(
@@ -110,6 +111,7 @@ async fn a_shut_down_producer_refuses_the_batch() {
     let producer = Producer::builder(Keep::default())
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson")).unwrap())
         .build()
+        .await
         .unwrap();
     producer.shutdown(Duration::from_secs(1)).await;
     let accepted = producer

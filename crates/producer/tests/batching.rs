@@ -184,20 +184,15 @@ proptest! {
             .config_pack(pack)
             .config_tight_requests(tight_requests)
             .queue_max_records(40)
-            .retry(RetryPolicy {
-                initial_delay: Duration::from_micros(100),
-                max_delay: Duration::from_millis(1),
-                max_retries: Some(5),
-                ..RetryPolicy::default()
-            })
-            .build()?;
+            .retry(RetryPolicy::default().initial_delay(Duration::from_micros(100)).max_delay(Duration::from_millis(1)).max_retries(Some(5)))
+            .build().await?;
             let source = SourceName::new("prop");
             let mut receipts = Vec::new();
             for (i, size) in sizes.iter().enumerate() {
                 let key = PartitionKey::new(&keys[i % keys.len()])?;
                 let mut data = format!("{i}|").into_bytes();
                 data.resize(data.len().max(*size), b'.');
-                receipts.push(producer.send(Record::new(data, key, source.clone())).await?);
+                receipts.push(producer.send(Record::from_source(source.clone(), key, data)).await?);
             }
             let mut outcomes = Vec::new();
             for receipt in receipts {
@@ -324,7 +319,7 @@ async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn st
         } else {
             builder
         };
-        let producer = builder.build()?;
+        let producer = builder.build().await?;
         let source = SourceName::new("budget");
         let mut receipts = Vec::new();
         for i in 0..RECORDS {
@@ -332,7 +327,7 @@ async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn st
             let data = vec![b'x'; 498];
             receipts.push(
                 producer
-                    .send(Record::new(data, key, source.clone()))
+                    .send(Record::from_source(source.clone(), key, data))
                     .await?,
             );
         }
@@ -419,13 +414,14 @@ async fn a_dead_lettered_record_does_not_release_its_keys_next_record()
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
         .linger(Duration::from_millis(1))
         .strict_ordering(true)
-        .build()?;
+        .build()
+        .await?;
     let source = SourceName::new("order");
     let key = PartitionKey::new("k")?;
     let send = |id: &str, size: usize| {
         let mut data = format!("{id}|").into_bytes();
         data.resize(size, b'.');
-        Record::new(data, key.clone(), source.clone())
+        Record::from_source(source.clone(), key.clone(), data)
     };
     let first = producer.send(send("1", 100)).await?;
     // The first record is in flight (the destination takes 200 ms).
@@ -535,20 +531,15 @@ proptest! {
             .strict_ordering(true)
             .aggregate(aggregate)
             .config_tight_requests(tight_requests)
-            .retry(RetryPolicy {
-                initial_delay: Duration::from_micros(100),
-                max_delay: Duration::from_millis(1),
-                max_retries: None,
-                ..RetryPolicy::default()
-            })
-            .build()?;
+            .retry(RetryPolicy::default().initial_delay(Duration::from_micros(100)).max_delay(Duration::from_millis(1)).max_retries(None))
+            .build().await?;
             let source = SourceName::new("prop");
             let mut receipts = Vec::new();
             for (i, size) in sizes.iter().enumerate() {
                 let key = PartitionKey::new(&format!("k{}", i % keys))?;
                 let mut data = format!("{i}|").into_bytes();
                 data.resize(data.len().max(*size), b'.');
-                receipts.push(producer.send(Record::new(data, key, source.clone())).await?);
+                receipts.push(producer.send(Record::from_source(source.clone(), key, data)).await?);
             }
             let mut outcomes = Vec::new();
             for receipt in receipts {

@@ -31,13 +31,14 @@ async fn partial_failures_are_retried_and_s3_holds_every_record_once() -> Result
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
         .linger(Duration::from_millis(10))
         .batch_records(100)
-        .retry(RetryPolicy {
-            initial_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(50),
-            max_retries: None,
-            ..RetryPolicy::default()
-        })
-        .build()?;
+        .retry(
+            RetryPolicy::default()
+                .initial_delay(Duration::from_millis(5))
+                .max_delay(Duration::from_millis(50))
+                .max_retries(None),
+        )
+        .build()
+        .await?;
 
     let source = SourceName::new("web_logs");
     let key = PartitionKey::new("unused-by-firehose")?;
@@ -49,7 +50,7 @@ async fn partial_failures_are_retried_and_s3_holds_every_record_once() -> Result
         let line = format!("{{\"line\":{i}}}{newline}");
         receipts.push(
             producer
-                .send(Record::new(line, key.clone(), source.clone()))
+                .send(Record::from_source(source.clone(), key.clone(), line))
                 .await?,
         );
     }
@@ -96,7 +97,8 @@ async fn packing_puts_many_lines_in_each_firehose_record() -> Result<(), Box<dyn
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
         .linger(Duration::from_millis(20))
         .pack(4 * 1024)
-        .build()?;
+        .build()
+        .await?;
     let source = SourceName::new("app");
     let key = PartitionKey::new("k")?;
     let mut receipts = Vec::new();
@@ -105,7 +107,7 @@ async fn packing_puts_many_lines_in_each_firehose_record() -> Result<(), Box<dyn
         let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 50));
         receipts.push(
             producer
-                .send(Record::new(line, key.clone(), source.clone()))
+                .send(Record::from_source(source.clone(), key.clone(), line))
                 .await?,
         );
     }

@@ -12,8 +12,8 @@ use shardline_harness::{
 };
 use shardline_partition_key::PartitionKey;
 use shardline_producer::{
-    DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome, Producer, Receipt, Record,
-    RetryPolicy, SinkStats, SourceName, replay,
+    BuildError, DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome, Producer, Receipt,
+    Record, RetryPolicy, SinkStats, SourceName, replay,
 };
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -21,12 +21,10 @@ type TestResult = Result<(), Box<dyn Error>>;
 /// Fast retries, so fault tests take milliseconds rather than the default
 /// seconds.
 fn fast_retries(max_retries: Option<u32>) -> RetryPolicy {
-    RetryPolicy {
-        initial_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        max_retries,
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .initial_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_millis(50))
+        .max_retries(max_retries)
 }
 
 fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
@@ -45,10 +43,10 @@ fn records(prefix: &str, n: usize, keys: usize) -> Result<Vec<Record>, Box<dyn E
     (0..n)
         .map(|i| {
             let key = format!("key-{}", i % keys);
-            Ok(Record::new(
-                format!("{prefix}-{key}-{i}"),
-                PartitionKey::new(&key)?,
+            Ok(Record::from_source(
                 source.clone(),
+                PartitionKey::new(&key)?,
+                format!("{prefix}-{key}-{i}"),
             ))
         })
         .collect()
@@ -181,7 +179,8 @@ async fn round_trip_delivers_every_record_once_with_its_shard_and_sequence() -> 
     let dir = tempfile::tempdir()?;
     let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
         .linger(Duration::from_millis(20))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("rt", 3000, 50)?;
     let receipts = send_all(&producer, sent.clone()).await?;
     let mut delivered_to = HashMap::new();
@@ -230,7 +229,8 @@ async fn thirty_percent_failing_entries_are_retried_alone_until_delivered() -> T
     let producer = builder(&proxy.endpoint(), &stream, dir.path())?
         .linger(Duration::from_millis(20))
         .retry(fast_retries(None))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("partial", 2000, 40)?;
     deliver_all(&producer, sent.clone()).await?;
 
@@ -286,7 +286,8 @@ async fn request_faults_throttling_5xx_resets_and_timeouts_lose_nothing() -> Tes
         .linger(Duration::from_millis(10))
         .batch_records(50)
         .retry(fast_retries(None))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("faults", 1000, 30)?;
     let stats = deliver_all(&producer, sent.clone()).await?;
     assert_eq!(stats.total.delivered, 1000);
@@ -321,21 +322,22 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
     let producer = builder(&proxy.endpoint(), &stream, dir.path())?
         .linger(Duration::from_millis(10))
         .retry(fast_retries(Some(2)))
-        .build()?;
+        .build()
+        .await?;
     let mut sent = records("ok", 100, 10)?;
     let source = SourceName::new("test");
     for i in 0..5 {
-        sent.push(Record::new(
-            format!("poison-{i}"),
-            PartitionKey::new("p")?,
+        sent.push(Record::from_source(
             source.clone(),
+            PartitionKey::new("p")?,
+            format!("poison-{i}"),
         ));
     }
     // Larger than Kinesis takes: data + key over 1 MiB.
-    sent.push(Record::new(
-        vec![b'x'; 1024 * 1024],
-        PartitionKey::new("big")?,
+    sent.push(Record::from_source(
         source.clone(),
+        PartitionKey::new("big")?,
+        vec![b'x'; 1024 * 1024],
     ));
     let receipts = send_all(&producer, sent.clone()).await?;
     let mut outcomes = Vec::new();
@@ -406,13 +408,48 @@ async fn exhausted_and_fatal_records_are_dead_lettered_with_their_reason() -> Te
 }
 
 #[tokio::test]
+async fn build_refuses_a_stream_that_does_not_exist_in_one_line() -> TestResult {
+    let stream = unique_name("producer_no_such_stream");
+    let endpoint = Kinesalite::shared()?.endpoint();
+    let built = Producer::builder(KinesisDestination::new(&kinesis_client(&endpoint), &stream))
+        .build()
+        .await;
+    let Err(BuildError::Destination {
+        destination,
+        source,
+    }) = &built
+    else {
+        return Err(format!("built for a missing stream: {built:?}").into());
+    };
+    assert_eq!(destination, &format!("kinesis:{stream}"));
+    assert_eq!(source.code.as_deref(), Some("ResourceNotFoundException"));
+    let message = built.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "kinesis:{stream} cannot be used: DescribeStreamSummary: ResourceNotFoundException: "
+        )) && !message.contains('\n'),
+        "{message}"
+    );
+
+    // An existing stream passes the check.
+    let stream = new_stream("producer_checked", 1).await?;
+    let producer = Producer::builder(KinesisDestination::new(&kinesis_client(&endpoint), &stream))
+        .build()
+        .await?;
+    producer.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn without_a_dead_letter_sink_an_undeliverable_record_comes_back_in_its_outcome() -> TestResult
 {
     let stream = unique_name("producer_hand_back");
     let endpoint = Kinesalite::shared()?.endpoint();
     let producer = Producer::builder(KinesisDestination::new(&kinesis_client(&endpoint), &stream))
+        .check_destination(false)
         .linger(Duration::from_millis(10))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("back", 10, 3)?;
     let mut returned = Vec::new();
     for receipt in send_all(&producer, sent.clone()).await? {
@@ -440,8 +477,10 @@ async fn a_channel_takes_the_dead_letters_of_a_caller_that_keeps_its_own() -> Te
     let (letters, mut inbox) = tokio::sync::mpsc::channel(4);
     let producer = Producer::builder(KinesisDestination::new(&kinesis_client(&endpoint), &stream))
         .dead_letters(letters)
+        .check_destination(false)
         .linger(Duration::from_millis(10))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("channel", 10, 3)?;
     let receipts = send_all(&producer, sent.clone()).await?;
     // The channel holds 4: the producer waits for the reader, losing none.
@@ -476,9 +515,11 @@ async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> Tes
     let stream = unique_name("producer_missing");
     let dir = tempfile::tempdir()?;
     let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
+        .check_destination(false)
         .linger(Duration::from_millis(10))
         .retry(fast_retries(Some(3)))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("missing", 20, 5)?;
     for receipt in send_all(&producer, sent.clone()).await? {
         let outcome = receipt.await;
@@ -513,7 +554,8 @@ async fn a_missing_stream_is_fatal_and_replay_delivers_the_dead_letters() -> Tes
         replayed_dir.path(),
     )?
     .linger(Duration::from_millis(10))
-    .build()?;
+    .build()
+    .await?;
     assert_eq!(
         replay(&dir.path().join("dead-letters.ndjson"))?
             .letters
@@ -549,7 +591,8 @@ async fn the_emulator_killed_and_restarted_mid_run_loses_nothing() -> TestResult
         .linger(Duration::from_millis(5))
         .batch_records(20)
         .retry(fast_retries(None))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("restart", 1500, 25)?;
     let mut receipts = Vec::new();
     for (i, record) in sent.iter().cloned().enumerate() {
@@ -598,7 +641,8 @@ async fn strict_ordering_keeps_each_keys_order_through_retries() -> TestResult {
         .linger(Duration::from_millis(5))
         .strict_ordering(true)
         .retry(fast_retries(None))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("order", 600, 12)?;
     deliver_all(&producer, sent.clone()).await?;
 
@@ -628,7 +672,8 @@ async fn strict_ordering_with_aggregation_puts_a_keys_run_in_one_aggregate() -> 
         .strict_ordering(true)
         .aggregate(8 * 1024)
         .retry(fast_retries(None))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("orderagg", 3000, 6)?;
     let stats = deliver_all(&producer, sent.clone()).await?;
     assert!(stats.total.retried > 0);
@@ -681,7 +726,8 @@ async fn shutdown_deadline_dead_letters_what_a_stalled_destination_holds() -> Te
         .linger(Duration::from_millis(5))
         .batch_records(10)
         .max_in_flight(2)
-        .build()?;
+        .build()
+        .await?;
     let receipts = send_all(&producer, records("stalled", 50, 5)?).await?;
     producer.shutdown(Duration::from_millis(500)).await;
     for receipt in receipts {
@@ -725,7 +771,8 @@ async fn a_full_queue_pushes_back_and_flush_waits_for_settlement() -> TestResult
         .linger(Duration::from_secs(60))
         .batch_records(10)
         .queue_max_records(10)
-        .build()?;
+        .build()
+        .await?;
     let mut all = records("bp", 11, 3)?;
     let eleventh = all.pop().ok_or("no record")?;
     let mut receipts = send_all(&producer, all).await?;
@@ -754,7 +801,8 @@ async fn aggregation_packs_records_by_shard_and_every_user_record_arrives_once()
     let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
         .linger(Duration::from_millis(20))
         .aggregate(DEFAULT_AGGREGATE_MAX_BYTES)
-        .build()?;
+        .build()
+        .await?;
     let sent = records("agg", 5000, 200)?;
     let receipts = send_all(&producer, sent.clone()).await?;
     let mut shard_of = HashMap::new();
@@ -810,7 +858,8 @@ async fn aggregates_that_fail_are_retried_whole_and_nothing_is_lost_or_doubled()
         .linger(Duration::from_millis(10))
         .aggregate(8 * 1024)
         .retry(fast_retries(None))
-        .build()?;
+        .build()
+        .await?;
     let sent = records("aggfault", 3000, 90)?;
     let stats = deliver_all(&producer, sent.clone()).await?;
     assert!(stats.total.retried > 0);
@@ -838,7 +887,8 @@ async fn the_rate_limiter_paces_each_shard_and_delivers_everything() -> TestResu
         .rate_limit(10)
         // One request at a time, so the order check is about the limiter.
         .max_in_flight(1)
-        .build()?;
+        .build()
+        .await?;
     let sent = records("paced", 250, 5)?;
     let started = std::time::Instant::now();
     for receipt in send_all(&producer, sent.clone()).await? {
@@ -866,7 +916,8 @@ async fn aggregation_follows_a_split_shard() -> TestResult {
     let producer = builder(&Kinesalite::shared()?.endpoint(), &stream, dir.path())?
         .linger(Duration::from_millis(5))
         .aggregate(16 * 1024)
-        .build()?;
+        .build()
+        .await?;
     let all = records("split", 2500, 200)?;
     let send_phase = |range: std::ops::Range<usize>| {
         let producer = producer.clone();

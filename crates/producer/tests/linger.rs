@@ -51,15 +51,15 @@ async fn a_full_producer_sends_aggregated_batches_without_waiting_for_the_linger
                 .request_memory_bytes(request)
                 .queue_max_bytes(request + 2 * 1024 * 1024)
         };
-        let producer = builder.build().unwrap();
+        let producer = builder.build().await.unwrap();
         let source = SourceName::new("small");
         let sending = async {
             let mut receipts = Vec::new();
             for i in 0..10_000u32 {
-                let record = Record::new(
-                    format!("{i:0>200}"),
-                    PartitionKey::new(&format!("key-{}", i % 97)).unwrap(),
+                let record = Record::from_source(
                     source.clone(),
+                    PartitionKey::new(&format!("key-{}", i % 97)).unwrap(),
+                    format!("{i:0>200}"),
                 );
                 receipts.push(producer.send(record).await.unwrap());
             }

@@ -56,7 +56,8 @@ async fn a_blocked_destination_holds_the_sender_at_the_byte_cap() -> Result<(), 
         .max_in_flight(1)
         .batch_bytes(1024 * 1024)
         .queue_max_records(1_000_000)
-        .build()?;
+        .build()
+        .await?;
     assert_eq!(producer.config().queue_max_bytes, DEFAULT_QUEUE_MAX_BYTES);
     let baseline = resident_bytes()?;
 
@@ -72,7 +73,7 @@ async fn a_blocked_destination_holds_the_sender_at_the_byte_cap() -> Result<(), 
             for i in 0..PUSH_BYTES / RECORD_BYTES {
                 let data = vec![(i % 251) as u8; RECORD_BYTES];
                 match producer
-                    .send(Record::new(data, key.clone(), source.clone()))
+                    .send(Record::from_source(source.clone(), key.clone(), data))
                     .await
                 {
                     Ok(receipt) => receipts.push(receipt),

@@ -58,7 +58,11 @@ pub(crate) async fn sink(
             Producer::builder(FirehoseDestination::new(&client, name)).dead_letters(dead_letters)
         }
     };
-    Ok(Arc::new(builder.config(settings.producer.clone()).build()?))
+    // Checked above, with messages for each way a start-up call fails.
+    let builder = builder
+        .config(settings.producer.clone())
+        .check_destination(false);
+    Ok(Arc::new(builder.build().await?))
 }
 
 /// A clear message for a failed start-up call: a missing stream, missing

@@ -27,7 +27,7 @@
 //! impl Process for Lines {
 //!     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
 //!         let key = PartitionKey::new_or_hashed(&String::from_utf8_lossy(data));
-//!         Processed::Record(Record::new(data.to_vec(), key, SourceName::new("lines")))
+//!         Processed::Record(Record::from_source(SourceName::new("lines"), key, data.to_vec()))
 //!     }
 //! }
 //!
@@ -89,7 +89,7 @@ pub enum RunError {
     #[error("cannot reach {what}: {detail}")]
     Unreachable { what: String, detail: String },
     #[error("producer settings: {0}")]
-    Producer(#[from] shardline_producer::ConfigError),
+    Producer(#[from] shardline_producer::BuildError),
     #[error("serving metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,

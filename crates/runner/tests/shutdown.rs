@@ -21,7 +21,11 @@ struct Lines;
 impl Process for Lines {
     fn process(&self, data: &[u8], _origin: Origin<'_>) -> Processed {
         let key = PartitionKey::new_or_hashed(&data.len().to_string());
-        Processed::Record(Record::new(data.to_vec(), key, SourceName::new("web")))
+        Processed::Record(Record::from_source(
+            SourceName::new("web"),
+            key,
+            data.to_vec(),
+        ))
     }
 }
 
@@ -154,6 +158,7 @@ async fn a_stop_takes_the_shutdown_timeout_once() {
         .queue_max_records(200)
         .linger(Duration::from_millis(1))
         .build()
+        .await
         .unwrap();
     let mut runner = Runner::start_with_sink(settings, Arc::new(producer.clone()))
         .await

@@ -38,10 +38,10 @@ impl Queued for Item {
 
 fn item(key: &str, data: &str) -> Item {
     Item {
-        record: Record::new(
-            data.to_owned(),
-            PartitionKey::new_or_hashed(key),
+        record: Record::from_source(
             SourceName::new("test"),
+            PartitionKey::new_or_hashed(key),
+            data.to_owned(),
         ),
         ready_since: Instant::now(),
         holds_turn: false,
