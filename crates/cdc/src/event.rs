@@ -55,6 +55,21 @@ pub enum ChangeType {
     SnapshotRead,
 }
 
+impl ChangeType {
+    /// The name in the JSON (`new_record`, `critical_field_change`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::NewRecord => "new_record",
+            ChangeType::RecordDeleted => "record_deleted",
+            ChangeType::CriticalFieldChange => "critical_field_change",
+            ChangeType::GeneralUpdate => "general_update",
+            ChangeType::UnclassifiedUpdate => "unclassified_update",
+            ChangeType::TableTruncated => "table_truncated",
+            ChangeType::SnapshotRead => "snapshot_read",
+        }
+    }
+}
+
 /// How much of the row before an update or delete the source gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,5 +134,26 @@ impl ChangeEvent {
                 .collect::<Vec<_>>()
                 .join(","),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeType;
+
+    #[test]
+    fn a_change_types_name_is_its_json() {
+        for change_type in [
+            ChangeType::NewRecord,
+            ChangeType::RecordDeleted,
+            ChangeType::CriticalFieldChange,
+            ChangeType::GeneralUpdate,
+            ChangeType::UnclassifiedUpdate,
+            ChangeType::TableTruncated,
+            ChangeType::SnapshotRead,
+        ] {
+            let json = serde_json::to_string(&change_type).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", change_type.as_str()));
+        }
     }
 }
