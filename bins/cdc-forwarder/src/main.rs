@@ -17,7 +17,7 @@ mod run;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +38,8 @@ enum Command {
     /// How a partition-key strategy spreads sample changes over N shards:
     /// each shard's share, the hottest keys and a hot-shard warning.
     Keys(keys::KeysArgs),
+    #[command(flatten)]
+    Shell(shardline_cli::ShellCommand),
 }
 
 /// Forwarding changes (the default command).
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         let cli = Cli::parse();
         match cli.command {
             Some(Command::Keys(args)) => keys::run(&args),
+            Some(Command::Shell(shell)) => shell.run(Cli::command()).map(|()| ExitCode::SUCCESS),
             None => run::main(cli.run),
         }
     })

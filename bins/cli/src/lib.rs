@@ -42,6 +42,7 @@ mod args;
 mod config;
 mod keys;
 mod settings;
+mod shell;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ pub use config::{
 };
 pub use keys::{ReportArgs, SampleKind, SampleReport};
 pub use settings::{DEFAULT_BATCH_TIMEOUT, Defaults, STDIN_DEAD_LETTER_AFTER, Settings};
+pub use shell::ShellCommand;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors),
 /// in colour only when stderr is a terminal: a log file or a journal gets

@@ -18,7 +18,7 @@ mod settings;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,8 @@ enum Command {
     /// How a key strategy spreads sample lines over N shards: each shard's
     /// share, the hottest keys and a hot-shard warning.
     Keys(keys::KeysArgs),
+    #[command(flatten)]
+    Shell(shardline_cli::ShellCommand),
 }
 
 /// Running the streamer (the default command).
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::ValidateConfig { file }) => run::validate_config(&file),
             Some(Command::Keys(args)) => keys::run(&args),
+            Some(Command::Shell(shell)) => shell.run(Cli::command()).map(|()| ExitCode::SUCCESS),
             None => run::main(cli.run),
         }
     })

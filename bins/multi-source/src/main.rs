@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use shardline_cdc::{ChangeRecords, Decoder, Format, KeyBy};
 use shardline_cli::{CommonArgs, Defaults, Settings};
 use shardline_core::SourceName;
@@ -49,7 +49,21 @@ enum Which {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "multi-source", version, about)]
+#[command(
+    name = "multi-source",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<shardline_cli::ShellCommand>,
+    #[command(flatten)]
+    run: Args,
+}
+
+/// Generating and forwarding (the default command).
+#[derive(Debug, clap::Args)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
@@ -69,7 +83,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    shardline_cli::main("multi-source", || run(Args::parse()))
+    shardline_cli::main("multi-source", || {
+        let cli = Cli::parse();
+        match cli.command {
+            Some(shell) => shell.run(Cli::command()).map(|()| ExitCode::SUCCESS),
+            None => run(cli.run),
+        }
+    })
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -150,7 +170,7 @@ mod tests {
     /// `--help` prints no environment variable's value: some hold secrets.
     #[test]
     fn help_prints_no_environment_value() {
-        let shown = shardline_cli::env_values_shown(&super::Args::command());
+        let shown = shardline_cli::env_values_shown(&super::Cli::command());
         assert!(
             shown.is_empty(),
             "--help would print the value of {shown:?}"

@@ -21,8 +21,15 @@
 //!   program, then runs the whole-path bench (`benches/whole_path.rs`), which
 //!   prints the table `docs/benchmarks.md` records.
 //!
+//! - `cargo xtask library [--verify] [--bless]`: the checks that the crates
+//!   work as a library (`library.rs`): no AWS crate in a parsing-only build,
+//!   `cargo package`, the public-API snapshots, and a crate outside the
+//!   workspace built against the newest SDK. `cargo xtask test` runs it.
+//!
 //! Every step runs a cargo command over the whole workspace, so dependencies
 //! are compiled once with one set of features.
+
+mod library;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -33,7 +40,8 @@ usage: cargo xtask demo [--stream-name NAME] [--shards N]
        cargo xtask test [--no-lint] [-- ARGS FOR cargo test]
        cargo xtask chaos [--smoke] [--only NAME,...]
        cargo xtask fuzz [--seconds N] [--keep] [TARGET...]
-       cargo xtask bench";
+       cargo xtask bench
+       cargo xtask library [--verify] [--bless]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +55,7 @@ fn main() -> ExitCode {
         "bench" if rest.is_empty() => bench(),
         "chaos" => chaos(rest),
         "fuzz" => fuzz(rest),
+        "library" => library::library(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -158,6 +167,7 @@ fn test(args: &[String]) -> Result<(), String> {
         "chaos suite, smoke size",
         Command::new(target_dir().join("debug/chaos")).arg("--smoke"),
     )?;
+    library::library(&[])?;
     run_fuzz(FUZZ_TARGETS, FUZZ_SMOKE_SECONDS, false)
 }
 
