@@ -14,8 +14,11 @@ pub type Row = BTreeMap<String, Value>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
+    /// A row was added.
     Insert,
+    /// A row changed.
     Update,
+    /// A row was removed.
     Delete,
     /// The whole table was emptied (no row images).
     Truncate,
@@ -42,16 +45,21 @@ impl fmt::Display for Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeType {
+    /// An insert.
     NewRecord,
+    /// A delete.
     RecordDeleted,
     /// An update in which a configured critical column changed.
     CriticalFieldChange,
+    /// An update in which no critical column changed.
     GeneralUpdate,
     /// An update of a table with critical columns whose before image lacks
     /// them (no `REPLICA IDENTITY FULL`): whether one changed is unknown,
     /// and is not guessed.
     UnclassifiedUpdate,
+    /// A truncate.
     TableTruncated,
+    /// A row read by an initial snapshot.
     SnapshotRead,
 }
 
@@ -88,20 +96,29 @@ pub enum BeforeImage {
 pub struct ChangeEvent {
     /// When the change was committed, RFC 3339, where the source says.
     pub timestamp: Option<String>,
+    /// The database, where the source names it.
     pub database: Option<String>,
+    /// The schema (PostgreSQL), where the source names it.
     pub schema: Option<String>,
+    /// The table.
     pub table: String,
+    /// What happened to the row.
     pub operation: Operation,
+    /// The row before the change (updates, deletes), as far as the source gives it.
     pub before: Option<Row>,
+    /// The row after the change (inserts, updates).
     pub after: Option<Row>,
+    /// How much of the row `before` holds.
     pub before_image: BeforeImage,
     /// Key columns and their values, where known.
     pub primary_key: Option<Row>,
+    /// The transaction, where the source names it.
     pub transaction_id: Option<String>,
     /// LSN (`16/B374D848`) or binlog `file:pos`.
     pub position: Option<String>,
     /// The change's index within its transaction, from 0.
     pub sequence: u64,
+    /// How the change is classified.
     pub change_type: ChangeType,
     /// For updates: the columns whose value changed, when the before image
     /// tells; `None` when it cannot.

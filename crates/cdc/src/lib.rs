@@ -23,6 +23,8 @@
 //! assert_eq!(event.timestamp.as_deref(), Some("2024-01-15T10:30:45Z"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod classify;
 pub mod decode;
 pub mod encode;

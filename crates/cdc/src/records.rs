@@ -158,6 +158,8 @@ pub struct ChangeRecords {
 }
 
 impl ChangeRecords {
+    /// The step for changes decoded by `decoder`, counted under `source`: every
+    /// table, keyed by row, encoded as shardline's JSON.
     pub fn new(decoder: Decoder, source: SourceName) -> Self {
         ChangeRecords {
             decoder: Mutex::new(decoder),
@@ -169,16 +171,19 @@ impl ChangeRecords {
         }
     }
 
+    /// Only the changes of these tables.
     pub fn tables(mut self, tables: TableFilter) -> Self {
         self.tables = tables;
         self
     }
 
+    /// How records are keyed.
     pub fn key_by(mut self, key_by: KeyBy) -> Self {
         self.key_by = key_by;
         self
     }
 
+    /// How records are written.
     pub fn encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
         self

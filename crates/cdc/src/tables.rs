@@ -94,7 +94,9 @@ impl FromStr for TablePattern {
 /// there are none) and no exclude pattern.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableFilter {
+    /// Tables to keep; empty: every table.
     pub include: Vec<TablePattern>,
+    /// Tables to drop, even if included.
     pub exclude: Vec<TablePattern>,
 }
 
@@ -115,10 +117,12 @@ impl TableFilter {
         })
     }
 
+    /// Whether it keeps every table.
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
+    /// Whether a change of `schema.table` is kept.
     pub fn allows(&self, schema: Option<&str>, table: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| p.matches(schema, table)))
             && !self.exclude.iter().any(|p| p.matches(schema, table))

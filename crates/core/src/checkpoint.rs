@@ -22,22 +22,41 @@ pub const CHECKPOINT_FILE_MODE: u32 = 0o600;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
+    /// The file could not be read, written or synced.
     #[error("checkpoint file {path}: {source}")]
     Io {
+        /// The checkpoint file.
         path: PathBuf,
         #[source]
+        /// What failed underneath.
         source: std::io::Error,
     },
+    /// The file is not a checkpoint (not JSON, or not of this shape).
     #[error("checkpoint file {path} is not a shardline checkpoint: {message}")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error(
         "checkpoint file {path} has version {found}; this build reads version {CHECKPOINT_VERSION}"
     )]
-    Version { path: PathBuf, found: u32 },
+    /// The file was written by a newer or older format.
+    Version {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What the file holds.
+        found: u32,
+    },
+    /// The file belongs to another kind of source.
     #[error("checkpoint file {path} belongs to a {found} source, not {expected}")]
     Kind {
+        /// The checkpoint file.
         path: PathBuf,
+        /// What the file holds.
         found: String,
+        /// What this source writes.
         expected: String,
     },
     /// Another process (or another part of this one) holds the file's
@@ -45,7 +64,12 @@ pub enum CheckpointError {
     #[error(
         "checkpoint file {path} is in use by another process (it holds {lock}); stop it, or give this run a checkpoint file of its own"
     )]
-    InUse { path: PathBuf, lock: PathBuf },
+    InUse {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The lock file held.
+        lock: PathBuf,
+    },
 }
 
 /// Held while a process owns a checkpoint file ([`CheckpointFile::lock`]):
@@ -95,6 +119,8 @@ pub struct CheckpointFile {
 }
 
 impl CheckpointFile {
+    /// The checkpoint at `path` of a source of `kind` (`tail`, `postgres`, …); the
+    /// kind is written into the file and checked when it is read.
     pub fn new(path: impl Into<PathBuf>, kind: &str) -> Self {
         CheckpointFile {
             path: path.into(),
@@ -102,6 +128,7 @@ impl CheckpointFile {
         }
     }
 
+    /// The checkpoint file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -34,21 +34,28 @@ pub enum DataEncoding {
 pub struct DeadLetter {
     /// The original record data.
     pub data: String,
+    /// How `data` is written: as text, or base64.
     pub data_encoding: DataEncoding,
+    /// The record's partition key.
     pub partition_key: String,
+    /// Its explicit hash key, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explicit_hash_key: Option<String>,
+    /// The source it came from.
     pub source: String,
     /// Where it was going, e.g. `kinesis:orders`.
     pub destination: String,
+    /// Why it was not delivered.
     pub reason: DeadLetterReason,
     /// The service's error code of the last failure, if any.
     pub error_code: Option<String>,
+    /// The last error, one line, if any.
     pub error_message: Option<String>,
     /// Attempts made to deliver it.
     pub attempts: u32,
     /// RFC 3339 times of the first and last attempt, if any was made.
     pub first_attempt: Option<String>,
+    /// When it was last tried (RFC 3339), if ever.
     pub last_attempt: Option<String>,
     /// When it was dead-lettered (RFC 3339).
     pub dead_lettered_at: String,
@@ -231,6 +238,7 @@ impl DeadLetterFile {
         })
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -253,8 +261,10 @@ impl DeadLetterSink for DeadLetterFile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
+    /// The file could not be read.
     #[error("reading the dead-letter file: {0}")]
     Io(#[from] std::io::Error),
+    /// A letter's `data` does not decode as its `data_encoding` says.
     #[error("the dead letter's data or key cannot be decoded: {0}")]
     Data(String),
 }

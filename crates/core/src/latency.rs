@@ -23,12 +23,16 @@ fn histogram() -> Option<Histogram<u64>> {
 pub struct LatencySummary {
     /// Records measured.
     pub count: u64,
+    /// The median, in milliseconds.
     pub p50_ms: f64,
+    /// The 99th percentile, in milliseconds.
     pub p99_ms: f64,
+    /// The longest, in milliseconds.
     pub max_ms: f64,
 }
 
 impl LatencySummary {
+    /// The summary of a histogram of microseconds.
     pub fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |micros: u64| (micros as f64 / 10.0).round() / 100.0;
         if histogram.is_empty() {
@@ -87,6 +91,8 @@ impl Latency {
         }
     }
 
+    /// Calls `f` with every latency recorded so far; `None` if this keeps
+    /// no latencies.
     pub fn with_total<T>(&self, f: impl FnOnce(&Histogram<u64>) -> T) -> Option<T> {
         let inner = self.inner.as_ref()?;
         let h = inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,6 +45,8 @@
 //! assert!(matches!(step.process(b"   ", Origin::default()), Processed::Skip));
 //! ```
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 mod counters;
 mod dead_letter;

@@ -28,6 +28,7 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// The name in dead letters and statistics (`retries_exhausted`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             DeadLetterReason::RecordTooLarge => "record_too_large",

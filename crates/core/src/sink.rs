@@ -24,6 +24,7 @@ pub enum Item {
 /// neither delivered nor dead-lettered, and must be read again.
 #[derive(Debug, Default)]
 pub struct Accepted {
+    /// One receipt per item taken, in order.
     pub receipts: Vec<Receipt>,
     /// Why the items after the last receipt were refused.
     pub refused: Option<String>,
@@ -34,12 +35,16 @@ pub struct Accepted {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {
+    /// The sink's own output could not be written (stdout).
     #[error("writing records to {sink}: {source}")]
     Write {
+        /// The sink's name.
         sink: &'static str,
         #[source]
+        /// What failed underneath.
         source: std::io::Error,
     },
+    /// The dead-letter sink could not be written.
     #[error("writing the dead-letter file: {0}")]
     DeadLetter(#[source] std::io::Error),
 }

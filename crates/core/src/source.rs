@@ -42,7 +42,9 @@ impl<'a> Origin<'a> {
 /// buffer, a message's payload) without copying them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input<P> {
+    /// What was read: a line, a message, a change.
     pub data: Bytes,
+    /// Where it was read, to checkpoint once it is settled.
     pub position: P,
 }
 
@@ -50,10 +52,13 @@ pub struct Input<P> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
+    /// The checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Reading the input failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Anything else, in words.
     #[error("{0}")]
     Other(String),
 }
@@ -71,8 +76,10 @@ pub enum SourceError {
 ///   checkpoint file, a replication slot advance, a broker ack).
 #[async_trait::async_trait]
 pub trait Source: Send {
+    /// Where an input was read (a file offset, a log sequence number).
     type Position: Position;
 
+    /// The next inputs; `Ok(None)` once the source has ended.
     async fn read(&mut self) -> Result<Option<Vec<Input<Self::Position>>>, SourceError>;
 
     /// The function the acknowledgements call with settled positions, in
@@ -80,6 +87,7 @@ pub trait Source: Send {
     /// so is everything read before them.
     fn settler(&self) -> Box<dyn FnMut(Vec<Self::Position>) + Send>;
 
+    /// Saves the position past the inputs settled so far.
     async fn checkpoint(&mut self) -> Result<(), SourceError>;
 
     /// Called once, after the last checkpoint, when the pipeline ends: a

@@ -21,6 +21,7 @@ pub struct DeliveryStats {
     pub bytes_in: u64,
     /// Records the service acknowledged.
     pub delivered: u64,
+    /// Their bytes (data only).
     pub bytes_delivered: u64,
     /// Entry failures that were retried (a record retried twice counts 2).
     pub retried: u64,
@@ -78,10 +79,13 @@ impl Tally {
 /// A snapshot of everything a sink counts.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SinkStats {
+    /// Every source together.
     pub total: DeliveryStats,
+    /// Each source by name.
     pub by_source: BTreeMap<String, DeliveryStats>,
     /// Records in the sink now: queued, waiting to retry, or in flight.
     pub queued_records: u64,
+    /// Their bytes (data and keys).
     pub queued_bytes: u64,
     /// Of those, records that failed through all their retries and are
     /// held, tried again until the service takes them: above 0 while the
@@ -92,10 +96,13 @@ pub struct SinkStats {
     pub in_flight_requests: u64,
     /// Batch requests sent, and those that failed as a whole.
     pub requests: u64,
+    /// Batch requests that failed as a whole.
     pub request_errors: u64,
     /// Request latency: count, sum and maximum, in microseconds.
     pub request_latency_count: u64,
+    /// Their summed latency, in microseconds.
     pub request_latency_sum_us: u64,
+    /// The longest, in microseconds.
     pub request_latency_max_us: u64,
 }
 
@@ -204,6 +211,8 @@ impl SinkCounters {
         inner.queued_bytes = inner.queued_bytes.saturating_sub(bytes as u64);
     }
 
+    /// A record of `source` was delivered; `unknown_attempts` of its
+    /// attempts had an unknown outcome (it may be stored twice).
     pub fn delivered(&self, source: &SourceName, bytes: usize, unknown_attempts: u32) {
         self.with(|inner| {
             Self::left(inner, bytes);
@@ -214,6 +223,7 @@ impl SinkCounters {
         });
     }
 
+    /// An entry of `source` failed and will be retried.
     pub fn retried(&self, source: &SourceName) {
         self.source(source, |stats| stats.retried += 1);
     }
@@ -228,6 +238,8 @@ impl SinkCounters {
         self.with(|inner| inner.held_records = inner.held_records.saturating_sub(1));
     }
 
+    /// A record of `source` was dead-lettered (`rejected`: by its source,
+    /// before sending).
     pub fn dead_lettered(&self, source: &SourceName, bytes: usize, rejected: bool) {
         self.with(|inner| {
             Self::left(inner, bytes);
@@ -237,6 +249,7 @@ impl SinkCounters {
         });
     }
 
+    /// A record of `source` is neither delivered nor dead-lettered.
     pub fn failed(&self, source: &SourceName, bytes: usize) {
         self.with(|inner| {
             Self::left(inner, bytes);
@@ -244,6 +257,7 @@ impl SinkCounters {
         });
     }
 
+    /// A batch request went out.
     pub fn request_started(&self) {
         self.with(|inner| {
             inner.requests += 1;
@@ -251,6 +265,7 @@ impl SinkCounters {
         });
     }
 
+    /// A batch request came back after `latency` (`failed`: as a whole).
     pub fn request_finished(&self, latency: Duration, failed: bool) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.with(|inner| {
@@ -272,6 +287,7 @@ impl SinkCounters {
         });
     }
 
+    /// Everything counted so far.
     pub fn snapshot(&self) -> SinkStats {
         self.with(|inner| {
             let mut total = DeliveryStats::default();

@@ -40,17 +40,25 @@ pub const MAX_FILTER_NESTING: usize = 32;
 /// A filter that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    /// The filter is empty.
     #[error("filter is empty")]
     Empty,
+    /// The filter is longer than `MAX_FILTER_BYTES` (its length).
     #[error("filter is {0} bytes long; at most {MAX_FILTER_BYTES}")]
     TooLong(usize),
+    /// The filter nests deeper than `MAX_FILTER_NESTING` (its depth).
     #[error("filter nests {0} levels deep (parentheses, negations); at most {MAX_FILTER_NESTING}")]
     TooDeep(usize),
+    /// The filter cannot be read.
     #[error("filter {filter:?}: cannot read it from byte {offset} ({rest:?}): {expected}")]
     Syntax {
+        /// The filter as written.
         filter: String,
+        /// Where reading stopped, in bytes.
         offset: usize,
+        /// The text from there.
         rest: String,
+        /// What was expected there.
         expected: &'static str,
     },
 }

@@ -87,11 +87,13 @@ impl SensorRecords {
         self
     }
 
+    /// Only readings the filter keeps are sent (`None`: all).
     pub fn filter(mut self, filter: Option<Filter>) -> Self {
         self.filter = filter;
         self
     }
 
+    /// How readings are keyed (default: device and location).
     pub fn key(mut self, key: Box<dyn PartitionKeyStrategy>) -> Self {
         self.key = key;
         self

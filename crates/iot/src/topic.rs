@@ -10,12 +10,25 @@ pub const DEFAULT_TOPIC_TEMPLATE: &str = "sensors/<location>/<metric>";
 /// A template that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// A level of the template is empty (the template).
     #[error("topic template {0:?}: a level is empty")]
     EmptyLevel(String),
+    /// A level is neither a word, `<name>`, `+` nor a final `#`.
     #[error("topic template {template:?}: {level:?} is neither a word, <name>, + nor a final #")]
-    BadLevel { template: String, level: String },
+    BadLevel {
+        /// The template as written.
+        template: String,
+        /// The level that is wrong.
+        level: String,
+    },
+    /// Two levels name the same field.
     #[error("topic template {template:?}: the field {name:?} is named twice")]
-    Repeated { template: String, name: String },
+    Repeated {
+        /// The template as written.
+        template: String,
+        /// The field named twice.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,8 +22,11 @@ const INLINE_EXTRAS: usize = 2;
 /// A field of a custom format that is not one of the fixed record fields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue<'a> {
+    /// Text, as logged.
     Str(Text<'a>),
+    /// A whole number.
     Int(u64),
+    /// A number with a fraction.
     Float(f64),
     /// The server logged `-`.
     Null,

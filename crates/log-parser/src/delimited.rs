@@ -63,6 +63,7 @@ impl CsvFormat {
         })
     }
 
+    /// The column names, in order.
     pub fn columns(&self) -> &[String] {
         &self.columns
     }

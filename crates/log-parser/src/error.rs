@@ -54,8 +54,11 @@ pub enum FormatError {
         "unsupported directive `{directive}` at byte {offset} of the format; supported: {supported}"
     )]
     UnsupportedDirective {
+        /// The directive.
         directive: String,
+        /// Where it is, in bytes from the start of the format.
         offset: usize,
+        /// The directives that are supported.
         supported: &'static str,
     },
     /// Two fields with nothing between them: the parser could not tell
@@ -64,10 +67,18 @@ pub enum FormatError {
         "fields `{first}` and `{second}` have no literal text between them, so where one ends \
          cannot be known; put a space or other separator between them"
     )]
-    AdjacentFields { first: String, second: String },
+    AdjacentFields {
+        /// The first field.
+        first: String,
+        /// The field right after it.
+        second: String,
+    },
     /// A `%` or `$` at the end of the format, or `%{` without `}`.
     #[error("incomplete directive at byte {offset} of the format")]
-    Incomplete { offset: usize },
+    Incomplete {
+        /// Where it is, in bytes from the start of the format.
+        offset: usize,
+    },
     /// The format has no fields at all.
     #[error("the format has no fields")]
     Empty,

@@ -50,6 +50,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod access;
 mod application;
 mod delimited;
@@ -88,11 +90,17 @@ use format::AccessFormat;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogType {
+    /// An Apache access log (`apache_access`).
     ApacheAccess,
+    /// An Nginx access log (`nginx_access`).
     NginxAccess,
+    /// A JSON application log (`application`).
     Application,
+    /// Plain text (`text`).
     Text,
+    /// Syslog (`syslog`).
     Syslog,
+    /// CSV or TSV (`csv`).
     Csv,
 }
 
@@ -286,10 +294,15 @@ impl LogParser {
               allocate once per line on the hot path"
 )]
 pub enum LogRecord<'a> {
+    /// An Apache or Nginx access-log line.
     Access(AccessRecord<'a>),
+    /// A JSON application-log line.
     Application(AppRecord<'a>),
+    /// A plain text line or multi-line event.
     Text(TextRecord<'a>),
+    /// A syslog line (RFC 5424 or RFC 3164).
     Syslog(SyslogRecord<'a>),
+    /// A CSV or TSV line.
     Csv(CsvRecord<'a>),
 }
 

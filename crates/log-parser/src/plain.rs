@@ -83,6 +83,7 @@ impl<'a> TextRecord<'a> {
         !self.not_utf8
     }
 
+    /// The time at the start of the line, or when it was read.
     pub fn timestamp(&self) -> Timestamp {
         self.timestamp
     }

@@ -50,11 +50,14 @@ const MAX_PRI: u32 = 191;
 /// Which syslog form a line is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyslogFormat {
+    /// RFC 5424: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`.
     Rfc5424,
+    /// RFC 3164 (BSD): `<PRI>Mmm dd hh:mm:ss HOST TAG: MSG`.
     Rfc3164,
 }
 
 impl SyslogFormat {
+    /// The name in the JSON (`rfc5424`, `rfc3164`).
     pub fn as_str(self) -> &'static str {
         match self {
             SyslogFormat::Rfc5424 => "rfc5424",
@@ -122,21 +125,27 @@ impl<'a> SyslogRecord<'a> {
         record.map_err(|e| to_error(line, e))
     }
 
+    /// Which format the line is in.
     pub fn format(&self) -> SyslogFormat {
         self.format
     }
+    /// The time the line carries, if any (`-` in RFC 5424).
     pub fn timestamp(&self) -> Option<Timestamp> {
         self.timestamp
     }
+    /// The host, if any.
     pub fn hostname(&self) -> Option<&'a str> {
         self.hostname
     }
+    /// The application (RFC 3164: the tag), if any.
     pub fn app_name(&self) -> Option<&'a str> {
         self.app_name
     }
+    /// The process id, if any.
     pub fn procid(&self) -> Option<&'a str> {
         self.procid
     }
+    /// The message id (RFC 5424), if any.
     pub fn msgid(&self) -> Option<&'a str> {
         self.msgid
     }
@@ -150,9 +159,11 @@ impl<'a> SyslogRecord<'a> {
         self.pri
             .and_then(|p| SEVERITIES.get(usize::from(p % 8)).copied())
     }
+    /// The structured data elements (RFC 5424), if any.
     pub fn structured_data(&self) -> Option<&[SdElement<'a>]> {
         self.structured_data.as_deref()
     }
+    /// The message.
     pub fn message(&self) -> &'a str {
         self.message
     }

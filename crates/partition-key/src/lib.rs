@@ -26,6 +26,8 @@
 //! # Ok::<(), shardline_partition_key::KeyError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod report;
 mod spec;
 mod strategy;
@@ -52,12 +54,18 @@ pub const PARTITION_KEY_MAX_CHARS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// The key is empty.
     #[error("a partition key must not be empty")]
     Empty,
     #[error(
         "a partition key has at most {PARTITION_KEY_MAX_CHARS} characters; this one has {chars}"
     )]
-    TooLong { chars: usize },
+    /// The key is longer than 256 characters.
+    TooLong {
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// An explicit hash key that is not a decimal integer below 2^128.
     #[error("an explicit hash key is a decimal integer from 0 to 2^128 - 1, not {0:?}")]
     InvalidHashKey(String),
 }
@@ -186,8 +194,11 @@ pub fn hash_key(key: &PartitionKey) -> u128 {
 /// One open shard's part of the hash-key space, inclusive at both ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardRange {
+    /// The shard's id (`shardId-000000000001`).
     pub shard_id: String,
+    /// The lowest hash key it holds.
     pub starting_hash_key: u128,
+    /// The highest hash key it holds.
     pub ending_hash_key: u128,
 }
 
@@ -228,10 +239,12 @@ impl ShardMap {
         ShardMap { ranges }
     }
 
+    /// The ranges, sorted by starting hash key.
     pub fn ranges(&self) -> &[ShardRange] {
         &self.ranges
     }
 
+    /// Whether it has no shard.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

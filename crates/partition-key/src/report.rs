@@ -16,34 +16,46 @@ pub const HOT_KEY_FACTOR: f64 = 0.5;
 /// One shard's part of the sample.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ShardShare {
+    /// The shard.
     pub shard_id: String,
+    /// Sample records it would get.
     pub records: u64,
     /// Share of the keyed records, 0.0 to 1.0.
     pub share: f64,
+    /// Whether it gets much more than an even share ([`HOT_SHARD_FACTOR`]).
     pub hot: bool,
 }
 
 /// One of the most frequent keys.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct KeyShare {
+    /// The key.
     pub key: String,
+    /// The shard it maps to.
     pub shard_id: String,
+    /// Sample records with this key.
     pub records: u64,
+    /// Share of the keyed records, 0.0 to 1.0.
     pub share: f64,
 }
 
 /// What [`shard_report`] found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ShardReport {
+    /// The strategy, as named on the command line.
     pub strategy: String,
     /// Records the strategy keyed.
     pub records: u64,
     /// Records it could not key (a required field missing), with the first
     /// reason.
     pub unkeyed: u64,
+    /// Why the first of those could not be keyed.
     pub first_unkeyed_reason: Option<String>,
+    /// Distinct keys among the keyed records.
     pub distinct_keys: u64,
+    /// Every shard's share, in shard order.
     pub shards: Vec<ShardShare>,
+    /// The most frequent keys, most frequent first.
     pub hottest_keys: Vec<KeyShare>,
     /// Human-readable warnings: hot shards, hot keys, too few keys.
     pub warnings: Vec<String>,

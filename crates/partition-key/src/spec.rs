@@ -31,12 +31,17 @@ use crate::{KeyError, PartitionKey};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeySpec {
+    /// Web logs: session, else client IP with the hour ([`crate::WebLogKey`]).
     Web,
+    /// Sensor readings: device and location ([`crate::IotKey`]).
     Iot,
     /// The record's `device_id`.
     Device,
+    /// A field of the record, by path (`field:user.id`).
     Field(String),
+    /// One key for every record (`fixed:<key>`).
     Fixed(PartitionKey),
+    /// A random key per record: the most even spread, no order.
     Random,
 }
 
@@ -47,11 +52,15 @@ pub enum KeySpecError {
     #[error(
         "unknown key strategy {0:?}: use web, iot, device, field:<path>, fixed:<key> or random"
     )]
+    /// The spec names no strategy.
     Unknown(String),
+    /// A `fixed:` key that is not a valid partition key.
     #[error("key strategy {spec:?}: {source}")]
     Key {
+        /// The spec as written.
         spec: String,
         #[source]
+        /// Why the key is not valid.
         source: KeyError,
     },
 }

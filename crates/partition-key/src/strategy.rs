@@ -115,7 +115,10 @@ where
 /// A record's key, and the explicit hash key if the strategy sets one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyChoice {
+    /// The partition key.
     pub partition_key: PartitionKey,
+    /// The explicit hash key, which picks the shard instead of the key's
+    /// hash.
     pub explicit_hash_key: Option<ExplicitHashKey>,
 }
 
@@ -132,11 +135,15 @@ impl KeyChoice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StrategyError {
+    /// The record lacks a field the strategy needs.
     #[error("the {strategy} strategy needs the field `{field}`, which the record lacks")]
     MissingField {
+        /// The strategy's name.
         strategy: &'static str,
+        /// The field it needs.
         field: String,
     },
+    /// The key made is not a valid partition key.
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -146,6 +153,7 @@ pub trait PartitionKeyStrategy: Send + Sync {
     /// A short name for reports and logs.
     fn name(&self) -> &'static str;
 
+    /// The key for `record`.
     fn key(&self, record: &dyn Fields) -> Result<KeyChoice, StrategyError>;
 }
 
@@ -191,8 +199,11 @@ fn required<'r>(
 /// together, and clients spread over shards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebLogKey {
+    /// The field with the session id (`session_id`).
     pub session_field: String,
+    /// The field with the client's IP address (`ip_address`).
     pub ip_field: String,
+    /// The field with the RFC 3339 time (`timestamp`); its hour is used.
     pub timestamp_field: String,
 }
 
@@ -231,7 +242,9 @@ impl PartitionKeyStrategy for WebLogKey {
 /// IoT readings: `<device id>:<md5(location) prefix>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IotKey {
+    /// The field with the device id (`device_id`).
     pub device_field: String,
+    /// The field with the location (`location`).
     pub location_field: String,
 }
 
@@ -261,6 +274,7 @@ impl PartitionKeyStrategy for IotKey {
 /// of one row goes to one shard, in order. shardline's default for CDC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowKey {
+    /// The field with the table's name.
     pub table_field: String,
     /// Fields holding the primary key values, in key order.
     pub key_fields: Vec<String>,
@@ -288,7 +302,9 @@ impl PartitionKeyStrategy for RowKey {
 /// a large transaction's changes all go to one shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionKey {
+    /// The field with the table's name.
     pub table_field: String,
+    /// The field with the transaction id.
     pub transaction_field: String,
 }
 
@@ -356,7 +372,9 @@ impl PartitionKeyStrategy for RandomKey {
 /// fixed partition key: the record goes to the shard whose range holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExplicitKey {
+    /// The field with the explicit hash key.
     pub hash_key_field: String,
+    /// The partition key every record gets (Kinesis still requires one).
     pub partition_key: PartitionKey,
 }
 

@@ -68,6 +68,7 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
+    /// An empty aggregate.
     pub fn new() -> Self {
         Aggregate::default()
     }
@@ -77,6 +78,7 @@ impl Aggregate {
         self.records.len()
     }
 
+    /// Whether it holds no user record.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -208,8 +210,11 @@ impl Aggregate {
 /// One user record read out of an aggregated record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
+    /// Its partition key, from the aggregate's table.
     pub partition_key: String,
+    /// Its explicit hash key, if it has one.
     pub explicit_hash_key: Option<String>,
+    /// Its data.
     pub data: Vec<u8>,
 }
 
@@ -217,21 +222,47 @@ pub struct UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AggregationError {
+    /// The protobuf ends inside a field.
     #[error("the protobuf ends inside a field at byte {offset}")]
-    Truncated { offset: usize },
+    Truncated {
+        /// Where, in bytes from the start of the protobuf.
+        offset: usize,
+    },
+    /// A varint is longer than 10 bytes.
     #[error("a varint at byte {offset} is longer than 10 bytes")]
-    BadVarint { offset: usize },
+    BadVarint {
+        /// Where, in bytes from the start of the protobuf.
+        offset: usize,
+    },
+    /// A field has a wire type the format does not use.
     #[error("unsupported protobuf wire type {wire_type} at byte {offset}")]
-    WireType { wire_type: u8, offset: usize },
+    WireType {
+        /// The wire type found.
+        wire_type: u8,
+        /// Where, in bytes from the start of the protobuf.
+        offset: usize,
+    },
+    /// A record names a key the table does not have.
     #[error("record {record} names {what} index {index}, but the table has {len} entries")]
     Index {
+        /// Which user record (from 0).
         record: usize,
+        /// Which table: partition keys or explicit hash keys.
         what: &'static str,
+        /// The index the record names.
         index: u64,
+        /// Entries in that table.
         len: usize,
     },
+    /// A record lacks a required field.
     #[error("record {record} has no {what}")]
-    Missing { record: usize, what: &'static str },
+    Missing {
+        /// Which user record (from 0).
+        record: usize,
+        /// Which table: partition keys or explicit hash keys.
+        what: &'static str,
+    },
+    /// A partition key or explicit hash key is not UTF-8.
     #[error("a key is not UTF-8")]
     Utf8,
 }

@@ -268,49 +268,109 @@ pub enum ConfigError {
     #[error(
         "batch_records must be 1 to {limit} (the destination's limit per request), not {value}"
     )]
-    BatchRecords { value: usize, limit: usize },
+    /// `batch_records` is 0 or above the destination's limit.
+    BatchRecords {
+        /// The value given.
+        value: usize,
+        /// The destination's limit.
+        limit: usize,
+    },
     #[error(
         "batch_bytes must be {min} to {max} (one largest record up to the destination's limit per request), not {value}"
     )]
+    /// `batch_bytes` cannot hold one largest record, or is above the limit.
     BatchBytes {
+        /// The value given.
         value: usize,
+        /// The least allowed.
         min: usize,
+        /// The most allowed.
         max: usize,
     },
+    /// A count that must be at least 1 is 0 (the setting's name).
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     #[error(
         "queue_max_bytes must hold the request budget and one largest record ({min} bytes), not {value}"
     )]
-    QueueBytes { value: usize, min: usize },
+    /// `queue_max_bytes` cannot hold the request budget and one record.
+    QueueBytes {
+        /// The value given.
+        value: usize,
+        /// The least allowed.
+        min: usize,
+    },
     #[error(
         "request_memory_bytes must hold the copies of one full batch ({min} bytes: lower batch_bytes or raise the budget), not {value}"
     )]
-    RequestMemory { value: usize, min: usize },
+    /// `request_memory_bytes` cannot hold one full batch's copies.
+    RequestMemory {
+        /// The value given.
+        value: usize,
+        /// The least allowed.
+        min: usize,
+    },
+    /// `queue_max_bytes` is 4 GiB or more.
     #[error("queue_max_bytes must be below 4 GiB, not {value}")]
-    QueueBytesTooLarge { value: usize },
+    QueueBytesTooLarge {
+        /// The value given.
+        value: usize,
+    },
+    /// `aggregate_max_bytes` is out of range.
     #[error("aggregate_max_bytes must be {min} to {max} (one Kinesis record), not {value}")]
     AggregateBytes {
+        /// The value given.
         value: usize,
+        /// The least allowed.
         min: usize,
+        /// The most allowed.
         max: usize,
     },
+    /// `pack_max_bytes` is out of range.
     #[error("pack_max_bytes must be 1 to {max} (one record), not {value}")]
-    PackBytes { value: usize, max: usize },
+    PackBytes {
+        /// The value given.
+        value: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// `rate_limit_percent` is out of range.
     #[error("rate_limit_percent must be 1 to 1000 (percent of a shard's capacity), not {value}")]
-    RateLimit { value: u32 },
+    RateLimit {
+        /// The value given.
+        value: u32,
+    },
+    /// Rate limiting asked of a destination without shards.
     #[error("{destination} has no shards to rate-limit")]
-    RateLimitUnsupported { destination: String },
+    RateLimitUnsupported {
+        /// The destination's name.
+        destination: String,
+    },
+    /// Aggregation and packing both asked for.
     #[error("aggregation (Kinesis) and packing (Firehose) cannot both be on")]
     AggregateAndPack,
+    /// Aggregation asked of a destination that is not Kinesis.
     #[error("{destination} does not support KPL aggregation")]
-    AggregationUnsupported { destination: String },
+    AggregationUnsupported {
+        /// The destination's name.
+        destination: String,
+    },
     #[error(
         "{destination} does not delimit records with newlines, so records cannot be packed (packing is for Firehose)"
     )]
-    PackingUnsupported { destination: String },
+    /// Packing asked of a destination that does not delimit records with newlines.
+    PackingUnsupported {
+        /// The destination's name.
+        destination: String,
+    },
+    /// The initial retry delay is longer than the longest.
     #[error("the initial retry delay {initial:?} exceeds the maximum {max:?}")]
-    RetryDelays { initial: Duration, max: Duration },
+    RetryDelays {
+        /// The initial delay given.
+        initial: Duration,
+        /// The most allowed.
+        max: Duration,
+    },
 }
 
 #[cfg(test)]

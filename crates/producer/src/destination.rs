@@ -21,8 +21,11 @@ const MAX_ERROR_MESSAGE_CHARS: usize = 300;
 /// One entry of a batch call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The record's data (or an aggregate's, or a pack's).
     pub data: Bytes,
+    /// Its partition key.
     pub partition_key: PartitionKey,
+    /// Its explicit hash key, if it has one.
     pub explicit_hash_key: Option<ExplicitHashKey>,
 }
 
@@ -31,6 +34,7 @@ pub struct Entry {
 pub struct EntryError {
     /// The service's error code, e.g. `ProvisionedThroughputExceededException`.
     pub code: String,
+    /// The service's message for it.
     pub message: String,
 }
 
@@ -58,9 +62,11 @@ impl ErrorClass {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct PutError {
+    /// Whether trying again can help.
     pub class: ErrorClass,
     /// The service's error code, when it answered with one.
     pub code: Option<String>,
+    /// What went wrong, one line.
     pub message: String,
     /// The request may have reached the service and been stored (a timeout
     /// or a connection lost after sending): a retry may duplicate it.

@@ -66,6 +66,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod aggregation;
 mod batcher;
 mod config;

@@ -35,6 +35,8 @@ pub enum TrySendError {
     /// wait. The record is handed back.
     #[error("the producer's queue is full")]
     Full(Box<Record>),
+    /// The producer is shutting down or has stopped; the record is handed
+    /// back.
     #[error("the producer is shut down")]
     Closed(Box<Record>),
 }
@@ -42,9 +44,11 @@ pub enum TrySendError {
 /// What [`Producer::replay_file`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplaySummary {
+    /// Delivered this time.
     pub delivered: u64,
     /// Dead-lettered again (into the producer's own sink).
     pub dead_lettered: u64,
+    /// Neither: the dead-letter sink could not be written.
     pub failed: u64,
     /// Lines of the file that were not dead letters (each logged with its
     /// number); nothing was sent for them.
@@ -98,26 +102,33 @@ impl ProducerBuilder {
         self
     }
 
+    /// Records per batch request, at most the destination's limit (500).
     pub fn batch_records(mut self, records: usize) -> Self {
         self.config.batch_records = records;
         self
     }
 
+    /// Bytes per batch request, at most the destination's limit.
     pub fn batch_bytes(mut self, bytes: usize) -> Self {
         self.config.batch_bytes = bytes;
         self
     }
 
+    /// How long a record may wait for its batch to fill
+    /// ([`crate::DEFAULT_LINGER`]).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
         self
     }
 
+    /// Batch requests in flight at once ([`crate::DEFAULT_MAX_IN_FLIGHT`]).
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.config.max_in_flight = requests;
         self
     }
 
+    /// Records held at most; `send` waits while they are
+    /// ([`crate::DEFAULT_QUEUE_MAX_RECORDS`]).
     pub fn queue_max_records(mut self, records: usize) -> Self {
         self.config.queue_max_records = records;
         self
@@ -136,11 +147,14 @@ impl ProducerBuilder {
         self
     }
 
+    /// How failed records are retried.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.config.retry = policy;
         self
     }
 
+    /// Keeps each partition key's records in order through retries (see
+    /// [`ProducerConfig::strict_ordering`]).
     pub fn strict_ordering(mut self, on: bool) -> Self {
         self.config.strict_ordering = on;
         self

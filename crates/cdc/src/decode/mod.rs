@@ -69,14 +69,18 @@ pub enum Decoded {
     Change(Box<ChangeEvent>),
     /// A transaction began (wal2json `B`).
     Begin {
+        /// The transaction's id, where the format has one.
         transaction_id: Option<String>,
+        /// The log position (LSN, binlog file:pos), where known.
         position: Option<String>,
     },
     /// A transaction committed (wal2json `C`, Maxwell's `commit: true` comes
     /// with its last change instead). `position` is where reading resumes
     /// after it.
     Commit {
+        /// The transaction's id, where the format has one.
         transaction_id: Option<String>,
+        /// The log position (LSN, binlog file:pos), where known.
         position: Option<String>,
     },
     /// Nothing to forward (a DDL or control record, a heartbeat, a
@@ -87,21 +91,40 @@ pub enum Decoded {
 /// Why a line could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The line is not JSON.
     #[error("{format}: not JSON: {source}")]
     Json {
+        /// The format being decoded.
         format: Format,
+        /// What the JSON parser said.
         source: serde_json::Error,
     },
+    /// A field the format requires is missing.
     #[error("{format}: missing {field}")]
-    Missing { format: Format, field: &'static str },
+    Missing {
+        /// The format being decoded.
+        format: Format,
+        /// The field, by its name in the format.
+        field: &'static str,
+    },
+    /// A field holds the wrong kind of value.
     #[error("{format}: {field} is not {expected}")]
     Invalid {
+        /// The format being decoded.
         format: Format,
+        /// The field, by its name in the format.
         field: &'static str,
+        /// What it should be.
         expected: &'static str,
     },
+    /// The operation is none the format defines.
     #[error("{format}: unknown operation {operation:?}")]
-    UnknownOperation { format: Format, operation: String },
+    UnknownOperation {
+        /// The format being decoded.
+        format: Format,
+        /// The operation as written.
+        operation: String,
+    },
 }
 
 /// Key columns per table (`schema.table` or `table`), for formats that do
@@ -121,6 +144,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder for `format`, with no classifier and no key columns.
     pub fn new(format: Format) -> Self {
         Decoder {
             format,
@@ -144,6 +168,7 @@ impl Decoder {
         self
     }
 
+    /// The format it decodes.
     pub fn format(&self) -> Format {
         self.format
     }

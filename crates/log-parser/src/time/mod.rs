@@ -21,15 +21,22 @@ use fixed::{CLF_LEN, ISO_LEN, clf_fixed, iso_fixed};
 /// `2024-01-15T19:30:45.120+09:00`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Timestamp {
+    /// The year.
     pub year: u16,
+    /// The month, 1 to 12.
     pub month: u8,
+    /// The day of the month, 1 to 31.
     pub day: u8,
+    /// The hour, 0 to 23.
     pub hour: u8,
+    /// The minute, 0 to 59.
     pub minute: u8,
+    /// The second, 0 to 60 (a leap second).
     pub second: u8,
     /// Fractional seconds as logged: `fraction` in units of
     /// 10^-`fraction_digits` s (0 digits: none logged).
     pub fraction: u32,
+    /// How many digits the fraction had.
     pub fraction_digits: u8,
     /// Minutes east of UTC.
     pub offset_minutes: i16,
