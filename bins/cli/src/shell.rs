@@ -27,14 +27,18 @@ impl ShellCommand {
     /// Writes the completion script or the man page for `command` to
     /// stdout.
     pub fn run(&self, mut command: clap::Command) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
+        // Written whole into memory first: clap_complete panics on a
+        // failed write (a closed pipe), and a program must not.
+        let mut text = Vec::new();
         match self {
             ShellCommand::Completions { shell } => {
                 let name = command.get_name().to_owned();
-                clap_complete::generate(*shell, &mut command, name, &mut out);
+                clap_complete::generate(*shell, &mut command, name, &mut text);
             }
-            ShellCommand::Man => clap_mangen::Man::new(command).render(&mut out)?,
+            ShellCommand::Man => clap_mangen::Man::new(command).render(&mut text)?,
         }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&text)?;
         out.flush()?;
         Ok(())
     }
