@@ -14,6 +14,7 @@ pub struct CommonArgs {
     /// Firehose delivery stream to send to instead.
     #[arg(long, conflicts_with = "stream_name")]
     pub delivery_stream: Option<String>,
+    /// AWS region (default: from the environment or the profile).
     #[arg(long, env = "AWS_REGION", hide_env_values = true)]
     pub region: Option<String>,
     /// Endpoint of the service (a local emulator); the SDK also reads
@@ -49,11 +50,13 @@ pub struct CommonArgs {
     /// KPL aggregation (Kinesis).
     #[arg(long)]
     pub aggregate: bool,
+    /// Records per batch request (at most 500).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Seconds a batch may wait to fill.
     #[arg(long)]
     pub batch_timeout: Option<f64>,
+    /// Records the producer holds at most; reading waits while it is full.
     #[arg(long)]
     pub queue_maxsize: Option<usize>,
 }

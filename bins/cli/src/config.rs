@@ -24,6 +24,7 @@ pub struct ProducerSection {
     pub queue_max_bytes: Option<usize>,
     /// Threads parsing at once (default: 4).
     pub parse_workers: Option<usize>,
+    /// Batch requests in flight at once.
     pub max_in_flight: Option<usize>,
     /// KPL aggregation (Kinesis).
     pub aggregate: Option<bool>,
@@ -31,14 +32,18 @@ pub struct ProducerSection {
     pub pack: Option<bool>,
     /// Retries after the first attempt; `-1`: unlimited.
     pub max_retries: Option<i64>,
+    /// Seconds: the cap on the wait before the first retry.
     pub retry_initial_delay: Option<f64>,
+    /// Seconds: the cap on any wait between retries.
     pub retry_max_delay: Option<f64>,
     /// Seconds a record may keep failing with transient errors before it
     /// is dead-lettered; `0`: as soon as its retries are used up. Unset:
     /// never for inputs that can be read again (the input pauses instead),
     /// 300 s for stdin.
     pub dead_letter_after: Option<f64>,
+    /// Keep each partition key's records in order through retries.
     pub strict_ordering: Option<bool>,
+    /// Send each shard at most this percentage of its capacity (Kinesis).
     pub rate_limit_percent: Option<u32>,
     /// Seconds given to deliver what is queued at shutdown.
     pub shutdown_timeout: Option<f64>,
@@ -77,18 +82,26 @@ pub const COMMON_KEYS: &[&str] = &[
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommonConfig {
+    /// The Kinesis data stream to send to.
     pub stream_name: Option<String>,
+    /// The Firehose delivery stream to send to instead.
     pub delivery_stream: Option<String>,
+    /// The AWS region.
     pub region: Option<String>,
+    /// One endpoint for every AWS service (a local emulator).
     pub endpoint_url: Option<String>,
     /// `kinesis` / `firehose` (by which name is set) or `stdout`.
     pub sink: Option<String>,
+    /// Where settled positions are saved.
     pub checkpoint_file: Option<PathBuf>,
+    /// Where records that cannot be delivered are written.
     pub dead_letter_file: Option<PathBuf>,
     /// Seconds between statistics lines.
     pub stats_interval: Option<f64>,
+    /// `[producer]`: batching, retries, memory.
     #[serde(default)]
     pub producer: ProducerSection,
+    /// `[metrics]`: Prometheus, CloudWatch, alarms.
     #[serde(default)]
     pub metrics: MetricsSection,
 }

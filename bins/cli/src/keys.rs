@@ -21,6 +21,7 @@ pub struct ReportArgs {
     /// Hottest keys listed.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -29,7 +30,9 @@ pub struct ReportArgs {
 /// the lines left out (`undecodable`).
 #[derive(Debug, Clone, Copy)]
 pub struct SampleKind {
+    /// What the sample's items are called (`changes`).
     pub items: &'static str,
+    /// What the lines left out are called (`undecodable`).
     pub left_out: &'static str,
 }
 

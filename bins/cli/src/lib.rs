@@ -38,6 +38,8 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod args;
 mod config;
 mod keys;

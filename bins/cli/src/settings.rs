@@ -53,11 +53,13 @@ pub struct Defaults {
 /// itself uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The binary's name.
     pub binary: &'static str,
     /// What the run needs.
     pub run: shardline_runner::Settings,
     /// The config file's `parse_workers`, if set.
     pub parse_workers: Option<usize>,
+    /// Where settled positions are saved.
     pub checkpoint_file: PathBuf,
     /// `--duration`: stop after this long.
     pub duration: Option<Duration>,
@@ -76,6 +78,7 @@ impl Settings {
         }
     }
 
+    /// Resolves the flags, the config file and the binary's defaults.
     pub fn new(
         args: &CommonArgs,
         config: CommonConfig,

@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,7 +234,9 @@ pub enum Kind {
 /// A generated input's number and, for readings, its topic.
 #[derive(Debug, Clone)]
 pub struct GeneratedPosition {
+    /// Its number, from 0.
     pub n: u64,
+    /// The MQTT-style topic, for readings.
     pub topic: Option<Arc<str>>,
 }
 

@@ -55,8 +55,11 @@ impl Default for AlarmConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
+    /// The lowest level.
     Warning,
+    /// The middle level.
     Critical,
+    /// The highest level.
     Alert,
 }
 
@@ -74,7 +77,9 @@ impl fmt::Display for Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmKind {
+    /// The share of records delivered in an interval.
     SuccessRate,
+    /// Records delivered per second in an interval.
     Throughput,
     /// Records used up their retries and are held: the service has been
     /// failing (down, or throttling hard) and reading waits for it.
@@ -85,7 +90,9 @@ pub enum AlarmKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmState {
+    /// The alarm went off.
     Raised,
+    /// The alarm is over.
     Cleared,
 }
 
@@ -94,8 +101,11 @@ pub enum AlarmState {
 pub struct AlarmEvent {
     /// A source's name, or [`TOTAL_SCOPE`].
     pub scope: String,
+    /// What it watches.
     pub alarm: AlarmKind,
+    /// How serious it is.
     pub severity: Severity,
+    /// Raised or cleared.
     pub state: AlarmState,
     /// The interval's success rate (%) or throughput (records/s), or the
     /// records held.
@@ -127,6 +137,7 @@ pub struct Alarms {
 }
 
 impl Alarms {
+    /// Alarms with these thresholds, none raised.
     pub fn new(config: AlarmConfig) -> Self {
         Alarms {
             config,

@@ -50,6 +50,7 @@ pub struct PublishStats {
 }
 
 impl PublishStats {
+    /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
@@ -79,6 +80,7 @@ pub struct Publisher {
 }
 
 impl CloudWatch {
+    /// Publishes through `client` under `namespace`.
     pub fn new(client: aws_sdk_cloudwatch::Client, namespace: impl Into<String>) -> Self {
         CloudWatch {
             publisher: Publisher {
@@ -91,6 +93,7 @@ impl CloudWatch {
         }
     }
 
+    /// The namespace the metrics go under.
     pub fn namespace(&self) -> &str {
         &self.publisher.namespace
     }

@@ -22,6 +22,8 @@
 //! assert_eq!(snapshot.by_source["web_logs"].invalid, 1);
 //! ```
 
+#![warn(missing_docs)]
+
 mod alarms;
 pub mod cloudwatch;
 pub mod prometheus;
@@ -61,6 +63,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics with no source yet, started now.
     pub fn new() -> Self {
         Self::with_alarms(AlarmConfig::default())
     }

@@ -143,6 +143,7 @@ const SOURCE_COUNTERS: [(&str, &str, SourceField); 10] = [
 ];
 
 impl Exporter {
+    /// The endpoint's figures: the metrics, joined with the sink's statistics.
     pub fn new(metrics: Arc<Metrics>, stats: StatsProvider) -> Self {
         Exporter { metrics, stats }
     }

@@ -18,6 +18,7 @@ pub struct Rates {
 }
 
 impl Rates {
+    /// Rates over the last `window`.
     pub fn new(window: Duration) -> Self {
         Rates {
             window,

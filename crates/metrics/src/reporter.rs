@@ -59,6 +59,7 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl Reporter {
+    /// A status line every `interval`, to stderr.
     pub fn new(metrics: Arc<Metrics>, stats: StatsProvider, interval: Duration) -> Self {
         Reporter {
             metrics,
@@ -69,6 +70,7 @@ impl Reporter {
         }
     }
 
+    /// Where and how the lines are written.
     pub fn output(mut self, output: Output) -> Self {
         self.output = output;
         self

@@ -23,6 +23,7 @@ pub(crate) struct Reading {
 pub struct SourceSnapshot {
     /// Input items read (lines, changes, messages) and their bytes.
     pub read: u64,
+    /// Their bytes.
     pub bytes_read: u64,
     /// Items that became records.
     pub parsed: u64,
@@ -88,15 +89,20 @@ impl SourceSnapshot {
 /// `records_per_sec`, `queue_size`), with a few more.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Snapshot {
+    /// Records delivered.
     pub total_sent: u64,
+    /// Records not delivered: dead-lettered or failed.
     pub total_failed: u64,
     /// `total_sent / (total_sent + total_failed)` in percent, two decimals;
     /// 0 before anything settled.
     pub success_rate: f64,
     /// Records delivered per second since the start.
     pub throughput_per_sec: f64,
+    /// Each source's figures, by name.
     pub by_source: BTreeMap<String, SourceSnapshot>,
+    /// Input items read (lines, changes, messages).
     pub lines_processed: u64,
+    /// Records delivered (as `total_sent`).
     pub records_sent: u64,
     /// Invalid input plus failed deliveries.
     pub errors: u64,
@@ -104,6 +110,7 @@ pub struct Snapshot {
     pub parse_success_rate: f64,
     /// Lines (items) read and records delivered per second since the start.
     pub lines_per_sec: f64,
+    /// Records delivered per second since the start.
     pub records_per_sec: f64,
     /// Records in the producer now: queued, retrying or in flight.
     pub queue_size: u64,
@@ -111,15 +118,21 @@ pub struct Snapshot {
     /// service takes them: above 0 during an outage (see
     /// `shardline_core::SinkStats::held_records`).
     pub held_records: u64,
+    /// Batch requests in flight now.
     pub in_flight_requests: u64,
+    /// Entry failures that were retried.
     pub retried: u64,
+    /// Records written to the dead-letter file.
     pub dead_lettered: u64,
+    /// Delivered records one of whose attempts had an unknown outcome: they
+    /// may be stored twice.
     pub possibly_duplicated: u64,
     /// Read → settled over every source.
     pub latency: LatencySummary,
     /// Alarms raised over every source together (per source in
     /// `by_source`).
     pub alarms_raised: u64,
+    /// Seconds since the start.
     pub elapsed_secs: f64,
 }
 

@@ -36,6 +36,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +78,7 @@ pub struct MqttConfig {
     pub client_id: String,
     /// Topic filters (`sensors/+/temperature`, `sensors/#`).
     pub topics: Vec<String>,
+    /// User name and password, if the broker asks for them.
     pub credentials: Option<(String, String)>,
     /// TLS (`mqtts://` URLs): the CA that signed the broker's certificate
     /// and, for brokers that authenticate clients by certificate (AWS IoT
@@ -86,6 +89,7 @@ pub struct MqttConfig {
 /// PEM files for a TLS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// The CA certificate that signed the broker's.
     pub ca: PathBuf,
     /// Certificate and private key.
     pub client: Option<(PathBuf, PathBuf)>,
@@ -95,25 +99,36 @@ pub struct TlsFiles {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MqttError {
+    /// The URL is not `mqtt://` or `mqtts://` with a host and port.
     #[error("MQTT URL {0:?}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")]
     Url(String),
+    /// An `mqtts://` URL without the broker's CA certificate.
     #[error("{0} needs the broker's CA certificate (PEM) to check the broker")]
     NoCa(String),
+    /// TLS files given for an `mqtt://` URL.
     #[error("TLS files are for mqtts:// URLs, not {0}")]
     TlsWithoutMqtts(String),
+    /// A TLS file could not be read.
     #[error("reading {path}: {error}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         error: std::io::Error,
     },
+    /// No topic filter was given.
     #[error("no topic to subscribe to")]
     NoTopics,
+    /// The subscription could not be sent.
     #[error("subscribing: {0}")]
     Client(#[from] rumqttc::ClientError),
+    /// The connection to the broker failed.
     #[error("connecting to the broker: {0}")]
     Connection(Box<rumqttc::ConnectionError>),
+    /// The broker refused a topic filter.
     #[error("the broker refused subscription {0:?}")]
     Refused(String),
+    /// The broker did not answer in time.
     #[error("no answer from the broker within {0:?}")]
     Timeout(Duration),
 }
@@ -388,6 +403,7 @@ impl MqttSource {
         self
     }
 
+    /// The subscription's counters.
     pub fn stats(&self) -> Arc<MqttStats> {
         self.stats.clone()
     }

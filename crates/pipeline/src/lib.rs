@@ -50,6 +50,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod acks;
 mod pipeline;
 mod stdout;

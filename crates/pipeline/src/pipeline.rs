@@ -46,6 +46,7 @@ const MIN_INPUTS_PER_JOB: usize = 256;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipelineError {
+    /// The source failed to read or to checkpoint.
     #[error(transparent)]
     Source(#[from] SourceError),
     /// The sink could not take a batch (writing to stdout failed).
@@ -110,6 +111,8 @@ impl<S: Source> std::fmt::Debug for Pipeline<S> {
 }
 
 impl<S: Source> Pipeline<S> {
+    /// A pipeline from `source` through `process` into `sink`, checkpointing
+    /// what settles.
     pub fn new(
         source: S,
         processor: Arc<dyn Process>,
@@ -149,6 +152,7 @@ impl<S: Source> Pipeline<S> {
         self
     }
 
+    /// How often the position is saved while records settle.
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoint_interval = interval;
         self

@@ -54,6 +54,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod ledger;
 mod source;
 mod sql;
@@ -90,8 +92,10 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SlotError {
+    /// The server or the connection failed.
     #[error("PostgreSQL: {}", server_says(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// The slot does not exist and is not to be created.
     #[error("replication slot {0:?} does not exist; give --create-slot to create it with wal2json")]
     NoSlot(String),
     #[error(
@@ -99,25 +103,52 @@ pub enum SlotError {
          (the checkpoint file or this run): a new slot would start at the current WAL position \
          and never read what was committed since; restore the slot, or give --accept-slot-gap with --create-slot to accept the gap"
     )]
-    SlotGone { slot: String, read_up_to: String },
+    /// The slot is gone after changes were read from it.
+    SlotGone {
+        /// The slot.
+        slot: String,
+        /// How far changes were read.
+        read_up_to: String,
+    },
+    /// The slot uses another output plugin than wal2json.
     #[error("replication slot {slot:?} uses the {plugin} plugin; shardline reads wal2json slots")]
-    Plugin { slot: String, plugin: String },
+    Plugin {
+        /// The slot.
+        slot: String,
+        /// The plugin it uses.
+        plugin: String,
+    },
+    /// The slot belongs to another database.
     #[error("replication slot {slot:?} belongs to database {found:?}, not {expected:?}")]
     Database {
+        /// The slot.
         slot: String,
+        /// What it names.
         found: String,
+        /// What this run reads.
         expected: String,
     },
+    /// `wal_level` is not `logical` (its value).
     #[error("wal_level is {0}; logical decoding needs wal_level = logical (and a restart)")]
     WalLevel(String),
+    /// The checkpoint file was written for another slot.
     #[error("the checkpoint file is for slot {found:?}, not {expected:?}")]
-    CheckpointSlot { found: String, expected: String },
+    CheckpointSlot {
+        /// What it names.
+        found: String,
+        /// What this run reads.
+        expected: String,
+    },
+    /// No answer within the statement timeout and its grace period.
     #[error("no answer from PostgreSQL within {0:?}: the connection is taken as lost")]
     NoReply(Duration),
+    /// The URL cannot be used.
     #[error("the PostgreSQL URL: {0}")]
     Url(String),
+    /// wal2json sent something it should not have.
     #[error("wal2json sent {0}")]
     Protocol(String),
+    /// The checkpoint could not be read or written.
     #[error(transparent)]
     Checkpoint(#[from] shardline_core::CheckpointError),
 }

@@ -47,6 +47,7 @@ const REPLY_GRACE_MAX: Duration = Duration::from_secs(10);
 pub struct SlotConfig {
     /// `postgres://user@host:port/database`.
     pub url: String,
+    /// The replication slot's name.
     pub slot: String,
     /// Create the slot (with wal2json) when it does not exist and nothing
     /// was read from an earlier one.
@@ -60,8 +61,11 @@ pub struct SlotConfig {
     /// Tables to read; the filter is handed to wal2json, so other tables'
     /// changes never leave the server.
     pub tables: TableFilter,
+    /// Changes read and not yet settled at most ([`crate::DEFAULT_MAX_CHANGES`]).
     pub max_changes: usize,
+    /// The wait after a round that found nothing new.
     pub poll_interval: Duration,
+    /// Inputs handed to the pipeline at once at most.
     pub batch_rows: usize,
     /// Read what is committed at start-up, then end.
     pub once: bool,
@@ -74,6 +78,7 @@ pub struct SlotConfig {
 }
 
 impl SlotConfig {
+    /// Reads `slot` of the database at `url`, with the defaults.
     pub fn new(url: impl Into<String>, slot: impl Into<String>) -> Self {
         SlotConfig {
             url: url.into(),

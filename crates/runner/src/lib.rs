@@ -51,6 +51,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod aws;
 mod runner;
 mod settings;
@@ -66,34 +68,60 @@ pub use settings::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATS_INTERVAL, Destination
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// The dead-letter file could not be opened.
     #[error("dead-letter file {}: {source}", path.display())]
     DeadLetterFile {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// What failed underneath.
         source: std::io::Error,
     },
+    /// No AWS region is set.
     #[error("no AWS region: set AWS_REGION or give a region (--region)")]
     NoRegion,
     #[error(
         "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available ({detail})"
     )]
-    NoCredentials { detail: String },
+    /// No AWS credentials were found.
+    NoCredentials {
+        /// What the SDK said.
+        detail: String,
+    },
+    /// The stream or delivery stream does not exist.
     #[error("{what} does not exist (in this account and region)")]
-    NotFound { what: String },
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The service refused the start-up check.
     #[error("{what}: {code}: {message}")]
     Service {
+        /// What was looked for.
         what: String,
+        /// The service's error code.
         code: String,
+        /// The service's message.
         message: String,
     },
+    /// The endpoint could not be reached.
     #[error("cannot reach {what}: {detail}")]
-    Unreachable { what: String, detail: String },
+    Unreachable {
+        /// What was looked for.
+        what: String,
+        /// What the SDK said.
+        detail: String,
+    },
+    /// The producer's settings are out of range.
     #[error("producer settings: {0}")]
     Producer(#[from] shardline_producer::BuildError),
+    /// The metrics endpoint could not be served.
     #[error("serving metrics on {addr}: {source}")]
     Metrics {
+        /// The address.
         addr: SocketAddr,
         #[source]
+        /// What failed underneath.
         source: std::io::Error,
     },
 }

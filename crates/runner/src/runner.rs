@@ -31,7 +31,9 @@ pub enum Stopped {
 /// How one pipeline ended.
 #[derive(Debug)]
 pub struct PipelineOutcome {
+    /// The pipeline's name.
     pub name: String,
+    /// What it did, or why it stopped.
     pub result: Result<PipelineSummary, PipelineError>,
 }
 
@@ -40,11 +42,14 @@ pub struct PipelineOutcome {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Summary {
+    /// Why the run stopped.
     pub stopped: Stopped,
+    /// How each pipeline ended.
     pub pipelines: Vec<PipelineOutcome>,
     /// Pipelines that ended without a result (a panicking pipeline ends
     /// with [`PipelineError::Panicked`] instead).
     pub lost_pipelines: usize,
+    /// The statistics at the end.
     pub snapshot: Snapshot,
 }
 
@@ -216,6 +221,7 @@ impl Runner {
         &self.sink
     }
 
+    /// The run's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

@@ -50,6 +50,8 @@ impl Destination {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
+    /// Where records go: a Kinesis stream, a Firehose delivery stream, or
+    /// stdout.
     pub destination: Destination,
     /// The AWS region; `None`: from the environment (`AWS_REGION`, the
     /// profile).
@@ -57,7 +59,9 @@ pub struct Settings {
     /// One endpoint for every AWS service (a local emulator); the SDK also
     /// reads `AWS_ENDPOINT_URL_KINESIS` and the like.
     pub endpoint_url: Option<String>,
+    /// The producer's settings.
     pub producer: ProducerConfig,
+    /// Where records that cannot be delivered are written.
     pub dead_letter_file: PathBuf,
     /// How long delivery may take after a stop before what is left is
     /// dead-lettered.
@@ -69,6 +73,7 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// Publish CloudWatch metrics under this namespace.
     pub cloudwatch_namespace: Option<String>,
+    /// When alarms are raised.
     pub alarms: AlarmConfig,
 }
 

@@ -17,8 +17,10 @@ pub const CHECKPOINT_KIND: &str = "tail";
 pub struct FileCheckpoint {
     /// Where the file was last seen.
     pub path: PathBuf,
+    /// Its device and inode when last seen.
     #[serde(flatten)]
     pub inode: Inode,
+    /// The hash of its first bytes, to know it again after a rename.
     pub fingerprint: Fingerprint,
     /// Every byte before this offset is settled (whole lines only).
     pub offset: u64,
@@ -59,6 +61,7 @@ impl TailCheckpoints {
         }
     }
 
+    /// The checkpoint file.
     pub fn path(&self) -> &std::path::Path {
         self.file.path()
     }

@@ -16,7 +16,9 @@ pub const FINGERPRINT_BYTES: u64 = 256;
 /// while the file is shorter; it grows with the file).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {
+    /// How many bytes were hashed.
     pub len: u64,
+    /// Their MD5, in hex.
     pub md5: String,
 }
 
@@ -47,11 +49,14 @@ impl Fingerprint {
 /// Device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Inode {
+    /// The device.
     pub dev: u64,
+    /// The inode number.
     pub ino: u64,
 }
 
 impl Inode {
+    /// The device and inode of an open or stat-ed file.
     pub fn of(metadata: &std::fs::Metadata) -> Inode {
         Inode {
             dev: metadata.dev(),

@@ -74,6 +74,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 mod identity;
 mod lines;
@@ -121,6 +123,7 @@ pub const DEFAULT_CLOSE_INACTIVE: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 /// Lines and bytes handed out at most in one batch by default.
 pub const DEFAULT_MAX_BATCH_LINES: usize = 4096;
+/// Bytes handed out at most in one batch by default.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// What to follow and how.
@@ -128,8 +131,11 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
 pub struct TailConfig {
     /// A path or a glob pattern (`/var/log/nginx/*.log`).
     pub watch: String,
+    /// Where a file never seen before is started.
     pub start_at: StartAt,
+    /// How often files are checked for new lines, rotation and new matches.
     pub poll_interval: Duration,
+    /// How long a rotated file is still read from its old name's descriptor.
     pub rotate_wait: Duration,
     /// With a glob pattern: a file idle this long, read to its end and
     /// settled, is closed; it keeps its place in the checkpoint and is
@@ -138,8 +144,11 @@ pub struct TailConfig {
     pub close_inactive: Duration,
     /// Read to the end of every file once, then end.
     pub once: bool,
+    /// The longest line kept; the rest of a longer line is dropped and counted.
     pub max_line_bytes: usize,
+    /// Lines handed out at most in one batch.
     pub max_batch_lines: usize,
+    /// Bytes handed out at most in one batch.
     pub max_batch_bytes: usize,
     /// Join lines into multi-line events (a stack trace and the line
     /// logged before it); `None`: every line is one input.
@@ -171,9 +180,11 @@ pub struct TailPosition {
     pub file: u64,
     /// Bumped at each truncation of the file.
     pub generation: u32,
+    /// The file's path when the line was read.
     pub path: Arc<Path>,
-    /// Byte offsets of the line's start and just past its newline.
+    /// The byte offset of the line's start.
     pub start: u64,
+    /// The byte offset just past its newline.
     pub end: u64,
     /// 1-based line number; of the last line, for a multi-line event.
     pub line: u64,
@@ -203,16 +214,21 @@ impl shardline_core::Position for TailPosition {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TailError {
+    /// The file does not exist.
     #[error("{0}: no such file")]
     NotFound(PathBuf),
     #[error(
         "{0}: permission denied; the user running shardline needs read access (e.g. `chmod 644 {0}`)"
     )]
+    /// The file cannot be read by this user.
     PermissionDenied(PathBuf),
+    /// Reading the file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// What failed underneath.
         source: std::io::Error,
     },
 }

@@ -12,7 +12,9 @@ const MAX_BATCH_LINES: usize = 1024;
 /// A line's number (from 1) in the stream `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinePosition {
+    /// The stream's name (`stdin`).
     pub name: &'static str,
+    /// The line's number.
     pub line: u64,
 }
 
@@ -43,6 +45,7 @@ pub struct LinesSource<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send> LinesSource<R> {
+    /// Lines of `reader`, called `name` in dead letters.
     pub fn new(reader: R, name: &'static str) -> Self {
         LinesSource {
             reader: BufReader::new(reader),

@@ -63,8 +63,11 @@ impl fmt::Debug for StartRule {
 /// its end when it is handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
+    /// Java and JVM stack traces.
     Java,
+    /// Python tracebacks.
     Python,
+    /// Go panics and goroutine dumps.
     Go,
 }
 
@@ -86,6 +89,7 @@ impl FromStr for Preset {
 /// How a file's lines are joined into events.
 #[derive(Debug, Clone)]
 pub struct MultiLine {
+    /// Which lines start an event.
     pub start: StartRule,
     /// An event with no new line from its file for this long is handed out.
     pub flush_after: Duration,
@@ -101,6 +105,7 @@ impl MultiLine {
         })
     }
 
+    /// Events as `preset` writes them.
     pub fn preset(preset: Preset) -> Self {
         MultiLine {
             start: StartRule::Preset(preset),

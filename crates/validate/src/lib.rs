@@ -31,6 +31,8 @@
 //! # Ok::<(), shardline_validate::SchemaError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod mask;
 mod schemas;
 
@@ -50,6 +52,7 @@ pub struct Violation {
     /// Where: a JSON Pointer into the record (`/humidity`, empty for the
     /// record itself).
     pub path: String,
+    /// What is wrong, in words.
     pub message: String,
 }
 
@@ -57,20 +60,32 @@ pub struct Violation {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SchemaError {
+    /// The schema file could not be read.
     #[error("reading schema {path}: {source}")]
     Read {
+        /// The file.
         path: String,
         #[source]
+        /// What failed underneath.
         source: std::io::Error,
     },
+    /// The schema is not JSON.
     #[error("schema {name} is not JSON: {source}")]
     Json {
+        /// The schema's name.
         name: String,
         #[source]
+        /// What failed underneath.
         source: serde_json::Error,
     },
+    /// The schema is not a valid JSON Schema.
     #[error("schema {name} is not a valid JSON Schema: {message}")]
-    Invalid { name: String, message: String },
+    Invalid {
+        /// The schema's name.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// A check a JSON Schema cannot express.
@@ -82,10 +97,16 @@ type Check = Box<dyn Fn(&Value) -> Option<Violation> + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Builtin {
+    /// Access-log records.
     WebLog,
+    /// Application-log records.
     ApplicationLog,
+    /// Application-log records, strictly: time, level and message required
+    /// and the usual fields typed (`"schema": "strict"`).
     ApplicationLogStrict,
+    /// Sensor readings.
     IotReading,
+    /// Change events.
     CdcEvent,
 }
 

@@ -57,6 +57,7 @@ impl Masker {
         self
     }
 
+    /// Whether it masks nothing.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

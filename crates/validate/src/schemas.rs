@@ -19,8 +19,9 @@ const RFC3339_PATTERN: &str = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[
 /// Ranges an IoT reading must stay in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IotLimits {
-    /// Inclusive temperature range, °C.
+    /// The lowest temperature allowed, °C.
     pub temperature_min: f64,
+    /// The highest temperature allowed, °C.
     pub temperature_max: f64,
     /// Longest device id, in characters.
     pub device_id_max_chars: u64,
