@@ -3,6 +3,8 @@
 //!
 //! 1. The front door built for parsing only (`logs`, `cdc`, `iot`, no
 //!    `kinesis` or `firehose`) compiles no AWS crate.
+//!    Each feature set of the producer (none, `kinesis`, `firehose`) and
+//!    the parsing-only front door is clippy-clean on its own.
 //! 2. `cargo package` for every publishable crate (`--verify` also builds
 //!    each from its package: about eight minutes on 2 cores, so not in
 //!    `cargo xtask test`), and `cargo publish --dry-run` for the crates
@@ -57,6 +59,7 @@ pub(crate) fn library(args: &[String]) -> Result<(), String> {
         }
     }
     no_aws_for_parsing()?;
+    features()?;
     package(verify)?;
     public_api(bless)?;
     scratch()
@@ -94,6 +97,41 @@ fn no_aws_for_parsing() -> Result<(), String> {
         ));
     }
     eprintln!("    {} crates, none of them AWS", tree.lines().count());
+    Ok(())
+}
+
+/// The producer with one service, or none, and the front door for
+/// parsing only: each compiles and is clippy-clean on its own (the
+/// workspace build has every feature on).
+fn features() -> Result<(), String> {
+    for (package, features) in [
+        ("shardline-producer", ""),
+        ("shardline-producer", "kinesis"),
+        ("shardline-producer", "firehose"),
+        ("shardline", "logs,cdc,iot"),
+    ] {
+        let shown = if features.is_empty() {
+            "none"
+        } else {
+            features
+        };
+        step(
+            &format!("clippy {package} with features: {shown}"),
+            cargo().args([
+                "clippy",
+                "--quiet",
+                "--lib",
+                "--package",
+                package,
+                "--no-default-features",
+                "--features",
+                features,
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest error message kept from the SDK: a service's own message is
 /// a sentence; anything longer is a dump nobody reads in a log line.
+#[cfg(any(feature = "kinesis", feature = "firehose"))]
 const MAX_ERROR_MESSAGE_CHARS: usize = 300;
 
 /// One entry of a batch call.
@@ -171,6 +172,22 @@ pub fn classify(code: &str, http_status: Option<u16>) -> ErrorClass {
     }
 }
 
+/// A destination's check: a stream (or delivery stream) in `status`
+/// `DELETING` cannot be used; any other status can, or will be soon
+/// (`CREATING`, `UPDATING`: records wait and retry).
+#[cfg(any(feature = "kinesis", feature = "firehose"))]
+pub(crate) fn not_deleting(name: &str, status: Option<&str>) -> Result<(), PutError> {
+    match status {
+        Some("DELETING") => Err(PutError {
+            class: ErrorClass::Fatal,
+            code: None,
+            message: format!("{name} is being deleted"),
+            outcome_unknown: false,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The SDK's error types, shared by every AWS service client.
 #[cfg(feature = "kinesis")]
 mod sdk {
@@ -238,6 +255,7 @@ where
 
 /// An error and its sources, `: `-separated; a source that only repeats
 /// the text before it is left out.
+#[cfg(any(feature = "kinesis", feature = "firehose"))]
 pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -254,6 +272,7 @@ pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// `text` on one line (line breaks and runs of spaces become one space),
 /// cut at [`MAX_ERROR_MESSAGE_CHARS`] characters with an ellipsis.
+#[cfg(any(feature = "kinesis", feature = "firehose"))]
 pub(crate) fn one_line(text: &str) -> String {
     let mut line = String::with_capacity(text.len().min(MAX_ERROR_MESSAGE_CHARS + 3));
     for (count, word) in text.split_whitespace().enumerate() {
@@ -273,6 +292,21 @@ pub(crate) fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(any(feature = "kinesis", feature = "firehose"))]
+    #[test]
+    fn a_stream_being_deleted_fails_the_check_and_any_other_status_passes() {
+        let deleting = not_deleting("kinesis:orders", Some("DELETING"));
+        assert!(
+            matches!(&deleting, Err(e) if e.class == ErrorClass::Fatal
+                && e.message == "kinesis:orders is being deleted"),
+            "{deleting:?}"
+        );
+        for status in [Some("ACTIVE"), Some("CREATING"), Some("UPDATING"), None] {
+            assert!(not_deleting("kinesis:orders", status).is_ok(), "{status:?}");
+        }
+    }
+
+    #[cfg(any(feature = "kinesis", feature = "firehose"))]
     #[test]
     fn an_error_message_is_one_line_of_bounded_length() {
         assert_eq!(
@@ -289,6 +323,7 @@ mod tests {
         assert!(!line.contains('\n'));
     }
 
+    #[cfg(any(feature = "kinesis", feature = "firehose"))]
     #[test]
     fn causes_are_joined_without_repeats() {
         #[derive(Debug)]

@@ -8,7 +8,9 @@ use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record as FirehoseRecord;
 
 use crate::destination::DEFAULT_REQUEST_TIMEOUT;
-use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error};
+use crate::destination::{
+    Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error, not_deleting,
+};
 use crate::limits::BatchLimits;
 use shardline_core::Delivery;
 
@@ -79,16 +81,8 @@ impl Destination for FirehoseDestination {
             .map_err(|e| from_sdk_error("DescribeDeliveryStream", e))?;
         let status = described
             .delivery_stream_description()
-            .map(|d| d.delivery_stream_status().as_str().to_owned());
-        match status.as_deref() {
-            Some("DELETING") => Err(PutError {
-                class: ErrorClass::Fatal,
-                code: None,
-                message: format!("{} is being deleted", self.name),
-                outcome_unknown: false,
-            }),
-            _ => Ok(()),
-        }
+            .map(|d| d.delivery_stream_status().as_str());
+        not_deleting(&self.name, status)
     }
 
     fn name(&self) -> &str {

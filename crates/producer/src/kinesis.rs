@@ -11,6 +11,7 @@ use shardline_partition_key::{ShardMap, ShardRange};
 
 use crate::destination::{
     DEFAULT_REQUEST_TIMEOUT, Destination, Entry, EntryError, ErrorClass, PutError, from_sdk_error,
+    not_deleting,
 };
 use crate::limits::BatchLimits;
 use shardline_core::Delivery;
@@ -92,16 +93,8 @@ impl Destination for KinesisDestination {
             .map_err(|e| from_sdk_error("DescribeStreamSummary", e))?;
         let status = summary
             .stream_description_summary()
-            .map(|s| s.stream_status().as_str().to_owned());
-        match status.as_deref() {
-            Some("DELETING") => Err(PutError {
-                class: ErrorClass::Fatal,
-                code: None,
-                message: format!("{} is being deleted", self.name),
-                outcome_unknown: false,
-            }),
-            _ => Ok(()),
-        }
+            .map(|s| s.stream_status().as_str());
+        not_deleting(&self.name, status)
     }
 
     async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
