@@ -349,6 +349,42 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_boxed_sink_writes_through_to_the_file_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        let mut boxed: Box<dyn DeadLetterSink> = Box::new(DeadLetterFile::open(&path).unwrap());
+        // The box is a sink itself: it can be handed on as one.
+        fn write_twice(mut sink: impl DeadLetterSink, letters: &[DeadLetter]) {
+            sink.write(letters).unwrap();
+            sink.write(letters).unwrap();
+        }
+        let (one, two) = (letter(1), letter(2));
+        boxed.write(std::slice::from_ref(&one)).unwrap();
+        write_twice(boxed, std::slice::from_ref(&two));
+        assert_eq!(replay(&path).unwrap().letters, [one, two.clone(), two]);
+    }
+
+    #[test]
+    fn a_channel_sink_hands_letters_on_and_fails_once_its_receiver_is_gone() {
+        let (mut sink, mut inbox) = tokio::sync::mpsc::channel(1);
+        // The producer calls `write` on a blocking thread; so does this.
+        let letters = [letter(1), letter(2)];
+        let sent = letters.clone();
+        let writer = std::thread::spawn(move || {
+            let written = sink.write(&sent);
+            (sink, written)
+        });
+        // The channel holds one: the second waits until the first is read.
+        assert_eq!(inbox.blocking_recv().as_ref(), Some(&letters[0]));
+        assert_eq!(inbox.blocking_recv().as_ref(), Some(&letters[1]));
+        let (mut sink, written) = writer.join().unwrap();
+        assert!(written.is_ok());
+        drop(inbox);
+        let gone = sink.write(&[letter(3)]).unwrap_err();
+        assert_eq!(gone.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
     /// A bad line is reported with its number, and the letters around it
     /// are still read.
     #[test]
