@@ -6,8 +6,8 @@
 //!    Each feature set of the producer (none, `kinesis`, `firehose`) and
 //!    the parsing-only front door is clippy-clean on its own.
 //! 2. `cargo package` for every publishable crate (`--verify` also builds
-//!    each from its package: about eight minutes on 2 cores, so not in
-//!    `cargo xtask test`), and `cargo publish --dry-run` for the crates
+//!    each from its package, in a target directory of its own: about ten
+//!    minutes on 2 cores, so not in `cargo xtask test`), and `cargo publish --dry-run` for the crates
 //!    that depend on none of the others.
 //! 3. The public API of the front door and of the crates it re-exports,
 //!    listed from rustdoc's JSON (`bins/public-api`), against the snapshot
@@ -38,6 +38,55 @@ const UNPUBLISHED: &[&str] = &[
 /// the only ones `cargo publish --dry-run` can check before any is on
 /// crates.io (`docs/publishing.md`).
 const LEAVES: &[&str] = &["shardline-partition-key", "shardline-validate"];
+
+/// The packages of the workspace's own crates that an earlier `cargo
+/// package` unpacked. Cargo verifies a crate against the packages of the
+/// crates it depends on, served from a temporary registry under
+/// `target/package`, and unpacks each into `$CARGO_HOME/registry/src/`
+/// by name and version; an unpacked crate is never unpacked again. While
+/// the version stays 0.1.0, a second run would build the first run's
+/// sources.
+fn forget_unpacked_packages() -> Result<(), String> {
+    let remove = |path: &Path| {
+        std::fs::remove_dir_all(path).map_err(|e| format!("removing {}: {e}", path.display()))
+    };
+    let package_dir = target_dir().join("package");
+    if package_dir.exists() {
+        remove(&package_dir)?;
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    // Local registries' directories are named `-<hash>`; crates.io's is not.
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for unpacked in crates.flatten() {
+            let name = unpacked.file_name().to_string_lossy().into_owned();
+            let ours = [
+                "shardline",
+                "log-streamer",
+                "cdc-forwarder",
+                "sensor-forwarder",
+                "multi-source",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix));
+            if ours {
+                remove(&unpacked.path())?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The crates whose public API is snapshotted: the front door and what it
 /// re-exports for sending records. (directory, package)
@@ -148,7 +197,18 @@ fn package(verify: bool) -> Result<(), String> {
     for crate_ in UNPUBLISHED {
         command.args(["--exclude", crate_]);
     }
-    if !verify {
+    if verify {
+        forget_unpacked_packages()?;
+        // A registry crate's build is never redone for a changed source
+        // either: the verifying builds get a target directory of their own,
+        // made anew.
+        let verify_target = target_dir().join("package-verify");
+        if verify_target.exists() {
+            std::fs::remove_dir_all(&verify_target)
+                .map_err(|e| format!("removing {}: {e}", verify_target.display()))?;
+        }
+        command.env("CARGO_TARGET_DIR", &verify_target);
+    } else {
         command.arg("--no-verify");
     }
     step("cargo package (every publishable crate)", &mut command)?;
