@@ -275,15 +275,24 @@ pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(any(feature = "kinesis", feature = "firehose"))]
 pub(crate) fn one_line(text: &str) -> String {
     let mut line = String::with_capacity(text.len().min(MAX_ERROR_MESSAGE_CHARS + 3));
-    for (count, word) in text.split_whitespace().enumerate() {
-        if line.chars().count() + word.chars().count() + 1 > MAX_ERROR_MESSAGE_CHARS {
+    let mut chars = 0;
+    for word in text.split_whitespace() {
+        let separator = usize::from(chars > 0);
+        let room = MAX_ERROR_MESSAGE_CHARS.saturating_sub(chars + separator);
+        let word_chars = word.chars().count();
+        if separator == 1 && room > 0 {
+            line.push(' ');
+        }
+        if word_chars > room {
+            // A word longer than the room left (a URL, a dump with no
+            // spaces) is cut rather than dropped, so the line keeps its
+            // start.
+            line.extend(word.chars().take(room));
             line.push_str(" …");
             break;
         }
-        if count > 0 {
-            line.push(' ');
-        }
         line.push_str(word);
+        chars += separator + word_chars;
     }
     line
 }
@@ -321,6 +330,15 @@ mod tests {
         );
         assert!(line.ends_with(" …"), "{line}");
         assert!(!line.contains('\n'));
+
+        let unbroken = "x".repeat(1_000);
+        let line = one_line(&format!("PutRecords: {unbroken}"));
+        assert!(line.starts_with("PutRecords: xxx"), "{line}");
+        assert!(line.ends_with(" …"), "{line}");
+        assert!(
+            line.chars().count() <= MAX_ERROR_MESSAGE_CHARS + 2,
+            "{line}"
+        );
     }
 
     #[cfg(any(feature = "kinesis", feature = "firehose"))]
