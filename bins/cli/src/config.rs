@@ -45,6 +45,11 @@ pub struct ProducerSection {
     pub strict_ordering: Option<bool>,
     /// Send each shard at most this percentage of its capacity (Kinesis).
     pub rate_limit_percent: Option<u32>,
+    /// Pace each shard that throttles (Kinesis; default true).
+    pub adaptive_shard_rate: Option<bool>,
+    /// Keep fewer requests in flight while the service is slow (default
+    /// true).
+    pub adaptive_concurrency: Option<bool>,
     /// Seconds given to deliver what is queued at shutdown.
     pub shutdown_timeout: Option<f64>,
 }

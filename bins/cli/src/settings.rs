@@ -135,6 +135,12 @@ impl Settings {
         producer.retry = retry;
         producer.strict_ordering = p.strict_ordering.unwrap_or(defaults.strict_ordering);
         producer.rate_limit_percent = p.rate_limit_percent;
+        if let Some(on) = p.adaptive_shard_rate {
+            producer.adaptive_shard_rate = on;
+        }
+        if let Some(on) = p.adaptive_concurrency {
+            producer.adaptive_concurrency = on;
+        }
         // Set last: the copies a full request makes depend on aggregation
         // and packing.
         producer.queue_max_bytes = p

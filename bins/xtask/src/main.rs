@@ -20,6 +20,10 @@
 //! - `cargo xtask bench`: builds the release binaries and the baseline
 //!   program, then runs the whole-path bench (`benches/whole_path.rs`), which
 //!   prints the table `docs/benchmarks.md` records.
+//! - `cargo xtask scale-out`: builds the release binaries and runs the
+//!   scale-out bench (`benches/scale_out.rs`): 1 to 8 log-streamer
+//!   processes sharing one stream behind the shard-limit proxy, and a
+//!   reshard. `cargo xtask test` runs its smoke size (`scale-out --smoke`).
 //!
 //! - `cargo xtask library [--verify] [--bless]`: the checks that the crates
 //!   work as a library (`library.rs`): no AWS crate in a parsing-only build,
@@ -41,6 +45,7 @@ usage: cargo xtask demo [--stream-name NAME] [--shards N]
        cargo xtask chaos [--smoke] [--only NAME,...]
        cargo xtask fuzz [--seconds N] [--keep] [TARGET...]
        cargo xtask bench
+       cargo xtask scale-out
        cargo xtask library [--verify] [--bless]";
 
 fn main() -> ExitCode {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         "demo" => demo(rest),
         "test" => test(rest),
         "bench" if rest.is_empty() => bench(),
+        "scale-out" if rest.is_empty() => scale_out(),
         "chaos" => chaos(rest),
         "fuzz" => fuzz(rest),
         "library" => library::library(rest),
@@ -166,6 +172,10 @@ fn test(args: &[String]) -> Result<(), String> {
     step(
         "chaos suite, smoke size",
         Command::new(target_dir().join("debug/chaos")).arg("--smoke"),
+    )?;
+    step(
+        "scale-out bench, smoke size",
+        Command::new(target_dir().join("debug/scale-out")).arg("--smoke"),
     )?;
     library::library(&[])?;
     run_fuzz(FUZZ_TARGETS, FUZZ_SMOKE_SECONDS, false)
@@ -390,6 +400,29 @@ fn bench() -> Result<(), String> {
             "--bench",
             "whole_path",
         ]),
+    )
+}
+
+/// The scale-out bench drives the release log-streamer beside it.
+fn scale_out() -> Result<(), String> {
+    step(
+        "build the release binaries",
+        cargo().args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "log-streamer",
+            "--package",
+            "shardline-benches",
+            "--bin",
+            "scale-out",
+        ]),
+    )?;
+    // The bench installs kinesalite itself if it is missing.
+    step(
+        "scale-out bench",
+        &mut Command::new(target_dir().join("release/scale-out")),
     )
 }
 

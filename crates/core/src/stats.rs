@@ -104,6 +104,14 @@ pub struct SinkStats {
     pub request_latency_sum_us: u64,
     /// The longest, in microseconds.
     pub request_latency_max_us: u64,
+    /// Entries a shard refused for its throughput limit
+    /// (`ProvisionedThroughputExceededException`), each time.
+    pub throttled_entries: u64,
+    /// Shards the producer paces now, having been throttled by them.
+    pub paced_shards: u64,
+    /// The requests the producer lets be in flight now (adaptive: below
+    /// its maximum while the service is slow). 0: not reported.
+    pub in_flight_limit: u64,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +126,9 @@ struct Inner {
     latency_count: u64,
     latency_sum_us: u64,
     latency_max_us: u64,
+    throttled_entries: u64,
+    paced_shards: u64,
+    in_flight_limit: u64,
 }
 
 /// A sink's counters, shared between whoever takes records in and whoever
@@ -287,6 +298,21 @@ impl SinkCounters {
         });
     }
 
+    /// `entries` entries were refused by their shard's throughput limit.
+    pub fn throttled(&self, entries: u64) {
+        self.with(|inner| inner.throttled_entries += entries);
+    }
+
+    /// `shards` shards are paced now.
+    pub fn set_paced_shards(&self, shards: u64) {
+        self.with(|inner| inner.paced_shards = shards);
+    }
+
+    /// `requests` requests may be in flight now.
+    pub fn set_in_flight_limit(&self, requests: u64) {
+        self.with(|inner| inner.in_flight_limit = requests);
+    }
+
     /// Everything counted so far.
     pub fn snapshot(&self) -> SinkStats {
         self.with(|inner| {
@@ -308,6 +334,9 @@ impl SinkCounters {
                 request_latency_count: inner.latency_count,
                 request_latency_sum_us: inner.latency_sum_us,
                 request_latency_max_us: inner.latency_max_us,
+                throttled_entries: inner.throttled_entries,
+                paced_shards: inner.paced_shards,
+                in_flight_limit: inner.in_flight_limit,
             }
         })
     }

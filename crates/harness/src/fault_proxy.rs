@@ -27,9 +27,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -37,13 +35,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::Error;
-
-/// The `X-Amz-Target` prefix of Kinesis Data Streams calls.
-const KINESIS_TARGET: &str = "Kinesis_20131202.";
-/// The `X-Amz-Target` prefix of Firehose calls.
-const FIREHOSE_TARGET: &str = "Firehose_20150804.";
-/// The content type of the AWS JSON 1.1 protocol.
-const JSON_1_1: &str = "application/x-amz-json-1.1";
+use crate::aws_json::{
+    PartialPut, Service, Upstream, accepted, bad_gateway, pass_on, put_except, respond,
+};
 
 /// The error an entry or request is failed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,13 +131,6 @@ pub struct ProxyEvent {
     pub upstream_status: Option<u16>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Kinesis,
-    Firehose,
-    Other,
-}
-
 #[derive(Debug)]
 struct Plan {
     entry_fault: Option<EntryFault>,
@@ -171,9 +158,7 @@ impl FaultProxy {
     /// As [`FaultProxy::start`], with the seed of the generator that draws
     /// failing entries and random request faults.
     pub async fn start_with_seed(upstream: &str, seed: u64) -> Result<FaultProxy, Error> {
-        let upstream: hyper::Uri = upstream
-            .parse()
-            .map_err(|e| Error::call("fault proxy", format!("parsing upstream {upstream}"), e))?;
+        let upstream = Upstream::new(upstream, "fault proxy")?;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| Error::io("binding the fault proxy", e))?;
@@ -187,11 +172,8 @@ impl FaultProxy {
             rng: StdRng::seed_from_u64(seed),
             events: Vec::new(),
         }));
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::new(Shared {
             plan: plan.clone(),
-            client,
             upstream,
         });
         let task = tokio::spawn(accept_loop(listener, shared));
@@ -240,8 +222,7 @@ impl Drop for FaultProxy {
 #[derive(Debug)]
 struct Shared {
     plan: Arc<Mutex<Plan>>,
-    client: Client<HttpConnector, Full<Bytes>>,
-    upstream: hyper::Uri,
+    upstream: Upstream,
 }
 
 impl Shared {
@@ -294,13 +275,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let service = if target.starts_with(KINESIS_TARGET) {
-        Service::Kinesis
-    } else if target.starts_with(FIREHOSE_TARGET) {
-        Service::Firehose
-    } else {
-        Service::Other
-    };
+    let service = Service::of(&target);
     let operation = target.rsplit('.').next().unwrap_or_default();
     let batch = matches!(operation, "PutRecords" | "PutRecordBatch") && service != Service::Other;
     let single = operation == "PutRecord" && service != Service::Other;
@@ -362,7 +337,7 @@ async fn handle(
                 if forward {
                     event.forwarded_entries = entries;
                     if let Ok((status, answer)) =
-                        forward_request(shared, &parts, body.clone()).await
+                        shared.upstream.forward(&parts, body.clone()).await
                     {
                         event.upstream_status = Some(status.as_u16());
                         event.accepted_entries = accepted(service, status, &answer, entries);
@@ -373,11 +348,7 @@ async fn handle(
                     shared.record(event);
                     tokio::time::sleep(delay).await;
                     return match upstream_answer {
-                        Some((status, answer)) => Response::builder()
-                            .status(status)
-                            .header("content-type", JSON_1_1)
-                            .body(Full::new(answer))
-                            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+                        Some((status, answer)) => pass_on(status, answer),
                         None => respond(
                             StatusCode::SERVICE_UNAVAILABLE,
                             json!({"__type": "ServiceUnavailableException", "message": "stalled (fault proxy)"}),
@@ -400,12 +371,12 @@ async fn handle(
     } else {
         None
     };
-    if let (Some(fault), Some(mut request)) = (entry_fault, parsed) {
-        return fail_entries(shared, &parts, service, &target, &fault, &mut request).await;
+    if let (Some(fault), Some(request)) = (entry_fault, parsed) {
+        return fail_entries(shared, &parts, service, &target, &fault, &request).await;
     }
 
     // Everything else passes through.
-    match forward_request(shared, &parts, body).await {
+    match shared.upstream.forward(&parts, body).await {
         Ok((status, answer)) => {
             shared.record(ProxyEvent {
                 target,
@@ -415,11 +386,7 @@ async fn handle(
                 action: ProxyAction::Forwarded,
                 upstream_status: Some(status.as_u16()),
             });
-            Response::builder()
-                .status(status)
-                .header("content-type", JSON_1_1)
-                .body(Full::new(answer))
-                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+            pass_on(status, answer)
         }
         Err(e) => {
             shared.record(ProxyEvent {
@@ -430,10 +397,7 @@ async fn handle(
                 action: ProxyAction::Forwarded,
                 upstream_status: None,
             });
-            respond(
-                StatusCode::BAD_GATEWAY,
-                json!({"__type": "InternalFailure", "message": format!("fault proxy: upstream failed: {e}")}),
-            )
+            bad_gateway("fault proxy", &e)
         }
     }
 }
@@ -446,13 +410,12 @@ async fn fail_entries(
     service: Service,
     target: &str,
     fault: &EntryFault,
-    request: &mut Value,
+    request: &Value,
 ) -> Response<Full<Bytes>> {
-    let records: Vec<Value> = request
+    let records: &[Value] = request
         .get("Records")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[], Vec::as_slice);
     let failed: Vec<usize> = {
         let mut plan = shared.plan.lock().unwrap_or_else(|e| e.into_inner());
         (0..records.len())
@@ -468,166 +431,29 @@ async fn fail_entries(
             })
             .collect()
     };
-    let kept: Vec<Value> = records
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !failed.contains(i))
-        .map(|(_, r)| r.clone())
-        .collect();
-    let mut event = ProxyEvent {
-        target: target.to_owned(),
-        entries: records.len(),
-        forwarded_entries: kept.len(),
-        accepted_entries: 0,
-        action: ProxyAction::EntriesFailed {
-            failed: failed.clone(),
-        },
-        upstream_status: None,
-    };
-
-    // The answers of the forwarded entries, in order.
-    let mut upstream_answers: VecDeque<Value> = VecDeque::new();
-    if !kept.is_empty() {
-        if let Some(object) = request.as_object_mut() {
-            object.insert("Records".into(), Value::Array(kept.clone()));
-        }
-        let body = Bytes::from(serde_json::to_vec(request).unwrap_or_default());
-        match forward_request(shared, parts, body).await {
-            Ok((status, answer)) if status.is_success() => {
-                event.upstream_status = Some(status.as_u16());
-                event.accepted_entries = accepted(service, status, &answer, kept.len());
-                let value: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
-                let list = if service == Service::Kinesis {
-                    "Records"
-                } else {
-                    "RequestResponses"
-                };
-                upstream_answers = value
-                    .get(list)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-                    .into();
-            }
-            Ok((status, answer)) => {
-                // The whole forwarded part failed: pass the error through.
-                event.upstream_status = Some(status.as_u16());
-                shared.record(event);
-                return Response::builder()
-                    .status(status)
-                    .header("content-type", JSON_1_1)
-                    .body(Full::new(answer))
-                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
-            }
-            Err(e) => {
-                shared.record(event);
-                return respond(
-                    StatusCode::BAD_GATEWAY,
-                    json!({"__type": "InternalFailure", "message": format!("fault proxy: upstream failed: {e}")}),
-                );
-            }
-        }
-    }
-
     let code = fault.code.error_code(service);
-    let mut failed_count = 0usize;
-    let merged: Vec<Value> = (0..records.len())
+    let refused: Vec<Option<(String, String)>> = (0..records.len())
         .map(|i| {
-            let answer = if failed.contains(&i) {
-                None
-            } else {
-                upstream_answers.pop_front()
-            };
-            match answer {
-                Some(answer) if answer.get("ErrorCode").is_none() => answer,
-                Some(answer) => {
-                    failed_count += 1;
-                    answer
-                }
-                None => {
-                    failed_count += 1;
-                    json!({"ErrorCode": code, "ErrorMessage": format!("{code} (fault proxy)")})
-                }
-            }
+            failed
+                .contains(&i)
+                .then(|| (code.to_owned(), format!("{code} (fault proxy)")))
         })
         .collect();
-    shared.record(event);
-    let answer = if service == Service::Kinesis {
-        json!({"FailedRecordCount": failed_count, "Records": merged})
-    } else {
-        json!({"FailedPutCount": failed_count, "Encrypted": false, "RequestResponses": merged})
-    };
-    respond(StatusCode::OK, answer)
-}
-
-/// Sends the request on to the upstream with `body`, returning its status
-/// and body.
-async fn forward_request(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: Bytes,
-) -> Result<(StatusCode, Bytes), String> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let uri = format!(
-        "{}://{}{}",
-        shared.upstream.scheme_str().unwrap_or("http"),
-        shared
-            .upstream
-            .authority()
-            .map(|a| a.as_str())
-            .unwrap_or("127.0.0.1"),
-        path
-    );
-    let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
-    for (name, value) in &parts.headers {
-        if name != http::header::CONTENT_LENGTH && name != http::header::HOST {
-            builder = builder.header(name, value);
-        }
-    }
-    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = shared
-        .client
-        .request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
-}
-
-/// How many entries of a forwarded request the upstream accepted.
-fn accepted(service: Service, status: StatusCode, answer: &[u8], entries: usize) -> usize {
-    if !status.is_success() {
-        return 0;
-    }
-    let value: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
-    let failed = match service {
-        Service::Kinesis => value.get("FailedRecordCount"),
-        Service::Firehose => value.get("FailedPutCount"),
-        Service::Other => None,
-    };
-    let failed = failed
-        .and_then(Value::as_u64)
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0);
-    entries.saturating_sub(failed)
-}
-
-fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", JSON_1_1)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    let PartialPut {
+        response,
+        forwarded,
+        accepted,
+        upstream_status,
+    } = put_except(&shared.upstream, parts, service, request, &refused).await;
+    shared.record(ProxyEvent {
+        target: target.to_owned(),
+        entries: records.len(),
+        forwarded_entries: forwarded,
+        accepted_entries: accepted,
+        action: ProxyAction::EntriesFailed { failed },
+        upstream_status,
+    });
+    response
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

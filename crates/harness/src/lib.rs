@@ -42,6 +42,7 @@
 //! `tests/services.rs` runs the same steps for real.)
 
 mod aws;
+mod aws_json;
 pub mod binary;
 mod error;
 pub mod fault_proxy;
@@ -52,6 +53,7 @@ mod mosquitto;
 mod moto;
 mod postgres;
 mod process;
+pub mod shard_limit;
 pub mod streams;
 pub mod tcp_proxy;
 pub mod wire_speed;
@@ -65,6 +67,7 @@ pub use kinesalite::Kinesalite;
 pub use mosquitto::{Mosquitto, TlsTestFiles};
 pub use moto::Moto;
 pub use postgres::Postgres;
+pub use shard_limit::{ShardLimitProxy, ShardLimits};
 pub use wire_speed::{WireCounts, WireSpeedKinesis};
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -84,6 +84,9 @@ pub struct ReadRecord {
     pub sequence_number: String,
     pub partition_key: String,
     pub data: Vec<u8>,
+    /// When the stream took it (`ApproximateArrivalTimestamp`), in
+    /// milliseconds since the Unix epoch.
+    pub arrival_ms: Option<i64>,
 }
 
 /// Reads a stream from TRIM_HORIZON on every shard, as a consumer would,
@@ -131,11 +134,16 @@ impl StreamReader {
                     })?;
                 let records = page.records();
                 let done = records.is_empty();
-                out.extend(records.iter().map(|r| ReadRecord {
-                    shard_id: shard_id.clone(),
-                    sequence_number: r.sequence_number().to_owned(),
-                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                    data: r.data().as_ref().to_vec(),
+                out.extend(records.iter().map(|r| {
+                    ReadRecord {
+                        shard_id: shard_id.clone(),
+                        sequence_number: r.sequence_number().to_owned(),
+                        partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                        data: r.data().as_ref().to_vec(),
+                        arrival_ms: r
+                            .approximate_arrival_timestamp()
+                            .and_then(|t| t.to_millis().ok()),
+                    }
                 }));
                 self.iterators.insert(
                     shard_id.clone(),

@@ -117,8 +117,11 @@ async fn counters_reconcile_alarms_fire_and_clear_and_prometheus_is_scraped() ->
     }));
     let dir = tempfile::tempdir()?;
     let client = aws_sdk_kinesis::Client::new(&sdk_config(&proxy.endpoint()));
+    // The failing records are refused whatever the rate: the shards are not
+    // paced, so each record is tried exactly as the retry policy says.
     let producer = Producer::builder(KinesisDestination::new(&client, &stream))
         .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
+        .adaptive_shard_rate(false)
         .linger(Duration::from_millis(10))
         .retry(
             RetryPolicy::default()

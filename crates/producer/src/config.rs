@@ -80,7 +80,9 @@ pub struct ProducerConfig {
     /// How long a record may wait for its batch to fill.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
-    /// Batch requests in flight at once.
+    /// Batch requests in flight at once, at most. With
+    /// `adaptive_concurrency` the producer keeps fewer in flight while the
+    /// service answers slowly or pushes back.
     pub max_in_flight: usize,
     /// Records held at most; `send` waits while it is reached.
     pub queue_max_records: usize,
@@ -110,9 +112,22 @@ pub struct ProducerConfig {
     /// record of at most this many bytes (Firehose bills each record
     /// rounded up to 5 KB). `None`: off.
     pub pack_max_bytes: Option<usize>,
-    /// Per-shard rate limiting (Kinesis): send to each shard at most this
-    /// percentage of its 1,000 records/s and 1 MiB/s. `None`: off.
+    /// A fixed per-shard rate limit (Kinesis), as the KPL's `RateLimit`:
+    /// send to each shard at most this percentage of its 1,000 records/s
+    /// and 1 MiB/s, from the start. `None`: no fixed limit (shards are
+    /// still paced once they throttle, with `adaptive_shard_rate`).
     pub rate_limit_percent: Option<u32>,
+    /// Pace each shard that throttles (Kinesis): its rate is cut to what
+    /// it takes, and probed upwards again, so that many producers sharing
+    /// a stream settle just under each shard's capacity without talking to
+    /// each other; throttled records wait for their shard instead of
+    /// spending retries. See [`crate::rate_limit`].
+    pub adaptive_shard_rate: bool,
+    /// Keep fewer requests in flight (down to one) while answers slow down
+    /// or the service pushes back, and more again (up to
+    /// `max_in_flight`) while they are quick. See
+    /// [`crate::concurrency`].
+    pub adaptive_concurrency: bool,
 }
 
 /// The defaults that fit every destination: those for Firehose, whose
@@ -141,6 +156,8 @@ impl ProducerConfig {
             aggregate_max_bytes: None,
             pack_max_bytes: None,
             rate_limit_percent: None,
+            adaptive_shard_rate: true,
+            adaptive_concurrency: true,
         }
     }
 

@@ -70,6 +70,7 @@
 
 pub mod aggregation;
 mod batcher;
+pub mod concurrency;
 mod config;
 mod destination;
 mod dispatcher;
@@ -80,7 +81,7 @@ mod kinesis;
 pub mod limits;
 mod ordering;
 mod producer;
-mod rate_limit;
+pub mod rate_limit;
 mod retry;
 mod warnings;
 

@@ -121,7 +121,8 @@ impl ProducerBuilder {
         self
     }
 
-    /// Batch requests in flight at once ([`crate::DEFAULT_MAX_IN_FLIGHT`]).
+    /// Batch requests in flight at once, at most
+    /// ([`crate::DEFAULT_MAX_IN_FLIGHT`]).
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.config.max_in_flight = requests;
         self
@@ -183,6 +184,20 @@ impl ProducerBuilder {
     /// (the KPL uses 150 so the service absorbs bursts).
     pub fn rate_limit(mut self, percent: u32) -> Self {
         self.config.rate_limit_percent = Some(percent);
+        self
+    }
+
+    /// Pace each shard that throttles, learning its rate from its answers
+    /// (on by default; see [`crate::rate_limit`]).
+    pub fn adaptive_shard_rate(mut self, on: bool) -> Self {
+        self.config.adaptive_shard_rate = on;
+        self
+    }
+
+    /// Keep fewer requests in flight while the service answers slowly or
+    /// pushes back (on by default; see [`crate::concurrency`]).
+    pub fn adaptive_concurrency(mut self, on: bool) -> Self {
+        self.config.adaptive_concurrency = on;
         self
     }
 

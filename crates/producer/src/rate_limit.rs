@@ -1,50 +1,281 @@
-//! Per-shard rate limiting, as the KPL does: a producer that sends no
-//! faster than a shard takes records does not throttle itself into retry
-//! storms.
+//! Per-shard pacing: a producer that sends a shard no faster than the shard
+//! takes records does not throttle itself into retry storms.
+//!
+//! Kinesis limits each shard, not each producer: many producers (one per
+//! host) that share a stream share each shard's 1,000 records and 1 MiB a
+//! second, and none of them knows how many others there are. So the rate a
+//! producer may send a shard is learnt from the shard's own answers, with
+//! no coordination between producers:
+//!
+//! - A shard is not paced until it throttles (or until a fixed
+//!   `rate_limit_percent` paces every shard from the start, as the KPL's
+//!   `RateLimit` does). An unthrottled producer pays nothing for pacing.
+//! - When entries bound for a shard are throttled, the shard's rate is cut
+//!   to [`CUT_TO_DELIVERED`] of what the shard took from this producer over
+//!   the last second, and to at most [`CUT_FACTOR`] of its rate before:
+//!   each producer falls back to its own share of what the shard gave out,
+//!   so the producers together fall just under the shard's capacity in one
+//!   step, however many they are. A producer that has no measure yet (the
+//!   shard took nothing from it) starts from [`FLOOR_SHARE`] and probes
+//!   quickly. A producer cuts a shard at most once per [`CUT_INTERVAL`],
+//!   and only for a request sent after its last cut: the answers of
+//!   requests already on their way say nothing about the new rate. The
+//!   shard's tokens are emptied, so its records wait before they go again:
+//!   the backoff is timed per shard, not per request.
+//! - While a paced shard holds records back, its rate grows by
+//!   [`GROWTH_PER_SECOND`] of itself per second right after a cut, twice
+//!   that [`GROWTH_DOUBLING`] later, and so on up to
+//!   [`MAX_GROWTH_PER_SECOND`]: the producers together probe a shard by the
+//!   same few percent a second near the rate that throttled, whatever their
+//!   number (a fixed step per producer would grow a shard shared by a
+//!   hundred hosts a hundred times faster), and faster when capacity has
+//!   been free for a while (another producer left, the stream was
+//!   resharded).
+//! - A shard paced at [`RELEASE_SHARE`] of a shard's capacity that has not
+//!   throttled for [`RELEASE_AFTER`] is no longer paced.
+//! - Cuts stop at [`EPISODE_FLOOR`] of what the shard took from the
+//!   producer when it first throttled: a shard that keeps refusing a share
+//!   of entries however slowly they come (a fault, a throttled KMS key
+//!   behind it) is not refusing them for their rate, and slowing down
+//!   further would only delay everything.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Records a shard takes per second.
 /// <https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html>
 pub const SHARD_RECORDS_PER_SECOND: f64 = 1_000.0;
-/// Bytes a shard takes per second (1 MiB).
+/// Bytes a shard takes per second (1 MiB), partition keys included.
 /// <https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html>
 pub const SHARD_BYTES_PER_SECOND: f64 = 1_048_576.0;
 
-/// One shard's two token buckets: records and bytes, each refilled at the
-/// shard's rate and holding at most one second's worth.
-#[derive(Debug, Clone, Copy)]
-struct Buckets {
-    records: f64,
-    bytes: f64,
-    refilled: Instant,
+/// A throttled shard is cut to this share of what it took from the
+/// producer over the last second: just under the producer's share of the
+/// shard, so that all the producers together end up just under its
+/// capacity, and their next probe starts close to it.
+pub const CUT_TO_DELIVERED: f64 = 0.9;
+/// ... and to at most this share of its rate before the throttle: every cut
+/// lowers the rate, even when the last second's deliveries were a burst.
+pub const CUT_FACTOR: f64 = 0.9;
+/// A producer cuts a shard's rate at most once this often: the service
+/// counts its limits over a second, so throttling goes on for up to a
+/// second after every producer has slowed down.
+pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
+/// A paced shard's rate grows by this share of itself per second while it
+/// holds records back, right after a cut (5%: a shard cut to 90% of its
+/// capacity is probed again after about two seconds) ...
+pub const GROWTH_PER_SECOND: f64 = 0.05;
+/// ... doubling every this long without a throttle ...
+pub const GROWTH_DOUBLING: Duration = Duration::from_secs(2);
+/// ... up to this share of itself per second (doubling each second).
+pub const MAX_GROWTH_PER_SECOND: f64 = 1.0;
+/// The lowest rate a shard is paced at, as a share of a shard's capacity
+/// (10 records/s): a producer never stops sending a shard altogether.
+pub const FLOOR_SHARE: f64 = 0.01;
+/// Cuts go no lower than this share of what the shard took from the
+/// producer when it first throttled (or [`FLOOR_SHARE`]): a quarter leaves
+/// room for three more producers arriving on a shard one had to itself.
+pub const EPISODE_FLOOR: f64 = 0.25;
+/// A paced shard whose rate has grown back to this share of a shard's
+/// capacity (the KPL's default `RateLimit`, 150%) ...
+pub const RELEASE_SHARE: f64 = 1.5;
+/// ... and that has not throttled for this long is no longer paced.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(30);
+/// How soon to look again after records were held back: each request then
+/// carries about this long's worth of a paced shard's rate, rather than a
+/// record or two.
+pub(crate) const PACE_INTERVAL: Duration = Duration::from_millis(50);
+/// Deliveries are measured over this window, in [`SLOTS`] slots.
+const MEASURE_WINDOW: Duration = Duration::from_secs(1);
+const SLOTS: usize = 10;
+
+/// Records and bytes delivered over the last [`MEASURE_WINDOW`].
+#[derive(Debug, Clone)]
+struct Delivered {
+    slots: [(f64, f64); SLOTS],
+    /// When measuring started: a measure younger than the window is
+    /// divided by its own age.
+    since: Instant,
+    /// The start of the current slot, and its index.
+    slot_start: Instant,
+    current: usize,
 }
 
-/// Token buckets per shard, at a share of each shard's capacity.
-#[derive(Debug)]
-pub(crate) struct RateLimiter {
-    records_per_second: f64,
-    bytes_per_second: f64,
-    shards: HashMap<usize, Buckets>,
-}
-
-impl RateLimiter {
-    /// Buckets at `percent` of a shard's capacity (the KPL's `RateLimit`,
-    /// 150 by default there: it lets the service absorb bursts).
-    pub(crate) fn new(percent: u32) -> Self {
-        let share = f64::from(percent) / 100.0;
-        RateLimiter {
-            records_per_second: SHARD_RECORDS_PER_SECOND * share,
-            bytes_per_second: SHARD_BYTES_PER_SECOND * share,
-            shards: HashMap::new(),
+impl Delivered {
+    fn new(now: Instant) -> Self {
+        Delivered {
+            slots: [(0.0, 0.0); SLOTS],
+            since: now,
+            slot_start: now,
+            current: 0,
         }
     }
 
+    fn slot() -> Duration {
+        MEASURE_WINDOW / SLOTS as u32
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let mut elapsed = now.saturating_duration_since(self.slot_start);
+        let mut steps = 0;
+        while elapsed >= Self::slot() && steps < SLOTS {
+            self.current = (self.current + 1) % SLOTS;
+            self.slots[self.current] = (0.0, 0.0);
+            self.slot_start += Self::slot();
+            elapsed -= Self::slot();
+            steps += 1;
+        }
+        if elapsed >= Self::slot() {
+            // Idle for more than the window: everything in it is old.
+            self.slot_start = now;
+        }
+    }
+
+    fn add(&mut self, records: f64, bytes: f64, now: Instant) {
+        self.advance(now);
+        let slot = &mut self.slots[self.current];
+        slot.0 += records;
+        slot.1 += bytes;
+    }
+
+    /// The share of a shard's capacity delivered over the window: records
+    /// or bytes, whichever is the larger share.
+    fn share(&mut self, now: Instant) -> f64 {
+        self.advance(now);
+        let (records, bytes) = self
+            .slots
+            .iter()
+            .fold((0.0, 0.0), |(r, b), &(sr, sb)| (r + sr, b + sb));
+        let seconds = now
+            .saturating_duration_since(self.since)
+            .clamp(Self::slot(), MEASURE_WINDOW)
+            .as_secs_f64();
+        (records / seconds / SHARD_RECORDS_PER_SECOND).max(bytes / seconds / SHARD_BYTES_PER_SECOND)
+    }
+}
+
+/// One shard's pace: its rate as a share of a shard's capacity, and the
+/// two token buckets (records and bytes) that hold it to that rate.
+#[derive(Debug, Clone)]
+struct Shard {
+    id: String,
+    paced: bool,
+    share: f64,
+    records: f64,
+    bytes: f64,
+    refilled: Instant,
+    /// When it was last cut; the growth speeds up from then.
+    cut: Option<Instant>,
+    /// The lowest a cut goes, set when the shard first throttled.
+    lowest: f64,
+    /// Growth is timed from here: the last cut, or long before it when the
+    /// cut had no measure to go by.
+    probe_from: Instant,
+    /// Records were held back since the rate last grew.
+    held_back: bool,
+    grown: Instant,
+    delivered: Delivered,
+}
+
+impl Shard {
+    fn new(id: String, ceiling: Option<f64>, now: Instant) -> Self {
+        let share = ceiling.unwrap_or(RELEASE_SHARE);
+        Shard {
+            id,
+            paced: ceiling.is_some(),
+            share,
+            records: share * SHARD_RECORDS_PER_SECOND,
+            bytes: share * SHARD_BYTES_PER_SECOND,
+            refilled: now,
+            cut: None,
+            lowest: FLOOR_SHARE,
+            probe_from: now,
+            held_back: false,
+            grown: now,
+            delivered: Delivered::new(now),
+        }
+    }
+
+    /// Refills the buckets for the time since the last refill; each holds
+    /// at most a second's worth.
+    fn refill(&mut self, now: Instant) {
+        let (records_cap, bytes_cap) = self.caps();
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.records = (self.records + elapsed * records_cap).min(records_cap);
+        self.bytes = (self.bytes + elapsed * bytes_cap).min(bytes_cap);
+        self.refilled = now;
+    }
+
+    fn caps(&self) -> (f64, f64) {
+        (
+            self.share * SHARD_RECORDS_PER_SECOND,
+            self.share * SHARD_BYTES_PER_SECOND,
+        )
+    }
+}
+
+/// What became of a throttled entry's shard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Throttle {
+    /// The shard's rate was cut to this share of a shard's capacity.
+    Cut(f64),
+    /// The shard is paced already and was cut recently: its rate stays.
+    Paced,
+}
+
+/// The pace of every shard of the stream, by shard index in the shard map.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    /// A fixed `rate_limit_percent`: every shard paced from the start,
+    /// never above it.
+    ceiling: Option<f64>,
+    shards: Vec<Shard>,
+    /// All shards' deliveries, for a shard throttled before its own were
+    /// measured.
+    total: Delivered,
+}
+
+impl Pacer {
+    /// A pacer for `shard_ids` (the shard map's order); `ceiling_percent`
+    /// paces every shard from the start at that share of its capacity.
+    pub(crate) fn new(ceiling_percent: Option<u32>, now: Instant) -> Self {
+        Pacer {
+            ceiling: ceiling_percent.map(|p| f64::from(p) / 100.0),
+            shards: Vec::new(),
+            total: Delivered::new(now),
+        }
+    }
+
+    /// A new shard map: shards that stay keep their pace; new ones start
+    /// unpaced (or at the fixed ceiling).
+    pub(crate) fn set_shards(&mut self, ids: &[String], now: Instant) {
+        let mut old: HashMap<String, Shard> = self
+            .shards
+            .drain(..)
+            .map(|shard| (shard.id.clone(), shard))
+            .collect();
+        self.shards = ids
+            .iter()
+            .map(|id| {
+                old.remove(id)
+                    .unwrap_or_else(|| Shard::new(id.clone(), self.ceiling, now))
+            })
+            .collect();
+    }
+
+    /// Whether any shard is paced: records then need their shard worked out
+    /// before they go.
+    pub(crate) fn is_active(&self) -> bool {
+        self.shards.iter().any(|s| s.paced)
+    }
+
+    /// The shards paced now.
+    pub(crate) fn paced_shards(&self) -> usize {
+        self.shards.iter().filter(|s| s.paced).count()
+    }
+
     /// Takes `records` records and `bytes` bytes from `shard`'s buckets if
-    /// both have them, at `now`.
+    /// both have them, at `now`. An unpaced shard always has them.
     pub(crate) fn try_take(
         &mut self,
         shard: usize,
@@ -52,41 +283,152 @@ impl RateLimiter {
         bytes: f64,
         now: Instant,
     ) -> bool {
-        let (records_cap, bytes_cap) = (self.records_per_second, self.bytes_per_second);
-        let buckets = self.shards.entry(shard).or_insert(Buckets {
-            records: records_cap,
-            bytes: bytes_cap,
-            refilled: now,
-        });
-        let elapsed = now
-            .saturating_duration_since(buckets.refilled)
-            .as_secs_f64();
-        buckets.records = (buckets.records + elapsed * records_cap).min(records_cap);
-        buckets.bytes = (buckets.bytes + elapsed * bytes_cap).min(bytes_cap);
-        buckets.refilled = now;
+        let Some(shard) = self.shards.get_mut(shard).filter(|s| s.paced) else {
+            return true;
+        };
+        shard.refill(now);
+        let (_, bytes_cap) = shard.caps();
         // A record larger than a whole bucket may go once the bucket is full.
         let bytes_needed = bytes.min(bytes_cap);
-        if buckets.records >= records && buckets.bytes >= bytes_needed {
-            buckets.records -= records;
-            buckets.bytes -= bytes_needed;
+        if shard.records >= records && shard.bytes >= bytes_needed {
+            shard.records -= records;
+            shard.bytes -= bytes_needed;
             true
         } else {
+            shard.held_back = true;
             false
         }
     }
 
-    /// How soon to look again after a record was held back.
-    pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(10);
+    /// `shard` took an entry of `records` (1) Kinesis records and `bytes`
+    /// bytes.
+    pub(crate) fn delivered(&mut self, shard: Option<usize>, bytes: f64, now: Instant) {
+        self.total.add(1.0, bytes, now);
+        if let Some(shard) = shard.and_then(|s| self.shards.get_mut(s)) {
+            shard.delivered.add(1.0, bytes, now);
+        }
+    }
+
+    /// An entry bound for `shard`, in a request sent at `sent`, was
+    /// throttled at `now`: the shard is paced from now on, its rate cut
+    /// unless it was cut recently.
+    pub(crate) fn throttled(&mut self, shard: usize, sent: Instant, now: Instant) -> Throttle {
+        let shards = self.shards.len().max(1) as f64;
+        let fallback = self.total.share(now) / shards;
+        let ceiling = self.ceiling.unwrap_or(RELEASE_SHARE);
+        let Some(shard) = self.shards.get_mut(shard) else {
+            return Throttle::Paced;
+        };
+        if shard.paced
+            && shard
+                .cut
+                .is_some_and(|at| sent <= at || now.saturating_duration_since(at) < CUT_INTERVAL)
+        {
+            return Throttle::Paced;
+        }
+        // What the shard took from this producer; for a shard not measured
+        // (unpaced without aggregation) its share of all deliveries.
+        let measured = match shard.delivered.share(now) {
+            share if share > 0.0 => share,
+            _ if !shard.paced => fallback,
+            _ => 0.0,
+        };
+        let before = if shard.paced { shard.share } else { ceiling };
+        let (share, probe_from) = if measured > 0.0 {
+            let share = (before * CUT_FACTOR).min(measured * CUT_TO_DELIVERED);
+            (share, now)
+        } else {
+            // Nothing to go by: start low and probe fast.
+            let fast = GROWTH_DOUBLING.mul_f64((MAX_GROWTH_PER_SECOND / GROWTH_PER_SECOND).log2());
+            (FLOOR_SHARE, now.checked_sub(fast).unwrap_or(now))
+        };
+        if !shard.paced || shard.cut.is_none() {
+            shard.lowest = (measured * EPISODE_FLOOR).clamp(FLOOR_SHARE, ceiling);
+        }
+        let share = share.clamp(shard.lowest, ceiling);
+        shard.paced = true;
+        shard.share = share;
+        shard.cut = Some(now);
+        shard.probe_from = probe_from;
+        shard.grown = now;
+        shard.held_back = false;
+        // The shard's records wait for its buckets to fill at the new rate.
+        shard.records = 0.0;
+        shard.bytes = 0.0;
+        shard.refilled = now;
+        Throttle::Cut(share)
+    }
+
+    /// Grows the rate of each paced shard that held records back since the
+    /// last call, and releases those that have kept up for long enough.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let ceiling = self.ceiling;
+        for shard in self.shards.iter_mut().filter(|s| s.paced) {
+            let elapsed = now.saturating_duration_since(shard.grown);
+            if elapsed < PACE_INTERVAL {
+                continue;
+            }
+            shard.grown = now;
+            let Some(cut_at) = shard.cut else {
+                continue; // paced at the fixed ceiling from the start
+            };
+            if std::mem::take(&mut shard.held_back) {
+                let quiet = now.saturating_duration_since(shard.probe_from);
+                let rate = (GROWTH_PER_SECOND
+                    * (quiet.as_secs_f64() / GROWTH_DOUBLING.as_secs_f64()).exp2())
+                .min(MAX_GROWTH_PER_SECOND);
+                // Compounded, so that the growth a second does not depend
+                // on how often the dispatcher looks.
+                let grown = shard.share * (1.0 + rate).powf(elapsed.as_secs_f64());
+                shard.share = grown.min(ceiling.unwrap_or(RELEASE_SHARE));
+            }
+            if ceiling.is_none()
+                && shard.share >= RELEASE_SHARE
+                && now.saturating_duration_since(cut_at) >= RELEASE_AFTER
+            {
+                shard.paced = false;
+                shard.cut = None;
+            }
+        }
+    }
+
+    /// The rate `shard` is paced at, as a share of a shard's capacity
+    /// (`None`: not paced).
+    #[cfg(test)]
+    pub(crate) fn share(&self, shard: usize) -> Option<f64> {
+        self.shards.get(shard).filter(|s| s.paced).map(|s| s.share)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cut_to(throttle: Throttle) -> f64 {
+        match throttle {
+            Throttle::Cut(share) => share,
+            Throttle::Paced => panic!("not cut"),
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// A pacer made ten seconds before `now`, so that its measures span
+    /// a whole window.
+    fn pacer(ceiling: Option<u32>, shards: usize, now: Instant) -> Pacer {
+        let made = now.checked_sub(Duration::from_secs(10)).unwrap_or(now);
+        let mut pacer = Pacer::new(ceiling, made);
+        let ids: Vec<String> = (0..shards).map(|i| format!("shardId-{i:012}")).collect();
+        pacer.set_shards(&ids, made);
+        pacer
+    }
+
     #[test]
-    fn a_shard_takes_a_seconds_worth_then_its_rate() {
+    fn a_fixed_ceiling_takes_a_seconds_worth_then_its_rate() {
         let start = Instant::now();
-        let mut limiter = RateLimiter::new(100);
+        let mut limiter = pacer(Some(100), 2, start);
         let taken = (0..2_000)
             .filter(|_| limiter.try_take(0, 1.0, 10.0, start))
             .count();
@@ -104,17 +446,177 @@ mod tests {
     #[test]
     fn bytes_limit_too() {
         let start = Instant::now();
-        let mut limiter = RateLimiter::new(100);
+        let mut limiter = pacer(Some(100), 1, start);
         // 1 MiB/s in 100 KiB records: 10 at once.
         let taken = (0..50)
             .filter(|_| limiter.try_take(0, 1.0, 102_400.0, start))
             .count();
         assert_eq!(taken, 10);
         // At 150%, 15.
-        let mut limiter = RateLimiter::new(150);
+        let mut limiter = pacer(Some(150), 1, start);
         let taken = (0..50)
             .filter(|_| limiter.try_take(0, 1.0, 102_400.0, start))
             .count();
         assert_eq!(taken, 15);
+    }
+
+    #[test]
+    fn an_unthrottled_shard_is_not_paced() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 2, start);
+        assert!(!pacer.is_active());
+        assert_eq!(
+            (0..5_000)
+                .filter(|_| pacer.try_take(0, 1.0, 100.0, start))
+                .count(),
+            5_000
+        );
+    }
+
+    #[test]
+    fn a_throttle_cuts_to_what_the_shard_took_and_empties_its_buckets() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 2, start);
+        // The shard took 400 records of 100 bytes in the last second.
+        for i in 0..400 {
+            pacer.delivered(Some(0), 100.0, start + Duration::from_millis(i * 2));
+        }
+        let now = start + Duration::from_millis(900);
+        assert!(close(
+            cut_to(pacer.throttled(0, start, now)),
+            0.4 * CUT_TO_DELIVERED
+        ));
+        assert!(pacer.is_active());
+        assert_eq!(pacer.share(1), None, "the other shard is not paced");
+        // Nothing goes at once; 100 ms later, 36 records (360/s).
+        assert!(!pacer.try_take(0, 1.0, 100.0, now));
+        let later = now + Duration::from_millis(100);
+        let taken = (0..100)
+            .filter(|_| pacer.try_take(0, 1.0, 100.0, later))
+            .count();
+        assert_eq!(taken, 36);
+        // A throttle from a request sent before the cut, or within the cut
+        // interval, does not cut again.
+        assert_eq!(pacer.throttled(0, start, later), Throttle::Paced);
+        assert_eq!(pacer.throttled(0, later, later), Throttle::Paced);
+        // Past the interval, a request sent after the cut cuts again: by at
+        // least the cut factor.
+        for i in 0..400 {
+            pacer.delivered(Some(0), 100.0, later + Duration::from_millis(i * 2));
+        }
+        let much_later = now + CUT_INTERVAL;
+        let share = cut_to(pacer.throttled(0, later, much_later));
+        assert!(close(share, 0.36 * CUT_FACTOR), "{share}");
+    }
+
+    #[test]
+    fn a_shard_throttled_before_any_measure_is_cut_to_its_share_of_the_total() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 4, start);
+        // 2,000 records delivered in all, shards unknown (unpaced, no
+        // aggregation): 500 a shard.
+        for _ in 0..2_000 {
+            pacer.delivered(None, 10.0, start);
+        }
+        let share = cut_to(pacer.throttled(2, start, start));
+        assert!(close(share, 0.5 * CUT_TO_DELIVERED), "{share}");
+        // Nothing delivered at all: the floor, probed fast (doubling in a
+        // second).
+        let mut fresh = super::tests::pacer(None, 1, start);
+        let share = cut_to(fresh.throttled(0, start, start));
+        assert!(close(share, FLOOR_SHARE), "{share}");
+        let mut now = start;
+        for _ in 0..20 {
+            now += PACE_INTERVAL;
+            fresh.try_take(0, 1e9, 0.0, now);
+            fresh.tick(now);
+        }
+        let grown = fresh.share(0).unwrap_or_default();
+        assert!((1.9..2.1).contains(&(grown / FLOOR_SHARE)), "{grown}");
+    }
+
+    #[test]
+    fn a_measure_younger_than_the_window_counts_for_its_own_age() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(None, start);
+        pacer.set_shards(&["shardId-000000000000".to_owned()], start);
+        // 200 records in the producer's first half second: 400 a second.
+        for i in 0..200 {
+            pacer.delivered(Some(0), 10.0, start + Duration::from_millis(i * 2));
+        }
+        let now = start + Duration::from_millis(500);
+        let share = cut_to(pacer.throttled(0, start, now));
+        assert!(close(share, 0.4 * CUT_TO_DELIVERED), "{share}");
+    }
+
+    #[test]
+    fn a_paced_shard_grows_while_it_holds_records_back_and_is_released() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 1, start);
+        pacer.delivered(Some(0), 10.0, start);
+        pacer.throttled(0, start, start);
+        let cut = pacer.share(0).unwrap_or_default();
+        // Not holding anything back: no growth.
+        pacer.tick(start + Duration::from_secs(1));
+        assert_eq!(pacer.share(0), Some(cut));
+        // Holding back for a second, a second after the cut: 5% of the
+        // rate a second, sped up by the time since the cut.
+        let mut now = start + Duration::from_secs(1);
+        assert!(!pacer.try_take(0, 1_000.0, 0.0, now));
+        now += Duration::from_secs(1);
+        pacer.tick(now);
+        let grown = pacer.share(0).unwrap_or_default();
+        let rate = GROWTH_PER_SECOND * (2.0 / GROWTH_DOUBLING.as_secs_f64()).exp2();
+        assert!(close(grown, cut * (1.0 + rate)), "{grown}");
+        // Grown to the release share and quiet for long enough: unpaced.
+        for _ in 0..10_000 {
+            now += Duration::from_millis(200);
+            pacer.try_take(0, 1e9, 0.0, now);
+            pacer.tick(now);
+        }
+        assert_eq!(pacer.share(0), None);
+        assert!(!pacer.is_active());
+    }
+
+    #[test]
+    fn throttling_that_slowing_down_does_not_end_stops_the_cuts_at_a_quarter() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 1, start);
+        let mut now = start;
+        // 800 records a second, of which the shard refuses a fifth however
+        // few are sent: each second's cut lowers the rate, down to a quarter
+        // of the 640 a second it took at first.
+        for _ in 0..30 {
+            let rate = pacer
+                .share(0)
+                .map_or(800.0, |s| s * SHARD_RECORDS_PER_SECOND);
+            for _ in 0..(rate * 0.8) as usize {
+                pacer.delivered(Some(0), 10.0, now);
+            }
+            let at = now + Duration::from_millis(900);
+            pacer.throttled(0, now, at);
+            now += CUT_INTERVAL;
+        }
+        let share = pacer.share(0).unwrap_or_default();
+        assert!(close(share, 0.64 * EPISODE_FLOOR), "{share}");
+    }
+
+    #[test]
+    fn a_new_shard_map_keeps_the_pace_of_the_shards_that_stay() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 2, start);
+        pacer.delivered(Some(1), 10.0, start);
+        pacer.throttled(1, start, start);
+        let paced = pacer.share(1);
+        assert!(paced.is_some());
+        // shardId-1 is now the first of three.
+        let ids: Vec<String> = [1, 2, 3]
+            .iter()
+            .map(|i| format!("shardId-{i:012}"))
+            .collect();
+        pacer.set_shards(&ids, start);
+        assert_eq!(pacer.share(0), paced);
+        assert_eq!(pacer.share(1), None);
+        assert_eq!(pacer.paced_shards(), 1);
     }
 }

@@ -74,23 +74,23 @@ impl<T: Queued> Batcher<T> {
             if entries > 0 && total + growth.max(plain_size) > self.config.batch_bytes {
                 break;
             }
-            if self.rate_limiter.is_some() && examined >= RATE_SCAN_LIMIT {
+            if self.pacer.is_active() && examined >= RATE_SCAN_LIMIT {
                 break;
             }
             examined += 1;
             // A new aggregate costs a record token; every user record costs
             // its bytes.
-            let held_back = match (self.rate_limiter.as_mut(), shard) {
-                (Some(limiter), Some(shard)) => {
+            let held_back = match shard {
+                Some(shard) => {
                     held_shards.contains(&shard)
-                        || !limiter.try_take(
+                        || !self.pacer.try_take(
                             shard,
                             if starts_entry { 1.0 } else { 0.0 },
                             plain_size as f64,
                             now,
                         )
                 }
-                _ => false,
+                None => false,
             };
             let Some(record) = self.ready.pop_front() else {
                 break;
@@ -144,7 +144,7 @@ impl<T: Queued> Batcher<T> {
             .map_or(0, |r| r.record().partition_key.len_bytes());
         let limits = self.limits;
         loop {
-            let limiter = self.rate_limiter.as_mut();
+            let pacer = &mut self.pacer;
             let fits = |next: &T| {
                 let record = next.record();
                 let explicit = record.explicit_hash_key;
@@ -154,9 +154,9 @@ impl<T: Queued> Batcher<T> {
                     return false;
                 }
                 let size = limits.record_size(record.data.len(), record.partition_key.len_bytes());
-                match (limiter, shard) {
-                    (Some(limiter), Some(shard)) => limiter.try_take(shard, 0.0, size as f64, now),
-                    _ => true,
+                match shard {
+                    Some(shard) => pacer.try_take(shard, 0.0, size as f64, now),
+                    None => true,
                 }
             };
             let Some(next) = self.turns.pull_if(key, fits) else {

@@ -8,8 +8,8 @@
 //! limits: one record each, or, with KPL aggregation, the records bound
 //! for one shard in one aggregate ([`aggregate`]), or, with Firehose
 //! packing, newline-delimited records in one Firehose record ([`pack`]).
-//! With per-shard rate limiting, a record whose shard has no tokens left
-//! stays queued, and so do the later records for that shard.
+//! A record whose shard is paced ([`crate::rate_limit`]) and has no tokens
+//! left stays queued, and so do the later records for that shard.
 
 mod aggregate;
 mod pack;
@@ -25,7 +25,7 @@ use crate::config::ProducerConfig;
 use crate::destination::Entry;
 use crate::limits::BatchLimits;
 use crate::ordering::{HoldsTurn, KeyTurns};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{PACE_INTERVAL, Pacer};
 
 /// Records a batch may look at past rate-limited ones before it goes with
 /// what it has: keeps a deep queue from being rescanned on every pass.
@@ -45,12 +45,13 @@ pub(crate) trait Queued: HoldsTurn {
 pub(crate) struct Unit<T> {
     pub(crate) draft: Draft,
     pub(crate) members: Vec<T>,
-    /// The shard the entry should land in, when the shard map is known.
-    pub(crate) predicted_shard: Option<String>,
+    /// The shard the entry should land in, when the shard map is known:
+    /// its index in the map and its id.
+    pub(crate) predicted_shard: Option<(usize, String)>,
 }
 
 impl<T: Queued> Unit<T> {
-    fn single(record: T, predicted_shard: Option<String>) -> Self {
+    fn single(record: T, predicted_shard: Option<(usize, String)>) -> Self {
         let r = record.record();
         Unit {
             draft: Draft::Ready(Entry {
@@ -122,10 +123,11 @@ pub(crate) struct Batcher<T> {
     ready_bytes: usize,
     /// With strict ordering: each key's turn.
     turns: KeyTurns<T>,
-    /// With aggregation or rate limiting: the open shards.
+    /// The open shards, when the destination has them.
     shard_map: Option<ShardMap>,
-    rate_limiter: Option<RateLimiter>,
-    /// When records were held back by the rate limiter: look again then.
+    /// Each shard's pace.
+    pacer: Pacer,
+    /// When records were held back by the pacer: look again then.
     rate_limited_until: Option<Instant>,
 }
 
@@ -134,7 +136,7 @@ impl<T: Queued> Batcher<T> {
     /// with a newline if `newline` says so.
     pub(crate) fn new(config: ProducerConfig, limits: BatchLimits, newline: bool) -> Self {
         Batcher {
-            rate_limiter: config.rate_limit_percent.map(RateLimiter::new),
+            pacer: Pacer::new(config.rate_limit_percent, Instant::now()),
             config,
             limits,
             newline,
@@ -146,13 +148,26 @@ impl<T: Queued> Batcher<T> {
         }
     }
 
-    /// Whether batches are cut by shard (aggregation, rate limiting).
+    /// Whether records need the shard map: to aggregate by shard, or to
+    /// pace each shard.
     pub(crate) fn needs_shard_map(&self) -> bool {
-        self.config.aggregate_max_bytes.is_some() || self.config.rate_limit_percent.is_some()
+        self.config.aggregate_max_bytes.is_some()
+            || self.config.rate_limit_percent.is_some()
+            || self.config.adaptive_shard_rate
     }
 
     pub(crate) fn set_shard_map(&mut self, map: Option<ShardMap>) {
+        let ids: Vec<String> = map.as_ref().map_or_else(Vec::new, |map| {
+            map.ranges().iter().map(|r| r.shard_id.clone()).collect()
+        });
+        self.pacer.set_shards(&ids, Instant::now());
         self.shard_map = map;
+    }
+
+    /// Each shard's pace, for the dispatcher to report deliveries and
+    /// throttles to.
+    pub(crate) fn pacer(&mut self) -> &mut Pacer {
+        &mut self.pacer
     }
 
     /// A record's size as the destination counts it, with the newline the
@@ -258,13 +273,13 @@ impl<T: Queued> Batcher<T> {
             .map(|record| record.ready_since() + self.config.linger)
     }
 
-    /// When records held back by the rate limiter may go.
+    /// When records held back by the pacer may go.
     pub(crate) fn rate_limited_until(&self) -> Option<Instant> {
         self.rate_limited_until
     }
 
     /// The next batch's entries, within the batch limits. Empty when every
-    /// ready record is held back by the rate limiter.
+    /// ready record is held back by the pacer.
     pub(crate) fn take(&mut self, now: Instant) -> Vec<Unit<T>> {
         self.rate_limited_until = None;
         match (self.config.aggregate_max_bytes, self.config.pack_max_bytes) {
@@ -302,15 +317,18 @@ impl<T: Queued> Batcher<T> {
         (self.ready.drain(..).collect(), self.turns.drain_waiting())
     }
 
-    /// One entry per record, up to the batch limits. With rate limiting, a
-    /// record whose shard has no tokens left stays queued, and so do the
-    /// records after it for the same shard (their order is kept).
+    /// One entry per record, up to the batch limits. A record whose shard
+    /// is paced and has no tokens left stays queued, and so do the records
+    /// after it for the same shard (their order is kept). Records are
+    /// mapped to their shards only while some shard is paced: an
+    /// unthrottled producer does not hash every key.
     fn take_plain(&mut self, now: Instant) -> Vec<Unit<T>> {
         let mut units = Vec::new();
         let mut bytes = 0;
         let mut held: Vec<T> = Vec::new();
         let mut held_shards: HashSet<usize> = HashSet::new();
         let mut examined = 0;
+        let paced = self.pacer.is_active();
         while units.len() < self.config.batch_records && examined < RATE_SCAN_LIMIT {
             let Some(size) = self.ready.front().map(|r| self.size_of(r)) else {
                 break;
@@ -322,9 +340,14 @@ impl<T: Queued> Batcher<T> {
                 break;
             };
             examined += 1;
-            let shard = self.shard_of(record.record());
-            if let (Some(limiter), Some(shard)) = (self.rate_limiter.as_mut(), shard)
-                && (held_shards.contains(&shard) || !limiter.try_take(shard, 1.0, size as f64, now))
+            let shard = if paced {
+                self.shard_of(record.record())
+            } else {
+                None
+            };
+            if let Some(shard) = shard
+                && (held_shards.contains(&shard)
+                    || !self.pacer.try_take(shard, 1.0, size as f64, now))
             {
                 held_shards.insert(shard);
                 held.push(record);
@@ -339,8 +362,8 @@ impl<T: Queued> Batcher<T> {
         units
     }
 
-    /// Puts records the rate limiter held back at the front again, in their
-    /// order, and notes when to look again.
+    /// Puts records the pacer held back at the front again, in their order,
+    /// and notes when to look again.
     fn hold_back(&mut self, held: Vec<T>, now: Instant) {
         if held.is_empty() {
             return;
@@ -348,20 +371,20 @@ impl<T: Queued> Batcher<T> {
         for record in held.into_iter().rev() {
             self.ready.push_front(record);
         }
-        self.rate_limited_until = Some(now + RateLimiter::RETRY_AFTER);
+        self.rate_limited_until = Some(now + PACE_INTERVAL);
     }
 
     /// The shard a record will land in, when the shard map is known.
-    fn shard_of(&self, record: &Record) -> Option<usize> {
+    pub(crate) fn shard_of(&self, record: &Record) -> Option<usize> {
         self.shard_map
             .as_ref()?
             .index_for(&record.partition_key, record.explicit_hash_key)
     }
 
-    fn shard_id(&self, shard: Option<usize>) -> Option<String> {
-        shard
-            .and_then(|i| self.shard_map.as_ref()?.ranges().get(i))
-            .map(|range| range.shard_id.clone())
+    fn shard_id(&self, shard: Option<usize>) -> Option<(usize, String)> {
+        let shard = shard?;
+        let range = self.shard_map.as_ref()?.ranges().get(shard)?;
+        Some((shard, range.shard_id.clone()))
     }
 }
 

@@ -236,10 +236,7 @@ fn a_rate_limited_shard_holds_its_records_back_in_order() {
     }
     assert_eq!(batcher.take(now).len(), 10);
     assert!(batcher.take(now).is_empty(), "no tokens left");
-    assert_eq!(
-        batcher.rate_limited_until(),
-        Some(now + RateLimiter::RETRY_AFTER)
-    );
+    assert_eq!(batcher.rate_limited_until(), Some(now + PACE_INTERVAL));
     let later = now + Duration::from_millis(500);
     assert_eq!(batcher.take(later).len(), 5);
     assert!(batcher.is_idle());

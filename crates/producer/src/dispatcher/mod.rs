@@ -25,9 +25,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::batcher::{Batcher, Draft, Unit};
+use crate::concurrency::{Answer, Concurrency};
 use crate::config::ProducerConfig;
 use crate::destination::{Destination, Entry, EntryError, ErrorClass, PutError, classify};
 use crate::limits::BatchLimits;
+use crate::rate_limit::Throttle;
 use crate::retry::Decision;
 use crate::warnings::{About, Kind, Warnings};
 use dead_letters::{DeadLetters, HandBack, Job, Written};
@@ -73,11 +75,18 @@ impl Intake {
     }
 }
 
+/// The per-entry error code of a shard's throughput limit.
+const SHARD_THROTTLED: &str = "ProvisionedThroughputExceededException";
+
 /// A batch in flight: each entry's records, and the shard each entry was
-/// expected to land in.
+/// expected to land in (its index in the shard map and its id).
 struct InFlight {
     members: Vec<Vec<Pending>>,
-    predicted: Vec<Option<String>>,
+    predicted: Vec<Option<(usize, String)>>,
+    /// When it was sent, and how many requests were in flight then (itself
+    /// included).
+    sent: Instant,
+    in_flight_then: usize,
     /// The memory its request's copies take (see
     /// [`ProducerConfig::request_copy_bytes`]).
     copy_bytes: usize,
@@ -103,6 +112,8 @@ pub(crate) struct Dispatcher {
     warnings: Warnings,
 
     batcher: Batcher<Pending>,
+    /// The limit on requests in flight.
+    concurrency: Concurrency,
     intake: Intake,
     retries: BTreeMap<(Instant, u64), Pending>,
     in_flight: JoinSet<(PutResult, Duration)>,
@@ -145,6 +156,7 @@ impl Dispatcher {
         let batcher = Batcher::new(config.clone(), limits, destination.newline_delimited());
         Dispatcher {
             refresh_shard_map: batcher.needs_shard_map(),
+            concurrency: Concurrency::new(config.max_in_flight, config.adaptive_concurrency),
             limits,
             destination,
             config,
@@ -186,6 +198,7 @@ impl Dispatcher {
             for line in self.warnings.close(now, false) {
                 line.log();
             }
+            self.batcher.pacer().tick(now);
             self.cut_off_at_deadline(now);
             self.promote_due_retries(now);
             self.dispatch(now);
@@ -239,15 +252,20 @@ impl Dispatcher {
     }
 
     /// Asks the destination for its open shards. Without a map, records
-    /// are still aggregated, just not by shard.
+    /// are still aggregated, just not by shard, and shards are not paced.
     async fn load_shard_map(&mut self) {
         match self.destination.shard_map().await {
-            Ok(map) => self.batcher.set_shard_map(map),
+            Ok(map) => {
+                self.batcher.set_shard_map(map);
+                self.counters
+                    .set_paced_shards(self.batcher.pacer().paced_shards() as u64);
+            }
             Err(e) => {
                 tracing::warn!(
                     destination = self.destination.name(),
                     error = %e,
-                    "cannot list the shards; aggregating without a shard map"
+                    "cannot list the shards: records are not aggregated by shard, and a \
+                     throttled shard is not paced (it needs kinesis:ListShards)"
                 );
             }
         }
@@ -299,7 +317,7 @@ impl Dispatcher {
     /// shutdown deadline, the rate limiter's tokens.
     fn next_wake(&self) -> Option<Instant> {
         let room =
-            self.in_flight_batches.len() < self.config.max_in_flight && !self.request_budget_full;
+            self.in_flight_batches.len() < self.concurrency.limit() && !self.request_budget_full;
         let linger = room.then(|| self.batcher.linger_ends()).flatten();
         let retry = self.retries.keys().next().map(|(due, _)| *due);
         let rate = self.batcher.rate_limited_until();
@@ -361,14 +379,14 @@ impl Dispatcher {
     fn dispatch(&mut self, now: Instant) {
         let hurry =
             !self.flushes.is_empty() || self.shutdown.is_some() || self.intake.nearly_full();
-        while self.in_flight_batches.len() < self.config.max_in_flight
+        while self.in_flight_batches.len() < self.concurrency.limit()
             && !self.request_budget_full
             && self.batcher.has_ready()
             && self.batcher.is_due(now, hurry)
         {
             let units = self.batcher.take(now);
             if units.is_empty() {
-                // Everything ready is held back by the rate limiter.
+                // Everything ready is held back by the pacer.
                 break;
             }
             let (entry_bytes, entry_count) = units.iter().fold((0, 0), |(bytes, count), unit| {
@@ -409,6 +427,7 @@ impl Dispatcher {
         }
         let destination = self.destination.clone();
         self.counters.request_started();
+        let sent = Instant::now();
         let handle = self.in_flight.spawn(async move {
             let started = Instant::now();
             let entries: Vec<Entry> = drafts.into_iter().map(Draft::finish).collect();
@@ -420,6 +439,8 @@ impl Dispatcher {
             InFlight {
                 members,
                 predicted,
+                sent,
+                in_flight_then: self.in_flight_batches.len() + 1,
                 copy_bytes,
             },
         );
@@ -429,6 +450,8 @@ impl Dispatcher {
         let Some(InFlight {
             members,
             predicted,
+            sent,
+            in_flight_then,
             copy_bytes,
         }) = self.in_flight_batches.remove(&id)
         else {
@@ -465,13 +488,38 @@ impl Dispatcher {
             });
         }
         self.counters.request_finished(latency, result.is_err());
+        let now = Instant::now();
+        let answer = match &result {
+            Err(error) if error.class == ErrorClass::Retryable => Answer::PushedBack,
+            _ => Answer::Answered,
+        };
+        self.concurrency
+            .answered(answer, latency, sent, in_flight_then, now);
+        self.counters
+            .set_in_flight_limit(self.concurrency.limit() as u64);
         match result {
             Ok(results) => {
+                // What the shards took first: a throttle in the same answer
+                // is judged against it.
+                for ((unit, result), predicted) in members.iter().zip(&results).zip(&predicted) {
+                    if result.is_ok() {
+                        let bytes: usize = unit
+                            .iter()
+                            .map(|p| p.record.data.len() + p.record.partition_key.len_bytes())
+                            .sum();
+                        let shard = predicted.as_ref().map(|(index, _)| *index);
+                        self.batcher.pacer().delivered(shard, bytes as f64, now);
+                    }
+                }
+                let mut throttled = 0;
                 for ((unit, result), predicted) in members.into_iter().zip(results).zip(predicted) {
                     match result {
                         Ok(delivery) => {
-                            if predicted.is_some() && delivery.shard_id() != predicted.as_deref() {
-                                // The stream was resharded: aggregate by the new shards.
+                            if predicted
+                                .as_ref()
+                                .is_some_and(|(_, id)| delivery.shard_id() != Some(id.as_str()))
+                            {
+                                // The stream was resharded: aggregate and pace by the new shards.
                                 self.refresh_shard_map = true;
                             }
                             for pending in unit {
@@ -481,9 +529,17 @@ impl Dispatcher {
                         Err(error) => {
                             let class = classify(&error.code, None);
                             let failure = (Some(error.code.clone()), error.message.as_str());
-                            self.failed_together(unit, class, failure, false);
+                            let paced = error.code == SHARD_THROTTLED
+                                && self.shard_throttled(&unit, predicted, sent, now);
+                            throttled += u64::from(error.code == SHARD_THROTTLED);
+                            self.failed_together(unit, class, failure, false, paced);
                         }
                     }
+                }
+                if throttled > 0 {
+                    self.counters.throttled(throttled);
+                    self.counters
+                        .set_paced_shards(self.batcher.pacer().paced_shards() as u64);
                 }
             }
             Err(error) => {
@@ -501,6 +557,7 @@ impl Dispatcher {
                     error.class,
                     (error.code.clone(), error.message.as_str()),
                     error.outcome_unknown,
+                    false,
                 );
             }
         }
@@ -524,26 +581,35 @@ impl Dispatcher {
     /// retried waits for its retry; the key's others go back to the front
     /// of its waiting line, to join that retry's aggregate when it goes out
     /// again. Each failure is recorded on every record.
+    ///
+    /// A `paced` failure (throttled by a shard the producer now paces) is
+    /// no failure of the records: they go back to wait for their shard's
+    /// tokens at once, without spending a retry.
     fn failed_together(
         &mut self,
         pendings: Vec<Pending>,
         class: ErrorClass,
         (code, message): (Option<String>, &str),
         outcome_unknown: bool,
+        paced: bool,
     ) {
         let regroup = self.config.strict_ordering && self.config.aggregate_max_bytes.is_some();
         let mut retrying: HashSet<PartitionKey> = HashSet::new();
         let mut back = Vec::new();
         for mut pending in pendings {
             pending.failed(code.clone(), message, outcome_unknown);
-            let failing_for = pending
-                .first_attempt
-                .and_then(|first| SystemTime::now().duration_since(first).ok())
-                .unwrap_or_default();
-            let decision =
+            let free = paced && !self.cut_off && pending.paced_throttle();
+            let decision = if free {
+                Decision::Retry
+            } else {
+                let failing_for = pending
+                    .first_attempt
+                    .and_then(|first| SystemTime::now().duration_since(first).ok())
+                    .unwrap_or_default();
                 self.config
                     .retry
-                    .decide(class, pending.attempts, failing_for, self.cut_off);
+                    .decide(class, pending.attempts, failing_for, self.cut_off)
+            };
             if regroup
                 && matches!(decision, Decision::Retry | Decision::Hold)
                 && !retrying.insert(pending.record.partition_key.clone())
@@ -552,15 +618,49 @@ impl Dispatcher {
                 back.push(pending);
                 continue;
             }
-            self.failed(pending, decision);
+            self.failed(pending, decision, free);
         }
         self.batcher.wait_again(back, Instant::now());
     }
 
+    /// An entry bound for a shard was throttled: the shard is paced (its
+    /// rate cut unless it was cut recently). Whether the entry's shard is
+    /// known and paced, so that its records may simply wait for it.
+    fn shard_throttled(
+        &mut self,
+        unit: &[Pending],
+        predicted: Option<(usize, String)>,
+        sent: Instant,
+        now: Instant,
+    ) -> bool {
+        if !self.config.adaptive_shard_rate {
+            // A fixed rate limit at most: the shard's records retry as any.
+            return false;
+        }
+        let shard = match predicted {
+            Some((index, _)) => Some(index),
+            None => unit.first().and_then(|p| self.batcher.shard_of(&p.record)),
+        };
+        let Some(shard) = shard else {
+            return false;
+        };
+        if let Throttle::Cut(share) = self.batcher.pacer().throttled(shard, sent, now) {
+            tracing::debug!(
+                destination = self.destination.name(),
+                shard,
+                share,
+                "a shard throttled: pacing it at this share of a shard's capacity"
+            );
+        }
+        true
+    }
+
     /// A record failed: it waits for its retry, is held, or is
-    /// dead-lettered.
-    fn failed(&mut self, mut pending: Pending, decision: Decision) {
+    /// dead-lettered. A `paced` one waits for no delay: its shard's tokens
+    /// time it.
+    fn failed(&mut self, mut pending: Pending, decision: Decision, paced: bool) {
         let delay = match decision {
+            Decision::Retry if paced => Duration::ZERO,
             Decision::Retry => self.config.retry.delay(pending.attempts, &mut self.rng),
             Decision::Hold => {
                 if !pending.held {

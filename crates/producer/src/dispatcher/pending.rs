@@ -45,7 +45,18 @@ pub(crate) struct Pending {
     /// Its retries are used up and it is held (counted in the sink's
     /// `held_records` until it leaves).
     pub(crate) held: bool,
+    /// Attempts refused by a shard the producer paces, that spent no retry
+    /// (at most [`PACED_THROTTLES_FREE`]).
+    paced_throttles: u8,
 }
+
+/// Throttles by a paced shard that spend no retry, per record. A shard
+/// paced just under its capacity refuses a small share of entries, and the
+/// same record ten times running only when the shard refuses nearly
+/// everything (a fault, a key far hotter than a shard): past this, a
+/// throttle spends a retry as any failure does, so the retry policy still
+/// bounds how long a record is tried.
+pub(crate) const PACED_THROTTLES_FREE: u8 = 10;
 
 impl Pending {
     /// A record handed over at `now` (one clock reading serves a group).
@@ -70,6 +81,7 @@ impl Pending {
             rejected: None,
             holds_turn: false,
             held: false,
+            paced_throttles: 0,
         }
     }
 
@@ -97,6 +109,19 @@ impl Pending {
         self.attempts += 1;
         self.first_attempt.get_or_insert(at);
         self.last_attempt = Some(at);
+    }
+
+    /// Its attempt was throttled by a shard the producer paces: unless it
+    /// has been [`PACED_THROTTLES_FREE`] times already, the attempt does
+    /// not count against its retries (it waits for the shard's tokens
+    /// instead). Whether it was free.
+    pub(crate) fn paced_throttle(&mut self) -> bool {
+        if self.paced_throttles >= PACED_THROTTLES_FREE {
+            return false;
+        }
+        self.paced_throttles += 1;
+        self.attempts = self.attempts.saturating_sub(1);
+        true
     }
 
     /// An attempt failed with `code` and `message`; `outcome_unknown`: the

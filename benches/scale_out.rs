@@ -1,0 +1,561 @@
+//! Many log-streamer instances, one stream: N = 1, 2, 4 and 8 release
+//! `log-streamer` processes, each tailing a file of its own that grows at a
+//! fixed rate, into one stream of 2 shards behind the harness's shard-limit
+//! proxy (Kinesis's per-shard limits over a sliding second, scaled down so
+//! that a 2-core machine can offer twice the shards' capacity). Every case
+//! runs without and with `--aggregate`; a last case reshards the stream
+//! from 2 to 4 shards a third of the way through the run.
+//!
+//! `cargo xtask scale-out` builds the release binaries and runs this;
+//! `cargo xtask test` runs `scale-out --smoke` with the debug ones (N = 2,
+//! plain, 8 s). It drives the `log-streamer` beside it.
+//! `SHARDLINE_SCALE_SECONDS` sets how long the files grow (default 40).
+//!
+//! For each case it reports:
+//! - delivered records/s and bytes/s over the steady part of the run
+//!   (from second 10 until the files stop growing), as a share of the
+//!   shards' budget, whichever binds;
+//! - throttled entries per delivered entry over the same part;
+//! - latency from the line being written to the stream taking it
+//!   (`ApproximateArrivalTimestamp`), p50 and p99, over every line: with
+//!   twice the capacity offered, the backlog grows through the run, so this
+//!   is dominated by the queue of lines waiting on disk;
+//! - each instance's peak resident memory, against the memory cap it runs
+//!   with;
+//! - lines lost (written, never stored) and stored twice, from reading the
+//!   whole stream back (aggregates taken apart);
+//! - with the reshard: user records stored in a shard their key does not
+//!   map to (an aggregate built for a shard that has split), after the
+//!   reshard.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shardline_harness::shard_limit::{
+    SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND, ShardLimits,
+};
+use shardline_harness::{AwsEndpoints, Kinesalite, ShardLimitProxy, binary, measure, streams};
+use shardline_partition_key::{PartitionKey, ShardMap, ShardRange};
+use shardline_producer::aggregation::deaggregate;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The share of a real shard's limits the proxy enforces: 200 records/s
+/// and 200 KiB/s a shard, so that twice the capacity of 2 shards, without
+/// aggregation, is 800 lines a second.
+const SCALE: f64 = 0.2;
+/// The stream's shards.
+const SHARDS: u64 = 2;
+/// The offered load, as a multiple of the shards' capacity.
+const OFFERED: f64 = 2.0;
+/// The first seconds are the convergence; the steady part starts here.
+const WARM_UP_SECONDS: usize = 10;
+/// The padding that makes a line about this long (a web service's JSON
+/// log line).
+const LINE_BYTES: usize = 200;
+/// How often each writer appends its lines.
+const WRITE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the instances get to ship their backlog once the files stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The memory cap each instance runs with (`queue_max_bytes`).
+const MEMORY_CAP_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    instances: usize,
+    aggregate: bool,
+    reshard: bool,
+    /// Today's producer: no adaptive pacing or concurrency.
+    fixed: bool,
+}
+
+impl Case {
+    fn label(&self) -> String {
+        let mut label = format!("N = {}", self.instances);
+        label.push_str(if self.aggregate {
+            ", aggregated"
+        } else {
+            ", plain"
+        });
+        if self.reshard {
+            label.push_str(", reshard 2 → 4");
+        }
+        if self.fixed {
+            label.push_str(", adaptive off");
+        }
+        label
+    }
+
+    /// Lines a second all instances write together: twice what the shards
+    /// take (records without aggregation, bytes with it).
+    fn offered_lines_per_second(&self) -> f64 {
+        let limits = limits();
+        let capacity = if self.aggregate {
+            (SHARDS * limits.bytes_per_second) as f64 / LINE_BYTES as f64
+        } else {
+            (SHARDS * limits.records_per_second) as f64
+        };
+        capacity * OFFERED
+    }
+}
+
+/// The first seconds of a run of `seconds`, left out of the steady part:
+/// [`WARM_UP_SECONDS`], or half of a short (smoke) run.
+fn warm_up(seconds: usize) -> usize {
+    WARM_UP_SECONDS.min(seconds / 2)
+}
+
+fn limits() -> ShardLimits {
+    ShardLimits::scaled(SCALE)
+}
+
+#[derive(Debug)]
+struct Outcome {
+    case: Case,
+    offered: f64,
+    records_share: f64,
+    bytes_share: f64,
+    throttled_per_delivered: f64,
+    p50: Duration,
+    p99: Duration,
+    peak_rss_kib: Vec<u64>,
+    written: u64,
+    lost: u64,
+    duplicated: u64,
+    misplaced_after_reshard: Option<u64>,
+    seconds_to_drain: f64,
+}
+
+fn main() -> Result<()> {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let seconds: u64 = std::env::var("SHARDLINE_SCALE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 8 } else { 40 });
+    let bins = release_dir()?;
+    let kinesalite = Kinesalite::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut cases = Vec::new();
+    if smoke {
+        cases.push(Case {
+            instances: 2,
+            aggregate: false,
+            reshard: false,
+            fixed: false,
+        });
+    } else {
+        cases.push(Case {
+            instances: 1,
+            aggregate: false,
+            reshard: false,
+            fixed: true,
+        });
+        for aggregate in [false, true] {
+            for instances in [1, 2, 4, 8] {
+                cases.push(Case {
+                    instances,
+                    aggregate,
+                    reshard: false,
+                    fixed: false,
+                });
+            }
+        }
+        cases.push(Case {
+            instances: 8,
+            aggregate: true,
+            reshard: true,
+            fixed: false,
+        });
+    }
+    let mut outcomes = Vec::new();
+    for case in cases {
+        eprintln!("==> {} for {seconds} s", case.label());
+        let outcome = runtime.block_on(run_case(&kinesalite, &bins, case, seconds))?;
+        eprintln!("    {}", row(&outcome));
+        outcomes.push(outcome);
+    }
+    println!("{}", table(&outcomes, seconds));
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.lost > 0)
+        .map(|o| format!("{}: {} lines lost", o.case.label(), o.lost))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; ").into())
+    }
+}
+
+fn release_dir() -> Result<PathBuf> {
+    // target/PROFILE/scale-out, beside log-streamer.
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("cannot find the binaries' directory")?;
+    let bin = dir.join("log-streamer");
+    if !bin.exists() {
+        return Err(format!("{} is missing: run `cargo xtask scale-out`", bin.display()).into());
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// A file that grows at a fixed rate with lines naming the instance, a
+/// sequence number and the time they were written.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+fn start_writer(path: PathBuf, instance: usize, lines_per_second: f64) -> Writer {
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let (stop_flag, counter) = (stop.clone(), written.clone());
+    let thread = std::thread::spawn(move || {
+        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let started = Instant::now();
+        let mut sequence = 0u64;
+        let padding = "x".repeat(LINE_BYTES.saturating_sub(100));
+        while !stop_flag.load(Ordering::Relaxed) {
+            let due = (started.elapsed().as_secs_f64() * lines_per_second) as u64;
+            let mut chunk = String::new();
+            let now = micros_now();
+            while sequence < due {
+                chunk.push_str(&format!(
+                    "{{\"level\":\"info\",\"message\":\"request served\",\"id\":\"{instance}-{sequence}\",\"t\":{now},\"pad\":\"{padding}\"}}\n"
+                ));
+                sequence += 1;
+            }
+            file.write_all(chunk.as_bytes())?;
+            counter.store(sequence, Ordering::Relaxed);
+            std::thread::sleep(WRITE_INTERVAL);
+        }
+        file.sync_all()
+    });
+    Writer {
+        stop,
+        written,
+        thread,
+    }
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The offset a log-streamer's checkpoint has settled in `file`.
+fn settled_offset(checkpoint: &Path, file: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(checkpoint) else {
+        return 0;
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return 0;
+    };
+    value
+        .pointer("/state/watched")
+        .and_then(|w| w.get(file.to_string_lossy().as_ref()))
+        .and_then(|entries| entries.as_array())
+        .and_then(|entries| entries.first())
+        .and_then(|e| e.get("offset"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+struct Instance {
+    child: Child,
+    file: PathBuf,
+    checkpoint: PathBuf,
+    peak_kib: u64,
+}
+
+async fn run_case(
+    kinesalite: &Kinesalite,
+    bins: &Path,
+    case: Case,
+    seconds: u64,
+) -> Result<Outcome> {
+    let dir = tempfile::tempdir()?;
+    let stream = shardline_harness::unique_name("scale");
+    let kinesis = kinesalite.kinesis_client();
+    streams::create_stream(&kinesis, &stream, SHARDS as i32).await?;
+    let proxy = ShardLimitProxy::start(&kinesalite.endpoint(), limits()).await?;
+    let endpoints = AwsEndpoints {
+        kinesis: Some(proxy.endpoint()),
+        ..AwsEndpoints::default()
+    };
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[producer]\nqueue_max_bytes = {MEMORY_CAP_BYTES}\nadaptive_shard_rate = {on}\nadaptive_concurrency = {on}\n",
+            on = !case.fixed
+        ),
+    )?;
+    let offered = case.offered_lines_per_second();
+    let per_instance = offered / case.instances as f64;
+    let mut instances = Vec::new();
+    let mut writers = Vec::new();
+    for i in 0..case.instances {
+        let file = dir.path().join(format!("app-{i}.log"));
+        std::fs::write(&file, b"")?;
+        let checkpoint = dir.path().join(format!("checkpoint-{i}.json"));
+        let files = serde_json::json!([{"path": file, "type": "application"}]).to_string();
+        let mut command = Command::new(bins.join("log-streamer"));
+        command
+            .envs(endpoints.env())
+            .env("RUST_LOG", "warn")
+            .args(["--log-files", &files, "--stream-name", &stream])
+            .arg("--checkpoint-file")
+            .arg(&checkpoint)
+            .arg("--dead-letter-file")
+            .arg(dir.path().join(format!("dead-letters-{i}.ndjson")))
+            .arg("--config")
+            .arg(&config)
+            .args(["--stats-interval", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if case.aggregate {
+            command.arg("--aggregate");
+        }
+        instances.push(Instance {
+            child: command.spawn()?,
+            file: file.clone(),
+            checkpoint,
+            peak_kib: 0,
+        });
+        writers.push(start_writer(file, i, per_instance));
+    }
+    let started = Instant::now();
+    let mut resharded_at = None;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for instance in &mut instances {
+            if let Some(kib) = measure::high_water_kib(instance.child.id()) {
+                instance.peak_kib = instance.peak_kib.max(kib);
+            }
+        }
+        if case.reshard
+            && resharded_at.is_none()
+            && started.elapsed() >= Duration::from_secs(seconds / 3)
+        {
+            let client =
+                aws_sdk_kinesis::Client::new(&shardline_harness::sdk_config(&proxy.endpoint()));
+            client
+                .update_shard_count()
+                .stream_name(&stream)
+                .target_shard_count((2 * SHARDS) as i32)
+                .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+                .send()
+                .await?;
+            resharded_at = Some(SystemTime::now());
+        }
+    }
+    let writing_seconds = proxy.seconds().len();
+    let mut written = 0;
+    for writer in writers {
+        writer.stop.store(true, Ordering::Relaxed);
+        writer.thread.join().map_err(|_| "a writer panicked")??;
+        written += writer.written.load(Ordering::Relaxed);
+    }
+    // Wait for every instance to settle its whole file.
+    let drain_started = Instant::now();
+    loop {
+        let done = instances.iter().all(|i| {
+            let size = std::fs::metadata(&i.file).map(|m| m.len()).unwrap_or(0);
+            settled_offset(&i.checkpoint, &i.file) >= size
+        });
+        for instance in &mut instances {
+            if let Some(kib) = measure::high_water_kib(instance.child.id()) {
+                instance.peak_kib = instance.peak_kib.max(kib);
+            }
+        }
+        if done || drain_started.elapsed() > DRAIN_TIMEOUT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seconds_to_drain = drain_started.elapsed().as_secs_f64();
+    for instance in &mut instances {
+        binary::terminate(&instance.child)?;
+        binary::wait_with_timeout(&mut instance.child, Duration::from_secs(60))?;
+    }
+
+    // The steady part: from the warm-up to the end of writing.
+    let per_second = proxy.seconds();
+    let warm_up = warm_up(seconds as usize);
+    let steady = per_second.get(warm_up..writing_seconds).unwrap_or_default();
+    let (mut records, mut bytes, mut throttled) = (0u64, 0u64, 0u64);
+    for second in steady {
+        records += second.accepted_records;
+        bytes += second.accepted_bytes;
+        throttled += second.throttled_records;
+    }
+    let limits = limits();
+    let shards_then = |index: usize| -> u64 {
+        match resharded_at {
+            Some(_) if index >= (seconds / 3) as usize + 1 => 2 * SHARDS,
+            _ => SHARDS,
+        }
+    };
+    let budget_records: u64 = (warm_up..writing_seconds)
+        .map(|i| shards_then(i) * limits.records_per_second)
+        .sum::<u64>()
+        .max(1);
+    let budget_bytes: u64 = (warm_up..writing_seconds)
+        .map(|i| shards_then(i) * limits.bytes_per_second)
+        .sum::<u64>()
+        .max(1);
+
+    // Read everything back.
+    let stored = streams::read_all(&kinesis, &stream).await?;
+    let listed = kinesis.list_shards().stream_name(&stream).send().await?;
+    let shard_maps: HashMap<String, ShardMap> = listed
+        .shards()
+        .iter()
+        .filter_map(|s| {
+            let range = s.hash_key_range()?;
+            Some((
+                s.shard_id().to_owned(),
+                ShardMap::new(vec![ShardRange {
+                    shard_id: s.shard_id().to_owned(),
+                    starting_hash_key: range.starting_hash_key().parse().ok()?,
+                    ending_hash_key: range.ending_hash_key().parse().ok()?,
+                }]),
+            ))
+        })
+        .collect();
+    let reshard_ms = resharded_at
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64 + 2_000);
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut latencies: Vec<u64> = Vec::new();
+    let mut misplaced = 0u64;
+    for record in &stored {
+        let users: Vec<(String, Vec<u8>)> = match deaggregate(&record.data)? {
+            Some(users) => users
+                .into_iter()
+                .map(|u| (u.partition_key, u.data))
+                .collect(),
+            None => vec![(record.partition_key.clone(), record.data.clone())],
+        };
+        for (key, data) in users {
+            let line: serde_json::Value = serde_json::from_slice(&data)?;
+            let id = line
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if let (Some(t), Some(arrival)) =
+                (line.get("t").and_then(|v| v.as_u64()), record.arrival_ms)
+            {
+                latencies.push((arrival as u64 * 1_000).saturating_sub(t));
+            }
+            if let (Some(after), Some(arrival)) = (reshard_ms, record.arrival_ms)
+                && arrival > after
+                && let Some(map) = shard_maps.get(&record.shard_id)
+                && map
+                    .index_for(&PartitionKey::new_or_hashed(&key), None)
+                    .is_none()
+            {
+                misplaced += 1;
+            }
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let mut lost = 0;
+    for i in 0..case.instances {
+        let count = written_lines(&instances[i].file)?;
+        for sequence in 0..count {
+            if !seen.contains_key(&format!("{i}-{sequence}")) {
+                lost += 1;
+            }
+        }
+    }
+    let duplicated = seen.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(Duration::ZERO, |&us| Duration::from_micros(us))
+    };
+    Ok(Outcome {
+        case,
+        offered,
+        records_share: records as f64 / budget_records as f64,
+        bytes_share: bytes as f64 / budget_bytes as f64,
+        throttled_per_delivered: throttled as f64 / records.max(1) as f64,
+        p50: percentile(0.5),
+        p99: percentile(0.99),
+        peak_rss_kib: instances.iter().map(|i| i.peak_kib).collect(),
+        written,
+        lost,
+        duplicated,
+        misplaced_after_reshard: resharded_at.map(|_| misplaced),
+        seconds_to_drain,
+    })
+}
+
+fn written_lines(file: &Path) -> Result<u64> {
+    let text = std::fs::read(file)?;
+    Ok(text.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
+fn row(o: &Outcome) -> String {
+    let binding = o.records_share.max(o.bytes_share);
+    let peak = o.peak_rss_kib.iter().max().copied().unwrap_or(0);
+    format!(
+        "| {} | {:.0} | {:.0}% | {:.0}% | **{:.0}%** | {:.3} | {:.1} s | {:.1} s | {:.1} MiB | {} | {} | {} | {} |",
+        o.case.label(),
+        o.offered,
+        o.records_share * 100.0,
+        o.bytes_share * 100.0,
+        binding * 100.0,
+        o.throttled_per_delivered,
+        o.p50.as_secs_f64(),
+        o.p99.as_secs_f64(),
+        peak as f64 / 1024.0,
+        o.written,
+        o.lost,
+        o.duplicated,
+        o.misplaced_after_reshard
+            .map_or("–".to_owned(), |m| m.to_string()),
+    )
+}
+
+fn table(outcomes: &[Outcome], seconds: u64) -> String {
+    let limits = limits();
+    let mut out = format!(
+        "{} s of writing, 2 shards of {} records/s and {} KiB/s each ({}% of a shard: {} records/s, {} KiB/s); \
+         steady part from second {}; memory cap {} MiB an instance\n\n",
+        seconds,
+        limits.records_per_second,
+        limits.bytes_per_second / 1024,
+        (SCALE * 100.0) as u32,
+        SHARD_RECORDS_PER_SECOND,
+        SHARD_BYTES_PER_SECOND / 1024,
+        warm_up(seconds as usize),
+        MEMORY_CAP_BYTES >> 20,
+    );
+    out.push_str("| case | lines/s offered | records of budget | bytes of budget | binding | throttled per delivered | p50 write→stored | p99 | peak memory (largest instance) | lines | lost | twice | misplaced after reshard |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for o in outcomes {
+        out.push_str(&row(o));
+        out.push('\n');
+    }
+    let drains: BTreeMap<String, f64> = outcomes
+        .iter()
+        .map(|o| (o.case.label(), o.seconds_to_drain))
+        .collect();
+    out.push_str(&format!(
+        "\nseconds to ship the backlog after the files stopped: {drains:?}\n"
+    ));
+    out
+}
