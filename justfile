@@ -21,3 +21,8 @@ chaos *ARGS:
 # Build the release binaries and measure the whole path (docs/benchmarks.md).
 bench:
     cargo xtask bench
+
+# 1 to 8 log-streamers sharing a stream whose shards enforce Kinesis's
+# limits, and a reshard (docs/benchmarks.md, docs/deployment.md).
+scale-out:
+    cargo xtask scale-out

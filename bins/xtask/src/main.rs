@@ -173,6 +173,19 @@ fn test(args: &[String]) -> Result<(), String> {
         "chaos suite, smoke size",
         Command::new(target_dir().join("debug/chaos")).arg("--smoke"),
     )?;
+    // A bench program, not a test target: built on its own, with the
+    // features the test build used.
+    step(
+        "cargo build (scale-out bench)",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--package",
+            "shardline-benches",
+            "--bin",
+            "scale-out",
+        ]),
+    )?;
     step(
         "scale-out bench, smoke size",
         Command::new(target_dir().join("debug/scale-out")).arg("--smoke"),
@@ -415,6 +428,8 @@ fn scale_out() -> Result<(), String> {
             "log-streamer",
             "--package",
             "shardline-benches",
+            "--bin",
+            "log-streamer",
             "--bin",
             "scale-out",
         ]),

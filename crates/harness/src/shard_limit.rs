@@ -199,13 +199,16 @@ struct State {
 }
 
 impl State {
-    fn second(&mut self, now: Instant) -> &mut SecondCounts {
+    /// Counts into the second of the proxy's life that `now` falls in.
+    fn count(&mut self, now: Instant, f: impl FnOnce(&mut SecondCounts)) {
         let index = usize::try_from(now.saturating_duration_since(self.started).as_secs())
             .unwrap_or(usize::MAX);
         if self.seconds.len() <= index {
             self.seconds.resize(index + 1, SecondCounts::default());
         }
-        &mut self.seconds[index]
+        if let Some(second) = self.seconds.get_mut(index) {
+            f(second);
+        }
     }
 
     /// Whether a call of `operation` is within its rate, counting it if so.
@@ -221,7 +224,7 @@ impl State {
             calls.pop_front();
         }
         if calls.len() >= limit as usize {
-            self.second(now).limited_requests += 1;
+            self.count(now, |s| s.limited_requests += 1);
             return false;
         }
         calls.push_back(now);
@@ -242,7 +245,7 @@ impl State {
                 .entry(shard.to_owned())
                 .or_default()
                 .throttled_records += 1;
-            self.second(now).throttled_records += 1;
+            self.count(now, |s| s.throttled_records += 1);
             return false;
         }
         window.taken.push_back((now, bytes));
@@ -271,9 +274,10 @@ impl State {
         let counts = self.shards.entry(shard.to_owned()).or_default();
         counts.accepted_records += 1;
         counts.accepted_bytes += bytes;
-        let second = self.second(now);
-        second.accepted_records += 1;
-        second.accepted_bytes += bytes;
+        self.count(now, |second| {
+            second.accepted_records += 1;
+            second.accepted_bytes += bytes;
+        });
     }
 }
 
@@ -662,7 +666,7 @@ async fn handle(request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Fu
     };
     let now = Instant::now();
     let refused: Vec<Option<(String, String)>> = shared.with_state(|state| {
-        state.second(now).put_requests += 1;
+        state.count(now, |s| s.put_requests += 1);
         entries
             .iter()
             .map(|entry| match &entry.shard {

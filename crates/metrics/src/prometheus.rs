@@ -168,7 +168,15 @@ impl Collector for Exporter {
                 ConstCounter::new(field(s)).encode(metric.encode_family(&labels)?)?;
             }
         }
-        let gauges: [(&str, &str, f64); 5] = [
+        let throttled = ConstCounter::new(snapshot.throttled_entries);
+        let metric = encoder.encode_descriptor(
+            "shardline_throttled_entries",
+            "Entries a shard refused for its throughput limit.",
+            None,
+            MetricType::Counter,
+        )?;
+        throttled.encode(metric)?;
+        let gauges: [(&str, &str, f64); 7] = [
             (
                 "shardline_queue_records",
                 "Records in the producer: queued, retrying or in flight.",
@@ -183,6 +191,16 @@ impl Collector for Exporter {
                 "shardline_in_flight_requests",
                 "Requests in flight to the service.",
                 snapshot.in_flight_requests as f64,
+            ),
+            (
+                "shardline_in_flight_limit",
+                "Requests the producer lets be in flight now (adaptive).",
+                snapshot.in_flight_limit as f64,
+            ),
+            (
+                "shardline_paced_shards",
+                "Shards paced now, having throttled.",
+                snapshot.paced_shards as f64,
             ),
             (
                 "shardline_success_rate_percent",

@@ -120,6 +120,13 @@ pub struct Snapshot {
     pub held_records: u64,
     /// Batch requests in flight now.
     pub in_flight_requests: u64,
+    /// Requests the producer lets be in flight now (below its maximum while
+    /// the service is slow); 0 for a sink that does not report it.
+    pub in_flight_limit: u64,
+    /// Entries a shard refused for its throughput limit, in all.
+    pub throttled_entries: u64,
+    /// Shards paced now, having throttled.
+    pub paced_shards: u64,
     /// Entry failures that were retried.
     pub retried: u64,
     /// Records written to the dead-letter file.
@@ -195,6 +202,9 @@ impl Snapshot {
             queue_size: producer.queued_records,
             held_records: producer.held_records,
             in_flight_requests: producer.in_flight_requests,
+            in_flight_limit: producer.in_flight_limit,
+            throttled_entries: producer.throttled_entries,
+            paced_shards: producer.paced_shards,
             retried: sum(|s| s.retried),
             dead_lettered: sum(|s| s.dead_lettered),
             possibly_duplicated: sum(|s| s.possibly_duplicated),

@@ -33,11 +33,11 @@
 //!   resharded).
 //! - A shard paced at [`RELEASE_SHARE`] of a shard's capacity that has not
 //!   throttled for [`RELEASE_AFTER`] is no longer paced.
-//! - Cuts stop at [`EPISODE_FLOOR`] of what the shard took from the
-//!   producer when it first throttled: a shard that keeps refusing a share
-//!   of entries however slowly they come (a fault, a throttled KMS key
-//!   behind it) is not refusing them for their rate, and slowing down
-//!   further would only delay everything.
+//! - Cuts stop when they do not help: when [`FUTILE_CUTS`] cuts in a row
+//!   leave the share of entries the shard refuses where it was (within
+//!   half and half again), the refusals are not about this producer's rate
+//!   (a fault; other producers that do not slow down), and slowing further
+//!   would only delay everything. Cutting resumes once the share moves.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -72,10 +72,10 @@ pub const MAX_GROWTH_PER_SECOND: f64 = 1.0;
 /// The lowest rate a shard is paced at, as a share of a shard's capacity
 /// (10 records/s): a producer never stops sending a shard altogether.
 pub const FLOOR_SHARE: f64 = 0.01;
-/// Cuts go no lower than this share of what the shard took from the
-/// producer when it first throttled (or [`FLOOR_SHARE`]): a quarter leaves
-/// room for three more producers arriving on a shard one had to itself.
-pub const EPISODE_FLOOR: f64 = 0.25;
+/// Cuts in a row that left the refused share where it was, after which a
+/// producer stops cutting: one may be unlucky (the others had not slowed
+/// down yet), two are a pattern.
+pub const FUTILE_CUTS: u32 = 2;
 /// A paced shard whose rate has grown back to this share of a shard's
 /// capacity (the KPL's default `RateLimit`, 150%) ...
 pub const RELEASE_SHARE: f64 = 1.5;
@@ -92,7 +92,8 @@ const SLOTS: usize = 10;
 /// Records and bytes delivered over the last [`MEASURE_WINDOW`].
 #[derive(Debug, Clone)]
 struct Delivered {
-    slots: [(f64, f64); SLOTS],
+    /// Records, bytes and refused entries per slot.
+    slots: [(f64, f64, f64); SLOTS],
     /// When measuring started: a measure younger than the window is
     /// divided by its own age.
     since: Instant,
@@ -104,7 +105,7 @@ struct Delivered {
 impl Delivered {
     fn new(now: Instant) -> Self {
         Delivered {
-            slots: [(0.0, 0.0); SLOTS],
+            slots: [(0.0, 0.0, 0.0); SLOTS],
             since: now,
             slot_start: now,
             current: 0,
@@ -120,7 +121,9 @@ impl Delivered {
         let mut steps = 0;
         while elapsed >= Self::slot() && steps < SLOTS {
             self.current = (self.current + 1) % SLOTS;
-            self.slots[self.current] = (0.0, 0.0);
+            if let Some(slot) = self.slots.get_mut(self.current) {
+                *slot = (0.0, 0.0, 0.0);
+            }
             self.slot_start += Self::slot();
             elapsed -= Self::slot();
             steps += 1;
@@ -133,9 +136,31 @@ impl Delivered {
 
     fn add(&mut self, records: f64, bytes: f64, now: Instant) {
         self.advance(now);
-        let slot = &mut self.slots[self.current];
-        slot.0 += records;
-        slot.1 += bytes;
+        if let Some(slot) = self.slots.get_mut(self.current) {
+            slot.0 += records;
+            slot.1 += bytes;
+        }
+    }
+
+    fn refused(&mut self, now: Instant) {
+        self.advance(now);
+        if let Some(slot) = self.slots.get_mut(self.current) {
+            slot.2 += 1.0;
+        }
+    }
+
+    /// The share of entries refused over the window.
+    fn refused_share(&mut self, now: Instant) -> f64 {
+        self.advance(now);
+        let (taken, refused) = self
+            .slots
+            .iter()
+            .fold((0.0, 0.0), |(t, r), &(st, _, sr)| (t + st, r + sr));
+        if taken + refused > 0.0 {
+            refused / (taken + refused)
+        } else {
+            0.0
+        }
     }
 
     /// The share of a shard's capacity delivered over the window: records
@@ -145,7 +170,7 @@ impl Delivered {
         let (records, bytes) = self
             .slots
             .iter()
-            .fold((0.0, 0.0), |(r, b), &(sr, sb)| (r + sr, b + sb));
+            .fold((0.0, 0.0), |(r, b), &(sr, sb, _)| (r + sr, b + sb));
         let seconds = now
             .saturating_duration_since(self.since)
             .clamp(Self::slot(), MEASURE_WINDOW)
@@ -166,8 +191,10 @@ struct Shard {
     refilled: Instant,
     /// When it was last cut; the growth speeds up from then.
     cut: Option<Instant>,
-    /// The lowest a cut goes, set when the shard first throttled.
-    lowest: f64,
+    /// The share of entries refused over the second before the last cut.
+    refused_at_cut: f64,
+    /// Cuts in a row after which that share stayed where it was.
+    futile: u32,
     /// Growth is timed from here: the last cut, or long before it when the
     /// cut had no measure to go by.
     probe_from: Instant,
@@ -188,7 +215,8 @@ impl Shard {
             bytes: share * SHARD_BYTES_PER_SECOND,
             refilled: now,
             cut: None,
-            lowest: FLOOR_SHARE,
+            refused_at_cut: 0.0,
+            futile: 0,
             probe_from: now,
             held_back: false,
             grown: now,
@@ -309,9 +337,18 @@ impl Pacer {
         }
     }
 
+    /// `shard` refused an entry at `now`. Every refusal of an answer is
+    /// told before any is judged ([`Pacer::throttled`]), so that the share
+    /// refused is the answer's whole.
+    pub(crate) fn refused(&mut self, shard: usize, now: Instant) {
+        if let Some(shard) = self.shards.get_mut(shard) {
+            shard.delivered.refused(now);
+        }
+    }
+
     /// An entry bound for `shard`, in a request sent at `sent`, was
     /// throttled at `now`: the shard is paced from now on, its rate cut
-    /// unless it was cut recently.
+    /// unless it was cut recently or cutting does not help.
     pub(crate) fn throttled(&mut self, shard: usize, sent: Instant, now: Instant) -> Throttle {
         let shards = self.shards.len().max(1) as f64;
         let fallback = self.total.share(now) / shards;
@@ -325,6 +362,15 @@ impl Pacer {
                 .is_some_and(|at| sent <= at || now.saturating_duration_since(at) < CUT_INTERVAL)
         {
             return Throttle::Paced;
+        }
+        let refused = shard.delivered.refused_share(now);
+        if shard.paced && shard.cut.is_some() {
+            let unchanged =
+                refused >= shard.refused_at_cut * 0.5 && refused <= shard.refused_at_cut * 1.5;
+            shard.futile = if unchanged { shard.futile + 1 } else { 0 };
+            if shard.futile >= FUTILE_CUTS {
+                return Throttle::Paced;
+            }
         }
         // What the shard took from this producer; for a shard not measured
         // (unpaced without aggregation) its share of all deliveries.
@@ -342,13 +388,11 @@ impl Pacer {
             let fast = GROWTH_DOUBLING.mul_f64((MAX_GROWTH_PER_SECOND / GROWTH_PER_SECOND).log2());
             (FLOOR_SHARE, now.checked_sub(fast).unwrap_or(now))
         };
-        if !shard.paced || shard.cut.is_none() {
-            shard.lowest = (measured * EPISODE_FLOOR).clamp(FLOOR_SHARE, ceiling);
-        }
-        let share = share.clamp(shard.lowest, ceiling);
+        let share = share.clamp(FLOOR_SHARE, ceiling);
         shard.paced = true;
         shard.share = share;
         shard.cut = Some(now);
+        shard.refused_at_cut = refused;
         shard.probe_from = probe_from;
         shard.grown = now;
         shard.held_back = false;
@@ -579,13 +623,14 @@ mod tests {
     }
 
     #[test]
-    fn throttling_that_slowing_down_does_not_end_stops_the_cuts_at_a_quarter() {
+    fn throttling_that_slowing_down_does_not_change_stops_the_cuts() {
         let start = Instant::now();
         let mut pacer = pacer(None, 1, start);
         let mut now = start;
         // 800 records a second, of which the shard refuses a fifth however
-        // few are sent: each second's cut lowers the rate, down to a quarter
-        // of the 640 a second it took at first.
+        // few are sent: the first cut (to 90% of the 640 a second taken)
+        // and the next (to 90% of the 461 then taken) leave the refused
+        // share where it was, and the cuts stop there.
         for _ in 0..30 {
             let rate = pacer
                 .share(0)
@@ -594,11 +639,18 @@ mod tests {
                 pacer.delivered(Some(0), 10.0, now);
             }
             let at = now + Duration::from_millis(900);
+            for _ in 0..(rate * 0.2) as usize {
+                pacer.refused(0, at);
+            }
             pacer.throttled(0, now, at);
             now += CUT_INTERVAL;
         }
         let share = pacer.share(0).unwrap_or_default();
-        assert!(close(share, 0.64 * EPISODE_FLOOR), "{share}");
+        let expected = 0.64 * CUT_TO_DELIVERED * 0.8 * CUT_TO_DELIVERED;
+        assert!(
+            (share - expected).abs() < 0.01,
+            "{share} (expected {expected})"
+        );
     }
 
     #[test]

@@ -377,6 +377,17 @@ impl Dispatcher {
 
     /// Sends batches while there is room in flight and a batch is due.
     fn dispatch(&mut self, now: Instant) {
+        if self
+            .batcher
+            .rate_limited_until()
+            .is_some_and(|until| now < until)
+        {
+            // The pacer held records back a moment ago: taking again before
+            // its interval would send the few tokens since then as tiny
+            // requests (and, aggregated, as tiny aggregates that spend a
+            // shard's record limit).
+            return;
+        }
         let hurry =
             !self.flushes.is_empty() || self.shutdown.is_some() || self.intake.nearly_full();
         while self.in_flight_batches.len() < self.concurrency.limit()
@@ -499,16 +510,27 @@ impl Dispatcher {
             .set_in_flight_limit(self.concurrency.limit() as u64);
         match result {
             Ok(results) => {
-                // What the shards took first: a throttle in the same answer
-                // is judged against it.
+                // What the shards took and refused first: a throttle in the
+                // same answer is judged against all of it.
                 for ((unit, result), predicted) in members.iter().zip(&results).zip(&predicted) {
-                    if result.is_ok() {
-                        let bytes: usize = unit
-                            .iter()
-                            .map(|p| p.record.data.len() + p.record.partition_key.len_bytes())
-                            .sum();
-                        let shard = predicted.as_ref().map(|(index, _)| *index);
-                        self.batcher.pacer().delivered(shard, bytes as f64, now);
+                    let shard = predicted.as_ref().map(|(index, _)| *index);
+                    match result {
+                        Ok(_) => {
+                            let bytes: usize = unit
+                                .iter()
+                                .map(|p| p.record.data.len() + p.record.partition_key.len_bytes())
+                                .sum();
+                            self.batcher.pacer().delivered(shard, bytes as f64, now);
+                        }
+                        Err(error) if error.code == SHARD_THROTTLED => {
+                            let shard = shard.or_else(|| {
+                                unit.first().and_then(|p| self.batcher.shard_of(&p.record))
+                            });
+                            if let Some(shard) = shard {
+                                self.batcher.pacer().refused(shard, now);
+                            }
+                        }
+                        Err(_) => {}
                     }
                 }
                 let mut throttled = 0;
