@@ -15,9 +15,11 @@
 //!   the last second, and to at most [`CUT_FACTOR`] of its rate before:
 //!   each producer falls back to its own share of what the shard gave out,
 //!   so the producers together fall just under the shard's capacity in one
-//!   step, however many they are. A producer that has no measure yet (the
-//!   shard took nothing from it) starts from [`FLOOR_SHARE`] and probes
-//!   quickly. A producer cuts a shard at most once per [`CUT_INTERVAL`],
+//!   step, however many they are. The measure starts with the first
+//!   request answered, so a producer that has just begun is measured over
+//!   its own time; a shard that took nothing from it starts from
+//!   [`FLOOR_SHARE`] and probes quickly.
+//!   A producer cuts a shard at most once per [`CUT_INTERVAL`],
 //!   and only for a request sent after its last cut: the answers of
 //!   requests already on their way say nothing about the new rate. The
 //!   shard's tokens are emptied, so its records wait before they go again:
@@ -34,10 +36,12 @@
 //! - A shard paced at [`RELEASE_SHARE`] of a shard's capacity that has not
 //!   throttled for [`RELEASE_AFTER`] is no longer paced.
 //! - Cuts stop when they do not help: when [`FUTILE_CUTS`] cuts in a row
-//!   leave the share of entries the shard refuses where it was (within
-//!   half and half again), the refusals are not about this producer's rate
-//!   (a fault; other producers that do not slow down), and slowing further
-//!   would only delay everything. Cutting resumes once the share moves.
+//!   leave the share of entries the shard refuses at more than half of
+//!   what it was (counting only requests sent after the cut), the refusals
+//!   are not about this producer's rate (a fault; other producers that do
+//!   not slow down), and slowing further would only delay everything: the
+//!   rate goes back to what it was before those cuts. Cutting resumes once
+//!   the share refused doubles.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -72,10 +76,14 @@ pub const MAX_GROWTH_PER_SECOND: f64 = 1.0;
 /// The lowest rate a shard is paced at, as a share of a shard's capacity
 /// (10 records/s): a producer never stops sending a shard altogether.
 pub const FLOOR_SHARE: f64 = 0.01;
-/// Cuts in a row that left the refused share where it was, after which a
-/// producer stops cutting: one may be unlucky (the others had not slowed
-/// down yet), two are a pattern.
+/// Cuts in a row that left more than half of the refused share, after
+/// which a producer stops cutting: one may be unlucky (the others had not
+/// slowed down yet), two are a pattern.
 pub const FUTILE_CUTS: u32 = 2;
+/// Entries answered after a cut before the next throttle may be judged:
+/// a share refused of fewer says little (one refusal in ten is 10%, two
+/// are 20%), and a shard paced slowly would be cut on noise.
+pub const JUDGED_ENTRIES: f64 = 30.0;
 /// A paced shard whose rate has grown back to this share of a shard's
 /// capacity (the KPL's default `RateLimit`, 150%) ...
 pub const RELEASE_SHARE: f64 = 1.5;
@@ -94,9 +102,10 @@ const SLOTS: usize = 10;
 struct Delivered {
     /// Records, bytes and refused entries per slot.
     slots: [(f64, f64, f64); SLOTS],
-    /// When measuring started: a measure younger than the window is
-    /// divided by its own age.
-    since: Instant,
+    /// When the oldest request measured was sent: a measure younger than
+    /// the window is divided by its own age, so that a producer that has
+    /// just begun to send is not measured over the time before.
+    since: Option<Instant>,
     /// The start of the current slot, and its index.
     slot_start: Instant,
     current: usize,
@@ -106,7 +115,7 @@ impl Delivered {
     fn new(now: Instant) -> Self {
         Delivered {
             slots: [(0.0, 0.0, 0.0); SLOTS],
-            since: now,
+            since: None,
             slot_start: now,
             current: 0,
         }
@@ -131,22 +140,29 @@ impl Delivered {
         if elapsed >= Self::slot() {
             // Idle for more than the window: everything in it is old.
             self.slot_start = now;
+            self.since = None;
         }
     }
 
-    fn add(&mut self, records: f64, bytes: f64, now: Instant) {
+    fn add(&mut self, records: f64, bytes: f64, sent: Instant, now: Instant) {
         self.advance(now);
+        self.sent(sent);
         if let Some(slot) = self.slots.get_mut(self.current) {
             slot.0 += records;
             slot.1 += bytes;
         }
     }
 
-    fn refused(&mut self, now: Instant) {
+    fn refused(&mut self, sent: Instant, now: Instant) {
         self.advance(now);
+        self.sent(sent);
         if let Some(slot) = self.slots.get_mut(self.current) {
             slot.2 += 1.0;
         }
+    }
+
+    fn sent(&mut self, sent: Instant) {
+        self.since = Some(self.since.map_or(sent, |since| since.min(sent)));
     }
 
     /// The share of entries refused over the window.
@@ -164,18 +180,21 @@ impl Delivered {
     }
 
     /// The share of a shard's capacity delivered over the window: records
-    /// or bytes, whichever is the larger share.
-    fn share(&mut self, now: Instant) -> f64 {
+    /// or bytes, whichever is the larger share (`None`: nothing measured).
+    fn share(&mut self, now: Instant) -> Option<f64> {
         self.advance(now);
         let (records, bytes) = self
             .slots
             .iter()
             .fold((0.0, 0.0), |(r, b), &(sr, sb, _)| (r + sr, b + sb));
         let seconds = now
-            .saturating_duration_since(self.since)
+            .saturating_duration_since(self.since?)
             .clamp(Self::slot(), MEASURE_WINDOW)
             .as_secs_f64();
-        (records / seconds / SHARD_RECORDS_PER_SECOND).max(bytes / seconds / SHARD_BYTES_PER_SECOND)
+        Some(
+            (records / seconds / SHARD_RECORDS_PER_SECOND)
+                .max(bytes / seconds / SHARD_BYTES_PER_SECOND),
+        )
     }
 }
 
@@ -191,10 +210,20 @@ struct Shard {
     refilled: Instant,
     /// When it was last cut; the growth speeds up from then.
     cut: Option<Instant>,
+    /// When a throttle was last judged (a cut, or none because cuts did
+    /// not help) ...
+    judged: Instant,
+    /// ... and the entries the shard took and refused of the requests sent
+    /// within [`CUT_INTERVAL`] after (or until [`JUDGED_ENTRIES`] were):
+    /// whether a cut helped shows there, before the rate grows again.
+    after_judged: (f64, f64),
     /// The share of entries refused over the second before the last cut.
     refused_at_cut: f64,
-    /// Cuts in a row after which that share stayed where it was.
+    /// Cuts in a row that left more than half of that share ...
     futile: u32,
+    /// ... and the rate before the first of them, to go back to when
+    /// cutting does not help.
+    before_futile: f64,
     /// Growth is timed from here: the last cut, or long before it when the
     /// cut had no measure to go by.
     probe_from: Instant,
@@ -215,8 +244,11 @@ impl Shard {
             bytes: share * SHARD_BYTES_PER_SECOND,
             refilled: now,
             cut: None,
+            judged: now,
+            after_judged: (0.0, 0.0),
             refused_at_cut: 0.0,
             futile: 0,
+            before_futile: share,
             probe_from: now,
             held_back: false,
             grown: now,
@@ -234,6 +266,15 @@ impl Shard {
         self.refilled = now;
     }
 
+    /// Whether a request sent at `sent` went within [`CUT_INTERVAL`]
+    /// after the last judgment, or before [`JUDGED_ENTRIES`] were answered.
+    fn just_after_judged(&self, sent: Instant) -> bool {
+        let (taken, refused) = self.after_judged;
+        sent >= self.judged
+            && (sent.saturating_duration_since(self.judged) < CUT_INTERVAL
+                || taken + refused < JUDGED_ENTRIES)
+    }
+
     fn caps(&self) -> (f64, f64) {
         (
             self.share * SHARD_RECORDS_PER_SECOND,
@@ -249,6 +290,9 @@ pub(crate) enum Throttle {
     Cut(f64),
     /// The shard is paced already and was cut recently: its rate stays.
     Paced,
+    /// Cuts did not help: the rate went back to this share, from before
+    /// them.
+    Restored(f64),
 }
 
 /// The pace of every shard of the stream, by shard index in the shard map.
@@ -328,21 +372,32 @@ impl Pacer {
         }
     }
 
-    /// `shard` took an entry of `records` (1) Kinesis records and `bytes`
-    /// bytes.
-    pub(crate) fn delivered(&mut self, shard: Option<usize>, bytes: f64, now: Instant) {
-        self.total.add(1.0, bytes, now);
+    /// `shard` took an entry of `bytes` bytes, sent at `sent`, at `now`.
+    pub(crate) fn delivered(
+        &mut self,
+        shard: Option<usize>,
+        bytes: f64,
+        sent: Instant,
+        now: Instant,
+    ) {
+        self.total.add(1.0, bytes, sent, now);
         if let Some(shard) = shard.and_then(|s| self.shards.get_mut(s)) {
-            shard.delivered.add(1.0, bytes, now);
+            shard.delivered.add(1.0, bytes, sent, now);
+            if shard.just_after_judged(sent) {
+                shard.after_judged.0 += 1.0;
+            }
         }
     }
 
-    /// `shard` refused an entry at `now`. Every refusal of an answer is
-    /// told before any is judged ([`Pacer::throttled`]), so that the share
-    /// refused is the answer's whole.
-    pub(crate) fn refused(&mut self, shard: usize, now: Instant) {
+    /// `shard` refused an entry sent at `sent`, at `now`. Every refusal of
+    /// an answer is told before any is judged ([`Pacer::throttled`]), so
+    /// that the share refused is the answer's whole.
+    pub(crate) fn refused(&mut self, shard: usize, sent: Instant, now: Instant) {
         if let Some(shard) = self.shards.get_mut(shard) {
-            shard.delivered.refused(now);
+            shard.delivered.refused(sent, now);
+            if shard.just_after_judged(sent) {
+                shard.after_judged.1 += 1.0;
+            }
         }
     }
 
@@ -351,47 +406,72 @@ impl Pacer {
     /// unless it was cut recently or cutting does not help.
     pub(crate) fn throttled(&mut self, shard: usize, sent: Instant, now: Instant) -> Throttle {
         let shards = self.shards.len().max(1) as f64;
-        let fallback = self.total.share(now) / shards;
+        let fallback = self.total.share(now).map(|total| total / shards);
         let ceiling = self.ceiling.unwrap_or(RELEASE_SHARE);
         let Some(shard) = self.shards.get_mut(shard) else {
             return Throttle::Paced;
         };
-        if shard.paced
-            && shard
-                .cut
-                .is_some_and(|at| sent <= at || now.saturating_duration_since(at) < CUT_INTERVAL)
+        let cut_before = shard.paced && shard.cut.is_some();
+        if cut_before
+            && (sent <= shard.judged
+                || now.saturating_duration_since(shard.judged) < CUT_INTERVAL
+                || shard.after_judged.0 + shard.after_judged.1 < JUDGED_ENTRIES)
         {
             return Throttle::Paced;
         }
+        // The share refused over the last second.
         let refused = shard.delivered.refused_share(now);
-        if shard.paced && shard.cut.is_some() {
-            let unchanged =
-                refused >= shard.refused_at_cut * 0.5 && refused <= shard.refused_at_cut * 1.5;
-            shard.futile = if unchanged { shard.futile + 1 } else { 0 };
+        if cut_before {
+            // ... and of the requests sent just after the last judgment.
+            let (taken, refused_after) = std::mem::take(&mut shard.after_judged);
+            let refused_after = refused_after / (taken + refused_after);
+            shard.judged = now;
             if shard.futile >= FUTILE_CUTS {
-                return Throttle::Paced;
+                // Cuts did not help: they resume once the share doubles.
+                if refused <= shard.refused_at_cut * 2.0 {
+                    return Throttle::Paced;
+                }
+                shard.futile = 0;
+            } else if refused_after > shard.refused_at_cut * 0.5 {
+                shard.futile += 1;
+                if shard.futile >= FUTILE_CUTS {
+                    shard.share = shard.before_futile;
+                    return Throttle::Restored(shard.share);
+                }
+            } else {
+                shard.futile = 0;
             }
+        } else {
+            shard.futile = 0;
         }
         // What the shard took from this producer; for a shard not measured
         // (unpaced without aggregation) its share of all deliveries.
         let measured = match shard.delivered.share(now) {
-            share if share > 0.0 => share,
-            _ if !shard.paced => fallback,
-            _ => 0.0,
+            Some(share) if share > 0.0 => Some(share),
+            own if !shard.paced => fallback.or(own),
+            own => own,
         };
         let before = if shard.paced { shard.share } else { ceiling };
-        let (share, probe_from) = if measured > 0.0 {
-            let share = (before * CUT_FACTOR).min(measured * CUT_TO_DELIVERED);
-            (share, now)
-        } else {
-            // Nothing to go by: start low and probe fast.
-            let fast = GROWTH_DOUBLING.mul_f64((MAX_GROWTH_PER_SECOND / GROWTH_PER_SECOND).log2());
-            (FLOOR_SHARE, now.checked_sub(fast).unwrap_or(now))
+        if shard.futile == 0 {
+            shard.before_futile = before;
+        }
+        let (share, probe_from) = match measured {
+            Some(measured) if measured > 0.0 => {
+                ((before * CUT_FACTOR).min(measured * CUT_TO_DELIVERED), now)
+            }
+            _ => {
+                // The shard took nothing: start low and probe fast.
+                let fast =
+                    GROWTH_DOUBLING.mul_f64((MAX_GROWTH_PER_SECOND / GROWTH_PER_SECOND).log2());
+                (FLOOR_SHARE, now.checked_sub(fast).unwrap_or(now))
+            }
         };
         let share = share.clamp(FLOOR_SHARE, ceiling);
         shard.paced = true;
         shard.share = share;
         shard.cut = Some(now);
+        shard.judged = now;
+        shard.after_judged = (0.0, 0.0);
         shard.refused_at_cut = refused;
         shard.probe_from = probe_from;
         shard.grown = now;
@@ -451,7 +531,7 @@ mod tests {
     fn cut_to(throttle: Throttle) -> f64 {
         match throttle {
             Throttle::Cut(share) => share,
-            Throttle::Paced => panic!("not cut"),
+            Throttle::Paced | Throttle::Restored(_) => panic!("not cut"),
         }
     }
 
@@ -521,9 +601,11 @@ mod tests {
     fn a_throttle_cuts_to_what_the_shard_took_and_empties_its_buckets() {
         let start = Instant::now();
         let mut pacer = pacer(None, 2, start);
-        // The shard took 400 records of 100 bytes in the last second.
+        // The shard took 400 records of 100 bytes in the last second, in
+        // requests answered 100 ms after they were sent.
         for i in 0..400 {
-            pacer.delivered(Some(0), 100.0, start + Duration::from_millis(i * 2));
+            let at = start + Duration::from_millis(i * 2);
+            pacer.delivered(Some(0), 100.0, at - Duration::from_millis(100), at);
         }
         let now = start + Duration::from_millis(900);
         assert!(close(
@@ -546,7 +628,8 @@ mod tests {
         // Past the interval, a request sent after the cut cuts again: by at
         // least the cut factor.
         for i in 0..400 {
-            pacer.delivered(Some(0), 100.0, later + Duration::from_millis(i * 2));
+            let at = later + Duration::from_millis(i * 2);
+            pacer.delivered(Some(0), 100.0, at, at);
         }
         let much_later = now + CUT_INTERVAL;
         let share = cut_to(pacer.throttled(0, later, much_later));
@@ -560,7 +643,7 @@ mod tests {
         // 2,000 records delivered in all, shards unknown (unpaced, no
         // aggregation): 500 a shard.
         for _ in 0..2_000 {
-            pacer.delivered(None, 10.0, start);
+            pacer.delivered(None, 10.0, start - Duration::from_secs(1), start);
         }
         let share = cut_to(pacer.throttled(2, start, start));
         assert!(close(share, 0.5 * CUT_TO_DELIVERED), "{share}");
@@ -586,7 +669,8 @@ mod tests {
         pacer.set_shards(&["shardId-000000000000".to_owned()], start);
         // 200 records in the producer's first half second: 400 a second.
         for i in 0..200 {
-            pacer.delivered(Some(0), 10.0, start + Duration::from_millis(i * 2));
+            let at = start + Duration::from_millis(i * 2);
+            pacer.delivered(Some(0), 10.0, at, at);
         }
         let now = start + Duration::from_millis(500);
         let share = cut_to(pacer.throttled(0, start, now));
@@ -597,7 +681,7 @@ mod tests {
     fn a_paced_shard_grows_while_it_holds_records_back_and_is_released() {
         let start = Instant::now();
         let mut pacer = pacer(None, 1, start);
-        pacer.delivered(Some(0), 10.0, start);
+        pacer.delivered(Some(0), 10.0, start - Duration::from_secs(1), start);
         pacer.throttled(0, start, start);
         let cut = pacer.share(0).unwrap_or_default();
         // Not holding anything back: no growth.
@@ -627,37 +711,104 @@ mod tests {
         let start = Instant::now();
         let mut pacer = pacer(None, 1, start);
         let mut now = start;
-        // 800 records a second, of which the shard refuses a fifth however
-        // few are sent: the first cut (to 90% of the 640 a second taken)
-        // and the next (to 90% of the 461 then taken) leave the refused
-        // share where it was, and the cuts stop there.
-        for _ in 0..30 {
+        // One second of sending at the paced rate (800 a second before any
+        // cut), of which the shard refuses `share` however few are sent.
+        let mut second = |pacer: &mut Pacer, share: f64| {
             let rate = pacer
                 .share(0)
                 .map_or(800.0, |s| s * SHARD_RECORDS_PER_SECOND);
-            for _ in 0..(rate * 0.8) as usize {
-                pacer.delivered(Some(0), 10.0, now);
+            let sent = now - Duration::from_millis(100);
+            for _ in 0..(rate * (1.0 - share)) as usize {
+                pacer.delivered(Some(0), 10.0, sent, now);
             }
             let at = now + Duration::from_millis(900);
-            for _ in 0..(rate * 0.2) as usize {
-                pacer.refused(0, at);
+            for _ in 0..(rate * share) as usize {
+                pacer.refused(0, sent, at);
             }
-            pacer.throttled(0, now, at);
+            let throttle = pacer.throttled(0, now, at);
             now += CUT_INTERVAL;
+            throttle
+        };
+        // A fifth refused: the first cut (to 90% of the 640 a second taken)
+        // and the next (to 90% of the 461 then taken) leave the refused
+        // share where it was; the cuts stop there, and the rate goes back
+        // to what it was before them.
+        second(&mut pacer, 0.2);
+        let first = pacer.share(0).unwrap_or_default();
+        assert!(close(first, 0.64 * CUT_TO_DELIVERED), "{first}");
+        second(&mut pacer, 0.2);
+        let next = pacer.share(0).unwrap_or_default();
+        assert!(
+            (next - 0.8 * first * CUT_TO_DELIVERED).abs() < 0.01,
+            "{next}"
+        );
+        assert_eq!(second(&mut pacer, 0.2), Throttle::Restored(RELEASE_SHARE));
+        for _ in 0..30 {
+            assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
         }
         let share = pacer.share(0).unwrap_or_default();
-        let expected = 0.64 * CUT_TO_DELIVERED * 0.8 * CUT_TO_DELIVERED;
-        assert!(
-            (share - expected).abs() < 0.01,
-            "{share} (expected {expected})"
-        );
+        assert!(close(share, RELEASE_SHARE), "{share}");
+        // Refusals that double (another producer came) cut again.
+        assert_eq!(second(&mut pacer, 0.3), Throttle::Paced);
+        let cut = cut_to(second(&mut pacer, 0.5));
+        assert!(cut < share, "{cut}");
+    }
+
+    #[test]
+    fn probes_that_throttle_after_cuts_that_helped_are_cut_each_time() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 1, start);
+        let mut now = start;
+        for probe in 0..6 {
+            // A second of sending, of which the shard refused a share: a
+            // third at first, a twentieth at each probe after.
+            let refused = if probe == 0 { 300 } else { 25 };
+            for _ in 0..500 {
+                pacer.delivered(Some(0), 10.0, now, now);
+            }
+            let at = now + Duration::from_millis(900);
+            for _ in 0..refused {
+                pacer.refused(0, now, at);
+            }
+            assert!(
+                matches!(pacer.throttled(0, now, at), Throttle::Cut(_)),
+                "probe {probe}"
+            );
+            // The second after the cut: nothing refused, then quiet
+            // seconds while the rate grows.
+            now = at + Duration::from_millis(100);
+            for _ in 0..400 {
+                pacer.delivered(Some(0), 10.0, now, now);
+            }
+            now += Duration::from_secs(5);
+        }
+    }
+
+    #[test]
+    fn a_throttle_is_not_judged_on_a_few_entries() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 1, start);
+        pacer.delivered(Some(0), 10.0, start, start);
+        pacer.throttled(0, start, start);
+        // Two seconds later, ten entries answered since the cut: too few to
+        // tell whether it helped.
+        let mut now = start;
+        for _ in 0..10 {
+            now += Duration::from_millis(200);
+            pacer.delivered(Some(0), 10.0, now, now);
+        }
+        assert_eq!(pacer.throttled(0, now, now), Throttle::Paced);
+        for _ in 0..(JUDGED_ENTRIES as usize) {
+            pacer.delivered(Some(0), 10.0, now, now);
+        }
+        assert!(matches!(pacer.throttled(0, now, now), Throttle::Cut(_)));
     }
 
     #[test]
     fn a_new_shard_map_keeps_the_pace_of_the_shards_that_stay() {
         let start = Instant::now();
         let mut pacer = pacer(None, 2, start);
-        pacer.delivered(Some(1), 10.0, start);
+        pacer.delivered(Some(1), 10.0, start, start);
         pacer.throttled(1, start, start);
         let paced = pacer.share(1);
         assert!(paced.is_some());

@@ -520,14 +520,16 @@ impl Dispatcher {
                                 .iter()
                                 .map(|p| p.record.data.len() + p.record.partition_key.len_bytes())
                                 .sum();
-                            self.batcher.pacer().delivered(shard, bytes as f64, now);
+                            self.batcher
+                                .pacer()
+                                .delivered(shard, bytes as f64, sent, now);
                         }
                         Err(error) if error.code == SHARD_THROTTLED => {
                             let shard = shard.or_else(|| {
                                 unit.first().and_then(|p| self.batcher.shard_of(&p.record))
                             });
                             if let Some(shard) = shard {
-                                self.batcher.pacer().refused(shard, now);
+                                self.batcher.pacer().refused(shard, sent, now);
                             }
                         }
                         Err(_) => {}
@@ -666,13 +668,20 @@ impl Dispatcher {
         let Some(shard) = shard else {
             return false;
         };
-        if let Throttle::Cut(share) = self.batcher.pacer().throttled(shard, sent, now) {
-            tracing::debug!(
+        match self.batcher.pacer().throttled(shard, sent, now) {
+            Throttle::Cut(share) => tracing::debug!(
                 destination = self.destination.name(),
                 shard,
                 share,
                 "a shard throttled: pacing it at this share of a shard's capacity"
-            );
+            ),
+            Throttle::Restored(share) => tracing::debug!(
+                destination = self.destination.name(),
+                shard,
+                share,
+                "slowing down did not stop a shard's throttling: pacing it at this share again"
+            ),
+            Throttle::Paced => {}
         }
         true
     }
