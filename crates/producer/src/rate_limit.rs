@@ -37,11 +37,12 @@
 //!   throttled for [`RELEASE_AFTER`] is no longer paced.
 //! - Cuts stop when they do not help: when [`FUTILE_CUTS`] cuts in a row
 //!   leave the share of entries the shard refuses at more than half of
-//!   what it was (counting only requests sent after the cut), the refusals
-//!   are not about this producer's rate (a fault; other producers that do
-//!   not slow down), and slowing further would only delay everything: the
-//!   rate goes back to what it was before those cuts. Cutting resumes once
-//!   the share refused doubles.
+//!   what it was (counting the requests sent in the second after the one
+//!   the cut came in, when the service no longer counts what went before
+//!   it), the refusals are not about this producer's rate (a fault; other
+//!   producers that do not slow down), and slowing further would only
+//!   delay everything: the rate goes back to what it was before those
+//!   cuts, and the shard is not cut again for [`FUTILE_PAUSE`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -84,6 +85,10 @@ pub const FUTILE_CUTS: u32 = 2;
 /// a share refused of fewer says little (one refusal in ten is 10%, two
 /// are 20%), and a shard paced slowly would be cut on noise.
 pub const JUDGED_ENTRIES: f64 = 30.0;
+/// After cuts that did not help, a producer does not cut the shard again
+/// for this long: refusals it cannot change cost little in that time, and
+/// a shard it does come to send too fast is cut again soon after.
+pub const FUTILE_PAUSE: Duration = Duration::from_secs(10);
 /// A paced shard whose rate has grown back to this share of a shard's
 /// capacity (the KPL's default `RateLimit`, 150%) ...
 pub const RELEASE_SHARE: f64 = 1.5;
@@ -214,8 +219,10 @@ struct Shard {
     /// not help) ...
     judged: Instant,
     /// ... and the entries the shard took and refused of the requests sent
-    /// within [`CUT_INTERVAL`] after (or until [`JUDGED_ENTRIES`] were):
-    /// whether a cut helped shows there, before the rate grows again.
+    /// in the [`CUT_INTERVAL`] after the next one (or until
+    /// [`JUDGED_ENTRIES`] were): whether a cut helped shows there, once
+    /// the service's count of the second before the cut has passed, and
+    /// before the rate grows again.
     after_judged: (f64, f64),
     /// The share of entries refused over the second before the last cut.
     refused_at_cut: f64,
@@ -270,9 +277,8 @@ impl Shard {
     /// after the last judgment, or before [`JUDGED_ENTRIES`] were answered.
     fn just_after_judged(&self, sent: Instant) -> bool {
         let (taken, refused) = self.after_judged;
-        sent >= self.judged
-            && (sent.saturating_duration_since(self.judged) < CUT_INTERVAL
-                || taken + refused < JUDGED_ENTRIES)
+        let since = sent.saturating_duration_since(self.judged);
+        since >= CUT_INTERVAL && (since < CUT_INTERVAL * 2 || taken + refused < JUDGED_ENTRIES)
     }
 
     fn caps(&self) -> (f64, f64) {
@@ -412,38 +418,40 @@ impl Pacer {
             return Throttle::Paced;
         };
         let cut_before = shard.paced && shard.cut.is_some();
-        if cut_before
-            && (sent <= shard.judged
-                || now.saturating_duration_since(shard.judged) < CUT_INTERVAL
-                || shard.after_judged.0 + shard.after_judged.1 < JUDGED_ENTRIES)
-        {
-            return Throttle::Paced;
-        }
-        // The share refused over the last second.
-        let refused = shard.delivered.refused_share(now);
         if cut_before {
-            // ... and of the requests sent just after the last judgment.
-            let (taken, refused_after) = std::mem::take(&mut shard.after_judged);
-            let refused_after = refused_after / (taken + refused_after);
-            shard.judged = now;
+            if sent <= shard.judged {
+                return Throttle::Paced;
+            }
             if shard.futile >= FUTILE_CUTS {
-                // Cuts did not help: they resume once the share doubles.
-                if refused <= shard.refused_at_cut * 2.0 {
+                // Cuts did not help: none for a while.
+                if now.saturating_duration_since(shard.judged) < FUTILE_PAUSE {
                     return Throttle::Paced;
                 }
                 shard.futile = 0;
-            } else if refused_after > shard.refused_at_cut * 0.5 {
-                shard.futile += 1;
-                if shard.futile >= FUTILE_CUTS {
-                    shard.share = shard.before_futile;
-                    return Throttle::Restored(shard.share);
-                }
             } else {
-                shard.futile = 0;
+                // Whether the last cut helped: the share refused of the
+                // requests sent in the second after the one it came in.
+                let (taken, refused_after) = shard.after_judged;
+                if taken + refused_after < JUDGED_ENTRIES {
+                    return Throttle::Paced;
+                }
+                if refused_after / (taken + refused_after) > shard.refused_at_cut * 0.5 {
+                    shard.futile += 1;
+                } else {
+                    shard.futile = 0;
+                }
+            }
+            shard.judged = now;
+            shard.after_judged = (0.0, 0.0);
+            if shard.futile >= FUTILE_CUTS {
+                shard.share = shard.before_futile;
+                return Throttle::Restored(shard.share);
             }
         } else {
             shard.futile = 0;
         }
+        // The share refused over the last second.
+        let refused = shard.delivered.refused_share(now);
         // What the shard took from this producer; for a shard not measured
         // (unpaced without aggregation) its share of all deliveries.
         let measured = match shard.delivered.share(now) {
@@ -625,14 +633,15 @@ mod tests {
         // interval, does not cut again.
         assert_eq!(pacer.throttled(0, start, later), Throttle::Paced);
         assert_eq!(pacer.throttled(0, later, later), Throttle::Paced);
-        // Past the interval, a request sent after the cut cuts again: by at
-        // least the cut factor.
+        // Requests sent in the second after the one the cut came in show
+        // whether it helped; then a throttle cuts again, by at least the
+        // cut factor.
+        let after = now + CUT_INTERVAL;
         for i in 0..400 {
-            let at = later + Duration::from_millis(i * 2);
+            let at = after + Duration::from_millis(i * 2);
             pacer.delivered(Some(0), 100.0, at, at);
         }
-        let much_later = now + CUT_INTERVAL;
-        let share = cut_to(pacer.throttled(0, later, much_later));
+        let share = cut_to(pacer.throttled(0, after, after + Duration::from_millis(900)));
         assert!(close(share, 0.36 * CUT_FACTOR), "{share}");
     }
 
@@ -729,29 +738,25 @@ mod tests {
             now += CUT_INTERVAL;
             throttle
         };
-        // A fifth refused: the first cut (to 90% of the 640 a second taken)
-        // and the next (to 90% of the 461 then taken) leave the refused
-        // share where it was; the cuts stop there, and the rate goes back
-        // to what it was before them.
-        second(&mut pacer, 0.2);
-        let first = pacer.share(0).unwrap_or_default();
+        // A fifth refused: the first cut (to 90% of the 640 a second
+        // taken) and the next (to 90% of the 461 then taken) leave the
+        // refused share where it was; the cuts stop there, and the rate
+        // goes back to what it was before them. Each cut is judged on the
+        // second after the one it came in.
+        let first = cut_to(second(&mut pacer, 0.2));
         assert!(close(first, 0.64 * CUT_TO_DELIVERED), "{first}");
-        second(&mut pacer, 0.2);
-        let next = pacer.share(0).unwrap_or_default();
-        assert!(
-            (next - 0.8 * first * CUT_TO_DELIVERED).abs() < 0.01,
-            "{next}"
-        );
+        assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
+        let next = cut_to(second(&mut pacer, 0.2));
+        assert!((next - 0.8 * first * CUT_TO_DELIVERED).abs() < 0.01, "{next}");
+        assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
         assert_eq!(second(&mut pacer, 0.2), Throttle::Restored(RELEASE_SHARE));
-        for _ in 0..30 {
+        // No cut for a while; then cuts are tried again.
+        for _ in 1..FUTILE_PAUSE.as_secs() {
             assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
         }
-        let share = pacer.share(0).unwrap_or_default();
-        assert!(close(share, RELEASE_SHARE), "{share}");
-        // Refusals that double (another producer came) cut again.
-        assert_eq!(second(&mut pacer, 0.3), Throttle::Paced);
-        let cut = cut_to(second(&mut pacer, 0.5));
-        assert!(cut < share, "{cut}");
+        assert!(close(pacer.share(0).unwrap_or_default(), RELEASE_SHARE));
+        let cut = cut_to(second(&mut pacer, 0.2));
+        assert!(cut < RELEASE_SHARE, "{cut}");
     }
 
     #[test]
@@ -774,9 +779,9 @@ mod tests {
                 matches!(pacer.throttled(0, now, at), Throttle::Cut(_)),
                 "probe {probe}"
             );
-            // The second after the cut: nothing refused, then quiet
-            // seconds while the rate grows.
-            now = at + Duration::from_millis(100);
+            // The second after the one the cut came in: nothing refused,
+            // then quiet seconds while the rate grows.
+            now = at + CUT_INTERVAL + Duration::from_millis(100);
             for _ in 0..400 {
                 pacer.delivered(Some(0), 10.0, now, now);
             }
