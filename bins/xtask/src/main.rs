@@ -346,25 +346,31 @@ fn run_fuzz(targets: &[&str], seconds: u64, keep: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds the release binaries of `packages` (only `bins` of them, when
+/// named: `--bin` applies across the packages).
+fn build_release(packages: &[&str], bins: &[&str]) -> Result<(), String> {
+    let mut command = cargo();
+    command.args(["build", "--release", "--quiet"]);
+    for package in packages {
+        command.args(["--package", package]);
+    }
+    for bin in bins {
+        command.args(["--bin", bin]);
+    }
+    step("build the release binaries", &mut command)
+}
+
 /// The chaos suite at full size, with the release binaries.
 fn chaos(args: &[String]) -> Result<(), String> {
-    step(
-        "build the release binaries",
-        cargo().args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
+    build_release(
+        &[
             "log-streamer",
-            "--package",
             "cdc-forwarder",
-            "--package",
             "sensor-forwarder",
-            "--package",
             "shardline-chaos",
-            "--package",
             "shardline-harness",
-        ]),
+        ],
+        &[],
     )?;
     step(
         "install test services",
@@ -379,18 +385,7 @@ fn chaos(args: &[String]) -> Result<(), String> {
 /// The whole-path bench runs the release binaries, so they are built first,
 /// with the same profile the bench is built with.
 fn bench() -> Result<(), String> {
-    step(
-        "build the release binaries",
-        cargo().args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
-            "log-streamer",
-            "--package",
-            "cdc-forwarder",
-        ]),
-    )?;
+    build_release(&["log-streamer", "cdc-forwarder"], &[])?;
     step(
         "build the baseline program",
         cargo().args([
@@ -418,21 +413,9 @@ fn bench() -> Result<(), String> {
 
 /// The scale-out bench drives the release log-streamer beside it.
 fn scale_out() -> Result<(), String> {
-    step(
-        "build the release binaries",
-        cargo().args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
-            "log-streamer",
-            "--package",
-            "shardline-benches",
-            "--bin",
-            "log-streamer",
-            "--bin",
-            "scale-out",
-        ]),
+    build_release(
+        &["log-streamer", "shardline-benches"],
+        &["log-streamer", "scale-out"],
     )?;
     // The bench installs kinesalite itself if it is missing.
     step(

@@ -1,16 +1,25 @@
-//! What the harness's proxies share: the AWS JSON 1.1 protocol as Kinesis
-//! and Firehose speak it, the emulator behind a proxy, and answering a batch
-//! put of which only some entries were forwarded.
+//! What the harness's proxies and endpoints share: serving HTTP on a local
+//! port, the AWS JSON 1.1 protocol as Kinesis and Firehose speak it, the
+//! emulator behind a proxy, and answering a batch put of which only some
+//! entries were forwarded.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::Error;
 
@@ -20,6 +29,81 @@ pub(crate) const KINESIS_TARGET: &str = "Kinesis_20131202.";
 pub(crate) const FIREHOSE_TARGET: &str = "Firehose_20150804.";
 /// The content type of the AWS JSON 1.1 protocol.
 pub(crate) const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+/// A local HTTP server: a free port of 127.0.0.1, each connection served by
+/// one handler from the current Tokio runtime. Dropping it stops it.
+#[derive(Debug)]
+pub(crate) struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Listens for `what` (named in errors) and answers every request with
+    /// `handler`. The handler is given its connection's reset: notified, it
+    /// drops the connection with a TCP reset and no answer.
+    pub(crate) async fn start<H, F>(what: &str, handler: H) -> Result<Server, Error>
+    where
+        H: Fn(Request<Incoming>, Arc<Notify>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::io(format!("binding the {what}"), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("reading the {what}'s address"), e))?;
+        let task = tokio::spawn(accept_loop(listener, handler));
+        Ok(Server { addr, task })
+    }
+
+    /// The server's endpoint URL.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept_loop<H, F>(listener: TcpListener, handler: H)
+where
+    H: Fn(Request<Incoming>, Arc<Notify>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        // SO_LINGER 0: closing the socket sends RST, not FIN. A server only
+        // closes a connection itself to reset it; otherwise the client
+        // closes.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        let reset = Arc::new(Notify::new());
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service_reset = reset.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let answer = handler(request, service_reset.clone());
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                () = reset.notified() => {} // dropping the connection resets it
+            }
+        });
+    }
+}
 
 /// The service a request is for, from its `X-Amz-Target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

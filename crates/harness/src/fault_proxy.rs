@@ -18,8 +18,6 @@
 //! what its producer counted with what the proxy did.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,16 +25,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::Error;
 use crate::aws_json::{
-    PartialPut, Service, Upstream, accepted, bad_gateway, pass_on, put_except, respond,
+    PartialPut, Server, Service, Upstream, accepted, bad_gateway, pass_on, put_except, respond,
 };
 
 /// The error an entry or request is failed with.
@@ -143,9 +139,8 @@ struct Plan {
 /// A running fault proxy in front of one upstream endpoint.
 #[derive(Debug)]
 pub struct FaultProxy {
-    addr: SocketAddr,
-    plan: Arc<Mutex<Plan>>,
-    task: tokio::task::JoinHandle<()>,
+    server: Server,
+    shared: Arc<Shared>,
 }
 
 impl FaultProxy {
@@ -158,32 +153,29 @@ impl FaultProxy {
     /// As [`FaultProxy::start`], with the seed of the generator that draws
     /// failing entries and random request faults.
     pub async fn start_with_seed(upstream: &str, seed: u64) -> Result<FaultProxy, Error> {
-        let upstream = Upstream::new(upstream, "fault proxy")?;
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::io("binding the fault proxy", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the fault proxy's address", e))?;
-        let plan = Arc::new(Mutex::new(Plan {
-            entry_fault: None,
-            queued: VecDeque::new(),
-            random: None,
-            rng: StdRng::seed_from_u64(seed),
-            events: Vec::new(),
-        }));
         let shared = Arc::new(Shared {
-            plan: plan.clone(),
-            upstream,
+            plan: Mutex::new(Plan {
+                entry_fault: None,
+                queued: VecDeque::new(),
+                random: None,
+                rng: StdRng::seed_from_u64(seed),
+                events: Vec::new(),
+            }),
+            upstream: Upstream::new(upstream, "fault proxy")?,
         });
-        let task = tokio::spawn(accept_loop(listener, shared));
-        Ok(FaultProxy { addr, plan, task })
+        let handler = shared.clone();
+        let server = Server::start("fault proxy", move |request, reset| {
+            let shared = handler.clone();
+            async move { handle(request, &shared, &reset).await }
+        })
+        .await?;
+        Ok(FaultProxy { server, shared })
     }
 
     /// The proxy's endpoint URL; give it to the client instead of the
     /// emulator's.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.endpoint()
     }
 
     /// Fails entries of every batch put from now on (`None`: stop).
@@ -208,54 +200,24 @@ impl FaultProxy {
     }
 
     fn with_plan<T>(&self, f: impl FnOnce(&mut Plan) -> T) -> T {
-        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut plan)
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.with_plan(f)
     }
 }
 
 #[derive(Debug)]
 struct Shared {
-    plan: Arc<Mutex<Plan>>,
+    plan: Mutex<Plan>,
     upstream: Upstream,
 }
 
 impl Shared {
-    fn record(&self, event: ProxyEvent) {
+    fn with_plan<T>(&self, f: impl FnOnce(&mut Plan) -> T) -> T {
         let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
-        plan.events.push(event);
+        f(&mut plan)
     }
-}
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        // SO_LINGER 0: closing the socket sends RST, not FIN. The proxy only
-        // closes a connection itself to reset it; otherwise the client closes.
-        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-        let reset = Arc::new(Notify::new());
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service_reset = reset.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                let reset = service_reset.clone();
-                async move { Ok::<_, Infallible>(handle(request, &shared, &reset).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                () = reset.notified() => {} // dropping the connection resets it
-            }
-        });
+    fn record(&self, event: ProxyEvent) {
+        self.with_plan(|plan| plan.events.push(event));
     }
 }
 

@@ -31,8 +31,6 @@
 //! delivery with the shards' budget.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,14 +38,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::aws_json::{
-    KINESIS_TARGET, PartialPut, Service, Upstream, bad_gateway, pass_on, put_except, respond,
+    KINESIS_TARGET, PartialPut, Server, Service, Upstream, bad_gateway, pass_on, put_except,
+    respond,
 };
 
 /// Records a shard takes per second.
@@ -199,6 +196,19 @@ struct State {
 }
 
 impl State {
+    fn new(limits: ShardLimits, started: Instant) -> State {
+        State {
+            limits,
+            started,
+            streams: HashMap::new(),
+            resharding: HashSet::new(),
+            windows: HashMap::new(),
+            calls: HashMap::new(),
+            seconds: Vec::new(),
+            shards: BTreeMap::new(),
+        }
+    }
+
     /// Counts into the second of the proxy's life that `now` falls in.
     fn count(&mut self, now: Instant, f: impl FnOnce(&mut SecondCounts)) {
         let index = usize::try_from(now.saturating_duration_since(self.started).as_secs())
@@ -284,9 +294,8 @@ impl State {
 /// A running shard-limit proxy in front of a Kinesis emulator.
 #[derive(Debug)]
 pub struct ShardLimitProxy {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
+    server: Server,
+    shared: Arc<Shared>,
 }
 
 impl ShardLimitProxy {
@@ -294,35 +303,23 @@ impl ShardLimitProxy {
     /// (e.g. [`crate::Kinesalite::endpoint`]), enforcing `limits`. Needs a
     /// Tokio runtime.
     pub async fn start(upstream: &str, limits: ShardLimits) -> Result<ShardLimitProxy, Error> {
-        let upstream = Upstream::new(upstream, "shard-limit proxy")?;
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::io("binding the shard-limit proxy", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the shard-limit proxy's address", e))?;
-        let state = Arc::new(Mutex::new(State {
-            limits,
-            started: Instant::now(),
-            streams: HashMap::new(),
-            resharding: HashSet::new(),
-            windows: HashMap::new(),
-            calls: HashMap::new(),
-            seconds: Vec::new(),
-            shards: BTreeMap::new(),
-        }));
         let shared = Arc::new(Shared {
-            state: state.clone(),
-            upstream,
+            state: Mutex::new(State::new(limits, Instant::now())),
+            upstream: Upstream::new(upstream, "shard-limit proxy")?,
         });
-        let task = tokio::spawn(accept_loop(listener, shared));
-        Ok(ShardLimitProxy { addr, state, task })
+        let handler = shared.clone();
+        let server = Server::start("shard-limit proxy", move |request, _reset| {
+            let shared = handler.clone();
+            async move { handle(request, &shared).await }
+        })
+        .await?;
+        Ok(ShardLimitProxy { server, shared })
     }
 
     /// The proxy's endpoint URL; give it to the client instead of the
     /// emulator's.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.endpoint()
     }
 
     /// What the proxy did in each second since it started, in order.
@@ -352,20 +349,13 @@ impl ShardLimitProxy {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut state)
-    }
-}
-
-impl Drop for ShardLimitProxy {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.with_state(f)
     }
 }
 
 #[derive(Debug)]
 struct Shared {
-    state: Arc<Mutex<State>>,
+    state: Mutex<State>,
     upstream: Upstream,
 }
 
@@ -592,24 +582,6 @@ impl Shared {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(request, &shared).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
 /// A put entry as the limits see it.
 struct Entry {
     shard: Option<String>,
@@ -820,16 +792,7 @@ mod tests {
         let mut limits = ShardLimits::scaled(0.01);
         limits.bytes_per_second = 1_000;
         let now = Instant::now();
-        let mut state = State {
-            limits,
-            started: now,
-            streams: HashMap::new(),
-            resharding: HashSet::new(),
-            windows: HashMap::new(),
-            calls: HashMap::new(),
-            seconds: Vec::new(),
-            shards: BTreeMap::new(),
-        };
+        let mut state = State::new(limits, now);
         // 10 records per second per shard.
         let taken = (0..15).filter(|_| state.take("s0", 10, now)).count();
         assert_eq!(taken, 10);
@@ -849,16 +812,7 @@ mod tests {
     #[test]
     fn control_calls_past_their_rate_are_refused() {
         let now = Instant::now();
-        let mut state = State {
-            limits: ShardLimits::kinesis(),
-            started: now,
-            streams: HashMap::new(),
-            resharding: HashSet::new(),
-            windows: HashMap::new(),
-            calls: HashMap::new(),
-            seconds: Vec::new(),
-            shards: BTreeMap::new(),
-        };
+        let mut state = State::new(ShardLimits::kinesis(), now);
         let allowed = (0..30)
             .filter(|_| state.call_allowed("DescribeStreamSummary", now))
             .count();

@@ -16,8 +16,6 @@
 //! benchmarks: clients reach it through the standard endpoint settings, and
 //! product code has no path of its own for it.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,17 +24,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 use crate::Error;
-
-/// The `X-Amz-Target` prefix of Kinesis Data Streams calls.
-const KINESIS_TARGET: &str = "Kinesis_20131202.";
-/// The content type of the AWS JSON 1.1 protocol.
-const JSON_1_1: &str = "application/x-amz-json-1.1";
+use crate::aws_json::{JSON_1_1, KINESIS_TARGET, Server};
 
 /// `PutRecords` takes at most 500 records per request
 /// (<https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html>).
@@ -102,15 +94,14 @@ struct Shared {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 /// ```
 pub struct WireSpeedKinesis {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for WireSpeedKinesis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WireSpeedKinesis")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .field("shards", &self.shared.starts.len())
             .finish()
     }
@@ -121,23 +112,22 @@ impl WireSpeedKinesis {
     /// runtime, with `shards` open shards (at least one) splitting the hash
     /// key space evenly.
     pub async fn start(shards: u32) -> Result<WireSpeedKinesis, Error> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::io("binding the wire-speed endpoint", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the wire-speed endpoint's address", e))?;
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             starts: even_starts(shards.max(1)),
         });
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
-        Ok(WireSpeedKinesis { addr, shared, task })
+        let handler = shared.clone();
+        let server = Server::start("wire-speed endpoint", move |request, _reset| {
+            let shared = handler.clone();
+            async move { handle(request, &shared).await }
+        })
+        .await?;
+        Ok(WireSpeedKinesis { server, shared })
     }
 
     /// The endpoint URL, for `AWS_ENDPOINT_URL_KINESIS` or an SDK config.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.endpoint()
     }
 
     /// The number of open shards it reports.
@@ -158,36 +148,11 @@ impl WireSpeedKinesis {
     }
 }
 
-impl Drop for WireSpeedKinesis {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// The starting hash keys of `n` shards that split the 128-bit key space
 /// evenly, the way `CreateStream` lays them out.
 fn even_starts(n: u32) -> Vec<u128> {
     let step = u128::MAX / u128::from(n);
     (0..u128::from(n)).map(|i| i * step).collect()
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(request, &shared).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
 
 /// An AWS JSON 1.1 error answer.

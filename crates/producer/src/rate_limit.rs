@@ -747,7 +747,10 @@ mod tests {
         assert!(close(first, 0.64 * CUT_TO_DELIVERED), "{first}");
         assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
         let next = cut_to(second(&mut pacer, 0.2));
-        assert!((next - 0.8 * first * CUT_TO_DELIVERED).abs() < 0.01, "{next}");
+        assert!(
+            (next - 0.8 * first * CUT_TO_DELIVERED).abs() < 0.01,
+            "{next}"
+        );
         assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
         assert_eq!(second(&mut pacer, 0.2), Throttle::Restored(RELEASE_SHARE));
         // No cut for a while; then cuts are tried again.
