@@ -36,13 +36,16 @@
 //! - A shard paced at [`RELEASE_SHARE`] of a shard's capacity that has not
 //!   throttled for [`RELEASE_AFTER`] is no longer paced.
 //! - Cuts stop when they do not help: when [`FUTILE_CUTS`] cuts in a row
-//!   leave the share of entries the shard refuses at more than half of
-//!   what it was (counting the requests sent in the second after the one
-//!   the cut came in, when the service no longer counts what went before
-//!   it), the refusals are not about this producer's rate (a fault; other
+//!   leave more than [`FUTILE_SHARE`] of the share of entries the shard
+//!   refused (counting the requests sent in the second after the one the
+//!   cut came in, when the service no longer counts what went before it),
+//!   the refusals are not about this producer's rate (a fault; other
 //!   producers that do not slow down), and slowing further would only
-//!   delay everything: the rate goes back to what it was before those
-//!   cuts, and the shard is not cut again for [`FUTILE_PAUSE`].
+//!   delay everything: the shard is not cut again for [`FUTILE_PAUSE`],
+//!   and its rate grows back meanwhile by [`GROWTH_PER_SECOND`], never
+//!   faster (a shard still throttling has no free capacity to find). Then
+//!   it is cut once more, and if that does not help either, not again for
+//!   as long.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -77,10 +80,14 @@ pub const MAX_GROWTH_PER_SECOND: f64 = 1.0;
 /// The lowest rate a shard is paced at, as a share of a shard's capacity
 /// (10 records/s): a producer never stops sending a shard altogether.
 pub const FLOOR_SHARE: f64 = 0.01;
-/// Cuts in a row that left more than half of the refused share, after
-/// which a producer stops cutting: one may be unlucky (the others had not
-/// slowed down yet), two are a pattern.
-pub const FUTILE_CUTS: u32 = 2;
+/// A cut that leaves more than this share of the refusals did not help ...
+pub const FUTILE_SHARE: f64 = 0.75;
+/// ... and after this many such cuts in a row a producer stops cutting:
+/// with many producers, one or two may be unlucky (the others had not
+/// slowed down yet); three, each judged a second after the last, are a
+/// pattern. Stopping too early is the costly mistake: a producer that
+/// keeps its rate while the others slow down takes their share in a storm.
+pub const FUTILE_CUTS: u32 = 3;
 /// Entries answered after a cut before the next throttle may be judged:
 /// a share refused of fewer says little (one refusal in ten is 10%, two
 /// are 20%), and a shard paced slowly would be cut on noise.
@@ -226,11 +233,8 @@ struct Shard {
     after_judged: (f64, f64),
     /// The share of entries refused over the second before the last cut.
     refused_at_cut: f64,
-    /// Cuts in a row that left more than half of that share ...
+    /// Cuts in a row that left more than [`FUTILE_SHARE`] of that share.
     futile: u32,
-    /// ... and the rate before the first of them, to go back to when
-    /// cutting does not help.
-    before_futile: f64,
     /// Growth is timed from here: the last cut, or long before it when the
     /// cut had no measure to go by.
     probe_from: Instant,
@@ -255,7 +259,6 @@ impl Shard {
             after_judged: (0.0, 0.0),
             refused_at_cut: 0.0,
             futile: 0,
-            before_futile: share,
             probe_from: now,
             held_back: false,
             grown: now,
@@ -294,11 +297,9 @@ impl Shard {
 pub(crate) enum Throttle {
     /// The shard's rate was cut to this share of a shard's capacity.
     Cut(f64),
-    /// The shard is paced already and was cut recently: its rate stays.
+    /// The shard is paced already and was cut recently, or cuts do not
+    /// help: its rate stays.
     Paced,
-    /// Cuts did not help: the rate went back to this share, from before
-    /// them.
-    Restored(f64),
 }
 
 /// The pace of every shard of the stream, by shard index in the shard map.
@@ -423,11 +424,12 @@ impl Pacer {
                 return Throttle::Paced;
             }
             if shard.futile >= FUTILE_CUTS {
-                // Cuts did not help: none for a while.
+                // Cuts did not help: none for a while. Then one, and if that
+                // does not help either, none for a while again.
                 if now.saturating_duration_since(shard.judged) < FUTILE_PAUSE {
                     return Throttle::Paced;
                 }
-                shard.futile = 0;
+                shard.futile = FUTILE_CUTS - 1;
             } else {
                 // Whether the last cut helped: the share refused of the
                 // requests sent in the second after the one it came in.
@@ -435,7 +437,7 @@ impl Pacer {
                 if taken + refused_after < JUDGED_ENTRIES {
                     return Throttle::Paced;
                 }
-                if refused_after / (taken + refused_after) > shard.refused_at_cut * 0.5 {
+                if refused_after / (taken + refused_after) > shard.refused_at_cut * FUTILE_SHARE {
                     shard.futile += 1;
                 } else {
                     shard.futile = 0;
@@ -444,8 +446,7 @@ impl Pacer {
             shard.judged = now;
             shard.after_judged = (0.0, 0.0);
             if shard.futile >= FUTILE_CUTS {
-                shard.share = shard.before_futile;
-                return Throttle::Restored(shard.share);
+                return Throttle::Paced;
             }
         } else {
             shard.futile = 0;
@@ -460,9 +461,6 @@ impl Pacer {
             own => own,
         };
         let before = if shard.paced { shard.share } else { ceiling };
-        if shard.futile == 0 {
-            shard.before_futile = before;
-        }
         let (share, probe_from) = match measured {
             Some(measured) if measured > 0.0 => {
                 ((before * CUT_FACTOR).min(measured * CUT_TO_DELIVERED), now)
@@ -506,9 +504,14 @@ impl Pacer {
             };
             if std::mem::take(&mut shard.held_back) {
                 let quiet = now.saturating_duration_since(shard.probe_from);
-                let rate = (GROWTH_PER_SECOND
-                    * (quiet.as_secs_f64() / GROWTH_DOUBLING.as_secs_f64()).exp2())
-                .min(MAX_GROWTH_PER_SECOND);
+                let rate = if shard.futile >= FUTILE_CUTS {
+                    // Throttled all along, cuts or not: no speeding up.
+                    GROWTH_PER_SECOND
+                } else {
+                    (GROWTH_PER_SECOND
+                        * (quiet.as_secs_f64() / GROWTH_DOUBLING.as_secs_f64()).exp2())
+                    .min(MAX_GROWTH_PER_SECOND)
+                };
                 // Compounded, so that the growth a second does not depend
                 // on how often the dispatcher looks.
                 let grown = shard.share * (1.0 + rate).powf(elapsed.as_secs_f64());
@@ -539,7 +542,7 @@ mod tests {
     fn cut_to(throttle: Throttle) -> f64 {
         match throttle {
             Throttle::Cut(share) => share,
-            Throttle::Paced | Throttle::Restored(_) => panic!("not cut"),
+            Throttle::Paced => panic!("not cut"),
         }
     }
 
@@ -738,28 +741,34 @@ mod tests {
             now += CUT_INTERVAL;
             throttle
         };
-        // A fifth refused: the first cut (to 90% of the 640 a second
-        // taken) and the next (to 90% of the 461 then taken) leave the
-        // refused share where it was; the cuts stop there, and the rate
-        // goes back to what it was before them. Each cut is judged on the
-        // second after the one it came in.
-        let first = cut_to(second(&mut pacer, 0.2));
-        assert!(close(first, 0.64 * CUT_TO_DELIVERED), "{first}");
-        assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
-        let next = cut_to(second(&mut pacer, 0.2));
+        // A fifth refused: each cut (to 90% of what was taken, 640 a
+        // second at first) leaves the refused share where it was, judged on
+        // the second after the one the cut came in. After three such cuts
+        // the cuts stop, for a while.
+        let mut cuts = Vec::new();
+        for _ in 0..7 {
+            if let Throttle::Cut(share) = second(&mut pacer, 0.2) {
+                cuts.push(share);
+            }
+        }
+        assert_eq!(cuts.len(), FUTILE_CUTS as usize, "{cuts:?}");
+        assert!(close(cuts[0], 0.64 * CUT_TO_DELIVERED), "{cuts:?}");
         assert!(
-            (next - 0.8 * first * CUT_TO_DELIVERED).abs() < 0.01,
-            "{next}"
+            (cuts[1] - 0.8 * cuts[0] * CUT_TO_DELIVERED).abs() < 0.01,
+            "{cuts:?}"
         );
-        assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
-        assert_eq!(second(&mut pacer, 0.2), Throttle::Restored(RELEASE_SHARE));
-        // No cut for a while; then cuts are tried again.
+        let share = pacer.share(0);
         for _ in 1..FUTILE_PAUSE.as_secs() {
             assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
         }
-        assert!(close(pacer.share(0).unwrap_or_default(), RELEASE_SHARE));
+        assert_eq!(pacer.share(0), share);
+        // Then a cut is tried again, and one that does not help is enough
+        // to stop the cuts again.
         let cut = cut_to(second(&mut pacer, 0.2));
-        assert!(cut < RELEASE_SHARE, "{cut}");
+        assert!(Some(cut) < share, "{cut}");
+        assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
+        assert_eq!(second(&mut pacer, 0.2), Throttle::Paced);
+        assert_eq!(pacer.share(0), Some(cut));
     }
 
     #[test]

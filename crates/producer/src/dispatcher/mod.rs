@@ -675,12 +675,6 @@ impl Dispatcher {
                 share,
                 "a shard throttled: pacing it at this share of a shard's capacity"
             ),
-            Throttle::Restored(share) => tracing::debug!(
-                destination = self.destination.name(),
-                shard,
-                share,
-                "slowing down did not stop a shard's throttling: pacing it at this share again"
-            ),
             Throttle::Paced => {}
         }
         true
