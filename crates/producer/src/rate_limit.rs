@@ -19,11 +19,12 @@
 //!   request answered, so a producer that has just begun is measured over
 //!   its own time; a shard that took nothing from it starts from
 //!   [`FLOOR_SHARE`] and probes quickly.
-//!   A producer cuts a shard at most once per [`CUT_INTERVAL`],
-//!   and only for a request sent after its last cut: the answers of
-//!   requests already on their way say nothing about the new rate. The
-//!   shard's tokens are emptied, so its records wait before they go again:
-//!   the backoff is timed per shard, not per request.
+//!   A producer cuts a shard at most once per [`CUT_INTERVAL`], only for
+//!   a request sent after its last cut (the answers of requests already on
+//!   their way say nothing about the new rate), and not before it can tell
+//!   whether the last cut helped (below). The shard's tokens are emptied,
+//!   so its records wait before they go again: the backoff is timed per
+//!   shard, not per request.
 //! - While a paced shard holds records back, its rate grows by
 //!   [`GROWTH_PER_SECOND`] of itself per second right after a cut, twice
 //!   that [`GROWTH_DOUBLING`] later, and so on up to
@@ -38,8 +39,9 @@
 //! - Cuts stop when they do not help: when [`FUTILE_CUTS`] cuts in a row
 //!   leave more than [`FUTILE_SHARE`] of the share of entries the shard
 //!   refused (counting the requests sent in the second after the one the
-//!   cut came in, when the service no longer counts what went before it),
-//!   the refusals are not about this producer's rate (a fault; other
+//!   cut came in, when the service no longer counts what went before it,
+//!   and over [`JUDGED_ENTRIES`] at least; a shard sent fewer in that
+//!   second is cut after it unjudged), the refusals are not about this producer's rate (a fault; other
 //!   producers that do not slow down), and slowing further would only
 //!   delay everything: the shard is not cut again for [`FUTILE_PAUSE`],
 //!   and its rate grows back meanwhile by [`GROWTH_PER_SECOND`], never
@@ -88,9 +90,10 @@ pub const FUTILE_SHARE: f64 = 0.75;
 /// pattern. Stopping too early is the costly mistake: a producer that
 /// keeps its rate while the others slow down takes their share in a storm.
 pub const FUTILE_CUTS: u32 = 3;
-/// Entries answered after a cut before the next throttle may be judged:
-/// a share refused of fewer says little (one refusal in ten is 10%, two
-/// are 20%), and a shard paced slowly would be cut on noise.
+/// Entries answered after a cut before whether it helped is judged: a
+/// share refused of fewer says little (one refusal in ten is 10%, two are
+/// 20%). A shard sent fewer in the second they are counted over is cut
+/// again after that second, unjudged.
 pub const JUDGED_ENTRIES: f64 = 30.0;
 /// After cuts that did not help, a producer does not cut the shard again
 /// for this long: refusals it cannot change cost little in that time, and
@@ -420,7 +423,7 @@ impl Pacer {
         };
         let cut_before = shard.paced && shard.cut.is_some();
         if cut_before {
-            if sent <= shard.judged {
+            if sent <= shard.judged || now.saturating_duration_since(shard.judged) < CUT_INTERVAL {
                 return Throttle::Paced;
             }
             if shard.futile >= FUTILE_CUTS {
@@ -432,15 +435,22 @@ impl Pacer {
                 shard.futile = FUTILE_CUTS - 1;
             } else {
                 // Whether the last cut helped: the share refused of the
-                // requests sent in the second after the one it came in.
+                // requests sent in the second after the one it came in,
+                // once enough were answered to tell. A shard sent too few
+                // entries (aggregates) to tell in that second is simply
+                // cut after it.
                 let (taken, refused_after) = shard.after_judged;
-                if taken + refused_after < JUDGED_ENTRIES {
+                let judged = taken + refused_after >= JUDGED_ENTRIES;
+                if !judged && now.saturating_duration_since(shard.judged) < CUT_INTERVAL * 2 {
                     return Throttle::Paced;
                 }
-                if refused_after / (taken + refused_after) > shard.refused_at_cut * FUTILE_SHARE {
-                    shard.futile += 1;
-                } else {
-                    shard.futile = 0;
+                if judged {
+                    if refused_after / (taken + refused_after) > shard.refused_at_cut * FUTILE_SHARE
+                    {
+                        shard.futile += 1;
+                    } else {
+                        shard.futile = 0;
+                    }
                 }
             }
             shard.judged = now;
@@ -807,18 +817,28 @@ mod tests {
         let mut pacer = pacer(None, 1, start);
         pacer.delivered(Some(0), 10.0, start, start);
         pacer.throttled(0, start, start);
-        // Two seconds later, ten entries answered since the cut: too few to
-        // tell whether it helped.
-        let mut now = start;
-        for _ in 0..10 {
-            now += Duration::from_millis(200);
-            pacer.delivered(Some(0), 10.0, now, now);
+        // Five entries sent in the second after the one the cut came in:
+        // too few to tell whether it helped; a throttle waits.
+        let sent = start + Duration::from_millis(1_100);
+        let now = start + Duration::from_millis(1_500);
+        for _ in 0..5 {
+            pacer.delivered(Some(0), 10.0, sent, now);
         }
         assert_eq!(pacer.throttled(0, now, now), Throttle::Paced);
+        // Thirty are enough (nothing refused: it helped), and a throttle
+        // cuts again.
         for _ in 0..(JUDGED_ENTRIES as usize) {
-            pacer.delivered(Some(0), 10.0, now, now);
+            pacer.delivered(Some(0), 10.0, sent, now);
         }
         assert!(matches!(pacer.throttled(0, now, now), Throttle::Cut(_)));
+        // Too few in the second they are counted over: once it has passed,
+        // a throttle cuts unjudged.
+        let sent = now + Duration::from_millis(1_100);
+        let later = now + Duration::from_millis(2_000);
+        for _ in 0..5 {
+            pacer.delivered(Some(0), 10.0, sent, later);
+        }
+        assert!(matches!(pacer.throttled(0, later, later), Throttle::Cut(_)));
     }
 
     #[test]
