@@ -511,9 +511,12 @@ impl Dispatcher {
         match result {
             Ok(results) => {
                 // What the shards took and refused first: a throttle in the
-                // same answer is judged against all of it.
+                // same answer is judged against all of it. The shard of each
+                // throttled entry, worked out once.
+                let mut throttled_shards = Vec::with_capacity(members.len());
                 for ((unit, result), predicted) in members.iter().zip(&results).zip(&predicted) {
                     let shard = predicted.as_ref().map(|(index, _)| *index);
+                    let mut throttled_shard = None;
                     match result {
                         Ok(_) => {
                             let bytes: usize = unit
@@ -531,12 +534,19 @@ impl Dispatcher {
                             if let Some(shard) = shard {
                                 self.batcher.pacer().refused(shard, sent, now);
                             }
+                            throttled_shard = shard;
                         }
                         Err(_) => {}
                     }
+                    throttled_shards.push(throttled_shard);
                 }
                 let mut throttled = 0;
-                for ((unit, result), predicted) in members.into_iter().zip(results).zip(predicted) {
+                for (((unit, result), predicted), throttled_shard) in members
+                    .into_iter()
+                    .zip(results)
+                    .zip(predicted)
+                    .zip(throttled_shards)
+                {
                     match result {
                         Ok(delivery) => {
                             if predicted
@@ -554,7 +564,7 @@ impl Dispatcher {
                             let class = classify(&error.code, None);
                             let failure = (Some(error.code.clone()), error.message.as_str());
                             let paced = error.code == SHARD_THROTTLED
-                                && self.shard_throttled(&unit, predicted, sent, now);
+                                && self.shard_throttled(throttled_shard, sent, now);
                             throttled += u64::from(error.code == SHARD_THROTTLED);
                             self.failed_together(unit, class, failure, false, paced);
                         }
@@ -650,21 +660,11 @@ impl Dispatcher {
     /// An entry bound for a shard was throttled: the shard is paced (its
     /// rate cut unless it was cut recently). Whether the entry's shard is
     /// known and paced, so that its records may simply wait for it.
-    fn shard_throttled(
-        &mut self,
-        unit: &[Pending],
-        predicted: Option<(usize, String)>,
-        sent: Instant,
-        now: Instant,
-    ) -> bool {
+    fn shard_throttled(&mut self, shard: Option<usize>, sent: Instant, now: Instant) -> bool {
         if !self.config.adaptive_shard_rate {
             // A fixed rate limit at most: the shard's records retry as any.
             return false;
         }
-        let shard = match predicted {
-            Some((index, _)) => Some(index),
-            None => unit.first().and_then(|p| self.batcher.shard_of(&p.record)),
-        };
         let Some(shard) = shard else {
             return false;
         };
