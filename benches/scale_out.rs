@@ -504,12 +504,9 @@ async fn run_case(
             };
             let reason = text("reason");
             *reasons.entry(reason).or_default() += 1;
-            let data = text("data");
-            if let Some(id) = data
-                .split("\"id\":\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-            {
+            // The record is the JSON line log-streamer made, with its id.
+            let record: serde_json::Value = serde_json::from_str(&text("data")).unwrap_or_default();
+            if let Some(id) = record.get("id").and_then(serde_json::Value::as_str) {
                 dead.insert(id.to_owned());
             }
             dead_lettered += 1;
@@ -518,28 +515,23 @@ async fn run_case(
     if !reasons.is_empty() {
         eprintln!("    dead letters by reason: {reasons:?}");
     }
+    // Lines neither stored nor dead-lettered; the first 20 are named.
     let mut lost = 0;
+    let mut missing: Vec<String> = Vec::new();
     for (i, instance) in instances.iter().enumerate() {
         let count = written_lines(&instance.file)?;
         for sequence in 0..count {
             let id = format!("{i}-{sequence}");
             if !seen.contains_key(&id) && !dead.contains(&id) {
                 lost += 1;
+                if missing.len() < 20 {
+                    missing.push(id);
+                }
             }
         }
     }
     let duplicated = seen.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
     if lost > 0 {
-        let missing: Vec<String> = instances
-            .iter()
-            .enumerate()
-            .flat_map(|(i, instance)| {
-                let count = written_lines(&instance.file).unwrap_or(0);
-                (0..count).map(move |n| format!("{i}-{n}"))
-            })
-            .filter(|id| !seen.contains_key(id) && !dead.contains(id))
-            .take(20)
-            .collect();
         eprintln!(
             "    {lost} lines lost (the shards took {} entries, the stream holds {} records): {missing:?}; \
              the run's files are kept in {}",
