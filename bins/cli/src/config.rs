@@ -28,6 +28,9 @@ pub struct ProducerSection {
     pub max_in_flight: Option<usize>,
     /// KPL aggregation (Kinesis).
     pub aggregate: Option<bool>,
+    /// The largest aggregate in bytes, as the KPL's `AggregationMaxSize`
+    /// (default 51,200); only with aggregation on.
+    pub aggregate_max_bytes: Option<usize>,
     /// Firehose packing of newline-delimited records.
     pub pack: Option<bool>,
     /// Retries after the first attempt; `-1`: unlimited.

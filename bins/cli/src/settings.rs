@@ -106,8 +106,14 @@ impl Settings {
             if !matches!(destination, Destination::Kinesis(_)) {
                 bail!("aggregation is for Kinesis data streams");
             }
-            producer.aggregate_max_bytes =
-                Some(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES);
+            producer.aggregate_max_bytes = Some(
+                p.aggregate_max_bytes
+                    .unwrap_or(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES),
+            );
+        } else if p.aggregate_max_bytes.is_some() {
+            bail!(
+                "aggregate_max_bytes is set but aggregation is off: add --aggregate or aggregate = true"
+            );
         }
         if p.pack == Some(true) {
             if !matches!(destination, Destination::Firehose(_)) {
@@ -357,5 +363,24 @@ mod tests {
         assert_eq!(unlimited.run.producer.retry.max_retries, None);
         let five = with_config("[producer]\nmax_retries = 5").unwrap();
         assert_eq!(five.run.producer.retry.max_retries, Some(5));
+    }
+
+    /// The aggregate size is the KPL's default unless set, and setting it
+    /// without aggregation is an error rather than a setting that does
+    /// nothing.
+    #[test]
+    fn aggregate_size_needs_aggregation() {
+        let default = with_config("[producer]\naggregate = true").unwrap();
+        assert_eq!(
+            default.run.producer.aggregate_max_bytes,
+            Some(shardline_producer::aggregation::DEFAULT_AGGREGATE_MAX_BYTES)
+        );
+        let small =
+            with_config("[producer]\naggregate = true\naggregate_max_bytes = 10240").unwrap();
+        assert_eq!(small.run.producer.aggregate_max_bytes, Some(10_240));
+        let e = with_config("[producer]\naggregate_max_bytes = 10240")
+            .err()
+            .unwrap_or_else(|| panic!("aggregate_max_bytes without aggregation was taken"));
+        assert!(e.to_string().contains("aggregate_max_bytes"), "{e}");
     }
 }
