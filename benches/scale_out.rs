@@ -10,7 +10,9 @@
 //! `cargo xtask test` runs `scale-out --smoke` with the debug ones (N = 2,
 //! plain, 8 s). It drives the `log-streamer` beside it.
 //! `SHARDLINE_SCALE_SECONDS` sets how long the files grow (default 40);
-//! `SHARDLINE_SCALE_ONLY=TEXT` runs only the cases whose label holds TEXT.
+//! `SHARDLINE_SCALE_ONLY=TEXT` runs only the cases whose label holds TEXT;
+//! `SHARDLINE_SCALE_LOG` is the instances' `RUST_LOG` (default `warn`), e.g.
+//! `warn,shardline_producer::dispatcher=debug` to see each cut.
 //!
 //! For each case it reports:
 //! - delivered records/s and bytes/s over the steady part of the run
@@ -72,6 +74,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// records it holds and the copies its requests in flight make; an
 /// aggregated instance needs at least 18 MiB for one full request).
 const MEMORY_CAP_BYTES: u64 = 32 << 20;
+/// The largest aggregate, scaled with the shards' limits: the KPL's
+/// default (51,200 bytes) is about 20 aggregates a second to a real shard,
+/// and so is this to a scaled one. Unscaled, a shard here would take 4 a
+/// second, each a quarter of its budget: pacing that coarse is not what
+/// aggregated producers meet on a real stream.
+const AGGREGATE_MAX_BYTES: usize = (51_200.0 * SCALE) as usize;
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -306,8 +314,13 @@ async fn run_case(
     std::fs::write(
         &config,
         format!(
-            "[producer]\nqueue_max_bytes = {MEMORY_CAP_BYTES}\nadaptive_shard_rate = {on}\nadaptive_concurrency = {on}\n",
-            on = !case.fixed
+            "[producer]\nqueue_max_bytes = {MEMORY_CAP_BYTES}\nadaptive_shard_rate = {on}\nadaptive_concurrency = {on}\n{aggregate}",
+            on = !case.fixed,
+            aggregate = if case.aggregate {
+                format!("aggregate_max_bytes = {AGGREGATE_MAX_BYTES}\n")
+            } else {
+                String::new()
+            },
         ),
     )?;
     let offered = case.offered_lines_per_second();
@@ -322,7 +335,10 @@ async fn run_case(
         let mut command = Command::new(bins.join("log-streamer"));
         command
             .envs(endpoints.env())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SHARDLINE_SCALE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .args(["--log-files", &files, "--stream-name", &stream])
             .arg("--checkpoint-file")
             .arg(&checkpoint)
