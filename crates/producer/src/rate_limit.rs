@@ -399,6 +399,19 @@ impl Pacer {
         }
     }
 
+    /// `entries` entries of `bytes` bytes in all, sent at `sent`, were
+    /// taken at `now` by shards not worked out (no shard was paced when
+    /// they went): the whole stream's measure only, added once per answer.
+    pub(crate) fn delivered_unmapped(
+        &mut self,
+        entries: f64,
+        bytes: f64,
+        sent: Instant,
+        now: Instant,
+    ) {
+        self.total.add(entries, bytes, sent, now);
+    }
+
     /// `shard` refused an entry sent at `sent`, at `now`. Every refusal of
     /// an answer is told before any is judged ([`Pacer::throttled`]), so
     /// that the share refused is the answer's whole.

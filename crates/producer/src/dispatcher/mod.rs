@@ -514,6 +514,8 @@ impl Dispatcher {
                 // same answer is judged against all of it. The shard of each
                 // throttled entry, worked out once.
                 let mut throttled_shards = Vec::with_capacity(members.len());
+                // Entries of no worked-out shard count once per answer.
+                let (mut unmapped, mut unmapped_bytes) = (0usize, 0usize);
                 for ((unit, result), predicted) in members.iter().zip(&results).zip(&predicted) {
                     let shard = predicted.as_ref().map(|(index, _)| *index);
                     let mut throttled_shard = None;
@@ -523,9 +525,14 @@ impl Dispatcher {
                                 .iter()
                                 .map(|p| p.record.data.len() + p.record.partition_key.len_bytes())
                                 .sum();
-                            self.batcher
-                                .pacer()
-                                .delivered(shard, bytes as f64, sent, now);
+                            if shard.is_some() {
+                                self.batcher
+                                    .pacer()
+                                    .delivered(shard, bytes as f64, sent, now);
+                            } else {
+                                unmapped += 1;
+                                unmapped_bytes += bytes;
+                            }
                         }
                         Err(error) if error.code == SHARD_THROTTLED => {
                             let shard = shard.or_else(|| {
@@ -539,6 +546,14 @@ impl Dispatcher {
                         Err(_) => {}
                     }
                     throttled_shards.push(throttled_shard);
+                }
+                if unmapped > 0 {
+                    self.batcher.pacer().delivered_unmapped(
+                        unmapped as f64,
+                        unmapped_bytes as f64,
+                        sent,
+                        now,
+                    );
                 }
                 let mut throttled = 0;
                 for (((unit, result), predicted), throttled_shard) in members
