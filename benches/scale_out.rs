@@ -45,7 +45,7 @@ use shardline_harness::shard_limit::{
 };
 use shardline_harness::{AwsEndpoints, Kinesalite, ShardLimitProxy, binary, measure, streams};
 use shardline_partition_key::{PartitionKey, ShardMap, ShardRange};
-use shardline_producer::aggregation::deaggregate;
+use shardline_producer::aggregation::{DEFAULT_AGGREGATE_MAX_BYTES, deaggregate};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -79,7 +79,7 @@ const MEMORY_CAP_BYTES: u64 = 32 << 20;
 /// and so is this to a scaled one. Unscaled, a shard here would take 4 a
 /// second, each a quarter of its budget: pacing that coarse is not what
 /// aggregated producers meet on a real stream.
-const AGGREGATE_MAX_BYTES: usize = (51_200.0 * SCALE) as usize;
+const AGGREGATE_MAX_BYTES: usize = (DEFAULT_AGGREGATE_MAX_BYTES as f64 * SCALE) as usize;
 
 #[derive(Debug, Clone, Copy)]
 struct Case {

@@ -41,13 +41,13 @@
 //!   refused (counting the requests sent in the second after the one the
 //!   cut came in, when the service no longer counts what went before it,
 //!   and over [`JUDGED_ENTRIES`] at least; a shard sent fewer in that
-//!   second is cut after it unjudged), the refusals are not about this producer's rate (a fault; other
-//!   producers that do not slow down), and slowing further would only
-//!   delay everything: the shard is not cut again for [`FUTILE_PAUSE`],
-//!   and its rate grows back meanwhile by [`GROWTH_PER_SECOND`], never
-//!   faster (a shard still throttling has no free capacity to find). Then
-//!   it is cut once more, and if that does not help either, not again for
-//!   as long.
+//!   second is cut after it unjudged), the refusals are not about this
+//!   producer's rate (a fault; other producers that do not slow down), and
+//!   slowing further would only delay everything: the shard is not cut
+//!   again for [`FUTILE_PAUSE`], and its rate grows back meanwhile by
+//!   [`GROWTH_PER_SECOND`], never faster (a shard still throttling has no
+//!   free capacity to find). Then it is cut once more, and if that does not
+//!   help either, not again for as long.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -383,15 +383,9 @@ impl Pacer {
     }
 
     /// `shard` took an entry of `bytes` bytes, sent at `sent`, at `now`.
-    pub(crate) fn delivered(
-        &mut self,
-        shard: Option<usize>,
-        bytes: f64,
-        sent: Instant,
-        now: Instant,
-    ) {
+    pub(crate) fn delivered(&mut self, shard: usize, bytes: f64, sent: Instant, now: Instant) {
         self.total.add(1.0, bytes, sent, now);
-        if let Some(shard) = shard.and_then(|s| self.shards.get_mut(s)) {
+        if let Some(shard) = self.shards.get_mut(shard) {
             shard.delivered.add(1.0, bytes, sent, now);
             if shard.just_after_judged(sent) {
                 shard.after_judged.0 += 1.0;
@@ -639,7 +633,7 @@ mod tests {
         // requests answered 100 ms after they were sent.
         for i in 0..400 {
             let at = start + Duration::from_millis(i * 2);
-            pacer.delivered(Some(0), 100.0, at - Duration::from_millis(100), at);
+            pacer.delivered(0, 100.0, at - Duration::from_millis(100), at);
         }
         let now = start + Duration::from_millis(900);
         assert!(close(
@@ -665,7 +659,7 @@ mod tests {
         let after = now + CUT_INTERVAL;
         for i in 0..400 {
             let at = after + Duration::from_millis(i * 2);
-            pacer.delivered(Some(0), 100.0, at, at);
+            pacer.delivered(0, 100.0, at, at);
         }
         let share = cut_to(pacer.throttled(0, after, after + Duration::from_millis(900)));
         assert!(close(share, 0.36 * CUT_FACTOR), "{share}");
@@ -678,7 +672,7 @@ mod tests {
         // 2,000 records delivered in all, shards unknown (unpaced, no
         // aggregation): 500 a shard.
         for _ in 0..2_000 {
-            pacer.delivered(None, 10.0, start - Duration::from_secs(1), start);
+            pacer.delivered_unmapped(1.0, 10.0, start - Duration::from_secs(1), start);
         }
         let share = cut_to(pacer.throttled(2, start, start));
         assert!(close(share, 0.5 * CUT_TO_DELIVERED), "{share}");
@@ -705,7 +699,7 @@ mod tests {
         // 200 records in the producer's first half second: 400 a second.
         for i in 0..200 {
             let at = start + Duration::from_millis(i * 2);
-            pacer.delivered(Some(0), 10.0, at, at);
+            pacer.delivered(0, 10.0, at, at);
         }
         let now = start + Duration::from_millis(500);
         let share = cut_to(pacer.throttled(0, start, now));
@@ -716,7 +710,7 @@ mod tests {
     fn a_paced_shard_grows_while_it_holds_records_back_and_is_released() {
         let start = Instant::now();
         let mut pacer = pacer(None, 1, start);
-        pacer.delivered(Some(0), 10.0, start - Duration::from_secs(1), start);
+        pacer.delivered(0, 10.0, start - Duration::from_secs(1), start);
         pacer.throttled(0, start, start);
         let cut = pacer.share(0).unwrap_or_default();
         // Not holding anything back: no growth.
@@ -754,7 +748,7 @@ mod tests {
                 .map_or(800.0, |s| s * SHARD_RECORDS_PER_SECOND);
             let sent = now - Duration::from_millis(100);
             for _ in 0..(rate * (1.0 - share)) as usize {
-                pacer.delivered(Some(0), 10.0, sent, now);
+                pacer.delivered(0, 10.0, sent, now);
             }
             let at = now + Duration::from_millis(900);
             for _ in 0..(rate * share) as usize {
@@ -804,7 +798,7 @@ mod tests {
             // third at first, a twentieth at each probe after.
             let refused = if probe == 0 { 300 } else { 25 };
             for _ in 0..500 {
-                pacer.delivered(Some(0), 10.0, now, now);
+                pacer.delivered(0, 10.0, now, now);
             }
             let at = now + Duration::from_millis(900);
             for _ in 0..refused {
@@ -818,7 +812,7 @@ mod tests {
             // then quiet seconds while the rate grows.
             now = at + CUT_INTERVAL + Duration::from_millis(100);
             for _ in 0..400 {
-                pacer.delivered(Some(0), 10.0, now, now);
+                pacer.delivered(0, 10.0, now, now);
             }
             now += Duration::from_secs(5);
         }
@@ -828,20 +822,20 @@ mod tests {
     fn a_throttle_is_not_judged_on_a_few_entries() {
         let start = Instant::now();
         let mut pacer = pacer(None, 1, start);
-        pacer.delivered(Some(0), 10.0, start, start);
+        pacer.delivered(0, 10.0, start, start);
         pacer.throttled(0, start, start);
         // Five entries sent in the second after the one the cut came in:
         // too few to tell whether it helped; a throttle waits.
         let sent = start + Duration::from_millis(1_100);
         let now = start + Duration::from_millis(1_500);
         for _ in 0..5 {
-            pacer.delivered(Some(0), 10.0, sent, now);
+            pacer.delivered(0, 10.0, sent, now);
         }
         assert_eq!(pacer.throttled(0, now, now), Throttle::Paced);
         // Thirty are enough (nothing refused: it helped), and a throttle
         // cuts again.
         for _ in 0..(JUDGED_ENTRIES as usize) {
-            pacer.delivered(Some(0), 10.0, sent, now);
+            pacer.delivered(0, 10.0, sent, now);
         }
         assert!(matches!(pacer.throttled(0, now, now), Throttle::Cut(_)));
         // Too few in the second they are counted over: once it has passed,
@@ -849,7 +843,7 @@ mod tests {
         let sent = now + Duration::from_millis(1_100);
         let later = now + Duration::from_millis(2_000);
         for _ in 0..5 {
-            pacer.delivered(Some(0), 10.0, sent, later);
+            pacer.delivered(0, 10.0, sent, later);
         }
         assert!(matches!(pacer.throttled(0, later, later), Throttle::Cut(_)));
     }
@@ -858,7 +852,7 @@ mod tests {
     fn a_new_shard_map_keeps_the_pace_of_the_shards_that_stay() {
         let start = Instant::now();
         let mut pacer = pacer(None, 2, start);
-        pacer.delivered(Some(1), 10.0, start, start);
+        pacer.delivered(1, 10.0, start, start);
         pacer.throttled(1, start, start);
         let paced = pacer.share(1);
         assert!(paced.is_some());

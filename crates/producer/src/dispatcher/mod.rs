@@ -525,7 +525,7 @@ impl Dispatcher {
                                 .iter()
                                 .map(|p| p.record.data.len() + p.record.partition_key.len_bytes())
                                 .sum();
-                            if shard.is_some() {
+                            if let Some(shard) = shard {
                                 self.batcher
                                     .pacer()
                                     .delivered(shard, bytes as f64, sent, now);
