@@ -34,6 +34,14 @@
 //!   hundred hosts a hundred times faster), and faster when capacity has
 //!   been free for a while (another producer left, the stream was
 //!   resharded).
+//! - A shard made by a reshard (a split or a merge) starts at the pace of
+//!   the paced shards whose hash keys it takes over, the fastest of them
+//!   if several, as if it had just been cut to it: each producer's share
+//!   of the old shard is a fair share of the new one, which has the same
+//!   capacity and fewer keys. Started unpaced, every producer sent each
+//!   new shard as fast as its backlog allowed until it throttled (the
+//!   scale-out bench's reshard run: 0.17 throttled entries per delivered
+//!   one, against 0.05–0.08 without a reshard).
 //! - A shard paced at [`RELEASE_SHARE`] of a shard's capacity that has not
 //!   throttled for [`RELEASE_AFTER`] is no longer paced.
 //! - Cuts stop when they do not help: when [`FUTILE_CUTS`] cuts in a row
@@ -51,6 +59,8 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use shardline_partition_key::ShardRange;
 
 /// Records a shard takes per second.
 /// <https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html>
@@ -218,6 +228,8 @@ impl Delivered {
 #[derive(Debug, Clone)]
 struct Shard {
     id: String,
+    /// The hash keys it holds, first and last.
+    keys: (u128, u128),
     paced: bool,
     share: f64,
     records: f64,
@@ -248,10 +260,11 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(id: String, ceiling: Option<f64>, now: Instant) -> Self {
+    fn new(range: &ShardRange, ceiling: Option<f64>, now: Instant) -> Self {
         let share = ceiling.unwrap_or(RELEASE_SHARE);
         Shard {
-            id,
+            id: range.shard_id.clone(),
+            keys: (range.starting_hash_key, range.ending_hash_key),
             paced: ceiling.is_some(),
             share,
             records: share * SHARD_RECORDS_PER_SECOND,
@@ -267,6 +280,39 @@ impl Shard {
             grown: now,
             delivered: Delivered::new(now),
         }
+    }
+
+    /// A shard made by a reshard, taking over keys from `parents` (the
+    /// shards before it whose hash keys it overlaps): paced at the fastest
+    /// paced parent's rate, as if just cut to it; unpaced if none was.
+    fn inherit<'a>(
+        range: &ShardRange,
+        parents: impl Iterator<Item = &'a Shard>,
+        ceiling: Option<f64>,
+        now: Instant,
+    ) -> Self {
+        let mut shard = Shard::new(range, ceiling, now);
+        let fastest = parents
+            .filter(|p| p.paced && p.cut.is_some())
+            .map(|p| p.share)
+            .fold(None, |most: Option<f64>, share| {
+                Some(most.map_or(share, |m| m.max(share)))
+            });
+        if let Some(share) = fastest {
+            shard.paced = true;
+            shard.share = share;
+            shard.records = share * SHARD_RECORDS_PER_SECOND;
+            shard.bytes = share * SHARD_BYTES_PER_SECOND;
+            shard.cut = Some(now);
+            // No cut was judged: whatever it refuses next is not counted
+            // against one (see `FUTILE_SHARE`).
+            shard.refused_at_cut = 1.0;
+        }
+        shard
+    }
+
+    fn overlaps(&self, range: &ShardRange) -> bool {
+        self.keys.0 <= range.ending_hash_key && range.starting_hash_key <= self.keys.1
     }
 
     /// Refills the buckets for the time since the last refill; each holds
@@ -328,19 +374,26 @@ impl Pacer {
         }
     }
 
-    /// A new shard map: shards that stay keep their pace; new ones start
-    /// unpaced (or at the fixed ceiling).
-    pub(crate) fn set_shards(&mut self, ids: &[String], now: Instant) {
-        let mut old: HashMap<String, Shard> = self
-            .shards
-            .drain(..)
-            .map(|shard| (shard.id.clone(), shard))
-            .collect();
-        self.shards = ids
+    /// A new shard map (its open shards, in its order): shards that stay
+    /// keep their pace; new ones start at the pace of the shards whose
+    /// keys they take over, or unpaced (at the fixed ceiling) if those
+    /// were not paced.
+    pub(crate) fn set_shards(&mut self, ranges: &[ShardRange], now: Instant) {
+        let before = std::mem::take(&mut self.shards);
+        let by_id: HashMap<&str, &Shard> = before
             .iter()
-            .map(|id| {
-                old.remove(id)
-                    .unwrap_or_else(|| Shard::new(id.clone(), self.ceiling, now))
+            .map(|shard| (shard.id.as_str(), shard))
+            .collect();
+        self.shards = ranges
+            .iter()
+            .map(|range| match by_id.get(range.shard_id.as_str()) {
+                Some(&kept) => kept.clone(),
+                None => Shard::inherit(
+                    range,
+                    before.iter().filter(|old| old.overlaps(range)),
+                    self.ceiling,
+                    now,
+                ),
             })
             .collect();
     }
@@ -555,6 +608,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardline_partition_key::ShardMap;
 
     fn cut_to(throttle: Throttle) -> f64 {
         match throttle {
@@ -572,8 +626,7 @@ mod tests {
     fn pacer(ceiling: Option<u32>, shards: usize, now: Instant) -> Pacer {
         let made = now.checked_sub(Duration::from_secs(10)).unwrap_or(now);
         let mut pacer = Pacer::new(ceiling, made);
-        let ids: Vec<String> = (0..shards).map(|i| format!("shardId-{i:012}")).collect();
-        pacer.set_shards(&ids, made);
+        pacer.set_shards(ShardMap::even(shards).ranges(), made);
         pacer
     }
 
@@ -695,7 +748,7 @@ mod tests {
     fn a_measure_younger_than_the_window_counts_for_its_own_age() {
         let start = Instant::now();
         let mut pacer = Pacer::new(None, start);
-        pacer.set_shards(&["shardId-000000000000".to_owned()], start);
+        pacer.set_shards(ShardMap::even(1).ranges(), start);
         // 200 records in the producer's first half second: 400 a second.
         for i in 0..200 {
             let at = start + Duration::from_millis(i * 2);
@@ -848,6 +901,15 @@ mod tests {
         assert!(matches!(pacer.throttled(0, later, later), Throttle::Cut(_)));
     }
 
+    /// Shard `id` holding the keys from `first` to `last`.
+    fn range(id: u32, first: u128, last: u128) -> ShardRange {
+        ShardRange {
+            shard_id: format!("shardId-{id:012}"),
+            starting_hash_key: first,
+            ending_hash_key: last,
+        }
+    }
+
     #[test]
     fn a_new_shard_map_keeps_the_pace_of_the_shards_that_stay() {
         let start = Instant::now();
@@ -856,14 +918,58 @@ mod tests {
         pacer.throttled(1, start, start);
         let paced = pacer.share(1);
         assert!(paced.is_some());
-        // shardId-1 is now the first of three.
-        let ids: Vec<String> = [1, 2, 3]
-            .iter()
-            .map(|i| format!("shardId-{i:012}"))
-            .collect();
-        pacer.set_shards(&ids, start);
+        // shardId-1 stays, now the first of three; 2 and 3 take over
+        // shardId-0's keys, which was not paced.
+        let half = u128::MAX / 2;
+        let ranges = [
+            range(1, half + 1, u128::MAX),
+            range(2, 0, half / 2),
+            range(3, half / 2 + 1, half),
+        ];
+        pacer.set_shards(&ranges, start);
         assert_eq!(pacer.share(0), paced);
         assert_eq!(pacer.share(1), None);
+        assert_eq!(pacer.share(2), None);
         assert_eq!(pacer.paced_shards(), 1);
+    }
+
+    #[test]
+    fn shards_made_by_a_reshard_start_at_the_pace_of_those_they_replace() {
+        let start = Instant::now();
+        let mut pacer = pacer(None, 2, start);
+        // Over the last second shardId-0 took 100 records, shardId-1 400.
+        for i in 0..400 {
+            let at = start + Duration::from_millis(i * 2);
+            let sent = at - Duration::from_millis(100);
+            pacer.delivered(1, 10.0, sent, at);
+            if i % 4 == 0 {
+                pacer.delivered(0, 10.0, sent, at);
+            }
+        }
+        let later = start + Duration::from_millis(900);
+        let slow = cut_to(pacer.throttled(0, start, later));
+        let fast = cut_to(pacer.throttled(1, start, later));
+        assert!(close(slow, 0.1 * CUT_TO_DELIVERED), "{slow}");
+        assert!(close(fast, 0.4 * CUT_TO_DELIVERED), "{fast}");
+        // A reshard: shardId-2 takes half of shardId-0's keys, shardId-3
+        // the other half and all of shardId-1's ...
+        let quarter = u128::MAX / 4;
+        let ranges = [range(2, 0, quarter), range(3, quarter + 1, u128::MAX)];
+        pacer.set_shards(&ranges, later);
+        // ... the first goes at the pace of the shard it split from, the
+        // second at the faster of the two it took keys from.
+        assert_eq!(pacer.share(0), Some(slow));
+        assert_eq!(pacer.share(1), Some(fast));
+        // Each starts with a second's worth at its pace, and is probed
+        // upwards like a shard just cut.
+        let taken = (0..1_000)
+            .filter(|_| pacer.try_take(0, 1.0, 10.0, later))
+            .count();
+        assert_eq!(taken, (slow * SHARD_RECORDS_PER_SECOND) as usize);
+        pacer.tick(later + Duration::from_secs(1));
+        let grown = pacer.share(0).unwrap_or_default();
+        assert!(grown > slow && grown < slow * 1.1, "{slow} {grown}");
+        // A throttle right after the reshard does not cut it again at once.
+        assert_eq!(pacer.throttled(0, later, later), Throttle::Paced);
     }
 }

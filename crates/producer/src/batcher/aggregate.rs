@@ -185,6 +185,9 @@ impl<T: Queued> Batcher<T> {
                 )
             })
             .unwrap_or_else(|| (PartitionKey::new_or_hashed(""), None));
+        // The list grew by doubling; it lives as long as the request, and
+        // the memory cap counts each record once.
+        members.shrink_to_fit();
         Unit {
             draft: Draft::Aggregate {
                 aggregate,

@@ -39,6 +39,11 @@ pub(crate) trait Queued: HoldsTurn {
     fn set_ready_since(&mut self, at: Instant);
 }
 
+/// A ready queue with room for fewer records keeps it: shrinking it would
+/// cost more copying than the memory is worth (a queue slot is about 300
+/// bytes).
+const SHRINK_FROM_SLOTS: usize = 1024;
+
 /// One entry of a batch and the records it carries: one, or a KPL
 /// aggregate or a Firehose pack of several.
 #[derive(Debug)]
@@ -157,10 +162,8 @@ impl<T: Queued> Batcher<T> {
     }
 
     pub(crate) fn set_shard_map(&mut self, map: Option<ShardMap>) {
-        let ids: Vec<String> = map.as_ref().map_or_else(Vec::new, |map| {
-            map.ranges().iter().map(|r| r.shard_id.clone()).collect()
-        });
-        self.pacer.set_shards(&ids, Instant::now());
+        let ranges = map.as_ref().map_or(&[][..], |map| map.ranges());
+        self.pacer.set_shards(ranges, Instant::now());
         self.shard_map = map;
     }
 
@@ -282,11 +285,20 @@ impl<T: Queued> Batcher<T> {
     /// ready record is held back by the pacer.
     pub(crate) fn take(&mut self, now: Instant) -> Vec<Unit<T>> {
         self.rate_limited_until = None;
-        match (self.config.aggregate_max_bytes, self.config.pack_max_bytes) {
+        let units = match (self.config.aggregate_max_bytes, self.config.pack_max_bytes) {
             (Some(max_bytes), _) => self.take_aggregated(max_bytes, now),
             (None, Some(max_bytes)) => self.take_packed(max_bytes),
             (None, None) => self.take_plain(now),
+        };
+        // The queue keeps the room it grew to in a burst; the records taken
+        // now live in their requests' lists, and the memory cap counts each
+        // record once. Given back once the queue is down to a quarter of it
+        // (copying what is left: amortized, like the growth).
+        if self.ready.capacity() > SHRINK_FROM_SLOTS && self.ready.len() < self.ready.capacity() / 4
+        {
+            self.ready.shrink_to(self.ready.len() * 2);
         }
+        units
     }
 
     /// Returns a batch's records to the front of the ready queue, in their

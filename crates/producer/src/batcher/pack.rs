@@ -7,7 +7,10 @@ use super::{Batcher, Draft, Queued, Unit};
 use crate::destination::Entry;
 
 /// Several records' data in one entry.
-fn packed<T: Queued>(data: Vec<u8>, members: Vec<T>) -> Unit<T> {
+fn packed<T: Queued>(data: Vec<u8>, mut members: Vec<T>) -> Unit<T> {
+    // The list grew by doubling; it lives as long as the request, and the
+    // memory cap counts each record once.
+    members.shrink_to_fit();
     let partition_key = members.first().map_or_else(
         || PartitionKey::new_or_hashed(""),
         |r| r.record().partition_key.clone(),
