@@ -59,7 +59,7 @@ mod stdout;
 pub use acks::{ACK_QUEUE_BATCHES, AckSummary, Acknowledgements};
 pub use pipeline::{
     CHECKPOINT_AFTER_INPUTS, CHECKPOINT_AFTER_SETTLING, CHECKPOINT_MIN_GAP,
-    DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError, PipelineSummary,
+    DEFAULT_CHECKPOINT_INTERVAL, Pipeline, PipelineError, PipelineSummary, parse_threads,
 };
 pub use stdout::StdoutSink;
 

@@ -42,6 +42,14 @@ pub const CHECKPOINT_MIN_GAP: Duration = Duration::from_millis(10);
 /// saves.
 const MIN_INPUTS_PER_JOB: usize = 256;
 
+/// The batches a pipeline asked for `requested` workers processes at
+/// once: never more than the CPUs the process may run on, never fewer than
+/// one (see [`Pipeline::workers`]).
+pub fn parse_threads(requested: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    requested.min(cpus).max(1)
+}
+
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -147,8 +155,7 @@ impl<S: Source> Pipeline<S> {
     /// container's CPU set leaves it): more threads than that only take
     /// turns.
     pub fn workers(mut self, workers: usize) -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        self.workers = workers.min(cpus).max(1);
+        self.workers = parse_threads(workers);
         self
     }
 

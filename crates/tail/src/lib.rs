@@ -92,7 +92,7 @@ pub use checkpoint::{CHECKPOINT_KIND, FileCheckpoint, TailCheckpoints};
 pub use identity::{FINGERPRINT_BYTES, Fingerprint, Inode};
 pub use lines::{LinePosition, LinesSource};
 pub use multiline::{DEFAULT_MULTI_LINE_FLUSH, MultiLine, Preset, StartRule};
-pub use source::TailSource;
+pub use source::{BATCHES_AHEAD, TailSource};
 pub use tailer::is_glob;
 
 /// Where reading starts in files found at start-up that the checkpoint

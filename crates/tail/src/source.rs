@@ -16,6 +16,10 @@ use crate::{TailConfig, TailError, TailPosition};
 /// what is read ahead to two batches.
 const READ_AHEAD_BATCHES: usize = 2;
 
+/// Batches of lines a [`TailSource`] holds at most ahead of its reader:
+/// those waiting, and the one its thread is cutting.
+pub const BATCHES_AHEAD: usize = READ_AHEAD_BATCHES + 1;
+
 /// Follows one watched path or glob; see the crate documentation.
 #[derive(Debug)]
 pub struct TailSource {
