@@ -28,8 +28,8 @@
 //! - lines lost (written, never stored) and stored twice, from reading the
 //!   whole stream back (aggregates taken apart);
 //! - with the reshard: user records stored in a shard their key does not
-//!   map to (an aggregate built for a shard that has split), after the
-//!   reshard.
+//!   map to (an aggregate built for a shard that has split), stored more
+//!   than 2 s after the last split was done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
@@ -68,11 +68,16 @@ const PADDING: usize = 100;
 const RECORD_BYTES: usize = 310;
 /// How often each writer appends its lines.
 const WRITE_INTERVAL: Duration = Duration::from_millis(50);
+/// A producer learns of a split from a put that lands in a shard it did not
+/// expect, and then lists the shards: aggregates made before that hold the
+/// keys of both halves. Records stored this long after the last split are
+/// expected in the shard their key maps to.
+const MISPLACED_AFTER: Duration = Duration::from_secs(2);
 /// How long the instances get to ship their backlog once the files stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The memory cap each instance runs with (`queue_max_bytes`: the
 /// records it holds and the copies its requests in flight make; an
-/// aggregated instance needs at least 18 MiB for one full request).
+/// aggregated instance needs at least 24 MiB for one full request).
 const MEMORY_CAP_BYTES: u64 = 32 << 20;
 /// The largest aggregate, scaled with the shards' limits: the KPL's
 /// default (51,200 bytes) is about 20 aggregates a second to a real shard,
@@ -365,6 +370,10 @@ async fn run_case(
     }
     let started = Instant::now();
     let mut resharded_at = None;
+    // When the last split was done (every new shard open): the proxy
+    // splits the shards one after the other, each taking kinesalite a
+    // while.
+    let mut reshard_done = None;
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         for instance in &mut instances {
@@ -386,6 +395,20 @@ async fn run_case(
                 .send()
                 .await?;
             resharded_at = Some(SystemTime::now());
+        }
+        if resharded_at.is_some() && reshard_done.is_none() {
+            let listed = kinesis.list_shards().stream_name(&stream).send().await?;
+            let open = listed
+                .shards()
+                .iter()
+                .filter(|s| {
+                    s.sequence_number_range()
+                        .is_some_and(|r| r.ending_sequence_number().is_none())
+                })
+                .count();
+            if open as u64 == 2 * SHARDS {
+                reshard_done = Some(SystemTime::now());
+            }
         }
     }
     let writing_seconds = proxy.seconds().len();
@@ -462,9 +485,21 @@ async fn run_case(
             ))
         })
         .collect();
-    let reshard_ms = resharded_at
+    // Records in aggregates made before a producer saw the new shards land
+    // where the first record's key goes: counted from MISPLACED_AFTER
+    // after the last split (or after the call, if it never finished).
+    let reshard_ms = reshard_done
+        .or(resharded_at)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64 + 2_000);
+        .map(|d| d.as_millis() as i64 + MISPLACED_AFTER.as_millis() as i64);
+    if let (Some(called), Some(done)) = (resharded_at, reshard_done) {
+        eprintln!(
+            "    resharding took {:.1} s from the call to the last split",
+            done.duration_since(called)
+                .unwrap_or_default()
+                .as_secs_f64()
+        );
+    }
     let mut seen: HashMap<String, u32> = HashMap::new();
     let mut dead: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut latencies: Vec<u64> = Vec::new();
