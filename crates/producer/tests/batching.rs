@@ -310,7 +310,9 @@ async fn the_request_budget_bounds_requests_in_flight() -> Result<(), Box<dyn st
             .dead_letters(DeadLetterFile::open(&dir.path().join("dead.ndjson"))?)
             .linger(Duration::from_secs(60))
             .max_in_flight(8)
-            .queue_max_bytes(1024 * 1024);
+            // A quarter of it holds eight full batches' copies (each
+            // counts its body twice).
+            .queue_max_bytes(2 * 1024 * 1024);
         let builder = if two_batches {
             // Room for the copies of two full batches: a third must wait.
             let config = builder.current_config();
