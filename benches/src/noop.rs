@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shardline_producer::{BatchLimits, Delivery, Destination, Entry, EntryError, PutError};
+use shardline_producer::{
+    BatchLimits, Delivery, Destination, Entry, EntryError, PutError, ShardMap,
+};
 
 /// Kinesis bills PUT payload units of 25 KB per record, rounded up
 /// (<https://aws.amazon.com/kinesis/data-streams/pricing/>).
@@ -57,6 +59,12 @@ impl Destination for Accept {
 
     fn supports_aggregation(&self) -> bool {
         self.limits.counts_partition_key
+    }
+
+    /// With Kinesis's limits, a stream of one shard: aggregates hold any
+    /// keys, as they would in a one-shard stream.
+    async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
+        Ok(self.limits.counts_partition_key.then(|| ShardMap::even(1)))
     }
 
     /// With Firehose's limits it frames records as Firehose's destination

@@ -23,7 +23,7 @@
 //! - `cargo xtask scale-out`: builds the release binaries and runs the
 //!   scale-out bench (`benches/scale_out.rs`): 1 to 8 log-streamer
 //!   processes sharing one stream behind the shard-limit proxy, and a
-//!   reshard. `cargo xtask test` runs its smoke size (`scale-out --smoke`).
+//!   reshard. `cargo test` runs its smoke size (`benches/tests/scale_out_smoke.rs`).
 //!
 //! - `cargo xtask library [--verify] [--bless]`: the checks that the crates
 //!   work as a library (`library.rs`): no AWS crate in a parsing-only build,
@@ -173,23 +173,8 @@ fn test(args: &[String]) -> Result<(), String> {
         "chaos suite, smoke size",
         Command::new(target_dir().join("debug/chaos")).arg("--smoke"),
     )?;
-    // A bench program, not a test target: built on its own, with the
-    // features the test build used.
-    step(
-        "cargo build (scale-out bench)",
-        cargo().args([
-            "build",
-            "--quiet",
-            "--package",
-            "shardline-benches",
-            "--bin",
-            "scale-out",
-        ]),
-    )?;
-    step(
-        "scale-out bench, smoke size",
-        Command::new(target_dir().join("debug/scale-out")).arg("--smoke"),
-    )?;
+    // The scale-out bench's smoke size is a test of `shardline-benches`
+    // (`benches/tests/scale_out_smoke.rs`): built above, run by `cargo test`.
     library::library(&[])?;
     run_fuzz(FUZZ_TARGETS, FUZZ_SMOKE_SECONDS, false)
 }

@@ -34,7 +34,10 @@ pub struct DeliveryStats {
     pub failed: u64,
     /// Extra copies that may be in the stream: for each delivered record,
     /// its earlier attempts whose outcome was unknown (a timeout or a
-    /// connection lost after sending) — each may have stored it.
+    /// connection lost after sending) — each may have stored it — and the
+    /// copies stored in a shard that does not hold its key after a reshard
+    /// (sent again; consumers that filter user records by their shard's
+    /// hash key range, as the KCL does, drop those copies).
     pub possibly_duplicated: u64,
 }
 
@@ -222,15 +225,15 @@ impl SinkCounters {
         inner.queued_bytes = inner.queued_bytes.saturating_sub(bytes as u64);
     }
 
-    /// A record of `source` was delivered; `unknown_attempts` of its
-    /// attempts had an unknown outcome (it may be stored twice).
-    pub fn delivered(&self, source: &SourceName, bytes: usize, unknown_attempts: u32) {
+    /// A record of `source` was delivered; `extra_copies` other copies of
+    /// it may be stored (see [`DeliveryStats::possibly_duplicated`]).
+    pub fn delivered(&self, source: &SourceName, bytes: usize, extra_copies: u32) {
         self.with(|inner| {
             Self::left(inner, bytes);
             let stats = inner.by_source.entry(source.clone()).or_default();
             stats.delivered += 1;
             stats.bytes_delivered += bytes as u64;
-            stats.possibly_duplicated += u64::from(unknown_attempts);
+            stats.possibly_duplicated += u64::from(extra_copies);
         });
     }
 

@@ -257,6 +257,31 @@ impl ShardMap {
         (hash <= range.ending_hash_key).then_some(index)
     }
 
+    /// Whether the open shard `shard_id` holds a record's hash key (its
+    /// explicit hash key if it has one, else the MD5 of its partition
+    /// key); `None` when the map has no open shard of that id.
+    ///
+    /// ```
+    /// use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardMap};
+    ///
+    /// let map = ShardMap::even(2);
+    /// let key = PartitionKey::new("any").unwrap();
+    /// let low = Some(ExplicitHashKey(7));
+    /// assert_eq!(map.holds("shardId-000000000000", &key, low), Some(true));
+    /// assert_eq!(map.holds("shardId-000000000001", &key, low), Some(false));
+    /// assert_eq!(map.holds("shardId-000000000009", &key, low), None);
+    /// ```
+    pub fn holds(
+        &self,
+        shard_id: &str,
+        key: &PartitionKey,
+        explicit: Option<ExplicitHashKey>,
+    ) -> Option<bool> {
+        let range = self.ranges.iter().find(|r| r.shard_id == shard_id)?;
+        let hash = explicit.map_or_else(|| hash_key(key), |k| k.0);
+        Some((range.starting_hash_key..=range.ending_hash_key).contains(&hash))
+    }
+
     /// The shard a record goes to: its explicit hash key if it has one,
     /// else the MD5 of its partition key.
     pub fn index_for(

@@ -105,7 +105,11 @@ pub trait Destination: Send + Sync + 'static {
     }
 
     /// The open shards' hash-key ranges, to aggregate records by the shard
-    /// they will land in. `Ok(None)`: no shards to speak of.
+    /// they will land in and to pace each shard. `Ok(None)`: no shards to
+    /// speak of; with aggregation on, each record is then sent alone (an
+    /// aggregate of keys bound for different shards would be stored in its
+    /// first key's shard, where consumers that filter by hash key range
+    /// drop the others).
     async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
         Ok(None)
     }

@@ -105,6 +105,8 @@ pub use rate_limit::{SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND};
 pub use retry::{Decision, HOLD_RETRY_MAX_DELAY, RetryPolicy, WhenRetriesRunOut};
 pub use warnings::WARNING_WINDOW;
 
+// What a destination answers `shard_map` with.
+pub use shardline_partition_key::{ShardMap, ShardRange};
 // What the producer's API takes and returns, from the contract crate, so
 // that sending records needs this crate alone.
 pub use shardline_core::{

@@ -295,9 +295,7 @@ impl Shard {
         let fastest = parents
             .filter(|p| p.paced && p.cut.is_some())
             .map(|p| p.share)
-            .fold(None, |most: Option<f64>, share| {
-                Some(most.map_or(share, |m| m.max(share)))
-            });
+            .reduce(f64::max);
         if let Some(share) = fastest {
             shard.paced = true;
             shard.share = share;

@@ -474,6 +474,11 @@ impl Destination for Aggregating {
         true
     }
 
+    /// Two shards: records are aggregated by the shard their key maps to.
+    async fn shard_map(&self) -> Result<Option<shardline_producer::ShardMap>, PutError> {
+        Ok(Some(shardline_producer::ShardMap::even(2)))
+    }
+
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
         let request = self
             .requests
@@ -532,6 +537,9 @@ proptest! {
             .linger(Duration::from_millis(1))
             .strict_ordering(true)
             .aggregate(aggregate)
+            // Its failures are throttles: paced shards would make each case
+            // wait for tokens in real time. Pacing has tests of its own.
+            .adaptive_shard_rate(false)
             .config_tight_requests(tight_requests)
             .retry(RetryPolicy::default().initial_delay(Duration::from_micros(100)).max_delay(Duration::from_millis(1)).max_retries(None))
             .build().await?;

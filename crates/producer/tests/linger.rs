@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use shardline_producer::{
     BatchLimits, DeadLetterFile, Delivery, Destination, Entry, EntryError, Outcome, PartitionKey,
-    Producer, PutError, Record, SourceName,
+    Producer, PutError, Record, ShardMap, SourceName,
 };
 
-/// Accepts everything, and takes KPL aggregates.
+/// Accepts everything, and takes KPL aggregates: a stream of one shard.
 struct Accept;
 
 #[async_trait::async_trait]
@@ -23,6 +23,9 @@ impl Destination for Accept {
     }
     fn supports_aggregation(&self) -> bool {
         true
+    }
+    async fn shard_map(&self) -> Result<Option<ShardMap>, PutError> {
+        Ok(Some(ShardMap::even(1)))
     }
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Result<Delivery, EntryError>>, PutError> {
         Ok(entries.iter().map(|_| Ok(Delivery::default())).collect())

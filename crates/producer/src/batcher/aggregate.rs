@@ -24,6 +24,7 @@ fn entry_size<T: Queued>(aggregate: &Aggregate, members: &[T]) -> usize {
 impl<T: Queued> Batcher<T> {
     /// Records grouped by the shard they will land in, each group packed
     /// into KPL aggregates of at most `max_bytes`, up to the batch limits.
+    /// A record whose shard is not known goes alone.
     pub(super) fn take_aggregated(&mut self, max_bytes: usize, now: Instant) -> Vec<Unit<T>> {
         let mut held: Vec<T> = Vec::new();
         let mut held_shards: HashSet<usize> = HashSet::new();
@@ -31,16 +32,37 @@ impl<T: Queued> Batcher<T> {
         let mut closed: Vec<Unit<T>> = Vec::new();
         let mut closed_bytes: usize = 0;
         // Open aggregates by (shard, has explicit hash key).
-        let mut open: HashMap<(Option<usize>, bool), Open<T>> = HashMap::new();
+        let mut open: HashMap<(usize, bool), Open<T>> = HashMap::new();
         let mut open_bytes: usize = 0;
         while let Some(front) = self.ready.front() {
             let record = front.record();
             let key = &record.partition_key;
             let explicit = record.explicit_hash_key;
-            let shard = self.shard_of(record);
-            let group = (shard, explicit.is_some());
             let plain_size = self.size_of(front);
             let data_len = record.data.len();
+            let Some(shard) = self.shard_of(record) else {
+                // No shard known for the key (no shard map): the record
+                // goes alone, to the shard its key takes it to, as the KPL
+                // sends it. An aggregate is stored in its first key's
+                // shard, and consumers that keep only the user records of
+                // their shard's hash key range (the KCL) would drop the
+                // others.
+                let entries = closed.len() + open.len();
+                let total = closed_bytes + open_bytes;
+                if entries >= self.config.batch_records
+                    || (entries > 0 && total + plain_size > self.config.batch_bytes)
+                {
+                    break;
+                }
+                let Some(record) = self.ready.pop_front() else {
+                    break;
+                };
+                self.ready_bytes = self.ready_bytes.saturating_sub(plain_size);
+                closed_bytes += plain_size;
+                closed.push(Unit::single(record, None));
+                continue;
+            };
+            let group = (shard, explicit.is_some());
             // A full aggregate for this group is closed first.
             if let Some((aggregate, members)) = open.get(&group) {
                 let grown = aggregate.encoded_len_with(key, explicit, data_len)
@@ -80,25 +102,18 @@ impl<T: Queued> Batcher<T> {
             examined += 1;
             // A new aggregate costs a record token; every user record costs
             // its bytes.
-            let held_back = match shard {
-                Some(shard) => {
-                    held_shards.contains(&shard)
-                        || !self.pacer.try_take(
-                            shard,
-                            if starts_entry { 1.0 } else { 0.0 },
-                            plain_size as f64,
-                            now,
-                        )
-                }
-                None => false,
-            };
+            let held_back = held_shards.contains(&shard)
+                || !self.pacer.try_take(
+                    shard,
+                    if starts_entry { 1.0 } else { 0.0 },
+                    plain_size as f64,
+                    now,
+                );
             let Some(record) = self.ready.pop_front() else {
                 break;
             };
             if held_back {
-                if let Some(shard) = shard {
-                    held_shards.insert(shard);
-                }
+                held_shards.insert(shard);
                 held.push(record);
                 continue;
             }
@@ -136,7 +151,7 @@ impl<T: Queued> Batcher<T> {
         (aggregate, members): (&mut Aggregate, &mut Vec<T>),
         max_bytes: usize,
         room: usize,
-        shard: Option<usize>,
+        shard: usize,
         now: Instant,
     ) {
         let first_key = members
@@ -154,10 +169,7 @@ impl<T: Queued> Batcher<T> {
                     return false;
                 }
                 let size = limits.record_size(record.data.len(), record.partition_key.len_bytes());
-                match shard {
-                    Some(shard) => pacer.try_take(shard, 0.0, size as f64, now),
-                    None => true,
-                }
+                pacer.try_take(shard, 0.0, size as f64, now)
             };
             let Some(next) = self.turns.pull_if(key, fits) else {
                 break;
@@ -169,8 +181,8 @@ impl<T: Queued> Batcher<T> {
     }
 
     /// Turns an aggregate into one entry: a single record is sent as it is.
-    fn close(&self, aggregate: Aggregate, mut members: Vec<T>, shard: Option<usize>) -> Unit<T> {
-        let predicted = self.shard_id(shard);
+    fn close(&self, aggregate: Aggregate, mut members: Vec<T>, shard: usize) -> Unit<T> {
+        let predicted = self.shard_id(Some(shard));
         if members.len() == 1
             && let Some(only) = members.pop()
         {

@@ -130,6 +130,9 @@ pub(crate) struct Batcher<T> {
     turns: KeyTurns<T>,
     /// The open shards, when the destination has them.
     shard_map: Option<ShardMap>,
+    /// How many times the shard map was set: the entries of a batch were
+    /// mapped by the map of its batch's generation.
+    shard_map_generation: u64,
     /// Each shard's pace.
     pacer: Pacer,
     /// When records were held back by the pacer: look again then.
@@ -149,6 +152,7 @@ impl<T: Queued> Batcher<T> {
             ready_bytes: 0,
             turns: KeyTurns::default(),
             shard_map: None,
+            shard_map_generation: 0,
             rate_limited_until: None,
         }
     }
@@ -165,6 +169,13 @@ impl<T: Queued> Batcher<T> {
         let ranges = map.as_ref().map_or(&[][..], |map| map.ranges());
         self.pacer.set_shards(ranges, Instant::now());
         self.shard_map = map;
+        self.shard_map_generation += 1;
+    }
+
+    /// Which shard map batches taken now are mapped by (see
+    /// [`Batcher::set_shard_map`]).
+    pub(crate) fn shard_map_generation(&self) -> u64 {
+        self.shard_map_generation
     }
 
     /// Each shard's pace, for the dispatcher to report deliveries and
@@ -391,6 +402,14 @@ impl<T: Queued> Batcher<T> {
         self.shard_map
             .as_ref()?
             .index_for(&record.partition_key, record.explicit_hash_key)
+    }
+
+    /// Whether the open shard `shard_id` holds `record`'s hash key; `None`
+    /// without a shard map, or when it has no open shard of that id.
+    pub(crate) fn shard_holds(&self, shard_id: &str, record: &Record) -> Option<bool> {
+        self.shard_map
+            .as_ref()?
+            .holds(shard_id, &record.partition_key, record.explicit_hash_key)
     }
 
     fn shard_id(&self, shard: Option<usize>) -> Option<(usize, String)> {

@@ -195,6 +195,32 @@ fn strict_ordering_sends_a_keys_next_record_once_the_first_left() {
 }
 
 #[test]
+fn without_a_shard_map_aggregation_sends_each_record_alone() {
+    let now = Instant::now();
+    let mut batcher = Batcher::new(
+        config(|c| c.aggregate_max_bytes = Some(50 * 1024)),
+        BatchLimits::KINESIS,
+        false,
+    );
+    for n in 0..100 {
+        batcher.admit(item(&format!("key-{n}"), &format!("record {n}")), now);
+    }
+    let units = batcher.take(now);
+    assert_eq!(units.len(), 100, "one entry per record");
+    for unit in &units {
+        assert!(matches!(unit.draft, Draft::Ready(_)), "not an aggregate");
+        assert_eq!(unit.members.len(), 1);
+        assert_eq!(unit.predicted_shard, None);
+    }
+    // Once the shards are known, records are aggregated by shard again.
+    batcher.set_shard_map(Some(ShardMap::even(2)));
+    for n in 0..100 {
+        batcher.admit(item(&format!("key-{n}"), &format!("record {n}")), now);
+    }
+    assert_eq!(batcher.take(now).len(), 2, "one aggregate per shard");
+}
+
+#[test]
 fn with_strict_ordering_an_aggregate_takes_its_keys_waiting_records() {
     let now = Instant::now();
     let mut batcher = Batcher::new(
@@ -205,6 +231,7 @@ fn with_strict_ordering_an_aggregate_takes_its_keys_waiting_records() {
         BatchLimits::KINESIS,
         false,
     );
+    batcher.set_shard_map(Some(ShardMap::even(1)));
     for n in 0..5 {
         batcher.admit(item("a", &format!("a{n}")), now);
     }

@@ -78,11 +78,35 @@ impl Intake {
 /// The per-entry error code of a shard's throughput limit.
 const SHARD_THROTTLED: &str = "ProvisionedThroughputExceededException";
 
+/// The code a record is retried with when its aggregate was stored in a
+/// shard that does not hold its key (the KPL's word for it).
+const WRONG_SHARD: &str = "Wrong Shard";
+
+/// The first wait before listing the shards again after a failure, and
+/// the longest (the KPL's shard map backs off between the same bounds).
+const SHARD_MAP_RETRY_MIN: Duration = Duration::from_secs(1);
+const SHARD_MAP_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Failures whose retry may be free: not counted against the retry policy.
+#[derive(Debug, Clone, Copy)]
+enum FreeRetry {
+    /// Every retry counts.
+    No,
+    /// Throttled by a shard the producer paces (see
+    /// [`Pending::paced_throttle`]).
+    PacedShard,
+    /// Stored in a shard that does not hold the key (see
+    /// [`Pending::wrong_shard`]).
+    WrongShard,
+}
+
 /// A batch in flight: each entry's records, and the shard each entry was
 /// expected to land in (its index in the shard map and its id).
 struct InFlight {
     members: Vec<Vec<Pending>>,
     predicted: Vec<Option<(usize, String)>>,
+    /// The shard map `predicted` comes from.
+    shard_map_generation: u64,
     /// When it was sent, and how many requests were in flight then (itself
     /// included).
     sent: Instant,
@@ -125,6 +149,13 @@ pub(crate) struct Dispatcher {
     request_budget_full: bool,
     /// With aggregation: ask the destination for its shards (again).
     refresh_shard_map: bool,
+    /// Listing the shards failed: when to try again, and the wait after
+    /// that (doubling up to [`SHARD_MAP_RETRY_MAX`]).
+    shard_map_retry: Option<(Instant, Duration)>,
+    /// Aggregates stored in a shard other than the one they were made for
+    /// (the stream was resharded): each member is settled once the new
+    /// shard map says whether that shard holds its key.
+    misrouted: Vec<(Vec<Pending>, Delivery)>,
     dead_letters: DeadLetters,
     /// No dead-letter sink: a record that cannot be delivered is handed
     /// back in its outcome.
@@ -156,6 +187,8 @@ impl Dispatcher {
         let batcher = Batcher::new(config.clone(), limits, destination.newline_delimited());
         Dispatcher {
             refresh_shard_map: batcher.needs_shard_map(),
+            shard_map_retry: None,
+            misrouted: Vec::new(),
             concurrency: Concurrency::new(config.max_in_flight, config.adaptive_concurrency),
             limits,
             destination,
@@ -190,9 +223,16 @@ impl Dispatcher {
         mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         loop {
+            let now = Instant::now();
+            if self.shard_map_retry.is_some_and(|(at, _)| at <= now) {
+                self.refresh_shard_map = true;
+            }
             if self.refresh_shard_map {
                 self.refresh_shard_map = false;
-                self.load_shard_map().await;
+                self.load_shard_map(now).await;
+            }
+            if !self.misrouted.is_empty() {
+                self.settle_misrouted();
             }
             let now = Instant::now();
             for line in self.warnings.close(now, false) {
@@ -252,22 +292,91 @@ impl Dispatcher {
     }
 
     /// Asks the destination for its open shards. Without a map, records
-    /// are still aggregated, just not by shard, and shards are not paced.
-    async fn load_shard_map(&mut self) {
+    /// are not aggregated (each goes alone, where its key takes it), and
+    /// shards are not paced. A map that cannot be listed again is dropped:
+    /// it was asked for because it no longer matches the stream.
+    async fn load_shard_map(&mut self, now: Instant) {
         match self.destination.shard_map().await {
             Ok(map) => {
+                if self.shard_map_retry.take().is_some() && map.is_some() {
+                    tracing::info!(
+                        destination = self.destination.name(),
+                        "the shards are listed again: records are aggregated by shard and \
+                         throttled shards paced"
+                    );
+                }
                 self.batcher.set_shard_map(map);
-                self.counters
-                    .set_paced_shards(self.batcher.pacer().paced_shards() as u64);
             }
             Err(e) => {
-                tracing::warn!(
-                    destination = self.destination.name(),
-                    error = %e,
-                    "cannot list the shards: records are not aggregated by shard, and a \
-                     throttled shard is not paced (it needs kinesis:ListShards)"
-                );
+                let wait = match self.shard_map_retry {
+                    Some((_, wait)) => {
+                        tracing::debug!(
+                            destination = self.destination.name(),
+                            error = %e,
+                            "cannot list the shards, again"
+                        );
+                        wait
+                    }
+                    None => {
+                        tracing::warn!(
+                            destination = self.destination.name(),
+                            error = %e,
+                            "cannot list the shards: records are sent one by one rather than \
+                             aggregated, and a throttled shard is not paced, until they are \
+                             listed (it needs kinesis:ListShards); trying again in {} s",
+                            SHARD_MAP_RETRY_MIN.as_secs()
+                        );
+                        SHARD_MAP_RETRY_MIN
+                    }
+                };
+                self.shard_map_retry = Some((now + wait, (wait * 2).min(SHARD_MAP_RETRY_MAX)));
+                self.batcher.set_shard_map(None);
             }
+        }
+        self.counters
+            .set_paced_shards(self.batcher.pacer().paced_shards() as u64);
+    }
+
+    /// Settles the members of aggregates stored in a shard other than the
+    /// one they were made for, by a shard map listed since: a member whose
+    /// key that shard holds is delivered; the others are sent again, as the
+    /// KPL does (consumers that keep only the user records of their shard's
+    /// hash key range, the KCL among them, drop the copy stored there). When
+    /// the map does not list that shard (or no map could be listed), every
+    /// member is sent again.
+    fn settle_misrouted(&mut self) {
+        for (unit, delivery) in std::mem::take(&mut self.misrouted) {
+            let stored_in = delivery.shard_id().unwrap_or_default().to_owned();
+            let mut again = Vec::new();
+            for mut pending in unit {
+                match self.batcher.shard_holds(&stored_in, &pending.record) {
+                    Some(true) => self.delivered(pending, delivery.clone()),
+                    _ => {
+                        pending.stored_outside_key_range();
+                        again.push(pending);
+                    }
+                }
+            }
+            if again.is_empty() {
+                continue;
+            }
+            tracing::debug!(
+                destination = self.destination.name(),
+                shard = stored_in,
+                records = again.len(),
+                "an aggregate was stored in a shard that does not hold all its keys (the \
+                 stream was resharded): sending those records again"
+            );
+            let message = format!(
+                "stored in {stored_in}, which does not hold its key since the stream was resharded"
+            );
+            self.failed_together(
+                again,
+                ErrorClass::Retryable,
+                (Some(WRONG_SHARD.to_owned()), &message),
+                false,
+                FreeRetry::WrongShard,
+            );
         }
     }
 
@@ -278,6 +387,7 @@ impl Dispatcher {
             && self.batcher.is_idle()
             && self.retries.is_empty()
             && self.in_flight_batches.is_empty()
+            && self.misrouted.is_empty()
             && self.dead_letters.is_idle()
     }
 
@@ -327,7 +437,8 @@ impl Dispatcher {
             .filter(|_| !self.cut_off)
             .map(|(d, _)| *d);
         let warnings = self.warnings.next_due();
-        [linger, retry, deadline, rate, warnings]
+        let shard_map = self.shard_map_retry.map(|(at, _)| at);
+        [linger, retry, deadline, rate, warnings, shard_map]
             .into_iter()
             .flatten()
             .min()
@@ -450,6 +561,7 @@ impl Dispatcher {
             InFlight {
                 members,
                 predicted,
+                shard_map_generation: self.batcher.shard_map_generation(),
                 sent,
                 in_flight_then: self.in_flight_batches.len() + 1,
                 copy_bytes,
@@ -461,6 +573,7 @@ impl Dispatcher {
         let Some(InFlight {
             members,
             predicted,
+            shard_map_generation,
             sent,
             in_flight_then,
             copy_bytes,
@@ -556,6 +669,7 @@ impl Dispatcher {
                     );
                 }
                 let mut throttled = 0;
+                let aggregated = self.config.aggregate_max_bytes.is_some();
                 for (((unit, result), predicted), throttled_shard) in members
                     .into_iter()
                     .zip(results)
@@ -564,12 +678,21 @@ impl Dispatcher {
                 {
                     match result {
                         Ok(delivery) => {
-                            if predicted
-                                .as_ref()
-                                .is_some_and(|(_, id)| delivery.shard_id() != Some(id.as_str()))
+                            if let (Some((_, predicted)), Some(stored_in)) =
+                                (&predicted, delivery.shard_id())
+                                && predicted != stored_in
                             {
-                                // The stream was resharded: aggregate and pace by the new shards.
-                                self.refresh_shard_map = true;
+                                // The stream was resharded: aggregate and pace by the
+                                // new shards (unless the map was listed since this
+                                // request went).
+                                if shard_map_generation == self.batcher.shard_map_generation() {
+                                    self.refresh_shard_map = true;
+                                }
+                                if aggregated && unit.len() > 1 {
+                                    // Its members are settled by the new map.
+                                    self.misrouted.push((unit, delivery));
+                                    continue;
+                                }
                             }
                             for pending in unit {
                                 self.delivered(pending, delivery.clone());
@@ -578,10 +701,15 @@ impl Dispatcher {
                         Err(error) => {
                             let class = classify(&error.code, None);
                             let failure = (Some(error.code.clone()), error.message.as_str());
-                            let paced = error.code == SHARD_THROTTLED
-                                && self.shard_throttled(throttled_shard, sent, now);
+                            let free = if error.code == SHARD_THROTTLED
+                                && self.shard_throttled(throttled_shard, sent, now)
+                            {
+                                FreeRetry::PacedShard
+                            } else {
+                                FreeRetry::No
+                            };
                             throttled += u64::from(error.code == SHARD_THROTTLED);
-                            self.failed_together(unit, class, failure, false, paced);
+                            self.failed_together(unit, class, failure, false, free);
                         }
                     }
                 }
@@ -606,7 +734,7 @@ impl Dispatcher {
                     error.class,
                     (error.code.clone(), error.message.as_str()),
                     error.outcome_unknown,
-                    false,
+                    FreeRetry::No,
                 );
             }
         }
@@ -616,7 +744,7 @@ impl Dispatcher {
         self.counters.delivered(
             &pending.record.source,
             pending.record.data.len(),
-            pending.unknown_attempts,
+            pending.extra_copies(),
         );
         if let Some(reply) = pending.reply.take() {
             reply.send(Outcome::Delivered(delivery));
@@ -631,23 +759,30 @@ impl Dispatcher {
     /// of its waiting line, to join that retry's aggregate when it goes out
     /// again. Each failure is recorded on every record.
     ///
-    /// A `paced` failure (throttled by a shard the producer now paces) is
-    /// no failure of the records: they go back to wait for their shard's
-    /// tokens at once, without spending a retry.
+    /// A [`FreeRetry`] failure — throttled by a shard the producer now
+    /// paces, or stored in a shard that does not hold the key — is no
+    /// failure of the records: they go back at once (a paced shard's
+    /// records then wait for its tokens), without spending a retry, up to
+    /// a bound per record.
     fn failed_together(
         &mut self,
         pendings: Vec<Pending>,
         class: ErrorClass,
         (code, message): (Option<String>, &str),
         outcome_unknown: bool,
-        paced: bool,
+        free: FreeRetry,
     ) {
         let regroup = self.config.strict_ordering && self.config.aggregate_max_bytes.is_some();
         let mut retrying: HashSet<PartitionKey> = HashSet::new();
         let mut back = Vec::new();
         for mut pending in pendings {
             pending.failed(code.clone(), message, outcome_unknown);
-            let free = paced && !self.cut_off && pending.paced_throttle();
+            let free = !self.cut_off
+                && match free {
+                    FreeRetry::No => false,
+                    FreeRetry::PacedShard => pending.paced_throttle(),
+                    FreeRetry::WrongShard => pending.wrong_shard(),
+                };
             let decision = if free {
                 Decision::Retry
             } else {
@@ -890,6 +1025,9 @@ impl Dispatcher {
                 pending.unknown_attempts += 1;
                 left_behind.push(pending);
             }
+        }
+        for (unit, _) in std::mem::take(&mut self.misrouted) {
+            left_behind.extend(unit);
         }
         let (ready, waiting) = self.batcher.drain();
         left_behind.extend(ready);

@@ -48,7 +48,19 @@ pub(crate) struct Pending {
     /// Attempts refused by a shard the producer paces, that spent no retry
     /// (at most [`PACED_THROTTLES_FREE`]).
     paced_throttles: u8,
+    /// Attempts stored in a shard that does not hold its key, that spent
+    /// no retry (at most [`WRONG_SHARDS_FREE`]).
+    wrong_shards: u8,
+    /// Copies stored in a shard that does not hold its key: a consumer
+    /// that does not filter by hash key range sees them.
+    stored_outside: u32,
 }
+
+/// Attempts stored in a shard that does not hold the key that spend no
+/// retry, per record. Each reshard the producer had not seen yet can cost
+/// a record one: past this many the shard map is not catching up, and the
+/// retry policy bounds how long the record is tried.
+pub(crate) const WRONG_SHARDS_FREE: u8 = 4;
 
 /// Throttles by a paced shard that spend no retry, per record. A shard
 /// paced just under its capacity refuses a small share of entries, and the
@@ -82,6 +94,8 @@ impl Pending {
             holds_turn: false,
             held: false,
             paced_throttles: 0,
+            wrong_shards: 0,
+            stored_outside: 0,
         }
     }
 
@@ -122,6 +136,31 @@ impl Pending {
         self.paced_throttles += 1;
         self.attempts = self.attempts.saturating_sub(1);
         true
+    }
+
+    /// Its attempt was stored in a shard that does not hold its key (its
+    /// aggregate was made for a shard since split or merged): unless it
+    /// has been [`WRONG_SHARDS_FREE`] times already, the attempt does not
+    /// count against its retries. Whether it was free.
+    pub(crate) fn wrong_shard(&mut self) -> bool {
+        if self.wrong_shards >= WRONG_SHARDS_FREE {
+            return false;
+        }
+        self.wrong_shards += 1;
+        self.attempts = self.attempts.saturating_sub(1);
+        true
+    }
+
+    /// A copy of it is stored in a shard that does not hold its key.
+    pub(crate) fn stored_outside_key_range(&mut self) {
+        self.stored_outside += 1;
+    }
+
+    /// Copies of it that may be stored besides the one delivered: attempts
+    /// whose outcome was unknown, and copies stored in a shard that does
+    /// not hold its key.
+    pub(crate) fn extra_copies(&self) -> u32 {
+        self.unknown_attempts + self.stored_outside
     }
 
     /// An attempt failed with `code` and `message`; `outcome_unknown`: the
