@@ -202,6 +202,28 @@ pub struct ShardRange {
     pub ending_hash_key: u128,
 }
 
+impl ShardRange {
+    /// Whether the shard holds a record's hash key: its explicit hash key
+    /// if it has one, else the MD5 of its partition key.
+    ///
+    /// ```
+    /// use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardRange};
+    ///
+    /// let low = ShardRange {
+    ///     shard_id: "shardId-000000000001".into(),
+    ///     starting_hash_key: 0,
+    ///     ending_hash_key: u128::MAX / 2,
+    /// };
+    /// let key = PartitionKey::new("any").unwrap();
+    /// assert!(low.holds(&key, Some(ExplicitHashKey(7))));
+    /// assert!(!low.holds(&key, Some(ExplicitHashKey(u128::MAX))));
+    /// ```
+    pub fn holds(&self, key: &PartitionKey, explicit: Option<ExplicitHashKey>) -> bool {
+        let hash = explicit.map_or_else(|| hash_key(key), |k| k.0);
+        (self.starting_hash_key..=self.ending_hash_key).contains(&hash)
+    }
+}
+
 /// Which shard holds which hash keys: the open shards of a stream, as
 /// `ListShards` gives them (after splits and merges, only the open shards
 /// take new records).
@@ -278,8 +300,7 @@ impl ShardMap {
         explicit: Option<ExplicitHashKey>,
     ) -> Option<bool> {
         let range = self.ranges.iter().find(|r| r.shard_id == shard_id)?;
-        let hash = explicit.map_or_else(|| hash_key(key), |k| k.0);
-        Some((range.starting_hash_key..=range.ending_hash_key).contains(&hash))
+        Some(range.holds(key, explicit))
     }
 
     /// The shard a record goes to: its explicit hash key if it has one,

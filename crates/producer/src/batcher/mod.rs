@@ -14,11 +14,11 @@
 mod aggregate;
 mod pack;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use shardline_core::{ExplicitHashKey, PartitionKey, Record};
-use shardline_partition_key::ShardMap;
+use shardline_partition_key::{ShardMap, ShardRange};
 
 use crate::aggregation::Aggregate;
 use crate::config::ProducerConfig;
@@ -43,6 +43,13 @@ pub(crate) trait Queued: HoldsTurn {
 /// cost more copying than the memory is worth (a queue slot is about 300
 /// bytes).
 const SHRINK_FROM_SLOTS: usize = 1024;
+
+/// The shards remembered from the maps set so far (see
+/// `Batcher::known_shards`): past this many, only the newest map's. Each
+/// reshard adds the shards it makes; the bound keeps a process that sees
+/// reshard after reshard from growing without end (20,000 ranges are
+/// about 2 MB), far above the shards of streams seen in practice.
+const KNOWN_SHARDS_MAX: usize = 20_000;
 
 /// One entry of a batch and the records it carries: one, or a KPL
 /// aggregate or a Firehose pack of several.
@@ -133,6 +140,10 @@ pub(crate) struct Batcher<T> {
     /// How many times the shard map was set: the entries of a batch were
     /// mapped by the map of its batch's generation.
     shard_map_generation: u64,
+    /// Every shard of the maps set so far, those closed since included: a
+    /// put in flight during a reshard may be stored in a shard the newest
+    /// map no longer lists (at most [`KNOWN_SHARDS_MAX`]).
+    known_shards: HashMap<String, ShardRange>,
     /// Each shard's pace.
     pacer: Pacer,
     /// When records were held back by the pacer: look again then.
@@ -153,6 +164,7 @@ impl<T: Queued> Batcher<T> {
             turns: KeyTurns::default(),
             shard_map: None,
             shard_map_generation: 0,
+            known_shards: HashMap::new(),
             rate_limited_until: None,
         }
     }
@@ -168,6 +180,15 @@ impl<T: Queued> Batcher<T> {
     pub(crate) fn set_shard_map(&mut self, map: Option<ShardMap>) {
         let ranges = map.as_ref().map_or(&[][..], |map| map.ranges());
         self.pacer.set_shards(ranges, Instant::now());
+        if let Some(map) = &map {
+            if self.known_shards.len() + map.ranges().len() > KNOWN_SHARDS_MAX {
+                self.known_shards.clear();
+            }
+            for range in map.ranges() {
+                self.known_shards
+                    .insert(range.shard_id.clone(), range.clone());
+            }
+        }
         self.shard_map = map;
         self.shard_map_generation += 1;
     }
@@ -404,12 +425,11 @@ impl<T: Queued> Batcher<T> {
             .index_for(&record.partition_key, record.explicit_hash_key)
     }
 
-    /// Whether the open shard `shard_id` holds `record`'s hash key; `None`
-    /// without a shard map, or when it has no open shard of that id.
+    /// Whether the shard `shard_id` (open or closed since) holds
+    /// `record`'s hash key; `None` when no map set so far listed it.
     pub(crate) fn shard_holds(&self, shard_id: &str, record: &Record) -> Option<bool> {
-        self.shard_map
-            .as_ref()?
-            .holds(shard_id, &record.partition_key, record.explicit_hash_key)
+        let range = self.known_shards.get(shard_id)?;
+        Some(range.holds(&record.partition_key, record.explicit_hash_key))
     }
 
     fn shard_id(&self, shard: Option<usize>) -> Option<(usize, String)> {
