@@ -50,6 +50,9 @@ struct Stream {
     /// were listed since.
     before_split: Option<ShardMap>,
     listed_since_split: bool,
+    /// Listings after the split that still give the shards before it, as
+    /// a listing made while a split lands can.
+    stale_listings: usize,
     /// Each stored Kinesis record: its shard, and the user records in it.
     stored: Vec<(String, Vec<UserRecord>)>,
     /// Kinesis records stored that were aggregates, and that were not.
@@ -143,6 +146,10 @@ impl Destination for Resharding {
         stream.listings += 1;
         stream.listed_since_split = stream.before_split.is_some();
         match self.listing {
+            Listing::Lists if stream.before_split.is_some() && stream.stale_listings > 0 => {
+                stream.stale_listings -= 1;
+                Ok(stream.before_split.clone())
+            }
             Listing::Lists => Ok(Some(stream.open_map())),
             Listing::NoShards => Ok(None),
             Listing::Denied => Err(PutError {
@@ -323,6 +330,40 @@ async fn records_stored_in_the_shard_that_split_are_not_sent_again() {
         }
     }
     assert!(late_in_parent > 0, "no put raced the split");
+    assert_eq!(kept.len(), 1_500);
+    assert!(kept.values().all(|&n| n == 1), "a record kept twice");
+    assert_eq!(producer.stats().total.possibly_duplicated, outside);
+}
+
+/// A put stored in a shard that the listing after it does not show yet
+/// (the split landed between them) waits for a listing that does.
+#[tokio::test]
+async fn an_aggregate_in_a_shard_not_listed_yet_waits_for_the_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (destination, stream) = Resharding::new(Listing::Lists);
+    let producer = producer(destination, dir.path()).await;
+    deliver(&producer, records("before", 500)).await;
+    {
+        let mut stream = stream.lock().unwrap();
+        stream.split_next = true;
+        stream.stale_listings = 2;
+    }
+    deliver(&producer, records("after", 1_000)).await;
+    producer.shutdown(Duration::from_secs(5)).await;
+
+    let stream = stream.lock().unwrap();
+    let mut kept: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut outside = 0u64;
+    for (shard, users) in &stream.stored {
+        for (key, data) in users {
+            if stream.holds(shard, key) {
+                *kept.entry(data.clone()).or_default() += 1;
+            } else {
+                outside += 1;
+            }
+        }
+    }
+    assert!(stream.listings >= 4, "listed {} times", stream.listings);
     assert_eq!(kept.len(), 1_500);
     assert!(kept.values().all(|&n| n == 1), "a record kept twice");
     assert_eq!(producer.stats().total.possibly_duplicated, outside);

@@ -425,6 +425,11 @@ impl<T: Queued> Batcher<T> {
             .index_for(&record.partition_key, record.explicit_hash_key)
     }
 
+    /// Whether a shard map set so far listed the shard `shard_id`.
+    pub(crate) fn knows_shard(&self, shard_id: &str) -> bool {
+        self.known_shards.contains_key(shard_id)
+    }
+
     /// Whether the shard `shard_id` (open or closed since) holds
     /// `record`'s hash key; `None` when no map set so far listed it.
     pub(crate) fn shard_holds(&self, shard_id: &str, record: &Record) -> Option<bool> {

@@ -87,6 +87,24 @@ const WRONG_SHARD: &str = "Wrong Shard";
 const SHARD_MAP_RETRY_MIN: Duration = Duration::from_secs(1);
 const SHARD_MAP_RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// How long a misrouted aggregate whose shard was not listed waits for the
+/// next listing: a reshard splits one shard after another, each in well
+/// under a second.
+const RELIST_AFTER: Duration = Duration::from_millis(200);
+
+/// Listings a misrouted aggregate waits through for its shard to appear
+/// before all its records are sent again (about a second, with
+/// [`RELIST_AFTER`]).
+const MISROUTED_LISTINGS: u8 = 5;
+
+/// An aggregate stored in a shard other than the one it was made for.
+struct Misrouted {
+    members: Vec<Pending>,
+    delivery: Delivery,
+    /// Listings since that did not list its shard.
+    listings: u8,
+}
+
 /// Failures whose retry may be free: not counted against the retry policy.
 #[derive(Debug, Clone, Copy)]
 enum FreeRetry {
@@ -153,9 +171,11 @@ pub(crate) struct Dispatcher {
     /// that (doubling up to [`SHARD_MAP_RETRY_MAX`]).
     shard_map_retry: Option<(Instant, Duration)>,
     /// Aggregates stored in a shard other than the one they were made for
-    /// (the stream was resharded): each member is settled once the new
-    /// shard map says whether that shard holds its key.
-    misrouted: Vec<(Vec<Pending>, Delivery)>,
+    /// (the stream was resharded): each member is settled once a shard
+    /// map lists that shard and says whether it holds the member's key.
+    misrouted: Vec<Misrouted>,
+    /// A misrouted aggregate's shard was not listed yet: list again then.
+    relist_at: Option<Instant>,
     dead_letters: DeadLetters,
     /// No dead-letter sink: a record that cannot be delivered is handed
     /// back in its outcome.
@@ -189,6 +209,7 @@ impl Dispatcher {
             refresh_shard_map: batcher.needs_shard_map(),
             shard_map_retry: None,
             misrouted: Vec::new(),
+            relist_at: None,
             concurrency: Concurrency::new(config.max_in_flight, config.adaptive_concurrency),
             limits,
             destination,
@@ -224,15 +245,19 @@ impl Dispatcher {
     ) {
         loop {
             let now = Instant::now();
-            if self.shard_map_retry.is_some_and(|(at, _)| at <= now) {
+            if self.shard_map_retry.is_some_and(|(at, _)| at <= now)
+                || self.relist_at.is_some_and(|at| at <= now)
+            {
+                self.relist_at = None;
                 self.refresh_shard_map = true;
             }
+            let listed = self.refresh_shard_map;
             if self.refresh_shard_map {
                 self.refresh_shard_map = false;
                 self.load_shard_map(now).await;
             }
             if !self.misrouted.is_empty() {
-                self.settle_misrouted();
+                self.settle_misrouted(listed, now);
             }
             let now = Instant::now();
             for line in self.warnings.close(now, false) {
@@ -338,17 +363,31 @@ impl Dispatcher {
     }
 
     /// Settles the members of aggregates stored in a shard other than the
-    /// one they were made for, by a shard map listed since: a member whose
-    /// key that shard holds is delivered; the others are sent again, as the
-    /// KPL does (consumers that keep only the user records of their shard's
-    /// hash key range, the KCL among them, drop the copy stored there). When
-    /// the map does not list that shard (or no map could be listed), every
-    /// member is sent again.
-    fn settle_misrouted(&mut self) {
-        for (unit, delivery) in std::mem::take(&mut self.misrouted) {
-            let stored_in = delivery.shard_id().unwrap_or_default().to_owned();
+    /// one they were made for, by the range of that shard in the maps
+    /// listed since: a member whose key that shard holds is delivered; the
+    /// others are sent again, as the KPL does (consumers that keep only the
+    /// user records of their shard's hash key range, the KCL among them,
+    /// drop the copy stored there). An aggregate whose shard no map has
+    /// listed yet (a second split landed after the last listing) waits for
+    /// the next listing, [`RELIST_AFTER`] later; after
+    /// [`MISROUTED_LISTINGS`] listings without it, every member is sent
+    /// again. `listed`: the shards were listed just now.
+    fn settle_misrouted(&mut self, listed: bool, now: Instant) {
+        let mut waiting = Vec::new();
+        for mut misrouted in std::mem::take(&mut self.misrouted) {
+            let stored_in = misrouted.delivery.shard_id().unwrap_or_default().to_owned();
+            if !self.batcher.knows_shard(&stored_in) {
+                misrouted.listings += u8::from(listed);
+                if misrouted.listings < MISROUTED_LISTINGS {
+                    waiting.push(misrouted);
+                    continue;
+                }
+            }
+            let Misrouted {
+                members, delivery, ..
+            } = misrouted;
             let mut again = Vec::new();
-            for mut pending in unit {
+            for mut pending in members {
                 match self.batcher.shard_holds(&stored_in, &pending.record) {
                     Some(true) => self.delivered(pending, delivery.clone()),
                     _ => {
@@ -378,6 +417,10 @@ impl Dispatcher {
                 FreeRetry::WrongShard,
             );
         }
+        if !waiting.is_empty() && self.relist_at.is_none() {
+            self.relist_at = Some(now + RELIST_AFTER);
+        }
+        self.misrouted = waiting;
     }
 
     fn finished(&self) -> bool {
@@ -438,10 +481,18 @@ impl Dispatcher {
             .map(|(d, _)| *d);
         let warnings = self.warnings.next_due();
         let shard_map = self.shard_map_retry.map(|(at, _)| at);
-        [linger, retry, deadline, rate, warnings, shard_map]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            linger,
+            retry,
+            deadline,
+            rate,
+            warnings,
+            shard_map,
+            self.relist_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// A record arrives from `send`.
@@ -684,13 +735,19 @@ impl Dispatcher {
                             {
                                 // The stream was resharded: aggregate and pace by the
                                 // new shards (unless the map was listed since this
-                                // request went).
-                                if shard_map_generation == self.batcher.shard_map_generation() {
+                                // request went, and lists the shard it landed in).
+                                if shard_map_generation == self.batcher.shard_map_generation()
+                                    || !self.batcher.knows_shard(stored_in)
+                                {
                                     self.refresh_shard_map = true;
                                 }
                                 if aggregated && unit.len() > 1 {
                                     // Its members are settled by the new map.
-                                    self.misrouted.push((unit, delivery));
+                                    self.misrouted.push(Misrouted {
+                                        members: unit,
+                                        delivery,
+                                        listings: 0,
+                                    });
                                     continue;
                                 }
                             }
@@ -1026,8 +1083,8 @@ impl Dispatcher {
                 left_behind.push(pending);
             }
         }
-        for (unit, _) in std::mem::take(&mut self.misrouted) {
-            left_behind.extend(unit);
+        for misrouted in std::mem::take(&mut self.misrouted) {
+            left_behind.extend(misrouted.members);
         }
         let (ready, waiting) = self.batcher.drain();
         left_behind.extend(ready);
