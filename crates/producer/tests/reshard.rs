@@ -97,6 +97,35 @@ impl Stream {
         }
     }
 
+    /// What a consumer that keeps only the user records of its shard's
+    /// hash key range (the KCL) reads: each record's data and how many
+    /// times it is kept; and the copies it drops.
+    fn range_filtered(&self) -> (BTreeMap<Vec<u8>, usize>, u64) {
+        let mut kept: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        let mut outside = 0;
+        for (shard, users) in &self.stored {
+            for (key, data) in users {
+                if self.holds(shard, key) {
+                    *kept.entry(data.clone()).or_default() += 1;
+                } else {
+                    outside += 1;
+                }
+            }
+        }
+        (kept, outside)
+    }
+
+    /// Asserts that a range-filtering consumer reads each of `sent`
+    /// records once, and that the producer counted every copy it drops as
+    /// a possible duplicate.
+    fn assert_each_kept_once(&self, sent: usize, producer: &Producer) -> u64 {
+        let (kept, outside) = self.range_filtered();
+        assert_eq!(kept.len(), sent);
+        assert!(kept.values().all(|&n| n == 1), "a record kept twice");
+        assert_eq!(producer.stats().total.possibly_duplicated, outside);
+        outside
+    }
+
     /// Whether shard `id` (open or not) holds `key`.
     fn holds(&self, id: &str, key: &str) -> bool {
         ShardMap::new(self.every.clone())
@@ -271,23 +300,9 @@ async fn records_of_an_aggregate_stored_in_a_shard_that_does_not_hold_their_key_
     }
     // A consumer that keeps only its shard's range sees each record once;
     // every copy stored outside it was sent again and counted.
-    let mut kept: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    let mut outside = 0u64;
-    for (shard, users) in &stream.stored {
-        for (key, data) in users {
-            if stream.holds(shard, key) {
-                *kept.entry(data.clone()).or_default() += 1;
-            } else {
-                outside += 1;
-            }
-        }
-    }
-    assert_eq!(kept.len(), 1_500);
-    assert!(kept.values().all(|&n| n == 1), "a record kept twice");
+    let outside = stream.assert_each_kept_once(1_500, &producer);
     assert!(outside > 0, "no aggregate landed in the wrong child");
-    let stats = producer.stats();
-    assert_eq!(stats.total.delivered, 1_500);
-    assert_eq!(stats.total.possibly_duplicated, outside);
+    assert_eq!(producer.stats().total.delivered, 1_500);
     // Listed at the start and once when the first request after the split
     // landed elsewhere: requests sent before that listing do not ask again.
     assert_eq!(stream.listings, 2);
@@ -315,24 +330,15 @@ async fn records_stored_in_the_shard_that_split_are_not_sent_again() {
     producer.shutdown(Duration::from_secs(5)).await;
 
     let stream = stream.lock().unwrap();
-    let mut kept: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    let (mut outside, mut late_in_parent) = (0u64, 0);
-    for (shard, users) in &stream.stored {
-        for (key, data) in users {
-            if !stream.holds(shard, key) {
-                outside += 1;
-                continue;
-            }
-            if shard == parent && data.starts_with(b"after") {
-                late_in_parent += 1;
-            }
-            *kept.entry(data.clone()).or_default() += 1;
-        }
-    }
+    let late_in_parent = stream
+        .stored
+        .iter()
+        .filter(|(shard, _)| shard == parent)
+        .flat_map(|(_, users)| users)
+        .filter(|(_, data)| data.starts_with(b"after"))
+        .count();
     assert!(late_in_parent > 0, "no put raced the split");
-    assert_eq!(kept.len(), 1_500);
-    assert!(kept.values().all(|&n| n == 1), "a record kept twice");
-    assert_eq!(producer.stats().total.possibly_duplicated, outside);
+    stream.assert_each_kept_once(1_500, &producer);
 }
 
 /// A put stored in a shard that the listing after it does not show yet
@@ -352,21 +358,8 @@ async fn an_aggregate_in_a_shard_not_listed_yet_waits_for_the_listing() {
     producer.shutdown(Duration::from_secs(5)).await;
 
     let stream = stream.lock().unwrap();
-    let mut kept: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    let mut outside = 0u64;
-    for (shard, users) in &stream.stored {
-        for (key, data) in users {
-            if stream.holds(shard, key) {
-                *kept.entry(data.clone()).or_default() += 1;
-            } else {
-                outside += 1;
-            }
-        }
-    }
     assert!(stream.listings >= 4, "listed {} times", stream.listings);
-    assert_eq!(kept.len(), 1_500);
-    assert!(kept.values().all(|&n| n == 1), "a record kept twice");
-    assert_eq!(producer.stats().total.possibly_duplicated, outside);
+    stream.assert_each_kept_once(1_500, &producer);
 }
 
 #[tokio::test]
