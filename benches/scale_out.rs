@@ -46,7 +46,7 @@ use shardline_harness::shard_limit::{
     SHARD_BYTES_PER_SECOND, SHARD_RECORDS_PER_SECOND, ShardLimits,
 };
 use shardline_harness::{AwsEndpoints, Kinesalite, ShardLimitProxy, binary, measure, streams};
-use shardline_partition_key::{PartitionKey, ShardMap, ShardRange};
+use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardRange};
 use shardline_producer::aggregation::{DEFAULT_AGGREGATE_MAX_BYTES, deaggregate};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -474,18 +474,19 @@ async fn run_case(
     // Read everything back.
     let stored = streams::read_all(&kinesis, &stream).await?;
     let listed = kinesis.list_shards().stream_name(&stream).send().await?;
-    let shard_maps: HashMap<String, ShardMap> = listed
+    // Every shard's range, those closed by the reshard included.
+    let shard_ranges: HashMap<String, ShardRange> = listed
         .shards()
         .iter()
         .filter_map(|s| {
             let range = s.hash_key_range()?;
             Some((
                 s.shard_id().to_owned(),
-                ShardMap::new(vec![ShardRange {
+                ShardRange {
                     shard_id: s.shard_id().to_owned(),
                     starting_hash_key: range.starting_hash_key().parse().ok()?,
                     ending_hash_key: range.ending_hash_key().parse().ok()?,
-                }]),
+                },
             ))
         })
         .collect();
@@ -502,14 +503,22 @@ async fn run_case(
     let mut latencies: Vec<u64> = Vec::new();
     let mut outside_key_range = 0u64;
     for record in &stored {
-        let users: Vec<(String, Vec<u8>)> = match deaggregate(&record.data)? {
-            Some(users) => users
-                .into_iter()
-                .map(|u| (u.partition_key, u.data))
-                .collect(),
-            None => vec![(record.partition_key.clone(), record.data.clone())],
-        };
-        for (key, data) in users {
+        let users: Vec<(String, Option<ExplicitHashKey>, Vec<u8>)> =
+            match deaggregate(&record.data)? {
+                Some(users) => users
+                    .into_iter()
+                    .map(|u| {
+                        let explicit = u
+                            .explicit_hash_key
+                            .as_deref()
+                            .map(ExplicitHashKey::parse)
+                            .transpose()?;
+                        Ok((u.partition_key, explicit, u.data))
+                    })
+                    .collect::<Result<_>>()?,
+                None => vec![(record.partition_key.clone(), None, record.data.clone())],
+            };
+        for (key, explicit, data) in users {
             let line: serde_json::Value = serde_json::from_slice(&data)?;
             let id = line
                 .get("id")
@@ -520,10 +529,8 @@ async fn run_case(
             // where its first key goes: a consumer that keeps only its
             // shard's hash key range drops the others' copies there (the
             // producer sends those records again).
-            if let Some(map) = shard_maps.get(&record.shard_id)
-                && map
-                    .index_for(&PartitionKey::new_or_hashed(&key), None)
-                    .is_none()
+            if let Some(range) = shard_ranges.get(&record.shard_id)
+                && !range.holds(&PartitionKey::new_or_hashed(&key), explicit)
             {
                 outside_key_range += 1;
                 continue;

@@ -191,6 +191,12 @@ pub fn hash_key(key: &PartitionKey) -> u128 {
     u128::from_be_bytes(Md5::digest(key.as_str().as_bytes()).into())
 }
 
+/// Where a record goes in the hash-key space: its explicit hash key if it
+/// has one, else the MD5 of its partition key.
+fn record_hash(key: &PartitionKey, explicit: Option<ExplicitHashKey>) -> u128 {
+    explicit.map_or_else(|| hash_key(key), |k| k.0)
+}
+
 /// One open shard's part of the hash-key space, inclusive at both ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardRange {
@@ -219,8 +225,7 @@ impl ShardRange {
     /// assert!(!low.holds(&key, Some(ExplicitHashKey(u128::MAX))));
     /// ```
     pub fn holds(&self, key: &PartitionKey, explicit: Option<ExplicitHashKey>) -> bool {
-        let hash = explicit.map_or_else(|| hash_key(key), |k| k.0);
-        (self.starting_hash_key..=self.ending_hash_key).contains(&hash)
+        (self.starting_hash_key..=self.ending_hash_key).contains(&record_hash(key, explicit))
     }
 }
 
@@ -279,30 +284,6 @@ impl ShardMap {
         (hash <= range.ending_hash_key).then_some(index)
     }
 
-    /// Whether the open shard `shard_id` holds a record's hash key (its
-    /// explicit hash key if it has one, else the MD5 of its partition
-    /// key); `None` when the map has no open shard of that id.
-    ///
-    /// ```
-    /// use shardline_partition_key::{ExplicitHashKey, PartitionKey, ShardMap};
-    ///
-    /// let map = ShardMap::even(2);
-    /// let key = PartitionKey::new("any").unwrap();
-    /// let low = Some(ExplicitHashKey(7));
-    /// assert_eq!(map.holds("shardId-000000000000", &key, low), Some(true));
-    /// assert_eq!(map.holds("shardId-000000000001", &key, low), Some(false));
-    /// assert_eq!(map.holds("shardId-000000000009", &key, low), None);
-    /// ```
-    pub fn holds(
-        &self,
-        shard_id: &str,
-        key: &PartitionKey,
-        explicit: Option<ExplicitHashKey>,
-    ) -> Option<bool> {
-        let range = self.ranges.iter().find(|r| r.shard_id == shard_id)?;
-        Some(range.holds(key, explicit))
-    }
-
     /// The shard a record goes to: its explicit hash key if it has one,
     /// else the MD5 of its partition key.
     pub fn index_for(
@@ -310,8 +291,7 @@ impl ShardMap {
         key: &PartitionKey,
         explicit: Option<ExplicitHashKey>,
     ) -> Option<usize> {
-        let hash = explicit.map_or_else(|| hash_key(key), |k| k.0);
-        self.index_for_hash(hash)
+        self.index_for_hash(record_hash(key, explicit))
     }
 }
 

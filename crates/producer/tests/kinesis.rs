@@ -10,7 +10,7 @@ use shardline_harness::{
     EntryFault, FaultCode, FaultProxy, Kinesalite, ProxyAction, RequestFault, Selection,
     sdk_config, streams, unique_name,
 };
-use shardline_partition_key::{PartitionKey, ShardMap, ShardRange};
+use shardline_partition_key::{PartitionKey, ShardRange};
 use shardline_producer::{
     BuildError, DeadLetterFile, DeadLetterReason, KinesisDestination, Outcome, Producer, Receipt,
     Record, RetryPolicy, SinkStats, SourceName, replay,
@@ -953,20 +953,19 @@ async fn aggregation_follows_a_split_shard() -> TestResult {
 
     // Every shard's range, the split one's included.
     let listed = admin.list_shards().stream_name(&stream).send().await?;
-    let every_shard = ShardMap::new(
-        listed
-            .shards()
-            .iter()
-            .map(|s| {
-                let range = s.hash_key_range().ok_or("no hash key range")?;
-                Ok(ShardRange {
-                    shard_id: s.shard_id().to_owned(),
-                    starting_hash_key: range.starting_hash_key().parse()?,
-                    ending_hash_key: range.ending_hash_key().parse()?,
-                })
-            })
-            .collect::<Result<Vec<_>, Box<dyn Error>>>()?,
-    );
+    let every_shard = listed
+        .shards()
+        .iter()
+        .map(|s| {
+            let range = s.hash_key_range().ok_or("no hash key range")?;
+            let range = ShardRange {
+                shard_id: s.shard_id().to_owned(),
+                starting_hash_key: range.starting_hash_key().parse()?,
+                ending_hash_key: range.ending_hash_key().parse()?,
+            };
+            Ok((range.shard_id.clone(), range))
+        })
+        .collect::<Result<HashMap<_, _>, Box<dyn Error>>>()?;
     let read = streams::read_all(&admin, &stream).await?;
     // What a consumer that keeps only the user records of its shard's hash
     // key range (the KCL) sees: each record once. Copies an aggregate made
@@ -977,8 +976,9 @@ async fn aggregation_follows_a_split_shard() -> TestResult {
     for (user, shard_id) in user_records(&read)? {
         let key = PartitionKey::new(&user.partition_key)?;
         let holds = every_shard
-            .holds(&shard_id, &key, None)
-            .ok_or("a shard not listed")?;
+            .get(&shard_id)
+            .ok_or("a shard not listed")?
+            .holds(&key, None);
         if !holds {
             outside += 1;
             continue;

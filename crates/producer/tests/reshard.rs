@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shardline_partition_key::hash_key;
 use shardline_producer::aggregation::deaggregate;
 use shardline_producer::{
     BatchLimits, DeadLetterFile, Delivery, Destination, Entry, EntryError, ErrorClass, Outcome,
@@ -128,9 +127,11 @@ impl Stream {
 
     /// Whether shard `id` (open or not) holds `key`.
     fn holds(&self, id: &str, key: &str) -> bool {
-        ShardMap::new(self.every.clone())
-            .holds(id, &PartitionKey::new(key).unwrap(), None)
-            .unwrap()
+        self.every
+            .iter()
+            .find(|r| r.shard_id == id)
+            .expect("a shard of the stream")
+            .holds(&PartitionKey::new(key).unwrap(), None)
     }
 }
 
@@ -206,11 +207,8 @@ impl Destination for Resharding {
         };
         let mut results = Vec::new();
         for entry in entries {
-            let hash = entry
-                .explicit_hash_key
-                .map_or_else(|| hash_key(&entry.partition_key), |k| k.0);
             let index = map
-                .index_for_hash(hash)
+                .index_for(&entry.partition_key, entry.explicit_hash_key)
                 .expect("the open shards cover every key");
             let shard = map.ranges().get(index).expect("listed").shard_id.clone();
             let users = match deaggregate(&entry.data).unwrap() {
