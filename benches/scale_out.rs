@@ -536,7 +536,7 @@ async fn run_case(
                 continue;
             }
             if let (Some(t), Some(arrival)) =
-                (line.get("t").and_then(|v| v.as_u64()), record.arrival_ms)
+                (line.get("t").and_then(|v| v.as_u64()), record.arrival_ms())
             {
                 latencies.push((arrival as u64 * 1_000).saturating_sub(t));
             }

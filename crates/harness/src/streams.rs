@@ -12,194 +12,71 @@ use aws_sdk_firehose::types::{
     EncryptionConfiguration, ExtendedS3DestinationConfiguration, NoEncryptionConfig,
 };
 use aws_sdk_kinesis::error::DisplayErrorContext;
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use shardline_streams::StreamSpec;
 
 use crate::Error;
 
 /// How long a stream or delivery stream may take to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30);
-/// GetRecords returns at most this many records per call
-/// (<https://docs.aws.amazon.com/kinesis/latest/APIReference/API_GetRecords.html>).
-const GET_RECORDS_MAX: i32 = 10_000;
 
-/// Creates a Kinesis stream with `shards` shards and waits until it is ACTIVE.
+pub use shardline_streams::ReadRecord;
+
+/// Creates a Kinesis stream with `shards` shards and waits until it is
+/// ACTIVE (the product's own [`shardline_streams::create_stream`]).
 pub async fn create_stream(
     client: &aws_sdk_kinesis::Client,
     name: &str,
     shards: i32,
 ) -> Result<(), Error> {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
+    let spec = StreamSpec::provisioned(u32::try_from(shards).unwrap_or(0));
+    shardline_streams::create_stream(client, name, &spec, &mut |_| {})
         .await
-        .map_err(|e| {
-            Error::call(
-                "Kinesis",
-                format!("CreateStream {name}"),
-                DisplayErrorContext(e),
-            )
-        })?;
-    wait_until_active(client, name).await
+        .map_err(|e| Error::call("Kinesis", format!("creating {name}"), e))?;
+    Ok(())
 }
 
 /// Waits until a Kinesis stream is ACTIVE (after a create or a reshard).
 pub async fn wait_until_active(client: &aws_sdk_kinesis::Client, name: &str) -> Result<(), Error> {
-    let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
-    loop {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .map_err(|e| {
-                Error::call(
-                    "Kinesis",
-                    format!("DescribeStreamSummary {name}"),
-                    DisplayErrorContext(e),
-                )
-            })?;
-        let status = summary
-            .stream_description_summary()
-            .map(|s| s.stream_status().clone());
-        if status == Some(StreamStatus::Active) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::call(
-                "Kinesis",
-                format!("waiting for {name} to become ACTIVE"),
-                format!("still {status:?} after {ACTIVE_TIMEOUT:?}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    shardline_streams::wait_until_active(client, name, ACTIVE_TIMEOUT, &mut |_| {})
+        .await
+        .map_err(|e| Error::call("Kinesis", format!("waiting for {name}"), e))?;
+    Ok(())
 }
 
-/// One record as a consumer reads it back from a shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadRecord {
-    pub shard_id: String,
-    pub sequence_number: String,
-    pub partition_key: String,
-    pub data: Vec<u8>,
-    /// When the stream took it (`ApproximateArrivalTimestamp`), in
-    /// milliseconds since the Unix epoch.
-    pub arrival_ms: Option<i64>,
-}
-
-/// Reads a stream from TRIM_HORIZON on every shard, as a consumer would,
-/// remembering its place so that each [`StreamReader::poll`] returns only
-/// the records that arrived since the last one.
+/// Reads a stream from TRIM_HORIZON on every shard, records exactly as
+/// stored (aggregates not opened), remembering its place so that each
+/// [`StreamReader::poll`] returns only what arrived since: the product's
+/// [`shardline_streams::StreamReader`], raw.
 #[derive(Debug)]
 pub struct StreamReader {
-    client: aws_sdk_kinesis::Client,
+    reader: shardline_streams::StreamReader,
     stream: String,
-    /// Next iterator per shard; `None` once a closed shard is read to its end.
-    iterators: BTreeMap<String, Option<String>>,
 }
 
 impl StreamReader {
     /// A reader positioned before the first record of every shard.
     pub fn new(client: &aws_sdk_kinesis::Client, stream: &str) -> Self {
         Self {
-            client: client.clone(),
+            reader: shardline_streams::StreamReader::new(client, stream).raw(),
             stream: stream.to_owned(),
-            iterators: BTreeMap::new(),
         }
     }
 
-    /// Returns every record that arrived since the previous call, shard by
-    /// shard, each shard's records in sequence order.
+    /// Returns the records that arrived since the previous call: one
+    /// `GetRecords` call to each shard that may be called now.
     pub async fn poll(&mut self) -> Result<Vec<ReadRecord>, Error> {
-        self.discover_shards().await?;
-        let mut out = Vec::new();
-        let shard_ids: Vec<String> = self.iterators.keys().cloned().collect();
-        for shard_id in shard_ids {
-            while let Some(Some(iterator)) = self.iterators.get(&shard_id).cloned() {
-                let page = self
-                    .client
-                    .get_records()
-                    .shard_iterator(iterator)
-                    .limit(GET_RECORDS_MAX)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        Error::call(
-                            "Kinesis",
-                            format!("GetRecords {shard_id}"),
-                            DisplayErrorContext(e),
-                        )
-                    })?;
-                let records = page.records();
-                let done = records.is_empty();
-                out.extend(records.iter().map(|r| {
-                    ReadRecord {
-                        shard_id: shard_id.clone(),
-                        sequence_number: r.sequence_number().to_owned(),
-                        partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                        data: r.data().as_ref().to_vec(),
-                        arrival_ms: r
-                            .approximate_arrival_timestamp()
-                            .and_then(|t| t.to_millis().ok()),
-                    }
-                }));
-                self.iterators.insert(
-                    shard_id.clone(),
-                    page.next_shard_iterator().map(str::to_owned),
-                );
-                if done {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        self.reader
+            .poll()
+            .await
+            .map_err(|e| Error::call("Kinesis", format!("reading {}", self.stream), e))
     }
 
-    /// Adds an iterator for every shard not seen yet (new after a reshard).
-    async fn discover_shards(&mut self) -> Result<(), Error> {
-        let mut next_token: Option<String> = None;
-        loop {
-            let request = match &next_token {
-                Some(token) => self.client.list_shards().next_token(token),
-                None => self.client.list_shards().stream_name(&self.stream),
-            };
-            let page = request.send().await.map_err(|e| {
-                Error::call(
-                    "Kinesis",
-                    format!("ListShards {}", self.stream),
-                    DisplayErrorContext(e),
-                )
-            })?;
-            for shard in page.shards() {
-                let id = shard.shard_id();
-                if self.iterators.contains_key(id) {
-                    continue;
-                }
-                let iterator = self
-                    .client
-                    .get_shard_iterator()
-                    .stream_name(&self.stream)
-                    .shard_id(id)
-                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        Error::call(
-                            "Kinesis",
-                            format!("GetShardIterator {id}"),
-                            DisplayErrorContext(e),
-                        )
-                    })?;
-                self.iterators
-                    .insert(id.to_owned(), iterator.shard_iterator().map(str::to_owned));
-            }
-            next_token = page.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                return Ok(());
-            }
-        }
+    /// Reads until every shard is read to its newest record.
+    pub async fn read_to_end(&mut self) -> Result<Vec<ReadRecord>, Error> {
+        self.reader
+            .read_to_end()
+            .await
+            .map_err(|e| Error::call("Kinesis", format!("reading {}", self.stream), e))
     }
 }
 
@@ -208,7 +85,7 @@ pub async fn read_all(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
 ) -> Result<Vec<ReadRecord>, Error> {
-    StreamReader::new(client, stream).poll().await
+    StreamReader::new(client, stream).read_to_end().await
 }
 
 /// Reads a stream until it holds at least `expected` records or `timeout`
