@@ -17,15 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use shardline_cdc::{ChangeRecords, Decoder, Format, KeyBy};
+use multi_source::Generator;
 use shardline_cli::{CommonArgs, Defaults, Settings};
-use shardline_core::SourceName;
-use shardline_generate::{Generated, Kind};
-use shardline_iot::SensorRecords;
-use shardline_log_parser::{LogParser, LogRecords};
-use shardline_partition_key::WebLogKey;
 use shardline_runner::Runner;
-use shardline_validate::{IotLimits, Validator};
 
 /// Per-key order through retries, for the database changes (each row in
 /// order); batches wait at most 100 ms, as cdc-forwarder's do.
@@ -35,10 +29,6 @@ const DEFAULTS: Defaults = Defaults {
     linger: Some(Duration::from_millis(100)),
     max_in_flight: None,
 };
-/// The sources' names in statistics and dead letters.
-const WEB: &str = "web_logs";
-const IOT: &str = "iot_sensors";
-const DB: &str = "database_cdc";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
@@ -108,38 +98,15 @@ async fn forward(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     shardline_cli::announce_metrics("multi-source", &running);
     let shutdown = shardline_cli::shutdown("multi-source", settings.duration)?;
     let mut made: Vec<(&str, Arc<AtomicU64>)> = Vec::new();
-    let wanted = |which: Which| args.source == which || args.source == Which::All;
-    if wanted(Which::Web) {
-        let source = Generated::new(Kind::WebLogs, args.web_rate);
-        made.push((WEB, source.made()));
-        let records = LogRecords::new(
-            LogParser::apache(),
-            SourceName::new(WEB),
-            Box::new(WebLogKey::default()),
-        )
-        .validator(Some(Validator::web_log()?));
-        let pipeline = running.pipeline(WEB, source, Arc::new(records));
-        running.spawn(WEB, pipeline);
-    }
-    if wanted(Which::Iot) {
-        let source = Generated::new(Kind::Sensors, args.iot_rate);
-        made.push((IOT, source.made()));
-        let records = SensorRecords::new(
-            SourceName::new(IOT),
-            Some(Validator::iot_reading(IotLimits::default())?),
-        );
-        let pipeline = running.pipeline(IOT, source, Arc::new(records));
-        running.spawn(IOT, pipeline);
-    }
-    if wanted(Which::Db) {
-        let source = Generated::new(Kind::Changes, args.db_rate);
-        made.push((DB, source.made()));
-        let decoder = Decoder::new(Format::Debezium).key_columns(shardline_cdc::table_columns(
-            "inventory.customers:id;inventory.orders:id",
-        )?);
-        let records = ChangeRecords::new(decoder, SourceName::new(DB)).key_by(KeyBy::PrimaryKey);
-        let pipeline = running.pipeline(DB, source, Arc::new(records));
-        running.spawn(DB, pipeline);
+    let rates = [
+        (Which::Web, Generator::Web, args.web_rate),
+        (Which::Iot, Generator::Iot, args.iot_rate),
+        (Which::Db, Generator::Db, args.db_rate),
+    ];
+    for (which, generator, rate) in rates {
+        if args.source == which || args.source == Which::All {
+            made.push((generator.name(), generator.spawn(&mut running, rate)?));
+        }
     }
     eprintln!(
         "multi-source: {} → {:?}; dead letters in {}",
