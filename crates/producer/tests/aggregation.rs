@@ -1,5 +1,8 @@
-//! AWS's own deaggregator (PyPI `aws-kinesis-agg`, installed by the harness)
-//! reads every aggregated record shardline writes, byte for byte.
+//! AWS's own aggregation library (PyPI `aws-kinesis-agg`, installed by the
+//! harness) and shardline agree both ways, byte for byte: AWS's
+//! deaggregator reads every aggregate shardline writes, and shardline's
+//! deaggregator (which `shardline read` uses) reads every aggregate AWS's
+//! aggregator writes.
 
 use std::error::Error;
 use std::process::Command;
@@ -11,7 +14,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 use shardline_partition_key::{ExplicitHashKey, PartitionKey};
-use shardline_producer::aggregation::Aggregate;
+use shardline_producer::aggregation::{Aggregate, deaggregate};
 
 /// Deaggregates each record's data with `aws_kinesis_agg` and returns, per
 /// record, its user records as `[partition_key, explicit_hash_key, data]`.
@@ -34,22 +37,24 @@ print(json.dumps(out))
 "#;
 
 fn python_deaggregate(aggregates: &[Bytes]) -> Result<Value, Box<dyn Error>> {
-    let python = shardline_harness::install::ensure_python()?;
-    let input: String = aggregates
+    let input: Vec<Value> = aggregates
         .iter()
-        .map(|a| {
-            format!(
-                "{}\n",
-                json!(base64::engine::general_purpose::STANDARD.encode(a))
-            )
-        })
+        .map(|a| json!(base64::engine::general_purpose::STANDARD.encode(a)))
         .collect();
+    run_python(DEAGGREGATE, &input)
+}
+
+/// Runs `script` with the harness's Python, one JSON value a line on its
+/// standard input; returns the JSON it prints.
+fn run_python(script: &str, input: &[Value]) -> Result<Value, Box<dyn Error>> {
+    let python = shardline_harness::install::ensure_python()?;
+    let input: String = input.iter().map(|line| format!("{line}\n")).collect();
     let dir = tempfile::tempdir()?;
     let input_path = dir.path().join("records.ndjson");
     std::fs::write(&input_path, input)?;
     let output = Command::new(python)
         .arg("-c")
-        .arg(DEAGGREGATE)
+        .arg(script)
         .stdin(std::fs::File::open(&input_path)?)
         .output()?;
     if !output.status.success() {
@@ -58,11 +63,12 @@ fn python_deaggregate(aggregates: &[Bytes]) -> Result<Value, Box<dyn Error>> {
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
-#[test]
-fn aws_kinesis_agg_reads_every_aggregate_byte_for_byte() -> Result<(), Box<dyn Error>> {
-    // Generate many aggregates first, then hand them to Python in one run.
-    // Each aggregate: records all with explicit hash keys or all without
-    // (`Aggregate::accepts`).
+/// User records as `(partition key, explicit hash key, data)`.
+type Case = Vec<(String, Option<u128>, Vec<u8>)>;
+
+/// 64 lists of user records, each all with explicit hash keys or all
+/// without (`Aggregate::accepts`).
+fn cases() -> Result<Vec<Case>, Box<dyn Error>> {
     let strategy = (
         any::<bool>(),
         proptest::collection::vec(
@@ -88,6 +94,72 @@ fn aws_kinesis_agg_reads_every_aggregate_byte_for_byte() -> Result<(), Box<dyn E
             .map_err(|e| format!("generating a case: {e}"))?;
         cases.push(tree.current());
     }
+    Ok(cases)
+}
+
+/// Aggregates each line's user records (`[partition_key, explicit_hash_key
+/// or null, base64 data]`) with `aws_kinesis_agg`'s `RecordAggregator`
+/// into one aggregated record, printed as base64.
+const AGGREGATE: &str = r#"
+import base64, json, sys
+from aws_kinesis_agg.aggregator import RecordAggregator
+out = []
+for line in sys.stdin:
+    aggregator = RecordAggregator()
+    for pk, ehk, data in json.loads(line):
+        if aggregator.add_user_record(pk, base64.b64decode(data), ehk) is not None:
+            sys.exit("the case does not fit one aggregated record")
+    _, _, contents = aggregator.clear_and_get().get_contents()
+    out.append(base64.b64encode(contents).decode())
+print(json.dumps(out))
+"#;
+
+#[test]
+fn shardline_reads_every_aggregate_aws_kinesis_agg_writes() -> Result<(), Box<dyn Error>> {
+    let cases = cases()?;
+    let input: Vec<Value> = cases
+        .iter()
+        .map(|records| {
+            json!(
+                records
+                    .iter()
+                    .map(|(pk, ehk, data)| json!([
+                        pk,
+                        ehk.map(|k| k.to_string()),
+                        base64::engine::general_purpose::STANDARD.encode(data)
+                    ]))
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    let written = run_python(AGGREGATE, &input)?;
+    let written = written.as_array().ok_or("not a list")?;
+    assert_eq!(written.len(), cases.len());
+    for (records, aggregate) in cases.iter().zip(written) {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(aggregate.as_str().ok_or("not a string")?)?;
+        let users = deaggregate(&bytes)?.ok_or("not read as an aggregated record")?;
+        assert_eq!(users.len(), records.len());
+        for ((pk, ehk, data), user) in records.iter().zip(users) {
+            assert_eq!(&user.partition_key, pk);
+            assert_eq!(user.explicit_hash_key, ehk.map(|k| k.to_string()));
+            assert_eq!(&user.data, data);
+        }
+        // One flipped bit of the checksum, and both read the bytes as a
+        // plain record.
+        let mut damaged = bytes.clone();
+        if let Some(last) = damaged.last_mut() {
+            *last ^= 1;
+        }
+        assert_eq!(deaggregate(&damaged)?, None);
+    }
+    Ok(())
+}
+
+#[test]
+fn aws_kinesis_agg_reads_every_aggregate_byte_for_byte() -> Result<(), Box<dyn Error>> {
+    // Generate many aggregates first, then hand them to Python in one run.
+    let cases = cases()?;
     let mut aggregates = Vec::new();
     for records in &cases {
         let mut aggregate = Aggregate::new();
