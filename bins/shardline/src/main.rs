@@ -224,14 +224,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let info = shardline_streams::describe(&kinesis, &name).await?;
             println!(
-                "{} {name}: {}, {} open shards, retention {} hours",
+                "{} {name}: {}, {}, retention {} hours",
                 if created.new {
                     "created"
                 } else {
                     "already there:"
                 },
                 info.status,
-                info.open_shards,
+                output::open_shards(info.open_shards),
                 info.retention_hours
             );
         }
@@ -250,10 +250,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Scaled::Already => "already had them".to_owned(),
                 Scaled::UpdateShardCount => "UpdateShardCount, uniform scaling".to_owned(),
                 Scaled::SplitAndMerge { splits, merges } => format!(
-                    "the endpoint has no UpdateShardCount: {splits} splits and {merges} merges"
+                    "the endpoint has no UpdateShardCount: {} and {}",
+                    output::count(splits, "split"),
+                    output::count(merges, "merge")
                 ),
             };
-            println!("{name}: {shards} open shards ({how})");
+            println!("{name}: {} ({how})", output::open_shards(shards as usize));
         }
         Command::Read {
             name,
@@ -327,7 +329,7 @@ fn progress(name: &str) -> impl FnMut(&Progress) + Send + use<> {
         }
         let shards = p
             .open_shards
-            .map(|n| format!(", {n} open shards"))
+            .map(|n| format!(", {}", output::open_shards(n)))
             .unwrap_or_default();
         let line = format!(
             "{name}: {}{shards} ({:.0} s)",

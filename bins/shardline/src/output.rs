@@ -46,6 +46,20 @@ pub(crate) fn record_json(record: &ReadRecord) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
+/// `1 split`, `2 splits`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// `1 open shard`, `4 open shards`.
+pub(crate) fn open_shards(n: usize) -> String {
+    count(n, "open shard")
+}
+
 /// The share of the hash-key space a range holds, in percent.
 fn key_space_share(start: &str, end: &str) -> Option<f64> {
     let (start, end) = (start.parse::<u128>().ok()?, end.parse::<u128>().ok()?);

@@ -172,6 +172,26 @@ async fn create_waits_for_active_describes_and_is_idempotent() -> TestResult {
     assert_eq!(table.matches(" open ").count(), 2, "{table}");
     assert_eq!(table.matches("50.0%").count(), 2, "{table}");
 
+    // An endpoint without EnableEnhancedMonitoring (kinesalite): the
+    // stream is made, and the user is told the metrics stay off.
+    let monitored = unique_name("tool_monitored");
+    let output = run(
+        &endpoints,
+        &[
+            "create-stream",
+            &monitored,
+            "--shards",
+            "1",
+            "--enhanced-monitoring",
+        ],
+    )?;
+    let told = String::from_utf8(output.stderr)?;
+    assert!(
+        told.contains("no EnableEnhancedMonitoring: shard-level metrics stay off"),
+        "{told}"
+    );
+    assert_eq!(describe(&endpoints, &monitored)?["status"], "ACTIVE");
+
     let missing = shardline(&endpoints)
         .args(["describe", &unique_name("tool_missing")])
         .output()?;
@@ -322,11 +342,16 @@ async fn after_a_split_mid_stream_parents_are_read_before_children() -> TestResu
     let stream = unique_name("tool_split");
     run(&endpoints, &["create-stream", &stream, "--shards", "1"])?;
     let keys = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
-    put_numbered(&client, &stream, &keys, 0..50).await?;
+    put_numbered(&client, &stream, &keys, 0..25).await?;
+    assert!(read(&endpoints, &stream, &["--from", "latest"])?.is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let between = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    put_numbered(&client, &stream, &keys, 25..50).await?;
     // kinesalite has no UpdateShardCount: the tool splits the shard itself.
     let scaled = String::from_utf8(run(&endpoints, &["scale", &stream, "--shards", "2"])?.stdout)?;
     assert!(
-        scaled.contains("no UpdateShardCount: 1 splits and 0 merges"),
+        scaled.contains("no UpdateShardCount: 1 split and 0 merges"),
         "{scaled}"
     );
     put_numbered(&client, &stream, &keys, 50..100).await?;
@@ -366,6 +391,30 @@ async fn after_a_split_mid_stream_parents_are_read_before_children() -> TestResu
         *expected += 1;
     }
 
+    // From a time (before the split; kinesalite never answers an
+    // AT_TIMESTAMP iterator for a shard with no record after the time):
+    // only what arrived after it, parents first still.
+    let since = read(
+        &endpoints,
+        &stream,
+        &[
+            "--from",
+            &format!("at-timestamp:{:.3}", between.as_secs_f64()),
+        ],
+    )?;
+    let numbers: Vec<u32> = since
+        .iter()
+        .map(|r| {
+            let data = r["data"].as_str().unwrap();
+            data.split(' ').nth(1).unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(numbers.len(), keys.len() * 75);
+    assert!(numbers.iter().all(|&n| n >= 25), "{numbers:?}");
+    let last_before_split = numbers.iter().rposition(|&n| n < 50).unwrap();
+    let first_after_split = numbers.iter().position(|&n| n >= 50).unwrap();
+    assert!(last_before_split < first_after_split, "{numbers:?}");
+
     // One shard alone, and a position within it.
     let parent_only = read(&endpoints, &stream, &["--shard", &parent])?;
     assert_eq!(parent_only.len(), keys.len() * 50);
@@ -397,7 +446,7 @@ async fn after_a_split_mid_stream_parents_are_read_before_children() -> TestResu
 
     // And back to one shard: merged.
     let merged = String::from_utf8(run(&endpoints, &["scale", &stream, "--shards", "1"])?.stdout)?;
-    assert!(merged.contains("0 splits and 1 merges"), "{merged}");
+    assert!(merged.contains("0 splits and 1 merge"), "{merged}");
     assert_open_shards_tile_the_key_space(&describe(&endpoints, &stream)?, 1);
     assert_eq!(read(&endpoints, &stream, &[])?.len(), keys.len() * 100);
     Ok(())

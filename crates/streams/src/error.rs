@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
 /// An error from a stream operation, naming the call and the stream.
 #[derive(Debug, thiserror::Error)]
@@ -65,20 +65,25 @@ impl StreamError {
         E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let code = error
-            .as_service_error()
-            .and_then(|e| e.code())
-            .map(str::to_owned);
+        let service = error.as_service_error();
+        let code = service.and_then(|e| e.code()).map(str::to_owned);
         if code.as_deref() == Some("ResourceNotFoundException") {
             return StreamError::NotFound {
                 stream: stream.to_owned(),
             };
         }
+        let detail = match (service, &code) {
+            (Some(e), Some(code)) => match e.message() {
+                Some(message) => format!("{code}: {message}"),
+                None => code.clone(),
+            },
+            _ => causes(&error),
+        };
         StreamError::Call {
             operation,
             stream: stream.to_owned(),
             code,
-            detail: DisplayErrorContext(&error).to_string(),
+            detail,
         }
     }
 
@@ -99,5 +104,48 @@ impl StreamError {
             self.code(),
             Some("UnknownOperationException" | "InvalidAction" | "UnsupportedOperation")
         )
+    }
+}
+
+/// An error and its causes in plain words (`dispatch failure: io error:
+/// ... Connection refused`), each said once: the SDK's own context adds a
+/// debug dump of the response, which is no message for a user.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn causes_are_said_once_each_in_order() {
+        let error = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer("Connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            causes(&error),
+            "dispatch failure: io error: Connection refused"
+        );
+        let repeated = Layer("timed out", Some(Box::new(Layer("timed out", None))));
+        assert_eq!(causes(&repeated), "timed out");
     }
 }

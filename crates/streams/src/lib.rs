@@ -49,4 +49,6 @@ pub use admin::{
 };
 pub use error::StreamError;
 pub use metrics::{MetricFigure, NAMESPACE, PERIOD, STREAM_METRICS, Summary, stream_metrics};
-pub use read::{GET_RECORDS_INTERVAL, ReadOptions, ReadRecord, StartAt, StreamReader};
+pub use read::{
+    CALL_TIMEOUT, GET_RECORDS_INTERVAL, ReadOptions, ReadRecord, StartAt, StreamReader,
+};

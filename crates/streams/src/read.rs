@@ -26,6 +26,11 @@ pub const GET_RECORDS_INTERVAL: Duration = Duration::from_millis(200);
 const THROTTLED_PAUSE_MIN: Duration = Duration::from_millis(500);
 /// The longest wait after a refused `GetRecords`.
 const THROTTLED_PAUSE_MAX: Duration = Duration::from_secs(5);
+/// How long a read call may go unanswered before reading fails: the SDK
+/// waits forever by default, and a reader that follows a stream must not
+/// hang silently (GetRecords answers within a second or two,
+/// <https://docs.aws.amazon.com/streams/latest/dev/troubleshooting-consumers.html>).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a reader that follows the stream lists its shards again, to
 /// find the children of a reshard it has not finished reading to.
 const LIST_EVERY: Duration = Duration::from_secs(10);
@@ -376,9 +381,8 @@ impl StreamReader {
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq),
         };
-        let answer = request
-            .send()
-            .await
+        let answer = answered("GetShardIterator", shard, request.send())
+            .await?
             .map_err(|e| StreamError::call("GetShardIterator", shard, e))?;
         Ok(answer.shard_iterator().map(str::to_owned))
     }
@@ -401,13 +405,12 @@ impl StreamReader {
                 }
             }
         };
-        let answer = self
+        let request = self
             .client
             .get_records()
             .shard_iterator(iterator)
-            .limit(GET_RECORDS_MAX)
-            .send()
-            .await;
+            .limit(GET_RECORDS_MAX);
+        let answer = answered("GetRecords", id, request.send()).await?;
         let now = Instant::now();
         let page = match answer {
             Ok(page) => page,
@@ -476,6 +479,22 @@ impl StreamReader {
         }
         self.relist = true;
     }
+}
+
+/// `call`'s answer, or an error naming it once [`CALL_TIMEOUT`] passes.
+async fn answered<T>(
+    operation: &'static str,
+    shard: &str,
+    call: impl Future<Output = T>,
+) -> Result<T, StreamError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| StreamError::Call {
+            operation,
+            stream: shard.to_owned(),
+            code: None,
+            detail: format!("no answer in {CALL_TIMEOUT:?}"),
+        })
 }
 
 /// Adds a stored record to `out`, opened into its user records when it is
