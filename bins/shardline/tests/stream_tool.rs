@@ -117,17 +117,15 @@ fn assert_open_shards_tile_the_key_space(description: &Value, count: usize) {
 async fn create_waits_for_active_describes_and_is_idempotent() -> TestResult {
     let endpoints = Kinesalite::shared()?.endpoints();
     let stream = unique_name("tool_create");
-    let created = run(
-        &endpoints,
-        &[
-            "create-stream",
-            &stream,
-            "--shards",
-            "2",
-            "--retention-hours",
-            "168",
-        ],
-    )?;
+    let create = [
+        "create-stream",
+        &stream,
+        "--shards",
+        "2",
+        "--retention-hours",
+        "168",
+    ];
+    let created = run(&endpoints, &create)?;
     let said = String::from_utf8(created.stdout)?;
     assert!(
         said.starts_with(&format!(
@@ -143,17 +141,7 @@ async fn create_waits_for_active_describes_and_is_idempotent() -> TestResult {
     assert_open_shards_tile_the_key_space(&description, 2);
 
     // The same shape again: nothing to do.
-    let again = run(
-        &endpoints,
-        &[
-            "create-stream",
-            &stream,
-            "--shards",
-            "2",
-            "--retention-hours",
-            "168",
-        ],
-    )?;
+    let again = run(&endpoints, &create)?;
     assert!(String::from_utf8(again.stdout)?.starts_with("already there:"));
     // Another shape: an error that says what the stream has.
     let other = shardline(&endpoints)
