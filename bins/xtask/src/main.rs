@@ -29,10 +29,15 @@
 //!   work as a library (`library.rs`): no AWS crate in a parsing-only build,
 //!   `cargo package`, the public-API snapshots, and a crate outside the
 //!   workspace built against the newest SDK. `cargo xtask test` runs it.
+//! - `cargo xtask deb [--smoke]`: log-streamer's Debian package
+//!   (`deb.rs`): built with cargo-deb (installed on first use), inspected,
+//!   and as root installed, its unit verified, and purged. `cargo xtask
+//!   test` runs it on the debug build (`--smoke`).
 //!
 //! Every step runs a cargo command over the whole workspace, so dependencies
 //! are compiled once with one set of features.
 
+mod deb;
 mod library;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +51,8 @@ usage: cargo xtask demo [--stream-name NAME] [--shards N]
        cargo xtask fuzz [--seconds N] [--keep] [TARGET...]
        cargo xtask bench
        cargo xtask scale-out
-       cargo xtask library [--verify] [--bless]";
+       cargo xtask library [--verify] [--bless]
+       cargo xtask deb [--smoke]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         "chaos" => chaos(rest),
         "fuzz" => fuzz(rest),
         "library" => library::library(rest),
+        "deb" => deb::deb(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -175,6 +182,9 @@ fn test(args: &[String]) -> Result<(), String> {
     )?;
     // The scale-out bench's smoke size is a test of `shardline-benches`
     // (`benches/tests/scale_out_smoke.rs`): built above, run by `cargo test`.
+    // The .deb from the debug build `cargo test` made: built, installed,
+    // checked and purged.
+    deb::deb(&["--smoke".to_owned()])?;
     library::library(&[])?;
     run_fuzz(FUZZ_TARGETS, FUZZ_SMOKE_SECONDS, false)
 }
