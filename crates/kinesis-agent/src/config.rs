@@ -287,6 +287,30 @@ const IGNORED_FLOW_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// A key not used: listed in `ignored` with its reason if `table` has it,
+/// an error that names it otherwise.
+fn ignore(
+    table: &[(&str, &'static str)],
+    place: &str,
+    key: &str,
+    ignored: &mut Vec<Ignored>,
+) -> Result<(), ConfigError> {
+    let (_, why) =
+        table
+            .iter()
+            .find(|(k, _)| *k == key)
+            .ok_or_else(|| ConfigError::UnknownKey {
+                place: place.to_owned(),
+                key: key.to_owned(),
+            })?;
+    ignored.push(Ignored {
+        place: place.to_owned(),
+        key: key.to_owned(),
+        why,
+    });
+    Ok(())
+}
+
 fn string(value: &Value, place: &str, key: &str) -> Result<String, ConfigError> {
     value
         .as_str()
@@ -369,19 +393,7 @@ impl AgentConfig {
                     config.cloudwatch_emit_metrics = boolean(value, place, key)?;
                 }
                 "cloudwatch.namespace" => config.cloudwatch_namespace = string(value, place, key)?,
-                other => match IGNORED_SETTINGS.iter().find(|(k, _)| *k == other) {
-                    Some((_, why)) => config.ignored.push(Ignored {
-                        place: place.to_owned(),
-                        key: other.to_owned(),
-                        why,
-                    }),
-                    None => {
-                        return Err(ConfigError::UnknownKey {
-                            place: place.to_owned(),
-                            key: other.to_owned(),
-                        });
-                    }
-                },
+                other => ignore(IGNORED_SETTINGS, place, other, &mut config.ignored)?,
             }
         }
         let flows = match top.get("flows") {
@@ -486,19 +498,7 @@ impl Flow {
                             }
                         })?;
                 }
-                other => match IGNORED_FLOW_KEYS.iter().find(|(k, _)| *k == other) {
-                    Some((_, why)) => ignored.push(Ignored {
-                        place: place.to_owned(),
-                        key: other.to_owned(),
-                        why,
-                    }),
-                    None => {
-                        return Err(ConfigError::UnknownKey {
-                            place: place.to_owned(),
-                            key: other.to_owned(),
-                        });
-                    }
-                },
+                other => ignore(IGNORED_FLOW_KEYS, place, other, ignored)?,
             }
         }
         flow.file_pattern =
